@@ -1,0 +1,41 @@
+# Threads Console. `make demo` and `make test` are all a newcomer needs (Python 3.11+).
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PYTHON ?= python3
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test lint format run bench conformance clean
+
+$(STAMP): requirements.txt requirements-dev.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements-dev.txt
+	touch $(STAMP)
+
+## Demo: SQLite + the built-in emulator + seeded users, on http://127.0.0.1:8000
+demo: $(STAMP)
+	DJANGO_DEBUG=1 $(PY) manage.py demo
+
+## Lint, then the whole suite (browser tests included)
+test: $(STAMP) lint
+	$(PY) -m pytest
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: $(STAMP)
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+## Production-style serving: settings from the environment (see README)
+run: $(STAMP)
+	$(PY) manage.py collectstatic --noinput
+	$(PY) manage.py migrate --noinput
+	$(VENV)/bin/gunicorn dashboard.wsgi --bind $${BIND:-127.0.0.1:8000} --workers $${WORKERS:-2}
+
+bench: $(STAMP)
+	for script in bench/*.py; do $(PY) $$script || exit 1; done
+
+clean:
+	rm -rf $(VENV) staticfiles test-artifacts

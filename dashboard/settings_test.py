@@ -1,0 +1,27 @@
+"""Settings for the test suite: production settings with fixed test secrets and plain HTTP."""
+
+import os
+
+os.environ.setdefault("DJANGO_DEBUG", "0")
+os.environ.setdefault(
+    "DJANGO_SECRET_KEY", "test-only-secret-key-0123456789-abcdefghijklmnopqrstuvwxyz-ABCDEF"
+)
+os.environ.setdefault(
+    "CREDENTIAL_ENCRYPTION_KEYS",
+    "dGVzdC1vbmx5LWZlcm5ldC1rZXktbnVtYmVyLW9uZS0=,dGVzdC1vbmx5LWZlcm5ldC1rZXktbnVtYmVyLXR3by0=",
+)
+os.environ.setdefault("AUDIT_HMAC_KEY", "test-only-audit-hmac-key")
+
+from dashboard.settings import *  # noqa: E402,F403
+
+# The live server and the test client speak plain HTTP.
+SECURE_SSL_REDIRECT = False
+SESSION_COOKIE_SECURE = False
+CSRF_COOKIE_SECURE = False
+SECURE_HSTS_SECONDS = 0
+# Fast password hashing: the suite creates many users.
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+}

@@ -1,0 +1,91 @@
+// Threads Console: the little behaviour the pages need (CSP: no inline script anywhere).
+"use strict";
+
+function showToast(message, tags) {
+  const box = document.getElementById("toasts");
+  if (!box) return;
+  const toast = document.createElement("div");
+  toast.className = "toast " + (tags || "");
+  toast.textContent = message;
+  box.appendChild(toast);
+  setTimeout(() => toast.remove(), 6000);
+}
+
+// Django messages sent to htmx requests through HX-Trigger: {"messages": [...]}.
+document.body.addEventListener("messages", (event) => {
+  for (const m of event.detail.value || []) showToast(m.message, m.tags);
+});
+
+// An upstream or server failure on an htmx request still tells the user something.
+document.body.addEventListener("htmx:responseError", (event) => {
+  showToast("The request failed (" + event.detail.xhr.status + "). Please try again.", "error");
+});
+document.body.addEventListener("htmx:sendError", () => {
+  showToast("The server could not be reached. Check your connection and try again.", "error");
+});
+
+const relativeFormat = new Intl.RelativeTimeFormat(undefined, { numeric: "auto" });
+const UNITS = [["year", 31536000], ["month", 2592000], ["week", 604800], ["day", 86400],
+  ["hour", 3600], ["minute", 60], ["second", 1]];
+
+function relativeTime(date) {
+  const seconds = (date.getTime() - Date.now()) / 1000;
+  for (const [unit, size] of UNITS) {
+    if (Math.abs(seconds) >= size || unit === "second") {
+      return relativeFormat.format(Math.round(seconds / size), unit);
+    }
+  }
+}
+
+// <time datetime="…" data-relative>: relative text, exact time on hover (title).
+function enhance(root) {
+  for (const el of root.querySelectorAll("time[data-relative]")) {
+    const date = new Date(el.getAttribute("datetime"));
+    if (isNaN(date)) continue;
+    el.title = date.toLocaleString();
+    el.textContent = relativeTime(date);
+  }
+}
+
+document.addEventListener("DOMContentLoaded", () => enhance(document));
+document.body.addEventListener("htmx:afterSettle", (event) => enhance(event.target));
+
+document.addEventListener("click", async (event) => {
+  // Copy buttons: <button type="button" class="copy" data-copy="text">.
+  const copy = event.target.closest("[data-copy]");
+  if (copy) {
+    try {
+      await navigator.clipboard.writeText(copy.dataset.copy);
+      showToast("Copied " + copy.dataset.copy, "success");
+    } catch {
+      showToast("Copying is not allowed here; select the text instead.", "error");
+    }
+    return;
+  }
+  // Repeating form rows: <button data-add-row="template-id" data-into="container-id">.
+  const add = event.target.closest("[data-add-row]");
+  if (add) {
+    const template = document.getElementById(add.dataset.addRow);
+    const container = document.getElementById(add.dataset.into);
+    const row = template.content.firstElementChild.cloneNode(true);
+    container.appendChild(row);
+    const first = row.querySelector("input, select, textarea");
+    if (first) first.focus();
+    return;
+  }
+  const remove = event.target.closest("[data-remove-row]");
+  if (remove) {
+    remove.closest("[data-row]").remove();
+  }
+});
+
+// Select-all checkboxes: <input type="checkbox" data-select-all="name-of-row-checkboxes">.
+document.addEventListener("change", (event) => {
+  const all = event.target.closest("[data-select-all]");
+  if (all) {
+    for (const box of document.querySelectorAll(`input[name="${all.dataset.selectAll}"]`)) {
+      box.checked = all.checked;
+    }
+  }
+  document.dispatchEvent(new CustomEvent("selectionChanged"));
+});

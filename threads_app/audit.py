@@ -1,0 +1,151 @@
+"""Append to, and verify, the hash-chained audit log.
+
+Each event stores HMAC-SHA256(AUDIT_HMAC_KEY, previous hash + the event's canonical JSON).
+The key lives outside the database, so rewriting a row, or the whole chain, is detectable
+by `manage.py verify_audit`. Appends lock the single `AuditChainHead` row, so concurrent
+requests still produce one unbroken chain; the head also exposes a truncated tail.
+"""
+
+from datetime import UTC
+import hashlib
+import hmac
+import ipaddress
+import json
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from threads_app.models import AuditChainHead, AuditEvent
+
+GENESIS_HASH = "0" * 64
+_HASHED_FIELDS = (
+    "sequence",
+    "actor_id",
+    "actor_username",
+    "action",
+    "outcome",
+    "team_id",
+    "team_name",
+    "owner_id",
+    "api_key_id",
+    "key_hint",
+    "thread_id",
+    "http_status",
+    "request_id",
+    "client_ip",
+    "user_agent",
+    "details",
+    "prev_hash",
+)
+
+
+def canonical_json(event):
+    data = {name: getattr(event, name) for name in _HASHED_FIELDS}
+    data["created_at"] = event.created_at.astimezone(UTC).isoformat()
+    data["snapshot_sha256"] = hashlib.sha256(event.snapshot.encode()).hexdigest()
+    return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def compute_hash(event):
+    message = (event.prev_hash + "\n" + canonical_json(event)).encode()
+    return hmac.new(settings.AUDIT_HMAC_KEY.encode(), message, hashlib.sha256).hexdigest()
+
+
+def client_details(request):
+    """The client IP (REMOTE_ADDR: the proxy in front must set it) and user agent."""
+    if request is None:
+        return None, ""
+    try:
+        ip = str(ipaddress.ip_address(request.META.get("REMOTE_ADDR", "")))
+    except ValueError:
+        ip = None
+    return ip, request.META.get("HTTP_USER_AGENT", "")[:300]
+
+
+def record(
+    *,
+    action,
+    outcome,
+    actor=None,
+    api_key=None,
+    team=None,
+    thread_id="",
+    http_status=None,
+    request_id="",
+    request=None,
+    details=None,
+    snapshot="",
+    durable=False,
+):
+    """Append one event and return it.
+
+    `durable=True` refuses to run inside an outer transaction, so the event is committed
+    when this returns: used for a deletion's intent, which must exist before the upstream
+    DELETE is sent. `team` defaults to the key's team; a personal key's events belong to
+    its owner.
+    """
+    if team is None and api_key is not None:
+        team = api_key.team
+    client_ip, user_agent = client_details(request)
+    event = AuditEvent(
+        created_at=timezone.now(),
+        actor_id=actor.pk if actor else None,
+        actor_username=actor.get_username() if actor else "",
+        action=action,
+        outcome=outcome,
+        team_id=team.pk if team else None,
+        team_name=team.name if team else "",
+        owner_id=api_key.owner_id if api_key is not None and team is None else None,
+        api_key_id=api_key.pk if api_key else None,
+        key_hint=api_key.hint if api_key else "",
+        thread_id=thread_id,
+        http_status=http_status,
+        request_id=request_id or "",
+        client_ip=client_ip,
+        user_agent=user_agent,
+        details=details or {},
+        snapshot=snapshot,
+    )
+    with transaction.atomic(durable=durable):
+        head, _ = AuditChainHead.objects.select_for_update().get_or_create(pk=1)
+        event.sequence = head.sequence + 1
+        event.prev_hash = head.hash or GENESIS_HASH
+        event.hash = compute_hash(event)
+        event.save()
+        head.sequence, head.hash = event.sequence, event.hash
+        head.save(update_fields=["sequence", "hash"])
+    return event
+
+
+@dataclass(frozen=True)
+class Verification:
+    ok: bool
+    count: int
+    bad_sequence: int | None = None
+    reason: str = ""
+
+
+def verify_chain():
+    """Recompute the whole chain; report the first broken link."""
+    expected_sequence, prev_hash, count = 1, GENESIS_HASH, 0
+    for event in AuditEvent.objects.order_by("sequence").iterator(chunk_size=2000):
+        if event.sequence != expected_sequence:
+            return Verification(
+                False, count, expected_sequence, f"event {expected_sequence} is missing (gap)"
+            )
+        if event.prev_hash != prev_hash:
+            return Verification(
+                False, count, event.sequence, "its previous-hash does not match the event before"
+            )
+        if not hmac.compare_digest(event.hash, compute_hash(event)):
+            return Verification(False, count, event.sequence, "its content was changed")
+        expected_sequence, prev_hash, count = expected_sequence + 1, event.hash, count + 1
+    head = AuditChainHead.objects.filter(pk=1).first()
+    head_sequence = head.sequence if head else 0
+    if head_sequence != count or (head and head.hash and head.hash != prev_hash):
+        return Verification(
+            False, count, count + 1, f"the chain head expects {head_sequence} events (truncated)"
+        )
+    return Verification(True, count)

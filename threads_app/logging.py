@@ -1,0 +1,19 @@
+"""Defence in depth: no log line may carry anything shaped like an API key."""
+
+import logging
+import re
+
+SECRET_PATTERN = re.compile(r"(Bearer\s+)?\bsk-[A-Za-z0-9_\-]{6,}")
+
+
+def redact(text):
+    return SECRET_PATTERN.sub("[redacted]", text)
+
+
+class RedactSecretsFilter(logging.Filter):
+    def filter(self, record):
+        message = record.getMessage()
+        cleaned = redact(message)
+        if cleaned != message:
+            record.msg, record.args = cleaned, ()
+        return True

@@ -1,0 +1,56 @@
+"""Make the audit table append-only in the database too: UPDATE and DELETE are rejected."""
+
+from django.db import migrations
+
+TABLE = "threads_app_auditevent"
+
+SQLITE_INSTALL = [
+    f"CREATE TRIGGER audit_no_update BEFORE UPDATE ON {TABLE} "
+    "BEGIN SELECT RAISE(ABORT, 'audit events are append-only'); END;",
+    f"CREATE TRIGGER audit_no_delete BEFORE DELETE ON {TABLE} "
+    "BEGIN SELECT RAISE(ABORT, 'audit events are append-only'); END;",
+]
+SQLITE_REMOVE = ["DROP TRIGGER IF EXISTS audit_no_update;", "DROP TRIGGER IF EXISTS audit_no_delete;"]
+
+POSTGRES_INSTALL = [
+    "CREATE OR REPLACE FUNCTION threads_app_audit_append_only() RETURNS trigger AS $$ "
+    "BEGIN RAISE EXCEPTION 'audit events are append-only'; END; $$ LANGUAGE plpgsql;",
+    f"CREATE TRIGGER audit_append_only BEFORE UPDATE OR DELETE ON {TABLE} "
+    "FOR EACH ROW EXECUTE FUNCTION threads_app_audit_append_only();",
+    f"CREATE TRIGGER audit_no_truncate BEFORE TRUNCATE ON {TABLE} "
+    "FOR EACH STATEMENT EXECUTE FUNCTION threads_app_audit_append_only();",
+]
+POSTGRES_REMOVE = [
+    f"DROP TRIGGER IF EXISTS audit_append_only ON {TABLE};",
+    f"DROP TRIGGER IF EXISTS audit_no_truncate ON {TABLE};",
+    "DROP FUNCTION IF EXISTS threads_app_audit_append_only();",
+]
+
+STATEMENTS = {
+    "sqlite": (SQLITE_INSTALL, SQLITE_REMOVE),
+    "postgresql": (POSTGRES_INSTALL, POSTGRES_REMOVE),
+}
+
+
+def _run(schema_editor, index):
+    install_remove = STATEMENTS.get(schema_editor.connection.vendor)
+    if install_remove is None:
+        raise NotImplementedError(
+            f"No append-only audit trigger for {schema_editor.connection.vendor}."
+        )
+    for statement in install_remove[index]:
+        schema_editor.execute(statement)
+
+
+def install(apps, schema_editor):
+    _run(schema_editor, 0)
+
+
+def remove(apps, schema_editor):
+    _run(schema_editor, 1)
+
+
+class Migration(migrations.Migration):
+    dependencies = [("threads_app", "0001_initial")]
+
+    operations = [migrations.RunPython(install, remove)]

@@ -1,0 +1,284 @@
+"""Data kept by the dashboard: teams, stored API keys, tracked threads and the audit chain.
+
+The upstream API has no list endpoint, so `TrackedThread` is the dashboard's memory of every
+thread it created or was told about. Secrets live only in `ApiKey.secret_encrypted`.
+"""
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+
+
+class Team(models.Model):
+    name = models.CharField(max_length=100, unique=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self):
+        return self.name
+
+
+class Membership(models.Model):
+    class Role(models.TextChoices):
+        OWNER = "owner", "Owner"
+        MEMBER = "member", "Member"
+        VIEWER = "viewer", "Viewer"
+
+    team = models.ForeignKey(Team, on_delete=models.CASCADE, related_name="memberships")
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships"
+    )
+    role = models.CharField(max_length=10, choices=Role.choices, default=Role.MEMBER)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["team", "user"], name="unique_membership"),
+        ]
+
+    def __str__(self):
+        return f"{self.user} in {self.team} ({self.role})"
+
+
+class ApiKey(models.Model):
+    """An upstream API key, owned by exactly one user or exactly one team."""
+
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="api_keys",
+    )
+    team = models.ForeignKey(
+        Team, null=True, blank=True, on_delete=models.PROTECT, related_name="api_keys"
+    )
+    label = models.CharField(max_length=100)
+    secret_encrypted = models.TextField(editable=False)
+    hint = models.CharField(max_length=20, editable=False)
+    # Keyed hash of the secret: finds duplicates without decrypting every row.
+    fingerprint = models.CharField(max_length=64, editable=False)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    rotated_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    last_checked_at = models.DateTimeField(null=True, blank=True)
+    # The upstream's last complaint about this key (never contains the key itself).
+    last_error = models.CharField(max_length=500, blank=True)
+    failing = models.BooleanField(default=False)
+
+    class Meta:
+        ordering = ["label", "id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=(Q(owner__isnull=False, team__isnull=True))
+                | (Q(owner__isnull=True, team__isnull=False)),
+                name="apikey_owned_by_user_xor_team",
+            ),
+            models.UniqueConstraint(
+                fields=["owner", "fingerprint"],
+                condition=Q(revoked_at__isnull=True, owner__isnull=False),
+                name="unique_live_personal_key",
+            ),
+            models.UniqueConstraint(
+                fields=["team", "fingerprint"],
+                condition=Q(revoked_at__isnull=True, team__isnull=False),
+                name="unique_live_team_key",
+            ),
+        ]
+
+    def __str__(self):
+        return f"{self.label} ({self.hint})"
+
+    @property
+    def is_revoked(self):
+        return self.revoked_at is not None
+
+
+class TrackedThread(models.Model):
+    class State(models.TextChoices):
+        ACTIVE = "active", "Active"
+        GONE = "gone", "Gone upstream"
+        DELETED = "deleted", "Deleted"
+
+    thread_id = models.CharField(max_length=100)
+    api_key = models.ForeignKey(ApiKey, on_delete=models.PROTECT, related_name="threads")
+    label = models.CharField(max_length=200, blank=True)
+    tracked_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    tracked_at = models.DateTimeField(auto_now_add=True)
+    upstream_created_at = models.DateTimeField(null=True, blank=True)
+    metadata = models.JSONField(default=dict, blank=True)
+    tool_resources = models.JSONField(default=dict, blank=True)
+    last_checked_at = models.DateTimeField(null=True, blank=True)
+    state = models.CharField(max_length=10, choices=State.choices, default=State.ACTIVE)
+    # Lower-cased thread id, label and metadata values: what the list's search box matches.
+    search_text = models.TextField(blank=True, editable=False)
+
+    class Meta:
+        ordering = ["-id"]
+        constraints = [
+            models.UniqueConstraint(fields=["api_key", "thread_id"], name="unique_thread_per_key"),
+        ]
+        indexes = [
+            models.Index(fields=["api_key", "-id"], name="thread_key_newest"),
+            models.Index(fields=["state", "-id"], name="thread_state_newest"),
+            models.Index(fields=["thread_id"], name="thread_upstream_id"),
+        ]
+
+    def __str__(self):
+        return self.label or self.thread_id
+
+    def save(self, *args, **kwargs):
+        self.search_text = self.build_search_text()
+        if kwargs.get("update_fields") is not None:
+            kwargs["update_fields"] = {*kwargs["update_fields"], "search_text"}
+        super().save(*args, **kwargs)
+
+    def build_search_text(self):
+        values = [self.thread_id, self.label, *(str(v) for v in (self.metadata or {}).values())]
+        return "\n".join(values).lower()
+
+
+class AppendOnlyError(Exception):
+    """Raised on any attempt to change or remove an audit event."""
+
+
+class AppendOnlyQuerySet(models.QuerySet):
+    def update(self, **kwargs):
+        raise AppendOnlyError("Audit events cannot be updated.")
+
+    def delete(self):
+        raise AppendOnlyError("Audit events cannot be deleted.")
+
+    def bulk_update(self, objs, fields, batch_size=None):
+        raise AppendOnlyError("Audit events cannot be updated.")
+
+
+class AuditEvent(models.Model):
+    """One link of the append-only, HMAC-chained audit log.
+
+    Who and what are kept as plain values (no foreign keys), so deleting a user, key or
+    team never rewrites history; `verify_audit` recomputes the chain.
+    """
+
+    class Action(models.TextChoices):
+        THREAD_CREATED = "thread.created", "Thread created"
+        THREAD_IMPORTED = "thread.imported", "Thread imported"
+        THREAD_UPDATED = "thread.updated", "Thread updated"
+        THREAD_UNTRACKED = "thread.untracked", "Thread untracked"
+        THREAD_DELETE_INTENT = "thread.delete_intent", "Thread deletion requested"
+        THREAD_DELETED = "thread.deleted", "Thread deletion outcome"
+        KEY_ADDED = "key.added", "Key added"
+        KEY_ROTATED = "key.rotated", "Key rotated"
+        KEY_REVOKED = "key.revoked", "Key revoked"
+        MEMBER_ADDED = "member.added", "Member added"
+        MEMBER_REMOVED = "member.removed", "Member removed"
+        MEMBER_ROLE_CHANGED = "member.role_changed", "Member role changed"
+        TEAM_CREATED = "team.created", "Team created"
+        TEAM_DELETED = "team.deleted", "Team deleted"
+
+    class Outcome(models.TextChoices):
+        PENDING = "pending", "Pending"
+        SUCCESS = "success", "Success"
+        ALREADY_GONE = "already_gone", "Already gone"
+        REFUSED = "refused", "Refused"
+        FAILED = "failed", "Failed"
+
+    sequence = models.PositiveBigIntegerField(unique=True)
+    created_at = models.DateTimeField()
+    actor_id = models.BigIntegerField(null=True, blank=True)
+    actor_username = models.CharField(max_length=150, blank=True)
+    action = models.CharField(max_length=40, choices=Action.choices)
+    outcome = models.CharField(max_length=20, choices=Outcome.choices)
+    team_id = models.BigIntegerField(null=True, blank=True, db_index=True)
+    team_name = models.CharField(max_length=100, blank=True)
+    # The personal key's owner, for events outside any team (who may see them).
+    owner_id = models.BigIntegerField(null=True, blank=True, db_index=True)
+    api_key_id = models.BigIntegerField(null=True, blank=True)
+    key_hint = models.CharField(max_length=20, blank=True)
+    thread_id = models.CharField(max_length=100, blank=True, db_index=True)
+    http_status = models.PositiveSmallIntegerField(null=True, blank=True)
+    request_id = models.CharField(max_length=100, blank=True)
+    client_ip = models.GenericIPAddressField(null=True, blank=True)
+    user_agent = models.CharField(max_length=300, blank=True)
+    details = models.JSONField(default=dict, blank=True)
+    # A thread's JSON transcript taken just before its deletion (hashed into `details`).
+    snapshot = models.TextField(blank=True)
+    prev_hash = models.CharField(max_length=64)
+    hash = models.CharField(max_length=64, unique=True)
+
+    objects = AppendOnlyQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-sequence"]
+        indexes = [
+            models.Index(fields=["action", "-sequence"], name="audit_action_newest"),
+            models.Index(fields=["created_at"], name="audit_created"),
+        ]
+
+    def __str__(self):
+        return f"#{self.sequence} {self.action} {self.outcome}"
+
+    def save(self, *args, **kwargs):
+        if not self._state.adding:
+            raise AppendOnlyError("Audit events cannot be updated.")
+        kwargs["force_insert"] = True
+        super().save(*args, **kwargs)
+
+    def delete(self, *args, **kwargs):
+        raise AppendOnlyError("Audit events cannot be deleted.")
+
+
+class AuditChainHead(models.Model):
+    """The single row locked while appending, so concurrent appends make one chain."""
+
+    sequence = models.PositiveBigIntegerField(default=0)
+    hash = models.CharField(max_length=64, blank=True)
+
+
+class BulkDeleteJob(models.Model):
+    """A bulk deletion running in the background; its progress lives here, not in memory."""
+
+    class State(models.TextChoices):
+        RUNNING = "running", "Running"
+        FINISHED = "finished", "Finished"
+
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="bulk_delete_jobs"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    state = models.CharField(max_length=10, choices=State.choices, default=State.RUNNING)
+    snapshot_before_delete = models.BooleanField(default=False)
+
+    class Meta:
+        ordering = ["-id"]
+
+
+class BulkDeleteItem(models.Model):
+    class Outcome(models.TextChoices):
+        PENDING = "pending", "Pending"
+        DELETED = "deleted", "Deleted"
+        ALREADY_GONE = "already_gone", "Already gone"
+        REFUSED = "refused", "Refused"
+        FAILED = "failed", "Failed"
+
+    job = models.ForeignKey(BulkDeleteJob, on_delete=models.CASCADE, related_name="items")
+    tracked_thread = models.ForeignKey(
+        TrackedThread, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    thread_id = models.CharField(max_length=100)
+    outcome = models.CharField(max_length=20, choices=Outcome.choices, default=Outcome.PENDING)
+    message = models.CharField(max_length=500, blank=True)
+    request_id = models.CharField(max_length=100, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["id"]

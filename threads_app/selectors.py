@@ -1,0 +1,109 @@
+"""Reads: what a user may see or use. Every object lookup in a view goes through here.
+
+An object outside these querysets is a 404 for that user, on full pages and partials alike.
+"""
+
+from django.core.exceptions import PermissionDenied
+from django.db.models import Q
+from django.shortcuts import get_object_or_404
+
+from threads_app.models import ApiKey, AuditEvent, Membership, Team, TrackedThread
+
+Role = Membership.Role
+WRITER_ROLES = (Role.OWNER, Role.MEMBER)
+
+
+def _team_ids(user, roles=None):
+    memberships = Membership.objects.filter(user=user)
+    if roles is not None:
+        memberships = memberships.filter(role__in=roles)
+    return memberships.values("team_id")
+
+
+def visible_teams(user):
+    if user.is_superuser:
+        return Team.objects.all()
+    return Team.objects.filter(memberships__user=user)
+
+
+def team_role(user, team):
+    """The user's role in the team, or None. Superusers act as owners everywhere."""
+    if user.is_superuser:
+        return Role.OWNER
+    return Membership.objects.filter(user=user, team=team).values_list("role", flat=True).first()
+
+
+def visible_keys(user):
+    """Keys whose label and hint the user may see (never their secrets)."""
+    if user.is_superuser:
+        return ApiKey.objects.all()
+    return ApiKey.objects.filter(Q(owner=user) | Q(team__in=_team_ids(user)))
+
+
+def usable_keys(user):
+    """Live keys the user may call the upstream with: their own, and teams they write in."""
+    keys = ApiKey.objects.filter(revoked_at__isnull=True)
+    if user.is_superuser:
+        return keys
+    return keys.filter(Q(owner=user) | Q(team__in=_team_ids(user, WRITER_ROLES)))
+
+
+def manageable_keys(user):
+    """Keys the user may rotate or revoke: their own, and keys of teams they own."""
+    if user.is_superuser:
+        return ApiKey.objects.all()
+    return ApiKey.objects.filter(Q(owner=user) | Q(team__in=_team_ids(user, [Role.OWNER])))
+
+
+def visible_threads(user):
+    threads = TrackedThread.objects.select_related("api_key", "api_key__team", "tracked_by")
+    if user.is_superuser:
+        return threads
+    return threads.filter(
+        Q(api_key__owner=user) | Q(api_key__team__in=_team_ids(user))
+    )
+
+
+def writable_threads(user):
+    """Threads the user may edit, delete or untrack: those under keys they may use."""
+    return visible_threads(user).filter(api_key__in=usable_keys(user))
+
+
+def visible_audit_events(user):
+    if user.is_superuser:
+        return AuditEvent.objects.all()
+    return AuditEvent.objects.filter(
+        Q(team_id__in=_team_ids(user)) | Q(team_id__isnull=True, owner_id=user.pk)
+    )
+
+
+def get_visible_thread(user, pk):
+    return get_object_or_404(visible_threads(user), pk=pk)
+
+
+def get_writable_thread(user, pk):
+    """404 when the user may not see the thread, 403 when they may only look at it."""
+    thread = get_visible_thread(user, pk)
+    if not usable_keys(user).filter(pk=thread.api_key_id).exists():
+        raise PermissionDenied("You may look at this thread but not change it.")
+    return thread
+
+
+def get_usable_key(user, pk):
+    return get_object_or_404(usable_keys(user), pk=pk)
+
+
+def get_visible_key(user, pk):
+    return get_object_or_404(visible_keys(user), pk=pk)
+
+
+def get_manageable_key(user, pk):
+    """404 when the user may not see the key, 403 when they may see but not manage it."""
+    key = get_visible_key(user, pk)
+    if not manageable_keys(user).filter(pk=key.pk).exists():
+        raise PermissionDenied("Only the key's owner or a team owner can change this key.")
+    return key
+
+
+def get_visible_team(user, pk):
+    return get_object_or_404(visible_teams(user), pk=pk)

@@ -1,0 +1,1 @@
+"""Views: thin, reads through selectors, writes through services."""
