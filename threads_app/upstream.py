@@ -17,7 +17,7 @@ from urllib.parse import quote
 import requests
 from django.conf import settings
 from requests.adapters import HTTPAdapter
-from urllib3.exceptions import InvalidHeader
+from urllib3.exceptions import InvalidHeader, ReadTimeoutError
 from urllib3.util.retry import Retry
 
 logger = logging.getLogger(__name__)
@@ -31,8 +31,21 @@ POOL_MAXSIZE = 16
 RETRY_STATUSES = frozenset({429, 502, 503, 504})
 RETRY_METHODS = frozenset({"GET", "DELETE"})
 MAX_RETRIES = 3
-# Longest wait for one Retry-After: at most MAX_RETRIES * 3 s of sleep per call.
+# Each Retry-After wait is capped, so a call sleeps at most 3 * 3 = 9 s in all
+# (without Retry-After, the backoff sleeps 0, 0.5 and 1 s).
 MAX_RETRY_AFTER = 3
+BACKOFF_FACTOR = 0.25
+
+
+class _BearerAuth(requests.auth.AuthBase):
+    def __init__(self, api_key):
+        self._api_key = api_key
+
+    def __call__(self, request):
+        if not self._api_key.isprintable() or any(c.isspace() for c in self._api_key):
+            raise requests.exceptions.InvalidHeader("The API key cannot be sent in a header.")
+        request.headers["Authorization"] = f"Bearer {self._api_key}"
+        return request
 
 
 # --- Errors -----------------------------------------------------------------
@@ -213,35 +226,27 @@ def _parse_message_page(body, request_id=None):
 
 
 class _Retry(Retry):
-    """urllib3 Retry for GET and DELETE only, with a capped Retry-After.
+    """urllib3's Retry with two changes.
 
-    urllib3 retries connection errors whatever ``allowed_methods`` says, so a
-    POST is stopped here. An unparsable Retry-After falls back to the backoff
-    instead of failing the call.
+    urllib3 retries a failed connection whatever ``allowed_methods`` says, and
+    a read timeout like a dropped connection: here a POST is never retried,
+    and a read timeout is reported at once (the upstream has the request and
+    is slow; asking again would only multiply the wait). An unreadable
+    Retry-After falls back to the backoff instead of failing the call.
     """
 
-    def increment(self, method=None, url=None, *args, **kwargs):
+    def increment(self, method=None, url=None, *args, error=None, **kwargs):
+        if isinstance(error, ReadTimeoutError):
+            raise error
         if method is not None and method.upper() not in self.allowed_methods:
-            return Retry.increment(self.new(total=0), method, url, *args, **kwargs)
-        return super().increment(method, url, *args, **kwargs)
+            return Retry.increment(self.new(total=0), method, url, *args, error=error, **kwargs)
+        return super().increment(method, url, *args, error=error, **kwargs)
 
     def parse_retry_after(self, retry_after):
         try:
             return super().parse_retry_after(retry_after)
         except InvalidHeader:
             return 0
-
-
-def _new_retry():
-    return _Retry(
-        total=MAX_RETRIES,
-        read=False,  # a read timeout or dropped answer is reported, not repeated
-        status_forcelist=RETRY_STATUSES,
-        allowed_methods=RETRY_METHODS,
-        backoff_factor=0.25,
-        retry_after_max=MAX_RETRY_AFTER,
-        raise_on_status=False,
-    )
 
 
 _session = None
@@ -256,7 +261,15 @@ def _get_session():
             if _session is None:
                 session = requests.Session()
                 session.cookies.set_policy(DefaultCookiePolicy(allowed_domains=[]))
-                adapter = HTTPAdapter(pool_maxsize=POOL_MAXSIZE, max_retries=_new_retry())
+                retry = _Retry(
+                    total=MAX_RETRIES,
+                    status_forcelist=RETRY_STATUSES,
+                    allowed_methods=RETRY_METHODS,
+                    backoff_factor=BACKOFF_FACTOR,
+                    retry_after_max=MAX_RETRY_AFTER,
+                    raise_on_status=False,  # the last 429/5xx answer becomes our error
+                )
+                adapter = HTTPAdapter(pool_maxsize=POOL_MAXSIZE, max_retries=retry)
                 session.mount("https://", adapter)
                 session.mount("http://", adapter)
                 _session = session
@@ -369,27 +382,24 @@ class ThreadsClient:
         exception (which holds the prepared request and its headers) is chained.
         """
         started = time.monotonic()
+        response = None
         try:
             response = _get_session().request(
                 method,
                 self.base_url + path,
                 params=params,
                 json=json,
-                headers={
-                    "Authorization": f"Bearer {self._api_key}",
-                    "Content-Type": "application/json",
-                    "OpenAI-Beta": "assistants=v2",
-                },
+                headers={"Content-Type": "application/json", "OpenAI-Beta": "assistants=v2"},
+                # An explicit auth object: requests then never swaps in ~/.netrc credentials.
+                auth=_BearerAuth(self._api_key),
                 timeout=(self.connect_timeout, self.read_timeout),
                 allow_redirects=False,
             )
         except requests.RequestException as exc:
             failure = type(exc).__name__
             message = _failure_message(exc, self.connect_timeout, self.read_timeout)
-        else:
-            failure = None
         elapsed_ms = (time.monotonic() - started) * 1000
-        if failure is not None:
+        if response is None:
             logger.info("%s %s -> %s in %.0f ms", method, path, failure, elapsed_ms)
             raise UpstreamUnavailableError(message)
 
