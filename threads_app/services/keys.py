@@ -1,10 +1,37 @@
-"""Writes for stored API keys, and the one way to get an upstream client for a key."""
+"""Writes for stored API keys, and the one way to get an upstream client for a key.
 
+A new or rotated secret is checked against the upstream before it is stored: a GET for a
+thread that cannot exist answers 404 to a valid key and 401 to a rejected one.
+"""
+
+from django.core.exceptions import PermissionDenied
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from threads_app.crypto import decrypt_secret
-from threads_app.models import ApiKey
-from threads_app.upstream import AuthenticationError, ThreadsClient
+from threads_app import audit, selectors
+from threads_app.crypto import decrypt_secret, encrypt_secret, secret_fingerprint, secret_hint
+from threads_app.models import ApiKey, AuditEvent, Membership, TrackedThread
+from threads_app.upstream import (
+    AuthenticationError,
+    NotFoundError,
+    ThreadsClient,
+    UpstreamError,
+)
+
+# Any id works: the check only needs the upstream's verdict on the key.
+KEY_CHECK_THREAD_ID = "thread_key_check"
+
+
+class KeyChangeRefused(Exception):
+    """A key change that did not happen; the message is safe to show (it never holds the key)."""
+
+
+class KeyRejected(KeyChangeRefused):
+    """The upstream answered 401/403 for the secret."""
+
+
+class KeyUnverified(KeyChangeRefused):
+    """The upstream could not be asked; the caller may choose to save without verifying."""
 
 
 def client_for(api_key):
@@ -23,3 +50,147 @@ def note_key_result(api_key, error=None):
         ApiKey.objects.filter(pk=api_key.pk).update(
             last_used_at=now, last_checked_at=now, failing=False, last_error=""
         )
+
+
+def tracked_thread_count(api_key):
+    """Threads still tracked under the key (a deleted thread no longer counts)."""
+    return api_key.threads.exclude(state=TrackedThread.State.DELETED).count()
+
+
+def verify_secret(secret):
+    """Ask the upstream whether it accepts the secret; raise KeyRejected or KeyUnverified."""
+    try:
+        ThreadsClient(secret).retrieve_thread(KEY_CHECK_THREAD_ID)
+    except NotFoundError:
+        return  # the key was accepted; the thread just does not exist
+    except AuthenticationError as exc:
+        request = f" — request {exc.request_id}" if exc.request_id else ""
+        raise KeyRejected(
+            f"The Threads API rejected this key ({exc.status}){request}. "
+            "Check that you copied the whole key and that it has not been revoked."
+        ) from None
+    except UpstreamError as exc:
+        raise KeyUnverified(
+            f"The Threads API could not be reached to check this key: {exc} "
+            "Try again later, or save it without verifying."
+        ) from None
+
+
+def _refuse_duplicate(fingerprint, *, owner, team, exclude_pk=None):
+    live = ApiKey.objects.filter(fingerprint=fingerprint, revoked_at__isnull=True)
+    live = live.filter(team=team) if team is not None else live.filter(owner=owner)
+    existing = live.exclude(pk=exclude_pk).first()
+    if existing is not None:
+        where = f"team {team.name}" if team is not None else "your personal keys"
+        raise KeyChangeRefused(
+            f"This key is already stored in {where} as “{existing.label}” ({existing.hint})."
+        )
+
+
+def _duplicate_race():
+    return KeyChangeRefused("This key was stored by another request a moment ago.")
+
+
+def _check_manageable(actor, api_key):
+    if not selectors.manageable_keys(actor).filter(pk=api_key.pk).exists():
+        raise PermissionDenied("Only the key's owner or a team owner can change this key.")
+
+
+def add_key(*, actor, label, secret, team=None, verify=True, request=None):
+    """Store a new personal key (team None) or team key; only a team's owners add its keys."""
+    if team is not None and selectors.team_role(actor, team) != Membership.Role.OWNER:
+        raise PermissionDenied("Only the team's owners can add its keys.")
+    owner = None if team is not None else actor
+    fingerprint = secret_fingerprint(secret)
+    _refuse_duplicate(fingerprint, owner=owner, team=team)
+    if verify:
+        verify_secret(secret)
+    try:
+        with transaction.atomic():
+            api_key = ApiKey.objects.create(
+                owner=owner,
+                team=team,
+                label=label,
+                secret_encrypted=encrypt_secret(secret),
+                hint=secret_hint(secret),
+                fingerprint=fingerprint,
+                created_by=actor,
+                last_checked_at=timezone.now() if verify else None,
+            )
+            audit.record(
+                action=AuditEvent.Action.KEY_ADDED,
+                outcome=AuditEvent.Outcome.SUCCESS,
+                actor=actor,
+                api_key=api_key,
+                request=request,
+                details={"verified": verify},
+            )
+    except IntegrityError:
+        raise _duplicate_race() from None
+    return api_key
+
+
+def rotate_key(*, actor, api_key, secret, verify=True, request=None):
+    """Replace the key's secret; its tracked threads stay with it."""
+    _check_manageable(actor, api_key)
+    if api_key.is_revoked:
+        raise KeyChangeRefused(
+            f"“{api_key.label}” is revoked and cannot be rotated. Add a new key instead."
+        )
+    fingerprint = secret_fingerprint(secret)
+    _refuse_duplicate(fingerprint, owner=api_key.owner, team=api_key.team, exclude_pk=api_key.pk)
+    if verify:
+        verify_secret(secret)
+    now = timezone.now()
+    previous_hint = api_key.hint
+    api_key.secret_encrypted = encrypt_secret(secret)
+    api_key.hint = secret_hint(secret)
+    api_key.fingerprint = fingerprint
+    api_key.rotated_at = now
+    api_key.last_checked_at = now if verify else None
+    api_key.failing, api_key.last_error = False, ""
+    try:
+        with transaction.atomic():
+            api_key.save(
+                update_fields=[
+                    "secret_encrypted",
+                    "hint",
+                    "fingerprint",
+                    "rotated_at",
+                    "last_checked_at",
+                    "failing",
+                    "last_error",
+                ]
+            )
+            audit.record(
+                action=AuditEvent.Action.KEY_ROTATED,
+                outcome=AuditEvent.Outcome.SUCCESS,
+                actor=actor,
+                api_key=api_key,
+                request=request,
+                details={"verified": verify, "previous_hint": previous_hint},
+            )
+    except IntegrityError:
+        api_key.refresh_from_db()
+        raise _duplicate_race() from None
+    return api_key
+
+
+def revoke_key(*, actor, api_key, request=None):
+    """Stop using the key; its threads stay listed, read-only. Returns their count."""
+    _check_manageable(actor, api_key)
+    if api_key.is_revoked:
+        raise KeyChangeRefused(f"“{api_key.label}” is already revoked.")
+    threads = tracked_thread_count(api_key)
+    api_key.revoked_at = timezone.now()
+    with transaction.atomic():
+        api_key.save(update_fields=["revoked_at"])
+        audit.record(
+            action=AuditEvent.Action.KEY_REVOKED,
+            outcome=AuditEvent.Outcome.SUCCESS,
+            actor=actor,
+            api_key=api_key,
+            request=request,
+            details={"tracked_threads": threads},
+        )
+    return threads

@@ -1,0 +1,374 @@
+"""Forms, one section per area."""
+
+import re
+from urllib.parse import urlencode
+
+from django import forms
+from django.core.exceptions import ValidationError
+from django.core.validators import RegexValidator
+
+from threads_app import selectors
+from threads_app.models import ApiKey, Membership, Team, TrackedThread
+from threads_app.services.keys import KeyUnverified
+
+# Keys
+
+
+class _SecretForm(forms.Form):
+    """A secret to be checked against the upstream, with the way out when it is unreachable.
+
+    The secret is never rendered back: after any error the user pastes it again.
+    """
+
+    secret = forms.CharField(
+        label="Secret",
+        min_length=12,
+        max_length=500,
+        widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "off"}),
+        validators=[
+            RegexValidator(
+                r"^[\x21-\x7e]+\Z",
+                "An API key is one line of letters, digits and punctuation, without spaces.",
+            )
+        ],
+        help_text="Stored encrypted and never shown again; only its last four characters are.",
+    )
+    save_unverified = forms.BooleanField(label="Save without verifying", required=False)
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("label_suffix", "")
+        super().__init__(*args, **kwargs)
+        # The checkbox is offered once the upstream could not be reached (or was ticked).
+        self.offer_unverified = bool(self.is_bound and self.data.get("save_unverified"))
+
+    def refuse(self, error):
+        """Show why the service refused the change (a KeyChangeRefused)."""
+        self.add_error(None, str(error))
+        if isinstance(error, KeyUnverified):
+            self.offer_unverified = True
+
+
+class KeyCreateForm(_SecretForm):
+    label = forms.CharField(label="Label", max_length=100)
+    team = forms.ModelChoiceField(
+        label="Owner",
+        queryset=Team.objects.none(),
+        required=False,
+        empty_label="Personal (only you)",
+        help_text="Team keys can be added by the team's owners.",
+    )
+
+    field_order = ["label", "secret", "team", "save_unverified"]
+
+    def __init__(self, user, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if user.is_superuser:
+            teams = Team.objects.all()
+        else:
+            teams = Team.objects.filter(
+                memberships__user=user, memberships__role=Membership.Role.OWNER
+            )
+        self.fields["team"].queryset = teams
+
+
+class KeyRotateForm(_SecretForm):
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["secret"].label = "New secret"
+
+
+# Threads
+
+METADATA_MAX_PAIRS = 16
+METADATA_KEY_MAX = 64
+METADATA_VALUE_MAX = 512
+CODE_INTERPRETER_FILES_MAX = 20
+MESSAGES_MAX = 32
+MESSAGE_TEXT_MAX = 32_000
+ID_MAX = 100
+IMPORT_MAX_IDS = 100
+
+
+def _check_id(value, what):
+    """Ids are opaque: only checked to be one token of sane length (`thread_…`, `file-…`)."""
+    if len(value) > ID_MAX:
+        raise ValidationError(f"“{value[:40]}…” is too long for {what} (at most {ID_MAX}).")
+    if any(char.isspace() for char in value):
+        raise ValidationError(f"“{value}” is not {what}: it contains spaces.")
+    return value
+
+
+def split_ids(text, what):
+    """Ids separated by new lines or commas: trimmed, blanks and repeats dropped, in order."""
+    ids = dict.fromkeys(part.strip() for part in re.split(r"[,\n]", text or ""))
+    return [_check_id(value, what) for value in ids if value]
+
+
+class RowFormSet(forms.BaseFormSet):
+    """Rows added and removed in the browser (app.js `data-add-row` with `data-formset`).
+
+    A removed row leaves a gap in the numbering, and a row left blank means nothing: only
+    the filled rows count, and they are numbered 1, 2, … in messages ("pair 2").
+    """
+
+    def filled_forms(self):
+        return [form for form in self.forms if not form.is_blank()]
+
+    def rows(self):
+        """The rows to show: the filled ones, or one blank row to start with."""
+        return self.filled_forms() or self.forms[:1]
+
+
+class MetadataRowForm(forms.Form):
+    key = forms.CharField(
+        label="Key",
+        max_length=METADATA_KEY_MAX,
+        required=False,
+        error_messages={
+            "max_length": "Keys are at most %(limit_value)d characters (this one has "
+            "%(show_value)d)."
+        },
+    )
+    value = forms.CharField(
+        label="Value",
+        max_length=METADATA_VALUE_MAX,
+        required=False,
+        strip=False,
+        error_messages={
+            "max_length": "Values are at most %(limit_value)d characters (this one has "
+            "%(show_value)d)."
+        },
+    )
+
+    def is_blank(self):
+        return not (self["key"].value() or self["value"].value())
+
+    def clean(self):
+        cleaned = super().clean()
+        if cleaned.get("value") and not cleaned.get("key") and "key" not in self.errors:
+            self.add_error("key", "A value needs a key.")
+        return cleaned
+
+
+class BaseMetadataFormSet(RowFormSet):
+    def clean(self):
+        filled = self.filled_forms()
+        if len(filled) > METADATA_MAX_PAIRS:
+            raise ValidationError(
+                f"At most {METADATA_MAX_PAIRS} metadata pairs are allowed; there are "
+                f"{len(filled)}. Remove {len(filled) - METADATA_MAX_PAIRS}."
+            )
+        seen = {}
+        for number, form in enumerate(filled, 1):
+            key = form.cleaned_data.get("key")
+            if key in seen:
+                form.add_error("key", f"The key “{key}” is already used in pair {seen[key]}.")
+            elif key:
+                seen[key] = number
+
+    def metadata(self):
+        return {
+            form.cleaned_data["key"]: form.cleaned_data["value"] for form in self.filled_forms()
+        }
+
+
+MetadataFormSet = forms.formset_factory(
+    MetadataRowForm, formset=BaseMetadataFormSet, extra=1, max_num=1000
+)
+
+
+class MessageRowForm(forms.Form):
+    role = forms.ChoiceField(
+        label="Role", choices=[("user", "User"), ("assistant", "Assistant")], initial="user"
+    )
+    text = forms.CharField(
+        label="Text",
+        required=False,
+        max_length=MESSAGE_TEXT_MAX,
+        widget=forms.Textarea(attrs={"rows": 3}),
+    )
+    file_ids = forms.CharField(
+        label="Attachment file ids",
+        required=False,
+        help_text="Optional, comma-separated.",
+    )
+    tool = forms.ChoiceField(
+        label="Attach for",
+        choices=[("code_interpreter", "Code interpreter"), ("file_search", "File search")],
+        initial="code_interpreter",
+    )
+
+    def is_blank(self):
+        return not (self["text"].value() or self["file_ids"].value())
+
+    def clean_file_ids(self):
+        return split_ids(self.cleaned_data["file_ids"], "a file id")
+
+    def clean(self):
+        cleaned = super().clean()
+        if not self.is_blank() and not cleaned.get("text") and "text" not in self.errors:
+            self.add_error("text", "A message needs text (or remove the row).")
+        return cleaned
+
+    def message(self):
+        """The message as the API takes it."""
+        data = self.cleaned_data
+        message = {"role": data["role"], "content": data["text"]}
+        if data["file_ids"]:
+            message["attachments"] = [
+                {"file_id": file_id, "tools": [{"type": data["tool"]}]}
+                for file_id in data["file_ids"]
+            ]
+        return message
+
+
+class BaseMessageFormSet(RowFormSet):
+    def clean(self):
+        if len(self.filled_forms()) > MESSAGES_MAX:
+            raise ValidationError(f"At most {MESSAGES_MAX} initial messages can be sent.")
+
+    def messages(self):
+        return [form.message() for form in self.filled_forms()]
+
+
+MessageFormSet = forms.formset_factory(
+    MessageRowForm, formset=BaseMessageFormSet, extra=1, max_num=1000
+)
+
+
+class ToolResourcesForm(forms.Form):
+    code_interpreter_file_ids = forms.CharField(
+        label="Code interpreter file ids",
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 3}),
+        help_text=f"At most {CODE_INTERPRETER_FILES_MAX}, one per line or comma-separated.",
+    )
+    vector_store_id = forms.CharField(
+        label="File search vector store id", required=False, max_length=ID_MAX
+    )
+
+    def clean_code_interpreter_file_ids(self):
+        ids = split_ids(self.cleaned_data["code_interpreter_file_ids"], "a file id")
+        if len(ids) > CODE_INTERPRETER_FILES_MAX:
+            raise ValidationError(
+                f"At most {CODE_INTERPRETER_FILES_MAX} file ids are allowed; there are {len(ids)}."
+            )
+        return ids
+
+    def clean_vector_store_id(self):
+        return _check_id(self.cleaned_data["vector_store_id"].strip(), "a vector store id")
+
+    def tool_resources(self, *, keep_empty=False):
+        """tool_resources as the API takes it; `keep_empty` sends empty lists (to clear them)."""
+        data = self.cleaned_data
+        vector_stores = [data["vector_store_id"]] if data["vector_store_id"] else []
+        sections = {
+            "code_interpreter": {"file_ids": data["code_interpreter_file_ids"]},
+            "file_search": {"vector_store_ids": vector_stores},
+        }
+        return {name: ids for name, ids in sections.items() if keep_empty or any(ids.values())}
+
+    @staticmethod
+    def initial_from(tool_resources):
+        """Form initial values from a thread's tool_resources."""
+        code_interpreter = tool_resources.get("code_interpreter") or {}
+        file_search = tool_resources.get("file_search") or {}
+        return {
+            "code_interpreter_file_ids": "\n".join(code_interpreter.get("file_ids") or []),
+            "vector_store_id": next(iter(file_search.get("vector_store_ids") or []), ""),
+        }
+
+
+class ThreadCreateForm(ToolResourcesForm):
+    label = forms.CharField(
+        label="Label", max_length=200, required=False, help_text="Only shown in this dashboard."
+    )
+    api_key = forms.ModelChoiceField(label="Key", queryset=ApiKey.objects.none())
+
+    field_order = ["label", "api_key"]
+
+    def __init__(self, user, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["api_key"].queryset = selectors.usable_keys(user)
+
+
+class ThreadImportForm(forms.Form):
+    api_key = forms.ModelChoiceField(label="Key", queryset=ApiKey.objects.none())
+    thread_ids = forms.CharField(
+        label="Thread ids",
+        widget=forms.Textarea(attrs={"rows": 8}),
+        help_text=f"One per line, at most {IMPORT_MAX_IDS}.",
+        error_messages={"required": "Paste at least one thread id."},
+    )
+
+    def __init__(self, user, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["api_key"].queryset = selectors.usable_keys(user)
+
+    def clean_thread_ids(self):
+        ids, errors = {}, []
+        for number, line in enumerate(self.cleaned_data["thread_ids"].splitlines(), 1):
+            if line.strip():
+                try:
+                    ids[_check_id(line.strip(), "a thread id")] = None
+                except ValidationError as exc:
+                    errors.append(f"Line {number}: {exc.messages[0]}")
+        if errors:
+            raise ValidationError(errors)
+        if len(ids) > IMPORT_MAX_IDS:
+            raise ValidationError(
+                f"At most {IMPORT_MAX_IDS} ids per import; there are {len(ids)}. "
+                "Split them into several imports."
+            )
+        return list(ids)
+
+
+class ThreadFilterForm(forms.Form):
+    """The list's search, filters and page cursor (GET). Invalid values are ignored."""
+
+    ALL_STATES = "all"
+
+    q = forms.CharField(label="Search", required=False, max_length=200)
+    key = forms.TypedChoiceField(label="Key", required=False, coerce=int, empty_value=None)
+    state = forms.ChoiceField(
+        label="State",
+        required=False,
+        choices=[
+            ("", "Active and gone"),
+            *TrackedThread.State.choices,
+            (ALL_STATES, "All, deleted included"),
+        ],
+    )
+    before = forms.IntegerField(required=False, min_value=1)
+    after = forms.IntegerField(required=False, min_value=1)
+
+    def __init__(self, keys, *args, **kwargs):
+        """`keys`: the keys the user may see, already fetched (no query here)."""
+        super().__init__(*args, **kwargs)
+        self.fields["key"].choices = [
+            ("", "All keys"),
+            *((key.pk, f"{key} (revoked)" if key.is_revoked else str(key)) for key in keys),
+        ]
+        self.is_valid()  # fills cleaned_data with the valid values
+
+    def filter(self, threads):
+        data = self.cleaned_data
+        if data.get("q"):
+            threads = threads.filter(search_text__icontains=data["q"].lower())
+        if data.get("key"):
+            threads = threads.filter(api_key_id=data["key"])
+        state = data.get("state")
+        if not state:
+            threads = threads.exclude(state=TrackedThread.State.DELETED)
+        elif state != self.ALL_STATES:
+            threads = threads.filter(state=state)
+        return threads
+
+    @property
+    def is_filtered(self):
+        return any(self.cleaned_data.get(name) for name in ("q", "key", "state"))
+
+    def query_string(self, **cursor):
+        """The search and filters, plus the given cursor, as a query string."""
+        data = {name: self.cleaned_data.get(name) for name in ("q", "key", "state")}
+        return urlencode({name: value for name, value in {**data, **cursor}.items() if value})
