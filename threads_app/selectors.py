@@ -4,7 +4,7 @@ An object outside these querysets is a 404 for that user, on full pages and part
 """
 
 from django.core.exceptions import PermissionDenied
-from django.db.models import Q
+from django.db.models import Count, OuterRef, Q, Subquery
 from django.shortcuts import get_object_or_404
 
 from threads_app.models import ApiKey, AuditEvent, Membership, Team, TrackedThread
@@ -59,9 +59,7 @@ def visible_threads(user):
     threads = TrackedThread.objects.select_related("api_key", "api_key__team", "tracked_by")
     if user.is_superuser:
         return threads
-    return threads.filter(
-        Q(api_key__owner=user) | Q(api_key__team__in=_team_ids(user))
-    )
+    return threads.filter(Q(api_key__owner=user) | Q(api_key__team__in=_team_ids(user)))
 
 
 def writable_threads(user):
@@ -107,3 +105,58 @@ def get_manageable_key(user, pk):
 
 def get_visible_team(user, pk):
     return get_object_or_404(visible_teams(user), pk=pk)
+
+
+# --- Teams: overview, members, keys, and who may manage them -----------------------------
+
+
+def is_team_owner(user, team):
+    return team_role(user, team) == Role.OWNER
+
+
+def teams_overview(user):
+    """The user's teams with their own role (None for a superuser outside the team), member
+    count and live key count."""
+    my_role = Membership.objects.filter(team=OuterRef("pk"), user=user).values("role")[:1]
+    # Re-filtered by pk: counting over visible_teams' own membership join would count 1.
+    return Team.objects.filter(pk__in=visible_teams(user).values("pk")).annotate(
+        my_role=Subquery(my_role),
+        member_count=Count("memberships", distinct=True),
+        live_key_count=Count(
+            "api_keys", filter=Q(api_keys__revoked_at__isnull=True), distinct=True
+        ),
+    )
+
+
+def team_members(team):
+    return team.memberships.select_related("user").order_by("user__username")
+
+
+def team_keys(user, team):
+    """The team's keys as the user may see them (label, hint, use; never the secret)."""
+    return visible_keys(user).filter(team=team).annotate(thread_count=Count("threads"))
+
+
+def get_manageable_team(user, pk):
+    """404 when the user is not in the team, 403 when they are but not as an owner."""
+    team = get_visible_team(user, pk)
+    if not is_team_owner(user, team):
+        raise PermissionDenied("Only the team's owners can do this.")
+    return team
+
+
+def may_remove_member(user, membership):
+    """Owners remove anyone; everyone may remove themself (leave)."""
+    return membership.user_id == user.pk or is_team_owner(user, membership.team)
+
+
+def get_team_membership(team, membership_pk):
+    return get_object_or_404(team_members(team), pk=membership_pk)
+
+
+def get_removable_membership(user, team, membership_pk):
+    """404 outside the (already visible) team, 403 for someone else's membership."""
+    membership = get_team_membership(team, membership_pk)
+    if not may_remove_member(user, membership):
+        raise PermissionDenied("Only the team's owners can remove other members.")
+    return membership

@@ -1,0 +1,648 @@
+"""Teams: pages, membership management, the last-owner rule, team deletion and its audit."""
+
+import json
+
+import pytest
+from django.contrib.messages import get_messages
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.test import Client
+from django.urls import reverse
+from django.utils import timezone
+
+from tests.conftest import TEST_KEY
+from threads_app import audit, selectors
+from threads_app.models import ApiKey, AuditEvent, Membership, Team, TrackedThread
+from threads_app.services import teams as team_services
+
+pytestmark = pytest.mark.django_db
+
+HX = {"HTTP_HX_REQUEST": "true"}
+OWNER, MEMBER, VIEWER = Membership.Role.OWNER, Membership.Role.MEMBER, Membership.Role.VIEWER
+
+
+@pytest.fixture
+def carol(make_user):
+    return make_user("carol")
+
+
+@pytest.fixture
+def dave(make_user):
+    return make_user("dave")
+
+
+@pytest.fixture
+def team(make_team, user, carol, dave):
+    """Blue: alice owns it, carol is a member, dave a viewer; bob (other_user) is outside."""
+    return make_team("Blue", {user: OWNER, carol: MEMBER, dave: VIEWER})
+
+
+def membership(team, member):
+    return Membership.objects.get(team=team, user=member)
+
+
+def url(name, *args):
+    return reverse(f"threads_app:{name}", args=args)
+
+
+def as_user(client, user):
+    client.force_login(user)
+    return client
+
+
+def flashed(response):
+    return [str(m) for m in get_messages(response.wsgi_request)]
+
+
+def toasts(response):
+    return [t["message"] for t in json.loads(response["HX-Trigger"])["messages"]]
+
+
+def events(action):
+    return list(AuditEvent.objects.filter(action=action).order_by("sequence"))
+
+
+def roles(team):
+    return dict(team.memberships.values_list("user__username", "role"))
+
+
+# --- my teams and creating one ------------------------------------------------------------
+
+
+def test_team_list_shows_my_teams_with_role_member_and_live_key_counts(
+    user_client, user, team, make_team, make_key, other_user
+):
+    make_team("Red", {user: VIEWER, other_user: OWNER})
+    make_team("Green", {other_user: OWNER})
+    make_key(team=team, label="live one")
+    revoked = make_key(team=team, label="old one", secret="sk-test-revoked-000000000000")
+    ApiKey.objects.filter(pk=revoked.pk).update(revoked_at=timezone.now())
+
+    response = user_client.get(url("team_list"))
+
+    assert response.status_code == 200
+    assert response.context["nav"] == "teams"
+    rows = {
+        t.name: (t.my_role, t.member_count, t.live_key_count) for t in response.context["teams"]
+    }
+    assert rows == {"Blue": (OWNER, 3, 1), "Red": (VIEWER, 2, 0)}
+    assert b"<html" in response.content
+    assert b"Green" not in response.content
+    assert url("team_create").encode() in response.content
+
+
+def test_team_list_htmx_gets_the_rows_partial(user_client, team):
+    response = user_client.get(url("team_list"), **HX)
+
+    assert response.status_code == 200
+    assert b"<html" not in response.content
+    assert b'id="teams"' in response.content
+    assert url("team_detail", team.pk).encode() in response.content
+
+
+def test_team_list_without_teams_says_how_to_get_one(user_client):
+    response = user_client.get(url("team_list"))
+
+    assert b"You are not in any team yet" in response.content
+
+
+def test_create_team_page_and_the_creator_becomes_owner(user_client, user):
+    assert user_client.get(url("team_create")).status_code == 200
+
+    response = user_client.post(url("team_create"), {"name": "  Platform  "})
+
+    team = Team.objects.get(name="Platform")
+    assert response.status_code == 302
+    assert response["Location"] == url("team_detail", team.pk)
+    assert roles(team) == {"alice": OWNER}
+    [event] = events(AuditEvent.Action.TEAM_CREATED)
+    assert (event.team_id, event.team_name, event.actor_id) == (team.pk, "Platform", user.pk)
+    assert event.outcome == AuditEvent.Outcome.SUCCESS
+    assert event.details == {"name": "Platform"}
+
+
+def test_create_team_on_the_htmx_path_navigates_to_the_new_team(user_client):
+    response = user_client.post(url("team_create"), {"name": "Platform"}, **HX)
+
+    assert response.status_code == 200
+    assert response["HX-Redirect"] == url("team_detail", Team.objects.get(name="Platform").pk)
+
+
+@pytest.mark.parametrize("headers", [{}, HX], ids=["full", "htmx"])
+def test_create_team_with_a_taken_name_is_refused_and_keeps_the_input(user_client, team, headers):
+    response = user_client.post(url("team_create"), {"name": "BLUE"}, **headers)
+
+    assert response.status_code == 200
+    assert "A team named “Blue” already exists." in response.content.decode()
+    assert b'value="BLUE"' in response.content
+    assert (b"<html" in response.content) == (not headers)
+    assert Team.objects.count() == 1
+    assert not events(AuditEvent.Action.TEAM_CREATED)
+
+
+def test_create_team_needs_a_name(user_client):
+    response = user_client.post(url("team_create"), {"name": "   "})
+
+    assert response.status_code == 200
+    assert b"This field is required." in response.content
+    assert not Team.objects.exists()
+
+
+# --- the team page ------------------------------------------------------------------------
+
+
+def test_team_page_shows_members_and_keys_but_never_a_secret(client, team, dave, make_key, carol):
+    key = make_key(team=team, label="shared prod")
+    TrackedThread.objects.create(thread_id="thread_one", api_key=key)
+    TrackedThread.objects.create(thread_id="thread_two", api_key=key)
+
+    response = as_user(client, dave).get(url("team_detail", team.pk))
+
+    page = response.content.decode()
+    assert response.status_code == 200
+    for text in ("alice", "carol@example.test", "dave", "Owner", "Viewer", "shared prod"):
+        assert text in page
+    assert key.hint in page
+    assert [k.thread_count for k in response.context["keys"]] == [2]
+    assert TEST_KEY not in page
+    assert key.secret_encrypted not in page
+    assert url("key_list") in page
+    # A viewer sees no management controls.
+    assert "Add a member" not in page
+    assert url("team_member_role", team.pk, membership(team, carol).pk) not in page
+    assert url("team_delete", team.pk) not in page
+    assert url("team_member_remove", team.pk, membership(team, carol).pk) not in page
+    # …but may leave.
+    assert url("team_member_remove", team.pk, membership(team, dave).pk) in page
+
+
+def test_owner_sees_management_controls(user_client, team, carol):
+    page = user_client.get(url("team_detail", team.pk)).content.decode()
+
+    assert "Add a member" in page
+    assert url("team_member_add", team.pk) in page
+    assert url("team_member_role", team.pk, membership(team, carol).pk) in page
+    assert url("team_member_remove", team.pk, membership(team, carol).pk) in page
+    assert "hx-confirm=" in page
+    assert url("team_delete", team.pk) in page
+
+
+def test_team_page_htmx_gets_the_members_partial(user_client, team, make_key):
+    make_key(team=team, label="shared prod")
+
+    response = user_client.get(url("team_detail", team.pk), **HX)
+
+    assert response.status_code == 200
+    assert response.content.lstrip().startswith(b'<section id="members"')
+    assert b"<html" not in response.content
+    assert b"carol" in response.content
+    assert b"shared prod" not in response.content
+
+
+# --- who gets what: 404 outside the team, 403 inside without the role ----------------------
+
+ROUTES = {  # url name -> (allowed methods, needs a membership pk)
+    "team_detail": ({"GET"}, False),
+    "team_delete": ({"GET", "POST"}, False),
+    "team_member_add": ({"POST"}, False),
+    "team_member_role": ({"POST"}, True),
+    "team_member_remove": ({"GET", "POST"}, True),
+}
+CELLS = [
+    (name, method, headers) for name in ROUTES for method in ("GET", "POST") for headers in ({}, HX)
+]
+
+
+def route_url(name, team, target):
+    return url(name, team.pk, target.pk) if ROUTES[name][1] else url(name, team.pk)
+
+
+def send(client, method, path, headers):
+    data = {"identifier": "bob", "role": OWNER}
+    if method == "GET":
+        return client.get(path, **headers)
+    return client.post(path, data, **headers)
+
+
+@pytest.mark.parametrize(("name", "method", "headers"), CELLS)
+def test_outsiders_get_404_for_every_team_url(
+    client, team, other_user, carol, name, method, headers
+):
+    allowed = method in ROUTES[name][0]
+    path = route_url(name, team, membership(team, carol))
+
+    response = send(as_user(client, other_user), method, path, headers)
+
+    # Methods a URL never accepts are 405 for everyone: it says nothing about the team.
+    assert response.status_code == (404 if allowed else 405)
+    assert roles(team) == {"alice": OWNER, "carol": MEMBER, "dave": VIEWER}
+    assert Team.objects.filter(pk=team.pk).exists()
+
+
+@pytest.mark.parametrize("name", list(ROUTES))
+def test_anonymous_visitors_are_sent_to_log_in(client, team, carol, name):
+    response = client.get(route_url(name, team, membership(team, carol)))
+
+    assert response.status_code == 302
+    assert response["Location"].startswith(reverse("login"))
+
+
+def test_a_team_that_does_not_exist_is_404(user_client):
+    assert user_client.get(url("team_detail", 999_999)).status_code == 404
+
+
+def test_a_membership_of_another_team_is_404_even_for_an_owner(
+    user_client, team, make_team, other_user, make_user
+):
+    red = make_team("Red", {other_user: OWNER, make_user("erin"): MEMBER})
+    foreign = Membership.objects.get(team=red, user__username="erin")
+
+    role = user_client.post(url("team_member_role", team.pk, foreign.pk), {"role": OWNER})
+    remove = user_client.post(url("team_member_remove", team.pk, foreign.pk))
+
+    assert (role.status_code, remove.status_code) == (404, 404)
+    assert roles(red) == {"bob": OWNER, "erin": MEMBER}
+
+
+@pytest.mark.parametrize("role", [MEMBER, VIEWER])
+@pytest.mark.parametrize("headers", [{}, HX], ids=["full", "htmx"])
+@pytest.mark.parametrize(
+    ("name", "method"),
+    [
+        ("team_member_add", "POST"),
+        ("team_member_role", "POST"),
+        ("team_member_remove", "GET"),
+        ("team_member_remove", "POST"),
+        ("team_delete", "GET"),
+        ("team_delete", "POST"),
+    ],
+)
+def test_members_and_viewers_may_not_manage_the_team(
+    client, make_team, user, carol, dave, other_user, role, headers, name, method
+):
+    team = make_team("Blue", {user: OWNER, carol: role, dave: VIEWER})
+    path = route_url(name, team, membership(team, dave))
+
+    response = send(as_user(client, carol), method, path, headers)
+
+    assert response.status_code == 403
+    assert roles(team) == {"alice": OWNER, "carol": role, "dave": VIEWER}
+    assert Team.objects.filter(pk=team.pk).exists()
+    assert not AuditEvent.objects.exists()
+
+
+def test_services_enforce_the_owner_rule_on_their_own(team, carol, dave, other_user):
+    with pytest.raises(PermissionDenied):
+        team_services.add_member(carol, team, "bob", VIEWER)
+    with pytest.raises(PermissionDenied):
+        team_services.change_role(carol, membership(team, dave), OWNER)
+    with pytest.raises(PermissionDenied):
+        team_services.remove_member(carol, membership(team, dave))
+    with pytest.raises(PermissionDenied):
+        team_services.delete_team(carol, team)
+    assert roles(team) == {"alice": OWNER, "carol": MEMBER, "dave": VIEWER}
+
+
+# --- owners manage members ----------------------------------------------------------------
+
+
+def test_owner_adds_a_member_by_username(user_client, user, team, other_user):
+    response = user_client.post(
+        url("team_member_add", team.pk), {"identifier": "bob", "role": VIEWER}
+    )
+
+    assert response.status_code == 302
+    assert response["Location"] == url("team_detail", team.pk)
+    assert flashed(response) == ["bob added to Blue as viewer."]
+    assert roles(team)["bob"] == VIEWER
+    [event] = events(AuditEvent.Action.MEMBER_ADDED)
+    assert (event.team_id, event.actor_id) == (team.pk, user.pk)
+    assert event.details == {"username": "bob", "role": VIEWER}
+
+
+def test_owner_adds_a_member_by_email_on_the_htmx_path(user_client, team, other_user):
+    response = user_client.post(
+        url("team_member_add", team.pk), {"identifier": "BOB@example.test", "role": MEMBER}, **HX
+    )
+
+    assert response.status_code == 200
+    assert response.content.lstrip().startswith(b'<section id="members"')
+    assert b"bob@example.test" in response.content
+    assert toasts(response) == ["bob added to Blue as member."]
+    assert roles(team)["bob"] == MEMBER
+
+
+@pytest.mark.parametrize("headers", [{}, HX], ids=["full", "htmx"])
+@pytest.mark.parametrize(
+    ("identifier", "error"),
+    [
+        ("nobody", "No user has the username or email “nobody”."),
+        ("nobody@example.test", "No user has the username or email “nobody@example.test”."),
+        ("carol", "carol is already a member of Blue (as member)."),
+        ("dave@example.test", "dave is already a member of Blue (as viewer)."),
+    ],
+)
+def test_adding_an_unknown_user_or_an_existing_member_is_refused(
+    user_client, team, headers, identifier, error
+):
+    response = user_client.post(
+        url("team_member_add", team.pk), {"identifier": identifier, "role": OWNER}, **headers
+    )
+
+    assert response.status_code == 200
+    assert error in response.content.decode()
+    assert f'value="{identifier}"'.encode() in response.content
+    assert (b"<html" in response.content) == (not headers)
+    assert roles(team) == {"alice": OWNER, "carol": MEMBER, "dave": VIEWER}
+    assert not events(AuditEvent.Action.MEMBER_ADDED)
+
+
+def test_adding_by_an_email_several_users_share_asks_for_the_username(
+    user_client, team, make_user, django_user_model
+):
+    make_user("twin1"), make_user("twin2")
+    django_user_model.objects.filter(username__startswith="twin").update(email="twins@example.test")
+
+    response = user_client.post(
+        url("team_member_add", team.pk), {"identifier": "twins@example.test", "role": MEMBER}
+    )
+
+    assert "Several users have this email address; add them by username." in (
+        response.content.decode()
+    )
+    assert "twin1" not in roles(team)
+
+
+def test_adding_with_an_invalid_role_is_refused(user_client, user, team, other_user):
+    response = user_client.post(
+        url("team_member_add", team.pk), {"identifier": "bob", "role": "admin"}
+    )
+
+    assert response.status_code == 200
+    assert b"Select a valid choice." in response.content
+    assert "bob" not in roles(team)
+    with pytest.raises(ValidationError):
+        team_services.add_member(user, team, "bob", "admin")
+
+
+@pytest.mark.parametrize("headers", [{}, HX], ids=["full", "htmx"])
+def test_owner_changes_a_role(user_client, user, team, dave, headers):
+    response = user_client.post(
+        url("team_member_role", team.pk, membership(team, dave).pk), {"role": MEMBER}, **headers
+    )
+
+    message = "dave's role in Blue is now member."
+    if headers:
+        assert response.status_code == 200
+        assert response.content.lstrip().startswith(b'<section id="members"')
+        assert toasts(response) == [message]
+    else:
+        assert response.status_code == 302
+        assert response["Location"] == url("team_detail", team.pk)
+        assert flashed(response) == [message]
+    assert roles(team)["dave"] == MEMBER
+    [event] = events(AuditEvent.Action.MEMBER_ROLE_CHANGED)
+    assert (event.team_id, event.actor_id) == (team.pk, user.pk)
+    assert event.details == {"username": "dave", "old_role": VIEWER, "new_role": MEMBER}
+
+
+def test_setting_the_same_role_changes_nothing_and_audits_nothing(user_client, team, dave):
+    response = user_client.post(
+        url("team_member_role", team.pk, membership(team, dave).pk), {"role": VIEWER}
+    )
+
+    assert response.status_code == 302
+    assert flashed(response) == []
+    assert not events(AuditEvent.Action.MEMBER_ROLE_CHANGED)
+
+
+def test_an_invalid_role_is_refused_with_a_message(user_client, team, dave):
+    response = user_client.post(
+        url("team_member_role", team.pk, membership(team, dave).pk), {"role": "god"}, **HX
+    )
+
+    assert toasts(response) == ["Choose a role: owner, member or viewer."]
+    assert roles(team)["dave"] == VIEWER
+
+
+def test_remove_shows_a_confirmation_page_first(user_client, team, carol):
+    path = url("team_member_remove", team.pk, membership(team, carol).pk)
+
+    response = user_client.get(path)
+
+    assert response.status_code == 200
+    assert "Remove carol from Blue?" in response.content.decode()
+    assert f'action="{path}"'.encode() in response.content
+    assert roles(team)["carol"] == MEMBER
+
+
+@pytest.mark.parametrize("headers", [{}, HX], ids=["full", "htmx"])
+def test_owner_removes_a_member(user_client, user, team, carol, headers):
+    path = url("team_member_remove", team.pk, membership(team, carol).pk)
+
+    response = user_client.post(path, **headers)
+
+    message = "carol was removed from Blue."
+    if headers:
+        assert response.status_code == 200
+        assert response.content.lstrip().startswith(b'<section id="members"')
+        assert b"carol" not in response.content
+        assert toasts(response) == [message]
+    else:
+        assert response.status_code == 302
+        assert response["Location"] == url("team_detail", team.pk)
+        assert flashed(response) == [message]
+    assert "carol" not in roles(team)
+    [event] = events(AuditEvent.Action.MEMBER_REMOVED)
+    assert (event.team_id, event.actor_id) == (team.pk, user.pk)
+    assert event.details == {"username": "carol", "role": MEMBER, "left": False}
+
+
+@pytest.mark.parametrize("headers", [{}, HX], ids=["full", "htmx"])
+def test_a_viewer_may_leave(client, team, dave, headers):
+    path = url("team_member_remove", team.pk, membership(team, dave).pk)
+    as_user(client, dave)
+    assert "Leave Blue?" in client.get(path).content.decode()
+
+    response = client.post(path, **headers)
+
+    if headers:
+        assert response["HX-Redirect"] == url("team_list")
+    else:
+        assert response["Location"] == url("team_list")
+    assert flashed(response) == ["You left Blue."]
+    assert "dave" not in roles(team)
+    [event] = events(AuditEvent.Action.MEMBER_REMOVED)
+    assert event.actor_id == dave.pk
+    assert event.details == {"username": "dave", "role": VIEWER, "left": True}
+    assert client.get(url("team_detail", team.pk)).status_code == 404
+
+
+def test_an_owner_may_demote_or_remove_another_owner(user_client, team, carol, dave):
+    Membership.objects.filter(team=team, user=carol).update(role=OWNER)
+
+    user_client.post(url("team_member_role", team.pk, membership(team, carol).pk), {"role": VIEWER})
+    assert roles(team)["carol"] == VIEWER
+    user_client.post(url("team_member_role", team.pk, membership(team, dave).pk), {"role": OWNER})
+    user_client.post(url("team_member_remove", team.pk, membership(team, dave).pk))
+
+    assert roles(team) == {"alice": OWNER, "carol": VIEWER}
+
+
+def test_a_second_owner_lets_the_first_leave(user_client, user, team, carol):
+    user_client.post(url("team_member_role", team.pk, membership(team, carol).pk), {"role": OWNER})
+
+    response = user_client.post(url("team_member_remove", team.pk, membership(team, user).pk))
+
+    assert response["Location"] == url("team_list")
+    assert roles(team) == {"carol": OWNER, "dave": VIEWER}
+
+
+# --- the last owner stays -----------------------------------------------------------------
+
+LAST_OWNER = "the last owner of Blue, so"
+
+
+@pytest.mark.parametrize("headers", [{}, HX], ids=["full", "htmx"])
+@pytest.mark.parametrize(
+    ("attempt", "message"),
+    [
+        ("leave", "You are the last owner of Blue, so cannot leave: "),
+        ("demote", "You are the last owner of Blue, so cannot stop being an owner: "),
+    ],
+)
+def test_the_last_owner_cannot_leave_or_be_demoted(
+    user_client, user, team, headers, attempt, message
+):
+    own = membership(team, user)
+    if attempt == "leave":
+        response = user_client.post(url("team_member_remove", team.pk, own.pk), **headers)
+    else:
+        response = user_client.post(
+            url("team_member_role", team.pk, own.pk), {"role": MEMBER}, **headers
+        )
+
+    expected = message + "make another member an owner first."
+    if headers:
+        assert response.status_code == 200
+        assert toasts(response) == [expected]
+    else:
+        assert response["Location"] == url("team_detail", team.pk)
+        assert flashed(response) == [expected]
+    assert roles(team) == {"alice": OWNER, "carol": MEMBER, "dave": VIEWER}
+    assert not AuditEvent.objects.exists()
+
+
+def test_the_last_owner_cannot_be_removed_even_by_a_superuser(client, team, make_user, user):
+    admin = make_user("root", is_superuser=True, is_staff=True)
+
+    response = as_user(client, admin).post(
+        url("team_member_remove", team.pk, membership(team, user).pk)
+    )
+
+    assert flashed(response) == [
+        "alice is the last owner of Blue, so cannot be removed: make another member an owner first."
+    ]
+    assert roles(team)["alice"] == OWNER
+    with pytest.raises(ValidationError, match=LAST_OWNER):
+        team_services.change_role(admin, membership(team, user), VIEWER)
+    assert roles(team)["alice"] == OWNER
+
+
+# --- removal cuts access at once ----------------------------------------------------------
+
+
+def test_a_removed_member_loses_the_team_and_its_threads_on_the_next_request(
+    client, team, carol, make_key, make_thread, user
+):
+    thread = make_thread(make_key(team=team, created_by=user), label="team thread")
+    as_user(client, carol)
+    assert client.get(url("thread_detail", thread.pk)).status_code == 200
+    assert client.get(url("team_detail", team.pk)).status_code == 200
+
+    owner = as_user(Client(), user)
+    owner.post(url("team_member_remove", team.pk, membership(team, carol).pk))
+
+    assert client.get(url("thread_detail", thread.pk)).status_code == 404
+    assert client.get(url("thread_detail", thread.pk), **HX).status_code == 404
+    assert client.get(url("team_detail", team.pk)).status_code == 404
+    assert not selectors.visible_threads(carol).filter(pk=thread.pk).exists()
+    assert not selectors.usable_keys(carol).exists()
+
+
+# --- deleting a team ----------------------------------------------------------------------
+
+
+def test_delete_shows_a_confirmation_page_first(user_client, team):
+    response = user_client.get(url("team_delete", team.pk))
+
+    assert response.status_code == 200
+    assert "Delete Blue?" in response.content.decode()
+    assert Team.objects.filter(pk=team.pk).exists()
+
+
+def test_delete_is_refused_while_the_team_has_a_live_key_then_allowed_once_revoked(
+    user_client, user, team, make_key
+):
+    key = make_key(team=team)
+
+    refused = user_client.post(url("team_delete", team.pk))
+
+    assert refused["Location"] == url("team_detail", team.pk)
+    assert flashed(refused) == [
+        "Blue cannot be deleted yet: first revoke its 1 live key on the Keys page."
+    ]
+    assert Team.objects.filter(pk=team.pk).exists()
+    assert not events(AuditEvent.Action.TEAM_DELETED)
+
+    ApiKey.objects.filter(pk=key.pk).update(revoked_at=timezone.now())
+    deleted = user_client.post(url("team_delete", team.pk))
+
+    assert deleted["Location"] == url("team_list")
+    assert flashed(deleted)[-1] == "Team “Blue” was deleted."
+    assert not Team.objects.filter(pk=team.pk).exists()
+    assert not ApiKey.objects.filter(pk=key.pk).exists()
+    assert not Membership.objects.filter(team_id=team.pk).exists()
+    [event] = events(AuditEvent.Action.TEAM_DELETED)
+    assert (event.team_id, event.team_name, event.actor_id) == (team.pk, "Blue", user.pk)
+    assert event.details == {"name": "Blue", "revoked_keys_deleted": 1}
+    assert audit.verify_chain().ok
+
+
+def test_delete_on_the_htmx_path_navigates_to_the_team_list(user_client, team):
+    response = user_client.post(url("team_delete", team.pk), **HX)
+
+    assert response["HX-Redirect"] == url("team_list")
+    assert not Team.objects.filter(pk=team.pk).exists()
+
+
+def test_delete_is_refused_while_threads_still_use_the_team_keys(user_client, team, make_key):
+    live = make_key(team=team)
+    revoked = make_key(team=team, secret="sk-test-revoked-000000000000")
+    TrackedThread.objects.create(thread_id="thread_a", api_key=live)
+    TrackedThread.objects.create(thread_id="thread_b", api_key=live)
+    TrackedThread.objects.create(thread_id="thread_c", api_key=revoked)
+    ApiKey.objects.filter(pk=revoked.pk).update(revoked_at=timezone.now())
+
+    response = user_client.post(url("team_delete", team.pk))
+
+    assert flashed(response) == [
+        "Blue cannot be deleted yet: first untrack or delete the 2 tracked threads under its "
+        "keys, then revoke its 1 live key on the Keys page, then ask an administrator to "
+        "remove the 1 tracked thread left under its revoked keys."
+    ]
+    assert Team.objects.filter(pk=team.pk).exists()
+    assert ApiKey.objects.filter(team=team).count() == 2
+
+
+def test_delete_with_only_revoked_key_threads_left_names_the_way_out(user_client, team, make_key):
+    key = make_key(team=team)
+    TrackedThread.objects.create(thread_id="thread_c", api_key=key)
+    ApiKey.objects.filter(pk=key.pk).update(revoked_at=timezone.now())
+
+    response = user_client.post(url("team_delete", team.pk))
+
+    assert flashed(response) == [
+        "Blue cannot be deleted yet: first ask an administrator to remove the 1 tracked "
+        "thread left under its revoked keys."
+    ]
+    assert Team.objects.filter(pk=team.pk).exists()

@@ -1,0 +1,212 @@
+"""Writes for teams and memberships: permission checks, the last-owner rule, and audit.
+
+Views hand in objects already scoped by selectors; the checks are repeated here because a
+POST can be sent directly. Membership changes lock the team row first, so two owners
+demoting each other at the same moment cannot leave a team without an owner.
+"""
+
+from django.contrib.auth import get_user_model
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.db import transaction
+
+from threads_app import audit, selectors
+from threads_app.models import AuditEvent, Membership, Team, TrackedThread
+
+Role = Membership.Role
+Action = AuditEvent.Action
+SUCCESS = AuditEvent.Outcome.SUCCESS
+
+
+def _require_owner(actor, team):
+    if not selectors.is_team_owner(actor, team):
+        raise PermissionDenied("Only the team's owners can do this.")
+
+
+def _check_role(role):
+    if role not in Role.values:
+        raise ValidationError({"role": f"“{role}” is not a role; choose owner, member or viewer."})
+
+
+def _count(n, noun):
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
+def _lock_team(team_id):
+    return Team.objects.select_for_update().get(pk=team_id)
+
+
+def _locked(membership):
+    """Lock the team, then re-read the membership: the rules see the current roles."""
+    _lock_team(membership.team_id)
+    return Membership.objects.select_related("user", "team").get(pk=membership.pk)
+
+
+def _refuse_last_owner(membership, actor, consequence):
+    if membership.role != Role.OWNER:
+        return
+    team = membership.team
+    if team.memberships.filter(role=Role.OWNER).exclude(pk=membership.pk).exists():
+        return
+    who = "You are" if membership.user_id == actor.pk else f"{membership.user} is"
+    raise ValidationError(
+        f"{who} the last owner of {team}, so {consequence}: make another member an owner first."
+    )
+
+
+def create_team(actor, name, request=None):
+    """Create a team with `actor` as its owner. Names are unique regardless of case."""
+    name = name.strip()
+    with transaction.atomic():
+        team, created = Team.objects.get_or_create(name__iexact=name, defaults={"name": name})
+        if not created:
+            raise ValidationError({"name": f"A team named “{team}” already exists."})
+        Membership.objects.create(team=team, user=actor, role=Role.OWNER)
+        audit.record(
+            action=Action.TEAM_CREATED,
+            outcome=SUCCESS,
+            actor=actor,
+            team=team,
+            request=request,
+            details={"name": team.name},
+        )
+    return team
+
+
+def _find_user(identifier):
+    """An existing user by exact username, else by email (case-insensitive)."""
+    users = get_user_model().objects
+    identifier = identifier.strip()
+    user = users.filter(username=identifier).first()
+    if user is not None:
+        return user
+    by_email = list(users.filter(email__iexact=identifier)[:2])
+    if len(by_email) > 1:
+        raise ValidationError(
+            {"identifier": "Several users have this email address; add them by username."}
+        )
+    if not by_email:
+        raise ValidationError(
+            {
+                "identifier": f"No user has the username or email “{identifier}”. "
+                "They need an account before they can join."
+            }
+        )
+    return by_email[0]
+
+
+def add_member(actor, team, identifier, role, request=None):
+    """Add an existing user (by username or email) to the team with `role`."""
+    _require_owner(actor, team)
+    _check_role(role)
+    user = _find_user(identifier)
+    with transaction.atomic():
+        membership, created = Membership.objects.get_or_create(
+            team=team, user=user, defaults={"role": role}
+        )
+        if not created:
+            raise ValidationError(
+                {
+                    "identifier": f"{user} is already a member of {team} "
+                    f"(as {membership.get_role_display().lower()})."
+                }
+            )
+        audit.record(
+            action=Action.MEMBER_ADDED,
+            outcome=SUCCESS,
+            actor=actor,
+            team=team,
+            request=request,
+            details={"username": user.get_username(), "role": role},
+        )
+    return membership
+
+
+def change_role(actor, membership, role, request=None):
+    """Give a member another role; returns False when it already was that role."""
+    _require_owner(actor, membership.team)
+    _check_role(role)
+    with transaction.atomic():
+        membership = _locked(membership)
+        old_role = membership.role
+        if old_role == role:
+            return False
+        _refuse_last_owner(membership, actor, "cannot stop being an owner")
+        membership.role = role
+        membership.save(update_fields=["role"])
+        audit.record(
+            action=Action.MEMBER_ROLE_CHANGED,
+            outcome=SUCCESS,
+            actor=actor,
+            team=membership.team,
+            request=request,
+            details={
+                "username": membership.user.get_username(),
+                "old_role": old_role,
+                "new_role": role,
+            },
+        )
+    return True
+
+
+def remove_member(actor, membership, request=None):
+    """Remove a member, or let a member leave. Access ends with their next request, as every
+    selector reads memberships afresh."""
+    if not selectors.may_remove_member(actor, membership):
+        raise PermissionDenied("Only the team's owners can remove other members.")
+    with transaction.atomic():
+        membership = _locked(membership)
+        leaving = membership.user_id == actor.pk
+        _refuse_last_owner(membership, actor, "cannot leave" if leaving else "cannot be removed")
+        membership.delete()
+        audit.record(
+            action=Action.MEMBER_REMOVED,
+            outcome=SUCCESS,
+            actor=actor,
+            team=membership.team,
+            request=request,
+            details={
+                "username": membership.user.get_username(),
+                "role": membership.role,
+                "left": leaving,
+            },
+        )
+
+
+def delete_team(actor, team, request=None):
+    """Delete a team with no live keys and no tracked threads; its revoked keys go with it.
+
+    Threads come first in the refusal: while a key is live its threads can be untracked or
+    deleted in the dashboard; under a revoked key they are read-only.
+    """
+    _require_owner(actor, team)
+    with transaction.atomic():
+        team = _lock_team(team.pk)
+        threads = TrackedThread.objects.filter(api_key__team=team)
+        live_threads = threads.filter(api_key__revoked_at__isnull=True).count()
+        read_only_threads = threads.count() - live_threads
+        live_keys = team.api_keys.filter(revoked_at__isnull=True).count()
+        steps = []
+        if live_threads:
+            steps.append(
+                f"untrack or delete the {_count(live_threads, 'tracked thread')} under its keys"
+            )
+        if live_keys:
+            steps.append(f"revoke its {_count(live_keys, 'live key')} on the Keys page")
+        if read_only_threads:
+            steps.append(
+                "ask an administrator to remove the "
+                f"{_count(read_only_threads, 'tracked thread')} left under its revoked keys"
+            )
+        if steps:
+            raise ValidationError(f"{team} cannot be deleted yet: first {', then '.join(steps)}.")
+        revoked_keys = team.api_keys.count()
+        audit.record(
+            action=Action.TEAM_DELETED,
+            outcome=SUCCESS,
+            actor=actor,
+            team=team,
+            request=request,
+            details={"name": team.name, "revoked_keys_deleted": revoked_keys},
+        )
+        team.api_keys.all().delete()
+        team.delete()

@@ -1,0 +1,22 @@
+"""Forms for the team pages. Uniqueness and membership rules live in services.teams."""
+
+from django import forms
+
+from threads_app.models import Membership, Team
+
+
+class TeamForm(forms.Form):
+    name = forms.CharField(label="Team name", max_length=Team._meta.get_field("name").max_length)
+
+
+class AddMemberForm(forms.Form):
+    identifier = forms.CharField(
+        label="Username or email",
+        max_length=254,
+        widget=forms.TextInput(attrs={"autocomplete": "off"}),
+    )
+    role = forms.ChoiceField(choices=Membership.Role.choices, initial=Membership.Role.MEMBER)
+
+
+class RoleForm(forms.Form):
+    role = forms.ChoiceField(choices=Membership.Role.choices)
