@@ -1,6 +1,7 @@
 """Settings for the test suite: production settings with fixed test secrets and plain HTTP."""
 
 import os
+import tempfile
 
 os.environ.setdefault("DJANGO_DEBUG", "0")
 os.environ.setdefault(
@@ -12,7 +13,7 @@ os.environ.setdefault(
 )
 os.environ.setdefault("AUDIT_HMAC_KEY", "test-only-audit-hmac-key")
 
-from dashboard.settings import *  # noqa: E402,F403
+from dashboard.settings import *  # noqa: F403
 
 # The live server and the test client speak plain HTTP.
 SECURE_SSL_REDIRECT = False
@@ -25,3 +26,15 @@ STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
 }
+
+# A file, not SQLite's in-memory test database: the audit concurrency test appends from 20
+# threads, each with its own connection, and a shared-cache memory database answers "table is
+# locked" where a file waits its turn (transaction_mode=IMMEDIATE). One file per process, as
+# several test runs may share a machine; Django deletes it at the end of the run.
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":  # noqa: F405
+    DATABASES["default"]["TEST"] = {  # noqa: F405
+        "NAME": os.path.join(tempfile.gettempdir(), f"threads-console-test-{os.getpid()}.sqlite3")
+    }
+# Serve static files straight from the app folders (no collectstatic before the tests).
+WHITENOISE_USE_FINDERS = True
+WHITENOISE_AUTOREFRESH = True

@@ -8,6 +8,7 @@ import itertools
 from datetime import UTC, datetime
 
 import pytest
+
 from threads_app.crypto import encrypt_secret, secret_fingerprint, secret_hint
 from threads_app.models import ApiKey, Membership, Team, TrackedThread
 

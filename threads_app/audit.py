@@ -6,12 +6,12 @@ by `manage.py verify_audit`. Appends lock the single `AuditChainHead` row, so co
 requests still produce one unbroken chain; the head also exposes a truncated tail.
 """
 
-from datetime import UTC
 import hashlib
 import hmac
 import ipaddress
 import json
 from dataclasses import dataclass
+from datetime import UTC
 
 from django.conf import settings
 from django.db import transaction
@@ -54,13 +54,19 @@ def compute_hash(event):
 
 
 def client_details(request):
-    """The client IP (REMOTE_ADDR: the proxy in front must set it) and user agent."""
+    """The client IP (REMOTE_ADDR: the proxy in front must set it) and user agent.
+
+    The IP is normalised as its column stores it (e.g. `::ffff:1.2.3.4`, not Python's
+    `::ffff:102:304`): the hash is computed before the INSERT and must match what is read back.
+    """
     if request is None:
         return None, ""
     try:
-        ip = str(ipaddress.ip_address(request.META.get("REMOTE_ADDR", "")))
+        address = str(ipaddress.ip_address(request.META.get("REMOTE_ADDR", "")))
     except ValueError:
         ip = None
+    else:
+        ip = AuditEvent._meta.get_field("client_ip").get_prep_value(address)
     return ip, request.META.get("HTTP_USER_AGENT", "")[:300]
 
 
@@ -90,7 +96,6 @@ def record(
         team = api_key.team
     client_ip, user_agent = client_details(request)
     event = AuditEvent(
-        created_at=timezone.now(),
         actor_id=actor.pk if actor else None,
         actor_username=actor.get_username() if actor else "",
         action=action,
@@ -100,16 +105,19 @@ def record(
         owner_id=api_key.owner_id if api_key is not None and team is None else None,
         api_key_id=api_key.pk if api_key else None,
         key_hint=api_key.hint if api_key else "",
-        thread_id=thread_id,
+        thread_id=thread_id or "",
         http_status=http_status,
         request_id=request_id or "",
         client_ip=client_ip,
         user_agent=user_agent,
-        details=details or {},
+        # Hashed as it will read back from the JSON column (tuples become lists, keys strings).
+        details=json.loads(json.dumps(details or {})),
         snapshot=snapshot,
     )
     with transaction.atomic(durable=durable):
         head, _ = AuditChainHead.objects.select_for_update().get_or_create(pk=1)
+        # Stamped under the lock, so time order follows sequence order.
+        event.created_at = timezone.now()
         event.sequence = head.sequence + 1
         event.prev_hash = head.hash or GENESIS_HASH
         event.hash = compute_hash(event)
@@ -142,10 +150,22 @@ def verify_chain():
         if not hmac.compare_digest(event.hash, compute_hash(event)):
             return Verification(False, count, event.sequence, "its content was changed")
         expected_sequence, prev_hash, count = expected_sequence + 1, event.hash, count + 1
+    return _verify_head(count, prev_hash)
+
+
+def _verify_head(count, last_hash):
+    """The chain head remembers the last append: it exposes a removed tail."""
     head = AuditChainHead.objects.filter(pk=1).first()
-    head_sequence = head.sequence if head else 0
-    if head_sequence != count or (head and head.hash and head.hash != prev_hash):
+    head_sequence, head_hash = (head.sequence, head.hash) if head else (0, "")
+    if head_sequence > count:
         return Verification(
-            False, count, count + 1, f"the chain head expects {head_sequence} events (truncated)"
+            False,
+            count,
+            count + 1,
+            f"events {count + 1} to {head_sequence} are missing (truncated tail)",
+        )
+    if count and (head_sequence != count or not hmac.compare_digest(head_hash, last_hash)):
+        return Verification(
+            False, count, count, "it is the last event but the chain head does not point at it"
         )
     return Verification(True, count)

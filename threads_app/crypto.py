@@ -33,8 +33,7 @@ def decrypt_secret(token):
         return _multi().decrypt(token.encode()).decode()
     except InvalidToken:
         raise DecryptionError(
-            "A stored API key cannot be decrypted with the configured "
-            "CREDENTIAL_ENCRYPTION_KEYS."
+            "A stored API key cannot be decrypted with the configured CREDENTIAL_ENCRYPTION_KEYS."
         ) from None
 
 

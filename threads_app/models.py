@@ -209,7 +209,7 @@ class AuditEvent(models.Model):
     client_ip = models.GenericIPAddressField(null=True, blank=True)
     user_agent = models.CharField(max_length=300, blank=True)
     details = models.JSONField(default=dict, blank=True)
-    # A thread's JSON transcript taken just before its deletion (hashed into `details`).
+    # A thread's JSON transcript taken just before its deletion (its SHA-256 is in the hash).
     snapshot = models.TextField(blank=True)
     prev_hash = models.CharField(max_length=64)
     hash = models.CharField(max_length=64, unique=True)
@@ -242,6 +242,9 @@ class AuditChainHead(models.Model):
     sequence = models.PositiveBigIntegerField(default=0)
     hash = models.CharField(max_length=64, blank=True)
 
+    def __str__(self):
+        return f"audit chain head at #{self.sequence}"
+
 
 class BulkDeleteJob(models.Model):
     """A bulk deletion running in the background; its progress lives here, not in memory."""
@@ -260,6 +263,9 @@ class BulkDeleteJob(models.Model):
 
     class Meta:
         ordering = ["-id"]
+
+    def __str__(self):
+        return f"bulk delete #{self.pk} ({self.state})"
 
 
 class BulkDeleteItem(models.Model):
@@ -282,3 +288,6 @@ class BulkDeleteItem(models.Model):
 
     class Meta:
         ordering = ["id"]
+
+    def __str__(self):
+        return f"{self.thread_id}: {self.outcome}"

@@ -1,4 +1,8 @@
-"""Make the audit table append-only in the database too: UPDATE and DELETE are rejected."""
+"""Make the audit table append-only in the database too: UPDATE and DELETE are rejected.
+
+`install_triggers`/`remove_triggers` take a connection, for code outside migrations (the test
+suite lifts the triggers while pytest-django flushes the database after a transactional test).
+"""
 
 from django.db import migrations
 
@@ -32,22 +36,30 @@ STATEMENTS = {
 }
 
 
-def _run(schema_editor, index):
-    install_remove = STATEMENTS.get(schema_editor.connection.vendor)
+def _run(connection, execute, index):
+    install_remove = STATEMENTS.get(connection.vendor)
     if install_remove is None:
-        raise NotImplementedError(
-            f"No append-only audit trigger for {schema_editor.connection.vendor}."
-        )
+        raise NotImplementedError(f"No append-only audit trigger for {connection.vendor}.")
     for statement in install_remove[index]:
-        schema_editor.execute(statement)
+        execute(statement)
+
+
+def install_triggers(connection):
+    with connection.cursor() as cursor:
+        _run(connection, cursor.execute, 0)
+
+
+def remove_triggers(connection):
+    with connection.cursor() as cursor:
+        _run(connection, cursor.execute, 1)
 
 
 def install(apps, schema_editor):
-    _run(schema_editor, 0)
+    _run(schema_editor.connection, schema_editor.execute, 0)
 
 
 def remove(apps, schema_editor):
-    _run(schema_editor, 1)
+    _run(schema_editor.connection, schema_editor.execute, 1)
 
 
 class Migration(migrations.Migration):

@@ -1,1 +1,168 @@
-"""Views: thin, reads through selectors, writes through services."""
+"""The audit log: a filtered, keyset-paged list and a streamed CSV export of the same set."""
+
+import csv
+import itertools
+import json
+from dataclasses import dataclass
+from datetime import UTC
+
+from django.http import StreamingHttpResponse
+from django.shortcuts import render
+from django.utils import timezone
+from django.utils.cache import patch_vary_headers
+from django.views.decorators.http import require_GET
+
+from threads_app import selectors
+from threads_app.filters import filtered_audit_events
+from threads_app.models import TrackedThread
+
+PAGE_SIZE = 50
+CSV_CHUNK_SIZE = 1000
+CSV_HEADER = [
+    "sequence",
+    "time",
+    "actor",
+    "action",
+    "outcome",
+    "team",
+    "key hint",
+    "thread id",
+    "http status",
+    "request id",
+    "client ip",
+    "user agent",
+    "details",
+    "hash",
+]
+# A spreadsheet runs a cell starting with one of these as a formula (CSV injection).
+FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+
+
+@dataclass
+class Page:
+    events: list
+    newer: int | None  # cursor for the previous (newer) page, if there is one
+    older: int | None  # cursor for the next (older) page, if there is one
+
+
+def _cursor(value):
+    try:
+        cursor = int(value)
+    except (TypeError, ValueError):
+        return None
+    return cursor if cursor > 0 else None
+
+
+def keyset_page(events, before=None, after=None):
+    """One page of events, newest first, by sequence (no OFFSET: every page costs the same).
+
+    A cursor in the request means the page it came from exists, so the opposite link is
+    offered without another query.
+    """
+    if after is not None:
+        rows = list(events.filter(sequence__gt=after).order_by("sequence")[: PAGE_SIZE + 1])
+        has_newer, has_older = len(rows) > PAGE_SIZE, True
+        rows = rows[:PAGE_SIZE][::-1]
+    else:
+        if before is not None:
+            events = events.filter(sequence__lt=before)
+        rows = list(events.order_by("-sequence")[: PAGE_SIZE + 1])
+        has_newer, has_older = before is not None, len(rows) > PAGE_SIZE
+        rows = rows[:PAGE_SIZE]
+    return Page(
+        events=rows,
+        newer=rows[0].sequence if rows and has_newer else None,
+        older=rows[-1].sequence if rows and has_older else None,
+    )
+
+
+def _link_tracked_threads(user, events):
+    """Set `thread_pk` on events whose thread is still tracked and visible (one query)."""
+    thread_ids = {event.thread_id for event in events if event.thread_id}
+    tracked = {}
+    if thread_ids:
+        rows = (
+            selectors.visible_threads(user)
+            .filter(thread_id__in=thread_ids)
+            .exclude(state=TrackedThread.State.DELETED)
+            .values_list("api_key_id", "thread_id", "pk")
+        )
+        tracked = {(key_id, thread_id): pk for key_id, thread_id, pk in rows}
+    for event in events:
+        event.thread_pk = tracked.get((event.api_key_id, event.thread_id))
+
+
+def _details_summary(details):
+    return ", ".join(
+        f"{name}: {value if isinstance(value, str) else json.dumps(value)}"
+        for name, value in sorted(details.items())
+    )
+
+
+@require_GET
+def audit_list(request):
+    form, events = filtered_audit_events(request.user, request.GET)
+    page = keyset_page(
+        events, before=_cursor(request.GET.get("before")), after=_cursor(request.GET.get("after"))
+    )
+    _link_tracked_threads(request.user, page.events)
+    for event in page.events:
+        event.details_summary = _details_summary(event.details)
+    template = "threads_app/audit_list.html"
+    if request.htmx and not request.htmx.history_restore_request:
+        template += "#rows"
+    response = render(request, template, {"form": form, "page": page, "nav": "audit"})
+    # The same URL answers with a page or a partial: caches must tell them apart.
+    patch_vary_headers(response, ["HX-Request"])
+    return response
+
+
+class _Echo:
+    """A file-like object whose write() hands the line back (Django's streaming CSV recipe)."""
+
+    def write(self, value):
+        return value
+
+
+def _cell(value):
+    if value is None:
+        return ""
+    text = str(value)
+    return "'" + text if text.startswith(FORMULA_PREFIXES) else text
+
+
+def _csv_row(event):
+    return [
+        _cell(value)
+        for value in (
+            event.sequence,
+            event.created_at.astimezone(UTC).isoformat(),
+            event.actor_username,
+            event.action,
+            event.outcome,
+            event.team_name if event.team_id else "personal",
+            event.key_hint,
+            event.thread_id,
+            event.http_status,
+            event.request_id,
+            event.client_ip,
+            event.user_agent,
+            json.dumps(event.details, sort_keys=True, ensure_ascii=False),
+            event.hash,
+        )
+    ]
+
+
+@require_GET
+def audit_export(request):
+    """Exactly the filtered set, streamed, so a large log never sits in memory."""
+    _form, events = filtered_audit_events(request.user, request.GET)
+    writer = csv.writer(_Echo())
+    rows = (_csv_row(event) for event in events.order_by("-sequence").iterator(CSV_CHUNK_SIZE))
+    lines = (writer.writerow(row) for row in itertools.chain([CSV_HEADER], rows))
+    filename = timezone.now().strftime("audit-%Y%m%d-%H%M%S.csv")
+    return StreamingHttpResponse(
+        lines,
+        content_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": f'attachment; filename="{filename}"'},
+    )

@@ -1,0 +1,67 @@
+"""Shared pytest fixtures."""
+
+import importlib
+
+import pytest
+from django.db import connection
+
+from emulator import Emulator
+from tests.django_fixtures import *  # noqa: F403  (users, keys, teams, threads)
+
+# Two accepted keys: two "projects" of the emulated Threads API.
+TEST_KEY = "sk-test-emulator-alpha-0123456789abcdef0"
+OTHER_TEST_KEY = "sk-test-emulator-beta-fedcba9876543210fe"
+
+
+@pytest.fixture(scope="session")
+def emulator_server():
+    """One emulated Threads API for the whole session (accepts TEST_KEY and OTHER_TEST_KEY)."""
+    with Emulator(keys=[TEST_KEY, OTHER_TEST_KEY]) as emulator:
+        yield emulator
+
+
+@pytest.fixture
+def emulator(emulator_server):
+    """The session's emulator, reset: no threads, faults, latency, log or extra keys."""
+    emulator_server.reset()
+    return emulator_server
+
+
+# Audit triggers vs. transactional tests. A transactional test (`transactional_db`,
+# `live_server`, `django_db(transaction=True)`) ends with a flush of every table, which the
+# append-only audit triggers reject. The triggers are lifted for that flush only: dropped after
+# the test (the fixture below is torn down before pytest-django's flush) and re-installed once
+# the item's teardown is over (the hook below).
+_audit_triggers = importlib.import_module("threads_app.migrations.0002_audit_append_only_triggers")
+_LIFTED_TRIGGERS = pytest.StashKey[object]()
+
+
+def _flushes_database(item):
+    marker = item.get_closest_marker("django_db")
+    return bool(
+        {"transactional_db", "live_server"} & set(item.fixturenames)
+        or (marker and (marker.kwargs.get("transaction") or marker.kwargs.get("reset_sequences")))
+    )
+
+
+@pytest.fixture(autouse=True)
+def _lift_audit_triggers_for_flush(request, django_db_blocker):
+    if not _flushes_database(request.node):
+        yield
+        return
+    request.getfixturevalue("transactional_db")
+    yield
+    _audit_triggers.remove_triggers(connection)
+    request.node.stash[_LIFTED_TRIGGERS] = django_db_blocker
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_teardown(item, nextitem):
+    try:
+        return (yield)
+    finally:
+        blocker = item.stash.get(_LIFTED_TRIGGERS, None)
+        # After the last item the test database is already destroyed: nothing to restore.
+        if blocker is not None and nextitem is not None:
+            with blocker.unblock():
+                _audit_triggers.install_triggers(connection)

@@ -1,0 +1,321 @@
+"""The audit chain: append-only in code and in the database, tamper evidence, `verify_audit`,
+and concurrent appends making one chain."""
+
+import importlib
+import io
+import threading
+
+import pytest
+from django.core.management import call_command
+from django.db import DatabaseError, connection, transaction
+from django.test import RequestFactory
+
+from threads_app import audit
+from threads_app.models import AppendOnlyError, AuditChainHead, AuditEvent
+
+Action, Outcome = AuditEvent.Action, AuditEvent.Outcome
+TABLE = AuditEvent._meta.db_table
+triggers = importlib.import_module("threads_app.migrations.0002_audit_append_only_triggers")
+
+
+def append(count, **extra):
+    return [
+        audit.record(
+            action=Action.THREAD_DELETED,
+            outcome=Outcome.SUCCESS,
+            thread_id=f"thread_{number}",
+            **extra,
+        )
+        for number in range(1, count + 1)
+    ]
+
+
+def raw(sql, *params):
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+
+
+def run_verify_audit():
+    """(exit status, stdout, stderr) of `manage.py verify_audit`."""
+    out, err = io.StringIO(), io.StringIO()
+    try:
+        call_command("verify_audit", stdout=out, stderr=err)
+    except SystemExit as exit_:
+        return exit_.code, out.getvalue(), err.getvalue()
+    return 0, out.getvalue(), err.getvalue()
+
+
+@pytest.fixture
+def attacker_with_db_access():
+    """Drop the append-only triggers, as someone with direct database access could.
+
+    The test's transaction rolls the DROP back (SQLite and PostgreSQL DDL is transactional).
+    """
+    triggers.remove_triggers(connection)
+
+
+@pytest.mark.django_db
+class TestAppend:
+    def test_events_form_one_chain(self):
+        events = append(3)
+        assert [e.sequence for e in events] == [1, 2, 3]
+        assert events[0].prev_hash == audit.GENESIS_HASH
+        assert [e.prev_hash for e in events[1:]] == [e.hash for e in events[:-1]]
+        head = AuditChainHead.objects.get()
+        assert (head.sequence, head.hash) == (3, events[-1].hash)
+        assert audit.verify_chain() == audit.Verification(ok=True, count=3)
+
+    def test_event_names_the_actor_key_team_and_client(self, user, api_key, make_key, make_team):
+        request = RequestFactory().get("/", REMOTE_ADDR="10.1.2.3", HTTP_USER_AGENT="pytest-ua")
+        personal = audit.record(
+            action=Action.KEY_ADDED,
+            outcome=Outcome.SUCCESS,
+            actor=user,
+            api_key=api_key,
+            request=request,
+            details={"label": api_key.label},
+        )
+        team = make_team("Ops", {user: "owner"})
+        shared = audit.record(
+            action=Action.KEY_ADDED,
+            outcome=Outcome.SUCCESS,
+            actor=user,
+            api_key=make_key(team=team),
+        )
+        personal.refresh_from_db()
+        assert (personal.actor_id, personal.actor_username) == (user.pk, "alice")
+        assert (personal.owner_id, personal.team_id, personal.team_name) == (user.pk, None, "")
+        assert (personal.api_key_id, personal.key_hint) == (api_key.pk, api_key.hint)
+        assert (personal.client_ip, personal.user_agent) == ("10.1.2.3", "pytest-ua")
+        assert (shared.team_id, shared.team_name, shared.owner_id) == (team.pk, "Ops", None)
+
+    def test_values_the_database_normalises_still_verify(self):
+        """The hash is computed before the INSERT; it must match what is read back."""
+        request = RequestFactory().get("/", REMOTE_ADDR="::ffff:192.0.2.7")
+        event = audit.record(
+            action=Action.THREAD_UPDATED,
+            outcome=Outcome.SUCCESS,
+            request=request,
+            details={"ids": ("a", "b"), 7: "int key"},
+        )
+        event.refresh_from_db()
+        assert event.client_ip == "::ffff:192.0.2.7"
+        assert event.details == {"ids": ["a", "b"], "7": "int key"}
+        assert audit.verify_chain().ok
+
+    def test_invalid_client_address_is_stored_as_none(self):
+        request = RequestFactory().get("/", REMOTE_ADDR="not-an-ip")
+        event = audit.record(action=Action.THREAD_UPDATED, outcome=Outcome.FAILED, request=request)
+        assert event.client_ip is None
+        assert audit.verify_chain().ok
+
+    def test_durable_append_refuses_to_run_inside_a_transaction(self):
+        """A deletion's intent must be committed before the DELETE goes out."""
+        with pytest.raises(RuntimeError), transaction.atomic():
+            audit.record(action=Action.THREAD_DELETE_INTENT, outcome=Outcome.PENDING, durable=True)
+
+
+@pytest.mark.django_db
+class TestAppendOnlyInCode:
+    @pytest.mark.parametrize(
+        "change",
+        [
+            pytest.param(lambda e: (setattr(e, "outcome", "failed"), e.save()), id="save"),
+            pytest.param(lambda e: e.delete(), id="delete"),
+            pytest.param(
+                lambda e: AuditEvent.objects.filter(pk=e.pk).update(outcome="failed"),
+                id="queryset-update",
+            ),
+            pytest.param(lambda e: AuditEvent.objects.update(outcome="failed"), id="update-all"),
+            pytest.param(lambda e: AuditEvent.objects.filter(pk=e.pk).delete(), id="qs-delete"),
+            pytest.param(lambda e: AuditEvent.objects.all().delete(), id="delete-all"),
+            pytest.param(
+                lambda e: AuditEvent.objects.bulk_update([e], ["outcome"]), id="bulk_update"
+            ),
+            pytest.param(
+                lambda e: AuditEvent.objects.update_or_create(
+                    pk=e.pk, defaults={"outcome": "failed"}
+                ),
+                id="update_or_create",
+            ),
+        ],
+    )
+    def test_change_is_refused(self, change):
+        (event,) = append(1)
+        with pytest.raises(AppendOnlyError):
+            change(event)
+        stored = AuditEvent.objects.get()
+        assert (stored.outcome, stored.hash) == (Outcome.SUCCESS, event.hash)
+        assert audit.verify_chain().ok
+
+
+@pytest.mark.django_db
+class TestAppendOnlyInDatabase:
+    @pytest.mark.parametrize(
+        "sql",
+        [
+            f"UPDATE {TABLE} SET outcome = 'failed' WHERE sequence = 1",  # noqa: S608
+            f"UPDATE {TABLE} SET sequence = sequence + 100",  # noqa: S608
+            f"DELETE FROM {TABLE} WHERE sequence = 1",  # noqa: S608
+            f"DELETE FROM {TABLE}",  # noqa: S608
+        ],
+    )
+    def test_raw_sql_is_rejected_by_the_trigger(self, sql):
+        events = append(2)
+        with pytest.raises(DatabaseError, match="append-only"), transaction.atomic():
+            raw(sql)
+        assert list(AuditEvent.objects.order_by("sequence").values_list("hash", flat=True)) == [
+            e.hash for e in events
+        ]
+
+
+@pytest.mark.django_db
+@pytest.mark.usefixtures("attacker_with_db_access")
+class TestTamperEvidence:
+    @pytest.mark.parametrize(
+        ("column", "value"),
+        [
+            ("thread_id", "thread_someone_else"),
+            ("actor_username", "mallory"),
+            ("outcome", "failed"),
+            ("created_at", "2020-01-01 00:00:00"),
+            ("details", '{"reason": "rewritten"}'),
+            ("snapshot", "a different transcript"),
+        ],
+    )
+    def test_changed_row_is_named(self, column, value):
+        append(5)
+        raw(f"UPDATE {TABLE} SET {column} = %s WHERE sequence = 3", value)  # noqa: S608
+        result = audit.verify_chain()
+        assert (result.ok, result.bad_sequence, result.count) == (False, 3, 2)
+        assert "changed" in result.reason
+
+    def test_rewritten_link_is_named(self):
+        events = append(4)
+        raw(f"UPDATE {TABLE} SET prev_hash = %s WHERE sequence = 3", events[0].hash)  # noqa: S608
+        result = audit.verify_chain()
+        assert (result.ok, result.bad_sequence) == (False, 3)
+        assert "previous-hash" in result.reason
+
+    def test_forged_hash_without_the_key_is_named(self, settings):
+        append(3)
+        settings.AUDIT_HMAC_KEY = "a key the attacker guessed"
+        result = audit.verify_chain()
+        assert (result.ok, result.bad_sequence) == (False, 1)
+
+    def test_removed_row_is_a_gap(self):
+        append(4)
+        raw(f"DELETE FROM {TABLE} WHERE sequence = 2")  # noqa: S608
+        result = audit.verify_chain()
+        assert (result.ok, result.bad_sequence, result.count) == (False, 2, 1)
+        assert "missing (gap)" in result.reason
+
+    def test_removed_first_row_is_a_gap(self):
+        append(2)
+        raw(f"DELETE FROM {TABLE} WHERE sequence = 1")  # noqa: S608
+        assert audit.verify_chain().bad_sequence == 1
+
+    def test_truncated_tail_is_found_through_the_chain_head(self):
+        append(5)
+        raw(f"DELETE FROM {TABLE} WHERE sequence >= 4")  # noqa: S608
+        result = audit.verify_chain()
+        assert (result.ok, result.bad_sequence, result.count) == (False, 4, 3)
+        assert "truncated" in result.reason
+
+    def test_whole_log_removed_is_found_through_the_chain_head(self):
+        append(2)
+        raw(f"DELETE FROM {TABLE}")  # noqa: S608
+        result = audit.verify_chain()
+        assert (result.ok, result.bad_sequence) == (False, 1)
+
+    def test_altered_chain_head_is_found(self):
+        append(3)
+        AuditChainHead.objects.update(sequence=2)
+        result = audit.verify_chain()
+        assert (result.ok, result.bad_sequence) == (False, 3)
+        assert "chain head" in result.reason
+
+    def test_missing_chain_head_is_found(self):
+        append(3)
+        AuditChainHead.objects.all().delete()
+        assert audit.verify_chain().ok is False
+
+
+@pytest.mark.django_db
+class TestVerifyAuditCommand:
+    def test_empty_log_is_intact(self):
+        assert run_verify_audit() == (0, "OK: 0 events, chain intact\n", "")
+
+    def test_intact_chain(self):
+        append(3)
+        assert run_verify_audit() == (0, "OK: 3 events, chain intact\n", "")
+
+    @pytest.mark.usefixtures("attacker_with_db_access")
+    def test_changed_row(self):
+        append(3)
+        raw(f"UPDATE {TABLE} SET thread_id = 'thread_x' WHERE sequence = 2")  # noqa: S608
+        status, out, err = run_verify_audit()
+        assert (status, out) == (1, "")
+        assert err == "BROKEN at event #2: its content was changed\n"
+
+    @pytest.mark.usefixtures("attacker_with_db_access")
+    def test_gap(self):
+        append(3)
+        raw(f"DELETE FROM {TABLE} WHERE sequence = 2")  # noqa: S608
+        status, _out, err = run_verify_audit()
+        assert (status, err) == (1, "BROKEN at event #2: event 2 is missing (gap)\n")
+
+
+# Transactional tests (committed data, real threads) run after the tests above: pytest-django
+# orders them last. The flush after each one needs the conftest's trigger lifting.
+
+
+def _append_in_own_connection(number, barrier, errors):
+    try:
+        barrier.wait()
+        audit.record(
+            action=Action.THREAD_DELETED, outcome=Outcome.SUCCESS, thread_id=f"thread_{number}"
+        )
+    except Exception as error:  # collected, asserted empty by the test
+        errors.append(error)
+    finally:
+        connection.close()  # this thread's own connection
+
+
+@pytest.mark.django_db(transaction=True)
+def test_twenty_concurrent_appends_make_one_chain():
+    barrier, errors = threading.Barrier(20), []
+    workers = [
+        threading.Thread(target=_append_in_own_connection, args=(n, barrier, errors))
+        for n in range(20)
+    ]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    assert errors == []
+    events = list(AuditEvent.objects.order_by("sequence"))
+    assert [e.sequence for e in events] == list(range(1, 21))
+    assert {e.thread_id for e in events} == {f"thread_{n}" for n in range(20)}
+    assert [e.created_at for e in events] == sorted(e.created_at for e in events)
+    assert audit.verify_chain() == audit.Verification(ok=True, count=20)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_transactional_test_commits_events():
+    append(2)
+    assert run_verify_audit() == (0, "OK: 2 events, chain intact\n", "")
+    with pytest.raises(DatabaseError):
+        raw(f"DELETE FROM {TABLE}")  # noqa: S608
+
+
+@pytest.mark.django_db(transaction=True)
+def test_triggers_are_back_after_the_flush_of_a_transactional_test():
+    """Runs after the tests above: their data was flushed, and the triggers still guard."""
+    assert not AuditEvent.objects.exists()
+    assert not AuditChainHead.objects.exists()
+    append(1)
+    with pytest.raises(DatabaseError, match="append-only"):
+        raw(f"UPDATE {TABLE} SET outcome = 'failed'")  # noqa: S608
+    with pytest.raises(DatabaseError, match="append-only"):
+        raw(f"DELETE FROM {TABLE}")  # noqa: S608
