@@ -14,7 +14,7 @@ $(STAMP): requirements.txt requirements-dev.txt
 
 ## Demo: SQLite + the built-in emulator + seeded users, on http://127.0.0.1:8000
 demo: $(STAMP)
-	DJANGO_DEBUG=1 $(PY) manage.py demo
+	DJANGO_DEBUG=1 DATABASE_URL=sqlite:///demo.sqlite3 $(PY) manage.py demo
 
 ## Lint, then the whole suite (browser tests included)
 test: $(STAMP) lint
@@ -39,3 +39,6 @@ bench: $(STAMP)
 
 clean:
 	rm -rf $(VENV) staticfiles test-artifacts
+
+# `make conformance` (schemathesis against the emulator) lives in its own fragment.
+include Makefile.conformance

@@ -3,9 +3,8 @@
 import json
 import secrets
 import string
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from http import HTTPStatus
-
 
 _ALNUM = string.ascii_letters + string.digits
 
@@ -20,7 +19,7 @@ class Response:
     status: int
     body: bytes
     content_type: str = "application/json"
-    headers: tuple[tuple[str, str], ...] = field(default=())
+    headers: tuple[tuple[str, str], ...] = ()
 
 
 def json_response(status: int, payload, headers=()) -> Response:
@@ -52,9 +51,11 @@ class ApiError(Exception):
         self.type = type
         self.headers = headers
 
+    def payload(self) -> dict:
+        return error_payload(self.message, type=self.type, param=self.param, code=self.code)
+
     def response(self) -> Response:
-        payload = error_payload(self.message, type=self.type, param=self.param, code=self.code)
-        return json_response(self.status, payload, self.headers)
+        return json_response(self.status, self.payload(), self.headers)
 
 
 def invalid(message: str, param: str | None = None, code: str | None = None) -> ApiError:
@@ -68,9 +69,17 @@ _STATUS_MESSAGES = {
 }
 
 
+def status_phrase(status: int) -> str:
+    """The reason phrase, also for codes outside the standard (a proxy's 520, say)."""
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return "Error"
+
+
 def status_error(status: int) -> ApiError:
     """The error the real API would plausibly send for an injected status."""
-    message, code = _STATUS_MESSAGES.get(status, (f"{HTTPStatus(status).phrase}.", None))
+    message, code = _STATUS_MESSAGES.get(status, (f"{status_phrase(status)}.", None))
     if status == 429:
         kind = "requests"
     elif status >= 500:
