@@ -1,0 +1,62 @@
+"""Seed data for `manage.py demo`, created through the same services the pages use.
+
+Demo secrets are made-up keys that only the in-process emulator accepts.
+"""
+
+from django.contrib.auth import get_user_model
+
+from threads_app.models import Membership
+from threads_app.services import keys, teams, threads
+
+DEMO_SECRETS = {"personal": "sk-demo-personal-key", "team": "sk-demo-team-key"}
+# (username, password, what the README says they can do)
+DEMO_LOGINS = [
+    ("demo", "demo-password", "personal key; owner of Demo team"),
+    ("mia", "mia-password", "member of Demo team"),
+    ("victor", "victor-password", "viewer of Demo team"),
+    ("admin", "admin-password", "superuser"),
+]
+CONVERSATION = [
+    {"role": "user", "content": "Summarise last week's support tickets."},
+    {"role": "assistant", "content": "Most tickets were about log-in problems after the update."},
+    {"role": "user", "content": "Which customers were affected most?"},
+]
+
+
+def seed():
+    User = get_user_model()
+    users = {}
+    for username, password, _ in DEMO_LOGINS:
+        users[username] = User.objects.create_user(
+            username=username,
+            email=f"{username}@demo.example",
+            password=password,
+            is_staff=username == "admin",
+            is_superuser=username == "admin",
+        )
+    demo = users["demo"]
+
+    personal = keys.add_key(actor=demo, label="Demo personal key", secret=DEMO_SECRETS["personal"])
+    threads.create_thread(
+        demo,
+        personal,
+        label="Support tickets summary",
+        metadata={"project": "support", "owner": "demo"},
+        messages=CONVERSATION,
+    )
+    threads.create_thread(
+        demo,
+        personal,
+        label="Long conversation (load more)",
+        messages=[{"role": "user", "content": f"Message number {n}"} for n in range(1, 31)],
+    )
+
+    team = teams.create_team(demo, "Demo team")
+    teams.add_member(demo, team, "mia", Membership.Role.MEMBER)
+    teams.add_member(demo, team, "victor", Membership.Role.VIEWER)
+    shared = keys.add_key(actor=demo, label="Demo team key", secret=DEMO_SECRETS["team"], team=team)
+    for label, project in [("Onboarding assistant", "onboarding"), ("Release notes", "docs")]:
+        threads.create_thread(
+            demo, shared, label=label, metadata={"project": project, "team": "demo"}
+        )
+    threads.create_thread(users["mia"], shared, label="Mia's scratch thread")

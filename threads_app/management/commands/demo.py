@@ -1,0 +1,60 @@
+"""`manage.py demo`: a complete local demo with nothing to configure and no network.
+
+Starts the Threads API emulator in-process on a free loopback port, points the app at it,
+resets and seeds the demo database (users, a team with every role, keys and threads) and
+serves on http://127.0.0.1:8000. Demo mode only: it refuses to run unless DJANGO_DEBUG is on.
+"""
+
+from pathlib import Path
+
+from django.conf import settings
+from django.core.management import call_command
+from django.core.management.base import BaseCommand, CommandError
+from django.db import connections
+
+from emulator import Emulator
+from threads_app import demo_data
+
+
+class Command(BaseCommand):
+    help = "Run the demo: emulator + seeded SQLite database + dev server on 127.0.0.1."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--port", type=int, default=8000)
+        parser.add_argument(
+            "--no-serve", action="store_true", help="Seed and exit (used by the tests)."
+        )
+
+    def handle(self, *args, port, no_serve, **options):
+        if not settings.DEBUG:
+            raise CommandError("The demo runs only with DJANGO_DEBUG=1 (use `make demo`).")
+        self._reset_demo_database()
+        call_command("migrate", verbosity=0, interactive=False)
+        emulator = Emulator(keys=list(demo_data.DEMO_SECRETS.values()), latency=0.05)
+        emulator.start()
+        settings.UMAMIAI_BASE_URL = emulator.base_url
+        try:
+            demo_data.seed()
+            self.stdout.write(self.style.SUCCESS(f"Emulator at {emulator.base_url}"))
+            for username, password, role in demo_data.DEMO_LOGINS:
+                self.stdout.write(f"  log in as {username} / {password}  ({role})")
+            if not no_serve:
+                self.stdout.write(self.style.SUCCESS(f"Serving on http://127.0.0.1:{port}/"))
+                call_command("runserver", f"127.0.0.1:{port}", use_reloader=False)
+        finally:
+            emulator.close()
+
+    def _reset_demo_database(self):
+        """The emulator forgets everything on exit, so the demo starts from a clean database.
+
+        Only an SQLite file whose name contains "demo" is removed, never a real database.
+        """
+        database = settings.DATABASES["default"]
+        name = Path(str(database["NAME"]))
+        if database["ENGINE"] != "django.db.backends.sqlite3" or "demo" not in name.name:
+            raise CommandError(
+                "The demo needs its own SQLite database: DATABASE_URL=sqlite:///demo.sqlite3"
+            )
+        connections.close_all()
+        for suffix in ("", "-wal", "-shm"):
+            Path(f"{name}{suffix}").unlink(missing_ok=True)
