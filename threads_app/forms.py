@@ -104,6 +104,12 @@ def split_ids(text, what):
     return [_check_id(value, what) for value in ids if value]
 
 
+class _PlainLabelsForm(forms.Form):
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("label_suffix", "")
+        super().__init__(*args, **kwargs)
+
+
 class RowFormSet(forms.BaseFormSet):
     """Rows added and removed in the browser (app.js `data-add-row` with `data-formset`).
 
@@ -236,7 +242,7 @@ MessageFormSet = forms.formset_factory(
 )
 
 
-class ToolResourcesForm(forms.Form):
+class ToolResourcesForm(_PlainLabelsForm):
     code_interpreter_file_ids = forms.CharField(
         label="Code interpreter file ids",
         required=False,
@@ -279,6 +285,16 @@ class ToolResourcesForm(forms.Form):
         }
 
 
+def _offer_usable_keys(form, user):
+    """The `api_key` field offers the keys the user may use; their only one is preselected."""
+    keys = selectors.usable_keys(user)
+    form.fields["api_key"].queryset = keys
+    if not form.is_bound:
+        first_two = list(keys[:2])
+        if len(first_two) == 1:
+            form.initial["api_key"] = first_two[0].pk
+
+
 class ThreadCreateForm(ToolResourcesForm):
     label = forms.CharField(
         label="Label", max_length=200, required=False, help_text="Only shown in this dashboard."
@@ -289,10 +305,10 @@ class ThreadCreateForm(ToolResourcesForm):
 
     def __init__(self, user, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self.fields["api_key"].queryset = selectors.usable_keys(user)
+        _offer_usable_keys(self, user)
 
 
-class ThreadImportForm(forms.Form):
+class ThreadImportForm(_PlainLabelsForm):
     api_key = forms.ModelChoiceField(label="Key", queryset=ApiKey.objects.none())
     thread_ids = forms.CharField(
         label="Thread ids",
@@ -303,7 +319,7 @@ class ThreadImportForm(forms.Form):
 
     def __init__(self, user, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self.fields["api_key"].queryset = selectors.usable_keys(user)
+        _offer_usable_keys(self, user)
 
     def clean_thread_ids(self):
         ids, errors = {}, []

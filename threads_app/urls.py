@@ -6,12 +6,43 @@ app_name = "threads_app"
 
 thread_urls = [
     path("", threads.thread_list, name="thread_list"),
+    path("threads/new/", threads.thread_create, name="thread_create"),
+    path("threads/import/", threads.thread_import, name="thread_import"),
+    path("threads/<int:pk>/", threads.thread_detail, name="thread_detail"),
+    path("threads/<int:pk>/messages/", threads.thread_messages, name="thread_messages"),
+    path("threads/<int:pk>/edit/", threads.thread_edit, name="thread_edit"),
+    path("threads/<int:pk>/delete/", threads.thread_delete, name="thread_delete"),
+    path("threads/<int:pk>/untrack/", threads.thread_untrack, name="thread_untrack"),
 ]
 
-key_urls = []
+key_urls = [
+    path("keys/", keys.key_list, name="key_list"),
+    path("keys/new/", keys.key_create, name="key_create"),
+    path("keys/<int:pk>/rotate/", keys.key_rotate, name="key_rotate"),
+    path("keys/<int:pk>/revoke/", keys.key_revoke, name="key_revoke"),
+]
 
-team_urls = []
+team_urls = [
+    path("teams/", teams.team_list, name="team_list"),
+    path("teams/new/", teams.team_create, name="team_create"),
+    path("teams/<int:pk>/", teams.team_detail, name="team_detail"),
+    path("teams/<int:pk>/delete/", teams.team_delete, name="team_delete"),
+    path("teams/<int:pk>/members/add/", teams.team_member_add, name="team_member_add"),
+    path(
+        "teams/<int:pk>/members/<int:membership_pk>/role/",
+        teams.team_member_role,
+        name="team_member_role",
+    ),
+    path(
+        "teams/<int:pk>/members/<int:membership_pk>/remove/",
+        teams.team_member_remove,
+        name="team_member_remove",
+    ),
+]
 
-audit_urls = []
+audit_urls = [
+    path("audit/", audit.audit_list, name="audit_list"),
+    path("audit/export.csv", audit.audit_export, name="audit_export"),
+]
 
 urlpatterns = thread_urls + key_urls + team_urls + audit_urls

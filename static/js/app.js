@@ -68,6 +68,18 @@ document.addEventListener("click", async (event) => {
     const template = document.getElementById(add.dataset.addRow);
     const container = document.getElementById(add.dataset.into);
     const row = template.content.firstElementChild.cloneNode(true);
+    // Django formset rows (data-formset="prefix"): number the row, count it in TOTAL_FORMS.
+    const total = document.getElementById(`id_${add.dataset.formset}-TOTAL_FORMS`);
+    if (add.dataset.formset && total) {
+      const attrs = ["name", "id", "for", "aria-describedby"];
+      for (const el of row.querySelectorAll(attrs.map((attr) => `[${attr}]`).join(", "))) {
+        for (const attr of attrs) {
+          const value = el.getAttribute(attr);
+          if (value) el.setAttribute(attr, value.replaceAll("__prefix__", total.value));
+        }
+      }
+      total.value = Number(total.value) + 1;
+    }
     container.appendChild(row);
     const first = row.querySelector("input, select, textarea");
     if (first) first.focus();

@@ -1,10 +1,317 @@
-from django.shortcuts import render
-from django.views.decorators.http import require_GET
+"""Thread pages: list, create, import, detail with messages, edit, delete and untrack.
+
+Reads go through selectors, writes through `services.threads`. An htmx request gets the
+page's swappable partial; a plain POST redirects, an htmx POST answers with a partial, an
+empty body (the row it removes) or an `HX-Redirect`.
+"""
+
+from collections import Counter
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from django.contrib import messages
+from django.http import HttpResponse
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.views.decorators.http import require_GET, require_http_methods
+from django_htmx.http import HttpResponseClientRedirect, trigger_client_event
 
 from threads_app import selectors
+from threads_app.forms import (
+    ID_MAX,
+    MessageFormSet,
+    MetadataFormSet,
+    ThreadCreateForm,
+    ThreadFilterForm,
+    ThreadImportForm,
+    ToolResourcesForm,
+)
+from threads_app.models import TrackedThread
+from threads_app.services import threads as services
+from threads_app.upstream import NotFoundError, UpstreamError
+
+PAGE_SIZE = 25
+CHANGED = "threadsChanged"
+
+
+def _render(request, template, partial, context):
+    """The whole page, or only its `partial` for an htmx request."""
+    name = f"threads_app/{template}.html"
+    return render(request, f"{name}#{partial}" if request.htmx else name, context)
+
+
+def _redirect(request, url):
+    return HttpResponseClientRedirect(url) if request.htmx else redirect(url)
+
+
+def _changed(response):
+    return trigger_client_event(response, CHANGED)
+
+
+@dataclass(frozen=True)
+class Page:
+    """One page of rows, newest first, and the cursors to its neighbours (None: no link)."""
+
+    rows: list
+    newer: int | None
+    older: int | None
+
+
+def keyset_page(queryset, before=None, after=None):
+    """Rows older than `before` or newer than `after` by id, newest first.
+
+    Fetches one row more than it shows to know whether there is a next page: no COUNT, no
+    OFFSET, so the cost does not grow with the table.
+    """
+    if after is not None:
+        rows = list(queryset.filter(pk__gt=after).order_by("pk")[: PAGE_SIZE + 1])
+        has_newer, has_older = len(rows) > PAGE_SIZE, True
+        rows = rows[:PAGE_SIZE][::-1]
+    else:
+        if before is not None:
+            queryset = queryset.filter(pk__lt=before)
+        rows = list(queryset.order_by("-pk")[: PAGE_SIZE + 1])
+        has_newer, has_older = before is not None, len(rows) > PAGE_SIZE
+        rows = rows[:PAGE_SIZE]
+    return Page(
+        rows,
+        newer=rows[0].pk if has_newer and rows else None,
+        older=rows[-1].pk if has_older and rows else None,
+    )
 
 
 @require_GET
 def thread_list(request):
-    threads = selectors.visible_threads(request.user)[:25]
-    return render(request, "threads_app/thread_list.html", {"threads": threads})
+    user = request.user
+    keys = list(selectors.visible_keys(user).only("pk", "label", "hint", "revoked_at"))
+    filters = ThreadFilterForm(keys, request.GET)
+    threads = filters.filter(selectors.visible_threads(user))
+    page = keyset_page(
+        threads, filters.cleaned_data.get("before"), filters.cleaned_data.get("after")
+    )
+    paged = bool(filters.cleaned_data.get("before") or filters.cleaned_data.get("after"))
+    url = reverse("threads_app:thread_list") + "?"
+    context = {
+        "nav": "threads",
+        "filters": filters,
+        "page": page,
+        "pager": {
+            "newest": url + filters.query_string() if paged else None,
+            "newer": url + filters.query_string(after=page.newer) if page.newer else None,
+            "older": url + filters.query_string(before=page.older) if page.older else None,
+        },
+        "writable_key_ids": set(selectors.usable_keys(user).values_list("pk", flat=True)),
+        "has_keys": bool(keys),
+    }
+    return _render(request, "thread_list", "rows", context)
+
+
+@require_http_methods(["GET", "POST"])
+def thread_create(request):
+    data = request.POST if request.method == "POST" else None
+    form = ThreadCreateForm(request.user, data)
+    metadata = MetadataFormSet(data, prefix="meta")
+    initial_messages = MessageFormSet(data, prefix="msg")
+    upstream_error = None
+    if data is not None and all(
+        [form.is_valid(), metadata.is_valid(), initial_messages.is_valid()]
+    ):
+        try:
+            thread = services.create_thread(
+                request.user,
+                form.cleaned_data["api_key"],
+                label=form.cleaned_data["label"],
+                metadata=metadata.metadata(),
+                messages=initial_messages.messages(),
+                tool_resources=form.tool_resources(),
+                request=request,
+            )
+        except UpstreamError as exc:
+            upstream_error = exc
+        else:
+            messages.success(request, f"Created thread {thread.thread_id}.")
+            return _redirect(request, reverse("threads_app:thread_detail", args=[thread.pk]))
+    context = {
+        "nav": "threads",
+        "form": form,
+        "metadata": metadata,
+        "initial_messages": initial_messages,
+        "upstream_error": upstream_error,
+    }
+    return _render(request, "thread_create", "form", context)
+
+
+@require_http_methods(["GET", "POST"])
+def thread_import(request):
+    """On POST the results table is the answer (not a redirect): importing again is harmless,
+    the ids already tracked are reported as such."""
+    data = request.POST if request.method == "POST" else None
+    form = ThreadImportForm(request.user, data)
+    results = None
+    if data is not None and form.is_valid():
+        results = services.import_threads(
+            request.user,
+            form.cleaned_data["api_key"],
+            form.cleaned_data["thread_ids"],
+            request=request,
+        )
+    context = {
+        "nav": "import",
+        "form": form,
+        "results": results,
+        "summary": Counter(result.status for result in results or ()),
+    }
+    response = _render(request, "thread_import", "import", context)
+    if results and any(result.status == result.TRACKED for result in results):
+        _changed(response)
+    return response
+
+
+def _unreachable_reason(thread):
+    """Why the upstream is not asked about this thread, or None."""
+    if thread.state == TrackedThread.State.DELETED:
+        return "This thread was deleted; the Threads API no longer has it."
+    if thread.api_key.is_revoked:
+        return (
+            f"Its key “{thread.api_key.label}” is revoked, so the dashboard no longer calls "
+            "the Threads API with it."
+        )
+    return None
+
+
+def _message_rows(page):
+    """(message, creation time) pairs: the template shows the time as a `<time>`."""
+    if page is None:
+        return []
+    return [
+        (message, datetime.fromtimestamp(message.created_at, tz=UTC)) for message in page.messages
+    ]
+
+
+@require_GET
+def thread_detail(request, pk):
+    """The local record always; the live thread and its newest messages when the upstream
+    answers (a 404 marks the thread gone)."""
+    thread = selectors.get_visible_thread(request.user, pk)
+    live = page = error = None
+    reason = _unreachable_reason(thread)
+    if reason is None:
+        try:
+            live = services.refresh_thread(thread)
+            page = services.list_messages(thread)
+        except UpstreamError as exc:
+            error = exc
+    context = {
+        "nav": "threads",
+        "thread": thread,
+        "live": live,
+        "page": page,
+        "message_rows": _message_rows(page),
+        "error": error,
+        "gone": isinstance(error, NotFoundError),
+        "reason": reason,
+        "writable": selectors.writable_threads(request.user).filter(pk=thread.pk).exists(),
+    }
+    return _render(request, "thread_detail", "live", context)
+
+
+@require_GET
+def thread_messages(request, pk):
+    """The next page of messages after the `after` cursor; htmx gets the rows to append."""
+    thread = selectors.get_visible_thread(request.user, pk)
+    after = request.GET.get("after", "").strip()[:ID_MAX] or None
+    page = error = None
+    reason = _unreachable_reason(thread)
+    if reason is None:
+        try:
+            page = services.list_messages(thread, after=after)
+        except UpstreamError as exc:
+            error = exc
+    context = {
+        "nav": "threads",
+        "thread": thread,
+        "page": page,
+        "message_rows": _message_rows(page),
+        "after": after,
+        "error": error,
+        "reason": reason,
+    }
+    return _render(request, "thread_messages", "items", context)
+
+
+@require_http_methods(["GET", "POST"])
+def thread_edit(request, pk):
+    """Metadata and tool_resources, pre-filled from the live thread; no form if it is out of
+    reach. The new metadata map replaces the old one."""
+    thread = selectors.get_writable_thread(request.user, pk)
+    context = {"nav": "threads", "thread": thread, "error": None}
+    if request.method == "POST":
+        form = ToolResourcesForm(request.POST)
+        metadata = MetadataFormSet(request.POST, prefix="meta")
+        if form.is_valid() and metadata.is_valid():
+            try:
+                services.update_thread(
+                    request.user,
+                    thread,
+                    metadata=metadata.metadata(),
+                    tool_resources=form.tool_resources(keep_empty=True),
+                    request=request,
+                )
+            except UpstreamError as exc:
+                context["error"] = exc
+            else:
+                messages.success(request, f"Saved thread {thread.thread_id}.")
+                return _redirect(request, reverse("threads_app:thread_detail", args=[pk]))
+    else:
+        try:
+            live = services.refresh_thread(thread)
+        except UpstreamError as exc:
+            context["error"] = exc
+            form = metadata = None
+        else:
+            form = ToolResourcesForm(initial=ToolResourcesForm.initial_from(live.tool_resources))
+            metadata = MetadataFormSet(
+                initial=[{"key": key, "value": value} for key, value in live.metadata.items()],
+                prefix="meta",
+            )
+    context.update(form=form, metadata=metadata)
+    return _render(request, "thread_edit", "form", context)
+
+
+def _confirm(request, thread, action):
+    return _render(
+        request, "thread_confirm", "confirm", {"nav": "threads", "thread": thread, "action": action}
+    )
+
+
+@require_http_methods(["GET", "POST"])
+def thread_delete(request, pk):
+    """GET: confirmation. POST: delete upstream. htmx (the list's row button): an empty body
+    removes the row; on failure 204 keeps it, and the toast says why."""
+    thread = selectors.get_writable_thread(request.user, pk)
+    if request.method == "GET":
+        return _confirm(request, thread, "delete")
+    deletion = services.delete_thread(request.user, thread, request=request)
+    if deletion.removed:
+        messages.success(request, deletion.message)
+        if request.htmx:
+            return _changed(HttpResponse(""))
+        return redirect("threads_app:thread_list")
+    messages.error(request, deletion.message)
+    if request.htmx:
+        return HttpResponse(status=204)
+    return redirect("threads_app:thread_detail", pk=pk)
+
+
+@require_http_methods(["GET", "POST"])
+def thread_untrack(request, pk):
+    """GET: confirmation. POST: forget the thread here; the upstream keeps it."""
+    thread = selectors.get_writable_thread(request.user, pk)
+    if request.method == "GET":
+        return _confirm(request, thread, "untrack")
+    name = str(thread)
+    services.untrack_thread(request.user, thread, request=request)
+    messages.success(request, f"Stopped tracking {name}. It still exists upstream.")
+    if request.htmx:
+        return _changed(HttpResponse(""))
+    return redirect("threads_app:thread_list")

@@ -1,0 +1,324 @@
+"""Writes for tracked threads: create, import, refresh, edit, delete and untrack.
+
+Each write takes the acting user, checks they may use the key, calls the upstream through
+`client_for`, notes the key's result and records an audit event (`refresh_thread` and
+`list_messages` are reads: the view has checked visibility). `request` serves only the
+client IP and user agent of audit events (`request.META`): any object with a `META` dict,
+or None, will do, so a background job can call these too.
+
+Audit policy: an event records something that happened. A create, import, edit or untrack
+that the upstream refused (or that never reached it) changes nothing and records nothing;
+the user sees the error instead. A deletion is the exception: its intent is recorded and
+committed *before* the DELETE is sent, and its outcome (success, already gone, refused or
+failed) after, so every attempt leaves a pair of events.
+"""
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from django.core.exceptions import PermissionDenied
+from django.db import transaction
+from django.utils import timezone
+
+from threads_app import audit, selectors
+from threads_app.models import AuditEvent, TrackedThread
+from threads_app.services.keys import client_for, note_key_result
+from threads_app.upstream import InvalidRequestError, NotFoundError, UpstreamError
+
+Action = AuditEvent.Action
+Outcome = AuditEvent.Outcome
+State = TrackedThread.State
+
+MESSAGES_PAGE_SIZE = 20
+
+
+def _require_usable_key(user, api_key):
+    if not selectors.usable_keys(user).filter(pk=api_key.pk).exists():
+        raise PermissionDenied("You may not use this key.")
+
+
+def _require_writable(user, thread):
+    if not selectors.writable_threads(user).filter(pk=thread.pk).exists():
+        raise PermissionDenied("You may look at this thread but not change it.")
+
+
+def _call(api_key, call):
+    """`call(client)` with the key's client; the key's last result is noted either way."""
+    try:
+        result = call(client_for(api_key))
+    except UpstreamError as exc:
+        note_key_result(api_key, exc)
+        raise
+    note_key_result(api_key)
+    return result
+
+
+def _cache_fields(live):
+    """What a tracked thread remembers of the live one."""
+    return {
+        "upstream_created_at": datetime.fromtimestamp(live.created_at, tz=UTC),
+        "metadata": live.metadata,
+        "tool_resources": live.tool_resources,
+        "last_checked_at": timezone.now(),
+    }
+
+
+def create_thread(
+    user, api_key, *, label="", metadata=None, messages=None, tool_resources=None, request=None
+):
+    """Create a thread upstream and track it; raises `UpstreamError` with nothing tracked."""
+    _require_usable_key(user, api_key)
+    live = _call(
+        api_key,
+        lambda client: client.create_thread(
+            messages=messages or None,
+            metadata=metadata or None,
+            tool_resources=tool_resources or None,
+        ),
+    )
+    with transaction.atomic():
+        thread = TrackedThread.objects.create(
+            thread_id=live.id, api_key=api_key, label=label, tracked_by=user, **_cache_fields(live)
+        )
+        audit.record(
+            action=Action.THREAD_CREATED,
+            outcome=Outcome.SUCCESS,
+            actor=user,
+            api_key=api_key,
+            thread_id=live.id,
+            request_id=live.request_id or "",
+            request=request,
+            details={"label": label, "messages": len(messages or ())},
+        )
+    return thread
+
+
+@dataclass(frozen=True)
+class ImportResult:
+    TRACKED = "tracked"
+    ALREADY_TRACKED = "already_tracked"
+    REFUSED = "refused"
+
+    thread_id: str
+    status: str
+    message: str = ""
+    thread: TrackedThread | None = None
+
+
+def import_threads(user, api_key, thread_ids, request=None):
+    """Verify each id with a GET and track those the key can see; one result per id, in order.
+
+    A 404 or 400 refuses that id alone. Any other error concerns the key or the service
+    (401, 429, 5xx, timeout, unreadable answer), so the remaining ids are not sent: they are
+    refused with that error rather than making the user wait for each to fail the same way.
+    """
+    _require_usable_key(user, api_key)
+    existing = {
+        thread.thread_id: thread
+        for thread in TrackedThread.objects.filter(api_key=api_key, thread_id__in=thread_ids)
+    }
+    results, stopped_by = [], None
+    for thread_id in thread_ids:
+        if thread_id in existing:
+            result = ImportResult(
+                thread_id, ImportResult.ALREADY_TRACKED, thread=existing[thread_id]
+            )
+        elif stopped_by is not None:
+            result = ImportResult(thread_id, ImportResult.REFUSED, f"Not checked: {stopped_by}")
+        else:
+            try:
+                result = _import_one(user, api_key, thread_id, request)
+            except UpstreamError as exc:
+                stopped_by = str(exc)
+                result = ImportResult(thread_id, ImportResult.REFUSED, stopped_by)
+        results.append(result)
+    return results
+
+
+def _import_one(user, api_key, thread_id, request):
+    try:
+        live = _call(api_key, lambda client: client.retrieve_thread(thread_id))
+    except NotFoundError as exc:
+        message = "No such thread for this key"
+        if exc.request_id:
+            message += f" (request {exc.request_id})"
+        return ImportResult(thread_id, ImportResult.REFUSED, message + ".")
+    except InvalidRequestError as exc:
+        return ImportResult(thread_id, ImportResult.REFUSED, str(exc))
+    with transaction.atomic():
+        thread, created = TrackedThread.objects.get_or_create(
+            api_key=api_key,
+            thread_id=live.id,
+            defaults={"tracked_by": user, **_cache_fields(live)},
+        )
+        if not created:  # tracked meanwhile by a concurrent import
+            return ImportResult(thread_id, ImportResult.ALREADY_TRACKED, thread=thread)
+        audit.record(
+            action=Action.THREAD_IMPORTED,
+            outcome=Outcome.SUCCESS,
+            actor=user,
+            api_key=api_key,
+            thread_id=live.id,
+            request_id=live.request_id or "",
+            request=request,
+        )
+    return ImportResult(thread_id, ImportResult.TRACKED, thread=thread)
+
+
+def refresh_thread(thread):
+    """The live thread; refreshes the cached copy, and marks a thread the upstream lost as gone.
+
+    A cache refresh, not a change anyone made: not audited, and only needs read access.
+    Raises `UpstreamError` (after marking the thread gone on a 404).
+    """
+    try:
+        live = _call(thread.api_key, lambda client: client.retrieve_thread(thread.thread_id))
+    except NotFoundError:
+        if thread.state == State.ACTIVE:
+            thread.state = State.GONE
+        thread.last_checked_at = timezone.now()
+        thread.save(update_fields=["state", "last_checked_at"])
+        raise
+    fields = _cache_fields(live)
+    for name, value in fields.items():
+        setattr(thread, name, value)
+    if thread.state == State.GONE:
+        thread.state = State.ACTIVE
+    thread.save(update_fields=[*fields, "state"])
+    return live
+
+
+def list_messages(thread, after=None):
+    """One page of the thread's messages, newest first; raises `UpstreamError`."""
+    return _call(
+        thread.api_key,
+        lambda client: client.list_messages(
+            thread.thread_id, limit=MESSAGES_PAGE_SIZE, order="desc", after=after
+        ),
+    )
+
+
+def update_thread(user, thread, *, metadata, tool_resources, request=None):
+    """Replace the thread's metadata and tool_resources; raises `UpstreamError`.
+
+    The new metadata map is sent whole. The emulator (emulator/validation.py,
+    `thread_modify`) replaces each field present as a whole, as OpenAI's modify does, so the
+    keys left out are removed; sending them with "" would instead store empty strings.
+    tool_resources is sent with both sections, empty lists included, so that clearing the
+    file ids or the vector store also clears them upstream.
+    """
+    _require_writable(user, thread)
+    before = thread.metadata
+    live = _call(
+        thread.api_key,
+        lambda client: client.modify_thread(
+            thread.thread_id, metadata=metadata, tool_resources=tool_resources
+        ),
+    )
+    fields = _cache_fields(live)
+    for name, value in fields.items():
+        setattr(thread, name, value)
+    with transaction.atomic():
+        thread.save(update_fields=list(fields))
+        audit.record(
+            action=Action.THREAD_UPDATED,
+            outcome=Outcome.SUCCESS,
+            actor=user,
+            api_key=thread.api_key,
+            thread_id=thread.thread_id,
+            request_id=live.request_id or "",
+            request=request,
+            details={"metadata_before": before, "metadata_after": live.metadata},
+        )
+    return thread
+
+
+@dataclass(frozen=True)
+class Deletion:
+    """What `delete_thread` did: the outcome recorded in the audit log, and why."""
+
+    thread: TrackedThread
+    outcome: str  # an AuditEvent.Outcome
+    message: str
+    error: UpstreamError | None = None
+
+    @property
+    def removed(self):
+        return self.outcome in (Outcome.SUCCESS, Outcome.ALREADY_GONE)
+
+
+def delete_thread(user, thread, request=None):
+    """Delete a thread upstream with an intent/outcome pair of audit events.
+
+    (a) the intent is committed first (`durable=True`: never call this inside a
+    transaction), (b) the DELETE is sent, (c) the outcome is recorded: success, already
+    gone (404), refused (`deleted: false`) or failed (any other error). Only success and
+    already gone mark the thread deleted. Safe to run for many threads at once: it touches
+    only this thread's row and the serialized audit chain.
+    """
+    _require_writable(user, thread)
+    client = client_for(thread.api_key)
+    intent = audit.record(
+        action=Action.THREAD_DELETE_INTENT,
+        outcome=Outcome.PENDING,
+        actor=user,
+        api_key=thread.api_key,
+        thread_id=thread.thread_id,
+        request=request,
+        details={"label": thread.label},
+        durable=True,
+    )
+    name = thread.label or thread.thread_id
+    error = None
+    try:
+        result = client.delete_thread(thread.thread_id)
+    except UpstreamError as exc:
+        error = exc
+        outcome, status, request_id = Outcome.FAILED, exc.status, exc.request_id
+        message = f"Could not delete “{name}”: {exc}"
+        details = {"status": exc.status, "message": exc.message, "request_id": exc.request_id}
+    else:
+        status, request_id, details = result.status, result.request_id, {}
+        if result.already_gone:
+            outcome = Outcome.ALREADY_GONE
+            message = f"“{name}” was already gone upstream; it is marked deleted."
+        elif result.deleted:
+            outcome, message = Outcome.SUCCESS, f"Deleted “{name}”."
+        else:
+            outcome = Outcome.REFUSED
+            message = f"The Threads API refused to delete “{name}” (deleted: false)"
+            message += f" (request {request_id})." if request_id else "."
+    note_key_result(thread.api_key, error)
+    deletion = Deletion(thread, outcome, message, error)
+    with transaction.atomic():
+        audit.record(
+            action=Action.THREAD_DELETED,
+            outcome=outcome,
+            actor=user,
+            api_key=thread.api_key,
+            thread_id=thread.thread_id,
+            http_status=status,
+            request_id=request_id or "",
+            request=request,
+            details={"intent": intent.sequence, **details},
+        )
+        if deletion.removed:
+            thread.state = State.DELETED
+            thread.save(update_fields=["state"])
+    return deletion
+
+
+def untrack_thread(user, thread, request=None):
+    """Forget a thread locally; the upstream is not called."""
+    _require_writable(user, thread)
+    with transaction.atomic():
+        thread.delete()
+        audit.record(
+            action=Action.THREAD_UNTRACKED,
+            outcome=Outcome.SUCCESS,
+            actor=user,
+            api_key=thread.api_key,
+            thread_id=thread.thread_id,
+            request=request,
+            details={"label": thread.label, "state": thread.state},
+        )
