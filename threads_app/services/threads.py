@@ -23,6 +23,7 @@ from django.utils import timezone
 from threads_app import audit, selectors
 from threads_app.models import AuditEvent, TrackedThread
 from threads_app.services.keys import client_for, note_key_result
+from threads_app.services.transcripts import deletion_snapshot
 from threads_app.upstream import InvalidRequestError, NotFoundError, UpstreamError
 
 Action = AuditEvent.Action
@@ -165,6 +166,18 @@ def _import_one(user, api_key, thread_id, request):
     return ImportResult(thread_id, ImportResult.TRACKED, thread=thread)
 
 
+def unreachable_reason(thread):
+    """Why the upstream is not asked about this thread, or None."""
+    if thread.state == State.DELETED:
+        return "This thread was deleted; the Threads API no longer has it."
+    if thread.api_key.is_revoked:
+        return (
+            f"Its key “{thread.api_key.label}” is revoked, so the dashboard no longer calls "
+            "the Threads API with it."
+        )
+    return None
+
+
 def refresh_thread(thread):
     """The live thread; refreshes the cached copy, and marks a thread the upstream lost as gone.
 
@@ -177,15 +190,22 @@ def refresh_thread(thread):
         if thread.state == State.ACTIVE:
             thread.state = State.GONE
         thread.last_checked_at = timezone.now()
-        thread.save(update_fields=["state", "last_checked_at"])
+        _save_unless_deleted(thread, ["state", "last_checked_at"])
         raise
     fields = _cache_fields(live)
     for name, value in fields.items():
         setattr(thread, name, value)
     if thread.state == State.GONE:
         thread.state = State.ACTIVE
-    thread.save(update_fields=[*fields, "state"])
+    _save_unless_deleted(thread, [*fields, "state", "search_text"])
     return live
+
+
+def _save_unless_deleted(thread, field_names):
+    """Save cached fields, unless a deletion finished meanwhile (it must not be undone)."""
+    thread.search_text = thread.build_search_text()
+    values = {name: getattr(thread, name) for name in field_names}
+    TrackedThread.objects.filter(pk=thread.pk).exclude(state=State.DELETED).update(**values)
 
 
 def list_messages(thread, after=None):
@@ -241,13 +261,14 @@ class Deletion:
     outcome: str  # an AuditEvent.Outcome
     message: str
     error: UpstreamError | None = None
+    request_id: str = ""  # the DELETE answer's x-request-id ("" when there was none)
 
     @property
     def removed(self):
         return self.outcome in (Outcome.SUCCESS, Outcome.ALREADY_GONE)
 
 
-def delete_thread(user, thread, request=None):
+def delete_thread(user, thread, request=None, snapshot=False):
     """Delete a thread upstream with an intent/outcome pair of audit events.
 
     (a) the intent is committed first (`durable=True`: never call this inside a
@@ -255,9 +276,13 @@ def delete_thread(user, thread, request=None):
     gone (404), refused (`deleted: false`) or failed (any other error). Only success and
     already gone mark the thread deleted. Safe to run for many threads at once: it touches
     only this thread's row and the serialized audit chain.
+
+    With `snapshot`, the thread's transcript is fetched first and stored with the intent; if
+    it cannot be, `SnapshotFailed` is raised and nothing is recorded or deleted.
     """
     _require_writable(user, thread)
     client = client_for(thread.api_key)
+    transcript = deletion_snapshot(thread) if snapshot else ""
     intent = audit.record(
         action=Action.THREAD_DELETE_INTENT,
         outcome=Outcome.PENDING,
@@ -266,6 +291,7 @@ def delete_thread(user, thread, request=None):
         thread_id=thread.thread_id,
         request=request,
         details={"label": thread.label},
+        snapshot=transcript,
         durable=True,
     )
     name = thread.label or thread.thread_id
@@ -289,7 +315,7 @@ def delete_thread(user, thread, request=None):
             message = f"The Threads API refused to delete “{name}” (deleted: false)"
             message += f" (request {request_id})." if request_id else "."
     note_key_result(thread.api_key, error)
-    deletion = Deletion(thread, outcome, message, error)
+    deletion = Deletion(thread, outcome, message, error, request_id or "")
     with transaction.atomic():
         audit.record(
             action=Action.THREAD_DELETED,

@@ -26,8 +26,8 @@ from threads_app.forms import (
     ThreadImportForm,
     ToolResourcesForm,
 )
-from threads_app.models import TrackedThread
 from threads_app.services import threads as services
+from threads_app.services.transcripts import SnapshotFailed
 from threads_app.upstream import NotFoundError, UpstreamError
 
 PAGE_SIZE = 25
@@ -167,18 +167,6 @@ def thread_import(request):
     return response
 
 
-def _unreachable_reason(thread):
-    """Why the upstream is not asked about this thread, or None."""
-    if thread.state == TrackedThread.State.DELETED:
-        return "This thread was deleted; the Threads API no longer has it."
-    if thread.api_key.is_revoked:
-        return (
-            f"Its key “{thread.api_key.label}” is revoked, so the dashboard no longer calls "
-            "the Threads API with it."
-        )
-    return None
-
-
 def _message_rows(page):
     """(message, creation time) pairs: the template shows the time as a `<time>`."""
     if page is None:
@@ -194,7 +182,7 @@ def thread_detail(request, pk):
     answers (a 404 marks the thread gone)."""
     thread = selectors.get_visible_thread(request.user, pk)
     live = page = error = None
-    reason = _unreachable_reason(thread)
+    reason = services.unreachable_reason(thread)
     if reason is None:
         try:
             live = services.refresh_thread(thread)
@@ -221,7 +209,7 @@ def thread_messages(request, pk):
     thread = selectors.get_visible_thread(request.user, pk)
     after = request.GET.get("after", "").strip()[:ID_MAX] or None
     page = error = None
-    reason = _unreachable_reason(thread)
+    reason = services.unreachable_reason(thread)
     if reason is None:
         try:
             page = services.list_messages(thread, after=after)
@@ -287,11 +275,20 @@ def _confirm(request, thread, action):
 @require_http_methods(["GET", "POST"])
 def thread_delete(request, pk):
     """GET: confirmation. POST: delete upstream. htmx (the list's row button): an empty body
-    removes the row; on failure 204 keeps it, and the toast says why."""
+    removes the row; on failure 204 keeps it, and the toast says why. A transcript that was
+    asked for but could not be saved stops the deletion: back to the confirmation."""
     thread = selectors.get_writable_thread(request.user, pk)
     if request.method == "GET":
         return _confirm(request, thread, "delete")
-    deletion = services.delete_thread(request.user, thread, request=request)
+    try:
+        deletion = services.delete_thread(
+            request.user, thread, request=request, snapshot="snapshot" in request.POST
+        )
+    except SnapshotFailed as exc:
+        messages.error(request, str(exc))
+        if request.htmx:
+            return HttpResponse(status=204)
+        return redirect("threads_app:thread_delete", pk=pk)
     if deletion.removed:
         messages.success(request, deletion.message)
         if request.htmx:

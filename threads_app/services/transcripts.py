@@ -1,0 +1,100 @@
+"""A thread's transcript: the live thread object and all its messages as one JSON document.
+
+It is downloaded from the thread's page, and can be stored with a deletion's intent event
+(the "snapshot"), so a deleted conversation can still be handed to whoever asks for it. It
+names the key by label and hint only, never by its secret.
+"""
+
+import json
+
+from django.utils import timezone
+
+from threads_app.services.keys import client_for, note_key_result
+from threads_app.upstream import UpstreamError
+
+MESSAGES_PER_REQUEST = 100  # the API's maximum page size
+
+
+class SnapshotFailed(Exception):
+    """The transcript could not be fetched, so the thread was not deleted.
+
+    The message is safe to show; the upstream error is the cause.
+    """
+
+
+def _all_messages(client, thread_id):
+    """Every message, oldest first, one page of 100 after another."""
+    after = None
+    while True:
+        page = client.list_messages(thread_id, limit=MESSAGES_PER_REQUEST, order="asc", after=after)
+        yield from page.messages
+        if not page.has_more or not page.last_id:
+            return
+        after = page.last_id
+
+
+def _message(thread_id, message):
+    return {
+        "id": message.id,
+        "object": "thread.message",
+        "thread_id": thread_id,
+        "created_at": message.created_at,
+        "role": message.role,
+        "content": message.content,
+        "attachments": message.attachments,
+        "metadata": message.metadata,
+    }
+
+
+def _tracked(thread):
+    """What the dashboard knows about the thread: who tracks it, under which key."""
+    key = thread.api_key
+    return {
+        "label": thread.label,
+        "state": thread.state,
+        "key_label": key.label,
+        "key_hint": key.hint,
+        "team": key.team.name if key.team_id else None,
+        "tracked_by": thread.tracked_by.get_username() if thread.tracked_by else None,
+        "tracked_at": thread.tracked_at.isoformat(),
+    }
+
+
+def thread_transcript(thread):
+    """The transcript as a dict; raises `UpstreamError`. The key's result is noted either way."""
+    client = client_for(thread.api_key)
+    try:
+        live = client.retrieve_thread(thread.thread_id)
+        messages = [_message(live.id, message) for message in _all_messages(client, live.id)]
+    except UpstreamError as exc:
+        note_key_result(thread.api_key, exc)
+        raise
+    note_key_result(thread.api_key)
+    return {
+        "thread": {
+            "id": live.id,
+            "object": "thread",
+            "created_at": live.created_at,
+            "metadata": live.metadata,
+            "tool_resources": live.tool_resources,
+        },
+        "messages": messages,
+        "exported_at": timezone.now().isoformat(),
+        "tracked": _tracked(thread),
+    }
+
+
+def transcript_json(thread):
+    """The transcript as the JSON text that is downloaded or stored; raises `UpstreamError`."""
+    return json.dumps(thread_transcript(thread), indent=2, ensure_ascii=False)
+
+
+def deletion_snapshot(thread):
+    """The transcript to store with a deletion's intent; raises `SnapshotFailed`."""
+    try:
+        return transcript_json(thread)
+    except UpstreamError as exc:
+        raise SnapshotFailed(
+            f"“{thread}” was not deleted: its transcript could not be saved first ({exc}). "
+            "Try again, or delete it without saving a transcript."
+        ) from exc
