@@ -1,0 +1,131 @@
+"""Every main page in the browser: accessible (axe-core, light and dark), no CSP violation,
+nothing wider than a 375 px phone, and screenshots at 1280 and 375 px."""
+
+import re
+from dataclasses import dataclass
+
+import pytest
+from django.utils import timezone
+from playwright.sync_api import expect
+
+from tests.conftest import OTHER_TEST_KEY
+from threads_app.models import ApiKey, TrackedThread
+from threads_app.services import threads as thread_services
+
+NARROW = 375
+
+
+@dataclass
+class Console:
+    """A lived-in dashboard: the pages show rows, badges of every kind and audit events."""
+
+    users: dict
+    thread: TrackedThread
+    team_pk: int
+
+
+@pytest.fixture
+def console(user, api_key, make_user, make_team, make_key, make_thread, emulator):
+    team = make_team("Blue", {user: "owner", make_user("vera"): "viewer"})
+    team_key = make_key(team=team, label="Blue key", created_by=user)
+    failing = make_key(owner=user, label="Old project", secret=OTHER_TEST_KEY)
+    ApiKey.objects.filter(pk=failing.pk).update(
+        failing=True, last_error="The Threads API refused the key (401) — request req_abc123"
+    )
+    retired = make_key(owner=user, label="Retired", secret="sk-retired-key-0000000000000")
+    ApiKey.objects.filter(pk=retired.pk).update(revoked_at=timezone.now())
+
+    thread = make_thread(
+        api_key,
+        label="Refund question",
+        metadata={"customer": "c-42", "priority": "high"},
+        messages=[
+            {"role": "user", "content": "Hello, I would like a refund for order 1234."},
+            {"role": "assistant", "content": "Of course. Could you tell me why?"},
+            {"role": "user", "content": "It arrived broken.\nThe box was crushed."},
+        ],
+    )
+    make_thread(team_key, label="Team plan", metadata={"quarter": "Q3"})
+    gone = make_thread(api_key, label="Expired chat")
+    TrackedThread.objects.filter(pk=gone.pk).update(state=TrackedThread.State.GONE)
+
+    # Deletions with each outcome, for the audit log's badges.
+    thread_services.delete_thread(user, make_thread(api_key, label="Old chat"))
+    vanished = make_thread(api_key, label="Vanished chat")
+    emulator.remove_thread(vanished.thread_id)
+    thread_services.delete_thread(user, vanished)
+    emulator.add_fault("DELETE", "*", "status", status=500)
+    thread_services.delete_thread(user, make_thread(api_key, label="Stubborn chat"))
+    emulator.add_fault("DELETE", "*", "not_deleted")
+    thread_services.delete_thread(user, make_thread(api_key, label="Refused chat"))
+
+    return Console(
+        users={"alice": user, "newcomer": make_user("newcomer")},
+        thread=thread,
+        team_pk=team.pk,
+    )
+
+
+# (name, who is logged in, path). The names are also the screenshots' file names.
+PAGES = [
+    ("login", None, "/login/"),
+    ("threads list, empty", "newcomer", "/"),
+    ("threads list", "alice", "/"),
+    ("create thread", "alice", "/threads/new/"),
+    ("import threads", "alice", "/threads/import/"),
+    ("thread detail", "alice", "/threads/{thread}/"),
+    ("edit thread", "alice", "/threads/{thread}/edit/"),
+    ("delete confirmation", "alice", "/threads/{thread}/delete/"),
+    ("keys", "alice", "/keys/"),
+    ("add key", "alice", "/keys/new/"),
+    ("teams", "alice", "/teams/"),
+    ("team detail", "alice", "/teams/{team}/"),
+    ("audit log", "alice", "/audit/"),
+]
+
+
+def _fits_narrow_screen(page):
+    page.set_viewport_size({"width": NARROW, "height": 900})
+    width = page.evaluate("document.scrollingElement.scrollWidth")
+    assert width <= NARROW + 1, f"{page.url} is {width} px wide at {NARROW} px"
+
+
+@pytest.mark.parametrize(("name", "who", "path"), PAGES, ids=[name for name, _, _ in PAGES])
+def test_main_page(
+    name, who, path, console, new_page, log_in, check_accessibility, screenshot, page_problems
+):
+    page = new_page()
+    if who:
+        log_in(page, console.users[who])
+    response = page.goto(path.format(thread=console.thread.pk, team=console.team_pk))
+    assert response.status == 200
+    expect(page.get_by_role("heading", level=1)).to_be_visible()
+
+    check_accessibility(page, name)
+    page.emulate_media(color_scheme="dark")
+    assert page.evaluate("matchMedia('(prefers-color-scheme: dark)').matches")
+    check_accessibility(page, name)
+    page.emulate_media(color_scheme="light")
+
+    screenshot(page, re.sub(r"\W+", "-", name))
+    _fits_narrow_screen(page)
+    assert not page_problems  # no CSP violation, failed load or script error on this page
+
+
+def test_form_errors_are_accessible(user_page, api_key, check_accessibility):
+    page = user_page
+    page.goto("/threads/new/")
+    page.get_by_label("Value of pair 1").fill("a value without its key")
+    page.get_by_role("button", name="Create thread").click()
+    expect(page.get_by_role("alert")).to_contain_text("Please correct the errors below")
+    expect(page.locator(".errorlist")).to_contain_text("Pair 1, key: A value needs a key.")
+    expect(page.get_by_label("Value of pair 1")).to_have_value("a value without its key")
+    check_accessibility(page, "create thread, with errors")
+
+    page.goto("/keys/new/")
+    page.get_by_label("Label").fill("Wrong")
+    page.get_by_label("Secret").fill("sk-not-a-key-the-api-knows-0000")
+    page.get_by_role("button", name="Add key").click()
+    expect(page.get_by_role("alert")).to_contain_text("401")
+    page.emulate_media(color_scheme="dark")
+    check_accessibility(page, "add key, refused")

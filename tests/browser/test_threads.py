@@ -1,0 +1,215 @@
+"""In the browser: the life of a thread, from creation to deletion, with and without JavaScript."""
+
+import re
+
+import pytest
+from playwright.sync_api import expect
+
+from tests.conftest import TEST_KEY
+from threads_app.models import AuditEvent, TrackedThread
+from threads_app.upstream import ThreadsClient
+
+
+@pytest.fixture
+def upstream(emulator):
+    """A Threads API client for checking what the emulator holds."""
+    return ThreadsClient(TEST_KEY, base_url=emulator.base_url)
+
+
+def _deletes(emulator):
+    return [path for method, path in emulator.request_log if method == "DELETE"]
+
+
+def _mark_document(page):
+    """Tag the current document: the tag survives htmx swaps, not a page load."""
+    page.evaluate("window.sameDocument = true")
+
+
+def _assert_same_document(page):
+    assert page.evaluate("window.sameDocument") is True, "the page was reloaded"
+
+
+def test_create_a_thread_with_metadata_and_a_message(user_page, api_key, upstream):
+    page = user_page
+    page.get_by_role("link", name="New thread").click()
+    page.get_by_label("Label").fill("Refund question")
+    page.get_by_label("Key", exact=True).select_option(str(api_key.pk))
+    page.get_by_label("Key of pair 1").fill("customer")
+    page.get_by_label("Value of pair 1").fill("c-42")
+    page.get_by_role("button", name="Add a pair").click()
+    # The new row is numbered for the formset and takes the focus.
+    expect(page.locator("[name=meta-1-key]")).to_be_focused()
+    page.keyboard.type("priority")
+    page.locator("[name=meta-1-value]").fill("high")
+    page.get_by_label("Text of message 1").fill("Hello, I would like a refund.")
+    page.get_by_role("button", name="Create thread").click()
+
+    expect(page.get_by_role("heading", level=1)).to_have_text("Refund question")
+    thread = TrackedThread.objects.get()
+    expect(page.locator(".messages")).to_contain_text(f"Created thread {thread.thread_id}")
+    live = page.get_by_role("region", name="Live thread")
+    expect(live).to_contain_text("customer")
+    expect(live).to_contain_text("c-42")
+    expect(live).to_contain_text("priority")
+    messages = page.get_by_role("region", name=re.compile("^Messages"))
+    expect(messages.locator(".message-text")).to_have_text(["Hello, I would like a refund."])
+    assert upstream.retrieve_thread(thread.thread_id).metadata == {
+        "customer": "c-42",
+        "priority": "high",
+    }
+
+
+def test_live_search_updates_the_rows_without_a_page_load(user_page, api_key, make_thread):
+    page = user_page
+    make_thread(api_key, label="Invoice dispute", metadata={"customer": "acme"})
+    make_thread(api_key, label="Shipping delay")
+    wanted = make_thread(api_key, label="Password reset", metadata={"ticket": "T-991"})
+    page.goto("/")
+    rows = page.locator("#rows tbody tr")
+    expect(rows).to_have_count(3)
+    _mark_document(page)
+
+    page.get_by_label("Search").fill("t-991")  # a metadata value, any case
+    expect(rows).to_have_count(1)
+    expect(rows).to_contain_text("Password reset")
+    expect(page).to_have_url(re.compile(r"[?&]q=t-991"))
+
+    page.get_by_label("Search").fill("nothing like this")
+    expect(page.get_by_text("No thread matches “nothing like this”")).to_be_visible()
+    expect(rows).to_have_count(0)
+
+    page.get_by_label("Search").fill("invoice")
+    expect(rows).to_have_count(1)
+    expect(rows).to_contain_text("Invoice dispute")
+    _assert_same_document(page)
+
+    page.get_by_label("Search").fill(wanted.thread_id)
+    page.get_by_role("link", name="Password reset").click()
+    expect(page).to_have_url(re.compile(rf"/threads/{wanted.pk}/$"))
+    expect(page.get_by_role("heading", level=1)).to_have_text("Password reset")
+
+
+def test_load_more_messages(user_page, api_key, make_thread):
+    page = user_page
+    thread = make_thread(
+        api_key,
+        label="Long chat",
+        messages=[{"role": "user", "content": f"message {n}"} for n in range(1, 26)],
+    )
+    page.goto(f"/threads/{thread.pk}/")
+    texts = page.locator(".thread-messages .message-text")
+    expect(texts).to_have_count(20)
+    expect(texts.first).to_have_text("message 25")
+    expect(texts.last).to_have_text("message 6")
+    _mark_document(page)
+
+    page.get_by_role("link", name="Load more").click()
+    expect(texts).to_have_count(25)
+    expect(texts.last).to_have_text("message 1")
+    expect(page.get_by_role("link", name="Load more")).to_have_count(0)
+    _assert_same_document(page)
+
+
+def test_edit_metadata(user_page, api_key, make_thread, upstream):
+    page = user_page
+    thread = make_thread(api_key, label="Edit me", metadata={"stage": "draft", "owner": "alice"})
+    page.goto(f"/threads/{thread.pk}/")
+    page.get_by_role("link", name="Edit").click()
+    expect(page.get_by_label("Key of pair 1")).to_have_value("stage")
+    expect(page.get_by_label("Value of pair 1")).to_have_value("draft")
+    page.get_by_label("Value of pair 1").fill("final")
+    page.get_by_role("button", name="Remove pair 2").click()
+    page.get_by_role("button", name="Add a pair").click()
+    added = page.locator("#meta-rows [data-row]").last
+    expect(added.get_by_label(re.compile("^Key"))).to_be_focused()
+    page.keyboard.type("reviewer")
+    added.get_by_label(re.compile("^Value")).fill("bob")
+    page.get_by_role("button", name="Save").click()
+
+    expect(page).to_have_url(re.compile(rf"/threads/{thread.pk}/$"))
+    expect(page.locator(".messages")).to_contain_text(f"Saved thread {thread.thread_id}")
+    live = page.get_by_role("region", name="Live thread")
+    expect(live).to_contain_text("final")
+    expect(live).to_contain_text("reviewer")
+    expect(live).not_to_contain_text("owner")
+    expected = {"stage": "final", "reviewer": "bob"}
+    assert upstream.retrieve_thread(thread.thread_id).metadata == expected
+    thread.refresh_from_db()
+    assert thread.metadata == expected
+
+
+def test_delete_from_the_list_after_confirming(user_page, api_key, make_thread, emulator):
+    page = user_page
+    kept = make_thread(api_key, label="Keep me")
+    doomed = make_thread(api_key, label="Delete me")
+    page.goto("/")
+    row = page.locator(f"#thread-{doomed.pk}")
+    delete = row.get_by_role("button", name=re.compile("^Delete"))
+
+    questions = []
+    page.once("dialog", lambda dialog: (questions.append(dialog.message), dialog.dismiss()))
+    delete.click()
+    assert questions == ["Delete “Delete me” upstream? This cannot be undone."]
+    expect(row).to_be_visible()
+    assert _deletes(emulator) == []
+
+    page.on("dialog", lambda dialog: dialog.accept())
+    delete.click()
+    expect(row).to_have_count(0)
+    expect(page.locator("#toasts")).to_contain_text("Deleted “Delete me”.")
+    expect(page.locator(f"#thread-{kept.pk}")).to_be_visible()
+    assert _deletes(emulator) == [f"/v1/threads/{doomed.thread_id}"]
+
+    page.get_by_role("navigation", name="Main").get_by_role("link", name="Audit log").click()
+    events = page.get_by_role("row", name=re.compile(doomed.thread_id))
+    expect(events.filter(has_text="Thread deletion outcome")).to_contain_text("Success")
+    expect(events.filter(has_text="Thread deletion requested")).to_be_visible()
+
+
+def test_delete_without_javascript(new_page, log_in, user, api_key, make_thread, live_server):
+    page = log_in(new_page(java_script_enabled=False), user)
+    thread = make_thread(api_key, label="Delete me plainly")
+    page.goto("/")
+    page.locator(f"#thread-{thread.pk}").get_by_role("button", name=re.compile("^Delete")).click()
+
+    expect(page).to_have_url(re.compile(rf"/threads/{thread.pk}/delete/\??$"))
+    expect(page.get_by_role("heading", level=1)).to_have_text("Delete this thread?")
+    expect(page.get_by_text(thread.thread_id)).to_be_visible()
+    page.get_by_role("button", name="Delete thread").click()
+
+    expect(page).to_have_url(live_server.url + "/")
+    expect(page.locator(".messages")).to_contain_text("Deleted “Delete me plainly”.")
+    expect(page.locator(f"#thread-{thread.pk}")).to_have_count(0)
+    thread.refresh_from_db()
+    assert thread.state == TrackedThread.State.DELETED
+    outcome = AuditEvent.objects.get(action=AuditEvent.Action.THREAD_DELETED)
+    assert outcome.outcome == AuditEvent.Outcome.SUCCESS
+
+
+def _tab_to(page, locator, limit=40):
+    """Press Tab until `locator` has the focus (at most `limit` times)."""
+    for _ in range(limit):
+        page.keyboard.press("Tab")
+        if locator.evaluate("element => element === document.activeElement"):
+            return
+    pytest.fail(f"{locator} never got the focus after {limit} presses of Tab")
+
+
+def test_the_keyboard_alone_finds_and_opens_a_thread(user_page, api_key, make_thread):
+    page = user_page
+    make_thread(api_key, label="First")
+    wanted = make_thread(api_key, label="Second")
+    page.goto("/")
+
+    page.keyboard.press("Tab")
+    expect(page.get_by_role("link", name="Skip to content")).to_be_focused()
+    search = page.get_by_label("Search")
+    _tab_to(page, search)
+    page.keyboard.type("second")
+    rows = page.locator("#rows tbody tr")
+    expect(rows).to_have_count(1)
+
+    _tab_to(page, page.get_by_role("link", name="Second"))
+    page.keyboard.press("Enter")
+    expect(page).to_have_url(re.compile(rf"/threads/{wanted.pk}/$"))
+    expect(page.get_by_role("heading", level=1)).to_have_text("Second")
