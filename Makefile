@@ -16,9 +16,23 @@ $(STAMP): requirements.txt requirements-dev.txt
 demo: $(STAMP)
 	DJANGO_DEBUG=1 DATABASE_URL=sqlite:///demo.sqlite3 $(PY) manage.py demo
 
-## Lint, then the whole suite (browser tests included)
+## The database-sensitive tests, run a second time on PostgreSQL when TEST_POSTGRES_URL is set
+POSTGRES_TESTS := tests/test_audit_chain.py tests/test_audit_page.py tests/test_admin.py \
+	tests/test_keys.py tests/test_rotate_encryption_keys.py tests/test_teams.py \
+	tests/test_threads_create.py tests/test_threads_detail.py tests/test_threads_edit_delete.py \
+	tests/test_threads_import.py tests/test_threads_list.py tests/test_reconcile.py \
+	tests/test_transcripts.py
+
+## Lint, then the whole suite (browser tests included) on SQLite, then POSTGRES_TESTS on PostgreSQL
 test: $(STAMP) lint
 	$(PY) -m pytest
+	@if [ -n "$(TEST_POSTGRES_URL)" ]; then \
+		echo "PostgreSQL pass: $(POSTGRES_TESTS)"; \
+		DATABASE_URL="$(TEST_POSTGRES_URL)" $(PY) -m pytest $(POSTGRES_TESTS); \
+	else \
+		echo "PostgreSQL pass not run: set TEST_POSTGRES_URL=postgres://user:pass@host:5432/db" \
+			"to run it (README, PostgreSQL tests)"; \
+	fi
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

@@ -27,13 +27,18 @@ STORAGES = {
     "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
 }
 
-# A file, not SQLite's in-memory test database: the audit concurrency test appends from 20
-# threads, each with its own connection, and a shared-cache memory database answers "table is
-# locked" where a file waits its turn (transaction_mode=IMMEDIATE). One file per process, as
-# several test runs may share a machine; Django deletes it at the end of the run.
+# One test database per process, as several test runs may share a machine (or a PostgreSQL
+# server); Django drops it at the end of the run. For SQLite a file, not the in-memory database:
+# the audit concurrency test appends from 20 threads, each with its own connection, and a
+# shared-cache memory database answers "table is locked" where a file waits its turn
+# (transaction_mode=IMMEDIATE).
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":  # noqa: F405
     DATABASES["default"]["TEST"] = {  # noqa: F405
         "NAME": os.path.join(tempfile.gettempdir(), f"threads-console-test-{os.getpid()}.sqlite3")
+    }
+else:
+    DATABASES["default"]["TEST"] = {  # noqa: F405
+        "NAME": f"test_{DATABASES['default']['NAME']}_{os.getpid()}"  # noqa: F405
     }
 # Serve static files straight from the app folders (no collectstatic before the tests).
 WHITENOISE_USE_FINDERS = True
