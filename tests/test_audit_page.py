@@ -117,7 +117,7 @@ def sequences(*events):
 
 
 def shown(response):
-    return [event.sequence for event in response.context["page"].events]
+    return [event.sequence for event in response.context["page"].rows]
 
 
 def csv_rows(response):
@@ -235,7 +235,7 @@ class TestRows:
             thread_id=deleted.thread_id,
         )
         response = get_as(client, world.alice)
-        events = {e.sequence: e for e in response.context["page"].events}
+        events = {e.sequence: e for e in response.context["page"].rows}
         assert events[linked.sequence].thread_pk == tracked.pk
         assert events[other_key.sequence].thread_pk is None
         assert events[gone.sequence].thread_pk is None
@@ -263,7 +263,7 @@ class TestRows:
             response = client.get(URL)
         thread_queries = [q for q in queries if "threads_app_trackedthread" in q["sql"]]
         assert len(thread_queries) == 1
-        assert all(e.thread_pk for e in response.context["page"].events)
+        assert all(e.thread_pk for e in response.context["page"].rows)
         assert len(queries) <= 8
 
     def test_empty_log(self, user_client):

@@ -3,7 +3,6 @@
 import csv
 import itertools
 import json
-from dataclasses import dataclass
 from datetime import UTC
 
 from django.db.models import Q
@@ -16,6 +15,7 @@ from django.views.decorators.http import require_GET
 from threads_app import selectors
 from threads_app.filters import filtered_audit_events
 from threads_app.models import TrackedThread
+from threads_app.paging import keyset_page
 
 PAGE_SIZE = 50
 CSV_CHUNK_SIZE = 1000
@@ -39,42 +39,12 @@ CSV_HEADER = [
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 
 
-@dataclass
-class Page:
-    events: list
-    newer: int | None  # cursor for the previous (newer) page, if there is one
-    older: int | None  # cursor for the next (older) page, if there is one
-
-
 def _cursor(value):
     try:
         cursor = int(value)
     except (TypeError, ValueError):
         return None
     return cursor if cursor > 0 else None
-
-
-def keyset_page(events, before=None, after=None):
-    """One page of events, newest first, by sequence (no OFFSET: every page costs the same).
-
-    A cursor in the request means the page it came from exists, so the opposite link is
-    offered without another query.
-    """
-    if after is not None:
-        rows = list(events.filter(sequence__gt=after).order_by("sequence")[: PAGE_SIZE + 1])
-        has_newer, has_older = len(rows) > PAGE_SIZE, True
-        rows = rows[:PAGE_SIZE][::-1]
-    else:
-        if before is not None:
-            events = events.filter(sequence__lt=before)
-        rows = list(events.order_by("-sequence")[: PAGE_SIZE + 1])
-        has_newer, has_older = before is not None, len(rows) > PAGE_SIZE
-        rows = rows[:PAGE_SIZE]
-    return Page(
-        events=rows,
-        newer=rows[0].sequence if rows and has_newer else None,
-        older=rows[-1].sequence if rows and has_older else None,
-    )
 
 
 def _link_tracked_threads(user, events):
@@ -106,10 +76,14 @@ def audit_list(request):
     # Transcripts can be large: the page only needs to know which events keep one.
     events = events.defer("snapshot").annotate(has_snapshot=~Q(snapshot=""))
     page = keyset_page(
-        events, before=_cursor(request.GET.get("before")), after=_cursor(request.GET.get("after"))
+        events,
+        size=PAGE_SIZE,
+        field="sequence",
+        before=_cursor(request.GET.get("before")),
+        after=_cursor(request.GET.get("after")),
     )
-    _link_tracked_threads(request.user, page.events)
-    for event in page.events:
+    _link_tracked_threads(request.user, page.rows)
+    for event in page.rows:
         event.details_summary = _details_summary(event.details)
     template = "threads_app/audit_list.html"
     if request.htmx and not request.htmx.history_restore_request:

@@ -6,7 +6,6 @@ empty body (the row it removes) or an `HX-Redirect`.
 """
 
 from collections import Counter
-from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from django.contrib import messages
@@ -26,6 +25,7 @@ from threads_app.forms import (
     ThreadImportForm,
     ToolResourcesForm,
 )
+from threads_app.paging import keyset_page
 from threads_app.services import threads as services
 from threads_app.services.transcripts import SnapshotFailed
 from threads_app.upstream import NotFoundError, UpstreamError
@@ -48,38 +48,6 @@ def _changed(response):
     return trigger_client_event(response, CHANGED)
 
 
-@dataclass(frozen=True)
-class Page:
-    """One page of rows, newest first, and the cursors to its neighbours (None: no link)."""
-
-    rows: list
-    newer: int | None
-    older: int | None
-
-
-def keyset_page(queryset, before=None, after=None):
-    """Rows older than `before` or newer than `after` by id, newest first.
-
-    Fetches one row more than it shows to know whether there is a next page: no COUNT, no
-    OFFSET, so the cost does not grow with the table.
-    """
-    if after is not None:
-        rows = list(queryset.filter(pk__gt=after).order_by("pk")[: PAGE_SIZE + 1])
-        has_newer, has_older = len(rows) > PAGE_SIZE, True
-        rows = rows[:PAGE_SIZE][::-1]
-    else:
-        if before is not None:
-            queryset = queryset.filter(pk__lt=before)
-        rows = list(queryset.order_by("-pk")[: PAGE_SIZE + 1])
-        has_newer, has_older = before is not None, len(rows) > PAGE_SIZE
-        rows = rows[:PAGE_SIZE]
-    return Page(
-        rows,
-        newer=rows[0].pk if has_newer and rows else None,
-        older=rows[-1].pk if has_older and rows else None,
-    )
-
-
 @require_GET
 def thread_list(request):
     user = request.user
@@ -87,7 +55,10 @@ def thread_list(request):
     filters = ThreadFilterForm(keys, request.GET)
     threads = filters.filter(selectors.visible_threads(user))
     page = keyset_page(
-        threads, filters.cleaned_data.get("before"), filters.cleaned_data.get("after")
+        threads,
+        size=PAGE_SIZE,
+        before=filters.cleaned_data.get("before"),
+        after=filters.cleaned_data.get("after"),
     )
     paged = bool(filters.cleaned_data.get("before") or filters.cleaned_data.get("after"))
     url = reverse("threads_app:thread_list") + "?"

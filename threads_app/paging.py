@@ -1,0 +1,39 @@
+"""Keyset paging: "newer" and "older" cursors instead of OFFSET and COUNT.
+
+Every page costs the same however long the table is: the query walks an index from the
+cursor and fetches one row more than it shows, to know whether another page follows.
+"""
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Page:
+    """One page of rows, newest first, and the cursors to its neighbours (None: no link)."""
+
+    rows: list
+    newer: int | None
+    older: int | None
+
+
+def keyset_page(queryset, *, size, field="pk", before=None, after=None):
+    """Rows whose `field` is below `before` or above `after`, newest (highest) first.
+
+    A cursor in the request means the page it came from exists, so the opposite link is
+    offered without another query.
+    """
+    if after is not None:
+        rows = list(queryset.filter(**{f"{field}__gt": after}).order_by(field)[: size + 1])
+        has_newer, has_older = len(rows) > size, True
+        rows = rows[:size][::-1]
+    else:
+        if before is not None:
+            queryset = queryset.filter(**{f"{field}__lt": before})
+        rows = list(queryset.order_by(f"-{field}")[: size + 1])
+        has_newer, has_older = before is not None, len(rows) > size
+        rows = rows[:size]
+    return Page(
+        rows,
+        newer=getattr(rows[0], field) if has_newer and rows else None,
+        older=getattr(rows[-1], field) if has_older and rows else None,
+    )
