@@ -645,3 +645,31 @@ def test_a_superuser_sees_and_manages_everyones_keys(client, make_user, other_us
     assert revoke_url(bobs) in text
     assert client.post(revoke_url(bobs)).status_code == 302
     assert ApiKey.objects.get().revoked_at is not None
+
+
+# --- Remembering use ---------------------------------------------------------------------------
+
+
+def test_a_working_key_is_written_once_a_minute_not_once_a_call(api_key):
+    key_service.note_key_result(api_key)
+    first_use = ApiKey.objects.get(pk=api_key.pk).last_used_at
+    with CaptureQueriesContext(connection) as queries:
+        key_service.note_key_result(api_key)
+    assert len(queries) == 0
+    assert ApiKey.objects.get(pk=api_key.pk).last_used_at == first_use
+
+    api_key.last_used_at = first_use - key_service.LAST_USED_PRECISION
+    key_service.note_key_result(api_key)
+    assert ApiKey.objects.get(pk=api_key.pk).last_used_at > first_use
+
+
+def test_a_rejected_key_is_marked_failing_and_cleared_by_the_next_success(api_key, emulator):
+    key_service.note_key_result(api_key)  # used a moment ago: recent, yet the flag must move
+    rejected = key_service.AuthenticationError("bad key", status=401, request_id="req_1")
+    key_service.note_key_result(api_key, rejected)
+    stored = ApiKey.objects.get(pk=api_key.pk)
+    assert stored.failing and "bad key" in stored.last_error
+
+    key_service.note_key_result(api_key)
+    stored = ApiKey.objects.get(pk=api_key.pk)
+    assert not stored.failing and stored.last_error == ""

@@ -115,15 +115,18 @@ def record(
         snapshot=snapshot,
     )
     with transaction.atomic(durable=durable):
-        head, _ = AuditChainHead.objects.select_for_update().get_or_create(pk=1)
+        head = AuditChainHead.objects.select_for_update().filter(pk=1)
+        sequence, prev_hash = head.values_list("sequence", "hash").first() or (0, "")
         # Stamped under the lock, so time order follows sequence order.
         event.created_at = timezone.now()
-        event.sequence = head.sequence + 1
-        event.prev_hash = head.hash or GENESIS_HASH
+        event.sequence = sequence + 1
+        event.prev_hash = prev_hash or GENESIS_HASH
         event.hash = compute_hash(event)
         event.save()
-        head.sequence, head.hash = event.sequence, event.hash
-        head.save(update_fields=["sequence", "hash"])
+        if sequence:
+            head.update(sequence=event.sequence, hash=event.hash)
+        else:
+            AuditChainHead.objects.create(pk=1, sequence=event.sequence, hash=event.hash)
     return event
 
 

@@ -4,6 +4,8 @@ A new or rotated secret is checked against the upstream before it is stored: a G
 thread that cannot exist answers 404 to a valid key and 401 to a rejected one.
 """
 
+from datetime import timedelta
+
 from django.core.exceptions import PermissionDenied
 from django.db import IntegrityError, transaction
 from django.utils import timezone
@@ -20,6 +22,9 @@ from threads_app.upstream import (
 
 # Any id works: the check only needs the upstream's verdict on the key.
 KEY_CHECK_THREAD_ID = "thread_key_check"
+
+
+LAST_USED_PRECISION = timedelta(minutes=1)
 
 
 class KeyChangeRefused(Exception):
@@ -40,16 +45,24 @@ def client_for(api_key):
 
 
 def note_key_result(api_key, error=None):
-    """Remember when a key was last used and whether the upstream rejected it."""
+    """Remember when a key was last used and whether the upstream rejected it.
+
+    A working key's "last used" is kept to the minute: a busy key (a bulk delete sharing one
+    key object across its workers) then costs one write a minute, not one a call.
+    """
     now = timezone.now()
     if isinstance(error, AuthenticationError):
-        ApiKey.objects.filter(pk=api_key.pk).update(
-            last_checked_at=now, failing=True, last_error=str(error)[:500]
-        )
+        fields = {"last_checked_at": now, "failing": True, "last_error": str(error)[:500]}
     elif error is None:
-        ApiKey.objects.filter(pk=api_key.pk).update(
-            last_used_at=now, last_checked_at=now, failing=False, last_error=""
-        )
+        recent = api_key.last_used_at and now - api_key.last_used_at < LAST_USED_PRECISION
+        if recent and not api_key.failing:
+            return
+        fields = {"last_used_at": now, "last_checked_at": now, "failing": False, "last_error": ""}
+    else:
+        return
+    ApiKey.objects.filter(pk=api_key.pk).update(**fields)
+    for name, value in fields.items():
+        setattr(api_key, name, value)
 
 
 def tracked_thread_count(api_key):
