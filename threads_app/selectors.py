@@ -7,7 +7,7 @@ from django.core.exceptions import PermissionDenied
 from django.db.models import Count, OuterRef, Q, Subquery
 from django.shortcuts import get_object_or_404
 
-from threads_app.models import ApiKey, AuditEvent, Membership, Team, TrackedThread
+from threads_app.models import ApiKey, AuditEvent, BulkDeleteJob, Membership, Team, TrackedThread
 
 Role = Membership.Role
 WRITER_ROLES = (Role.OWNER, Role.MEMBER)
@@ -160,3 +160,16 @@ def get_removable_membership(user, team, membership_pk):
     if not may_remove_member(user, membership):
         raise PermissionDenied("Only the team's owners can remove other members.")
     return membership
+
+
+# --- Bulk delete jobs ---------------------------------------------------------------------
+
+
+def visible_bulk_delete_jobs(user):
+    """A job is its creator's alone (superusers see all): it names threads of several keys."""
+    jobs = BulkDeleteJob.objects.all()
+    return jobs if user.is_superuser else jobs.filter(created_by=user)
+
+
+def get_visible_bulk_delete_job(user, pk):
+    return get_object_or_404(visible_bulk_delete_jobs(user), pk=pk)

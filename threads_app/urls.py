@@ -1,6 +1,6 @@
 from django.urls import path
 
-from threads_app.views import audit, keys, teams, threads
+from threads_app.views import audit, bulk, keys, reconcile, teams, threads, transcripts
 
 app_name = "threads_app"
 
@@ -13,6 +13,10 @@ thread_urls = [
     path("threads/<int:pk>/edit/", threads.thread_edit, name="thread_edit"),
     path("threads/<int:pk>/delete/", threads.thread_delete, name="thread_delete"),
     path("threads/<int:pk>/untrack/", threads.thread_untrack, name="thread_untrack"),
+    path("threads/bulk-delete/", bulk.thread_bulk_delete, name="thread_bulk_delete"),
+    path("jobs/<int:pk>/", bulk.bulk_delete_job, name="bulk_delete_job"),
+    path("threads/<int:pk>/check/", reconcile.thread_check, name="thread_check"),
+    path("threads/<int:pk>/export.json", transcripts.thread_export, name="thread_export"),
 ]
 
 key_urls = [
@@ -43,6 +47,7 @@ team_urls = [
 audit_urls = [
     path("audit/", audit.audit_list, name="audit_list"),
     path("audit/export.csv", audit.audit_export, name="audit_export"),
+    path("audit/<int:pk>/snapshot.json", transcripts.audit_snapshot, name="audit_snapshot"),
 ]
 
 urlpatterns = thread_urls + key_urls + team_urls + audit_urls

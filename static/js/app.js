@@ -101,3 +101,18 @@ document.addEventListener("change", (event) => {
   }
   document.dispatchEvent(new CustomEvent("selectionChanged"));
 });
+
+// Selections: <span data-selection-count="name"> says how many boxes are ticked, and each
+// select-all box shows whether all, some or none of its boxes are.
+document.addEventListener("selectionChanged", () => {
+  for (const count of document.querySelectorAll("[data-selection-count]")) {
+    const ticked = document.querySelectorAll(`input[name="${count.dataset.selectionCount}"]:checked`);
+    count.textContent = ticked.length ? `${ticked.length} selected` : "";
+  }
+  for (const all of document.querySelectorAll("[data-select-all]")) {
+    const boxes = [...document.querySelectorAll(`input[name="${all.dataset.selectAll}"]`)];
+    const ticked = boxes.filter((box) => box.checked).length;
+    all.checked = boxes.length > 0 && ticked === boxes.length;
+    all.indeterminate = ticked > 0 && ticked < boxes.length;
+  }
+});
