@@ -21,7 +21,7 @@ POSTGRES_TESTS := tests/test_audit_chain.py tests/test_audit_page.py tests/test_
 	tests/test_keys.py tests/test_rotate_encryption_keys.py tests/test_teams.py \
 	tests/test_threads_create.py tests/test_threads_detail.py tests/test_threads_edit_delete.py \
 	tests/test_threads_import.py tests/test_threads_list.py tests/test_reconcile.py \
-	tests/test_transcripts.py
+	tests/test_transcripts.py tests/test_bulk_delete.py
 
 ## Lint, then the whole suite (browser tests included) on SQLite, then POSTGRES_TESTS on PostgreSQL
 test: $(STAMP) lint
