@@ -162,8 +162,16 @@ def test_deleted_threads_leave_the_list_but_the_state_filter_shows_them(user_cli
     assert '<span class="badge deleted-state">deleted</span>' in text
 
 
-def test_keyset_paging_walks_60_threads_without_gaps_or_duplicates(user_client, api_key):
-    all_ids = [thread.pk for thread in reversed(tracked(api_key, 60))]
+@pytest.mark.parametrize("key_count", [1, 3])
+def test_keyset_paging_walks_60_threads_without_gaps_or_duplicates(
+    user_client, api_key, make_key, user, key_count
+):
+    keys = [api_key] + [
+        make_key(owner=user, secret=f"sk-test-paging-{n}-0123456789") for n in range(key_count - 1)
+    ]
+    # Round-robin over the keys: each page mixes them, as each key is read on its own index.
+    rows = [tracked(keys[n % key_count], 1)[0] for n in range(60)]
+    all_ids = [thread.pk for thread in reversed(rows)]
 
     def follow(link_name, start):
         pages, next_url = [], start

@@ -1,0 +1,552 @@
+"""The access matrix: every actor, on every URL of the app, as a page and as an htmx partial,
+with GET and POST, on every kind of object.
+
+Expected outcomes follow DESIGN.md's security model: a team owner manages members and keys,
+a member uses the team's keys (create, edit, delete threads), a viewer reads threads and the
+audit log; a personal key is its owner's; a bulk-delete job is its creator's; superusers act
+as owners everywhere (as the selectors and tests/test_keys.py decide). Statuses: 302 to the
+login page for the anonymous, 404 for an object the actor may not see, 403 for one they see
+but may not change, 405 for a method the URL does not take. POST bodies are minimal (the
+point is permission, not validation): an allowed POST may answer 200 with form errors, and a
+refused choice inside a form (another team's key) is a form error too: 200.
+
+Each cell is its own test: the `db` fixture rolls back whatever an allowed POST did, inside
+the world built once for the module (itself rolled back at the end). Besides the status, no
+response may name an object the actor cannot see, and none may carry a secret.
+`pytest -v` prints the matrix as a table at the end of the module.
+
+A URL added to `threads_app/urls.py` fails `test_every_url_has_a_matrix_entry` until ROUTES
+says who may use it.
+"""
+
+import itertools
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.db import transaction
+from django.test import Client
+from django.urls import get_resolver, reverse
+
+from tests.conftest import OTHER_TEST_KEY, TEST_KEY
+from threads_app import audit
+from threads_app.crypto import encrypt_secret, secret_fingerprint, secret_hint
+from threads_app.models import (
+    ApiKey,
+    AuditEvent,
+    BulkDeleteItem,
+    BulkDeleteJob,
+    Membership,
+    Team,
+    TrackedThread,
+)
+
+Role = Membership.Role
+NONE, SEE, USE, MANAGE = range(4)
+
+# A secret posted to the key form: it must never come back either.
+NEW_SECRET = "sk-matrix-new-secret-0123456789abcdef"
+SECRETS = (TEST_KEY, OTHER_TEST_KEY, NEW_SECRET)
+
+ANONYMOUS = "anonymous"
+# What each actor may do in each scope: team A, team B, the other user's personal things (P)
+# and the A member's own bulk-delete job (J). Anything not listed is NONE.
+ACCESS = {
+    "A_owner": {"A": MANAGE},
+    "A_member": {"A": USE, "J": MANAGE},
+    "A_viewer": {"A": SEE},
+    "B_owner": {"B": MANAGE},
+    "other_user": {"P": MANAGE},
+    "superuser": {"A": MANAGE, "B": MANAGE, "P": MANAGE, "J": MANAGE},
+    ANONYMOUS: {},
+}
+ACTORS = list(ACCESS)
+OWN = "own"  # the actor's own things (a personal key, a new team): everyone manages them
+SECRET_OF = {"A": TEST_KEY, "B": OTHER_TEST_KEY, "P": TEST_KEY}  # each key's upstream project
+
+
+def level(actor, scope):
+    if actor == ANONYMOUS:
+        return NONE
+    return MANAGE if scope == OWN else ACCESS[actor].get(scope, NONE)
+
+
+# --- targets: the objects a URL names, in its path or in the request's parameters ------------
+
+
+@dataclass(frozen=True)
+class Target:
+    name: str
+    kind: str  # what the path names: "", "thread", "key", "team", "membership", "job", "event"
+    scope: str  # "A", "B", "P", "J" or OWN
+    holder: str = ""  # the actor whose membership it is
+    crossed: bool = False  # team B's membership addressed through team A's URL
+
+
+NOTHING = Target("-", "", OWN)
+THREADS = tuple(Target(f"thread_{scope}", "thread", scope) for scope in "ABP")
+KEYS = tuple(Target(f"key_{scope}", "key", scope) for scope in "ABP")
+TEAMS = tuple(Target(f"team_{scope}", "team", scope) for scope in "AB")
+MEMBERSHIPS = (
+    Target("membership_A", "membership", "A", holder="A_member"),
+    Target("membership_B", "membership", "B"),
+    Target("membership_B_via_A", "membership", "A", crossed=True),
+)
+JOBS = (Target("job_of_A_member", "job", "J"), Target("job_of_other_user", "job", "P"))
+EVENTS = tuple(Target(f"event_{scope}", "event", scope) for scope in "ABP")
+# key_create's POST names the new key's owner: nobody (personal) or a team.
+KEY_OWNERS = (Target("personal", "", OWN), *TEAMS)
+PATH_KWARGS = {
+    "": set(),
+    "thread": {"pk"},
+    "key": {"pk"},
+    "team": {"pk"},
+    "job": {"pk"},
+    "event": {"pk"},
+    "membership": {"pk", "membership_pk"},
+}
+
+
+@dataclass(frozen=True)
+class Rule:
+    """Who may use a URL with one method, and how it answers."""
+
+    need: int = SEE  # the access level to the target's scope it takes
+    allowed: tuple = (200, 200)  # the status when allowed: (full page, htmx)
+    refused: int = 403  # when the level is too low (in the path: only if the target is visible)
+    self_ok: bool = False  # a member may act on their own membership (leave the team)
+    lookup_first: bool = False  # the membership is looked up before the permission check
+
+
+PATH, POST_DATA, PARAMS = "path", "POST data", "GET and POST parameters"
+
+
+@dataclass(frozen=True)
+class Route:
+    targets: tuple = (NOTHING,)
+    get: Rule | None = None  # None: 405
+    post: Rule | None = None
+    target_in: str = PATH  # where the request names the target
+    params: Any = None  # (world, target) -> request parameters; None: an empty body
+
+    def targets_for(self, method):
+        if (self.get if method == "GET" else self.post) is None:
+            return self.targets[:1]  # refused before any object is looked up
+        return (NOTHING,) if method == "GET" and self.target_in == POST_DATA else self.targets
+
+
+ANYONE = Rule(NONE)  # any logged-in user
+REDIRECTS = (302, 200)  # a plain POST redirects (PRG); htmx gets a partial or HX-Redirect
+EMPTY_FORMSETS = {
+    f"{prefix}-{field}": "0"
+    for prefix in ("meta", "msg")
+    for field in ("TOTAL_FORMS", "INITIAL_FORMS")
+}
+
+
+def key_filter_params(world, target):
+    return {"key": world.keys[target.scope].pk} if target.kind == "key" else {}
+
+
+def thread_create_params(world, target):
+    return {"label": "matrix-created", "api_key": world.keys[target.scope].pk, **EMPTY_FORMSETS}
+
+
+def thread_import_params(world, target):
+    return {"api_key": world.keys[target.scope].pk, "thread_ids": "thread_matrixnosuchthread"}
+
+
+def key_create_params(world, target):
+    team = world.teams.get(target.scope)
+    return {
+        "label": "matrix-new-key",
+        "secret": NEW_SECRET,
+        "team": team.pk if team else "",
+        "save_unverified": "on",
+    }
+
+
+# Expected outcomes per URL name. Every URL of the app must be here, and nothing else.
+ROUTES = {
+    # Lists filtered by someone else's key show nothing of theirs.
+    "thread_list": Route((NOTHING, *KEYS), get=ANYONE, target_in=PARAMS, params=key_filter_params),
+    "thread_create": Route(
+        KEYS,
+        get=ANYONE,
+        post=Rule(USE, REDIRECTS, refused=200),
+        target_in=POST_DATA,
+        params=thread_create_params,
+    ),
+    "thread_import": Route(
+        KEYS,
+        get=ANYONE,
+        post=Rule(USE, refused=200),
+        target_in=POST_DATA,
+        params=thread_import_params,
+    ),
+    "thread_detail": Route(THREADS, get=Rule(SEE)),
+    "thread_messages": Route(THREADS, get=Rule(SEE)),
+    "thread_edit": Route(THREADS, get=Rule(USE), post=Rule(USE)),
+    "thread_delete": Route(THREADS, get=Rule(USE), post=Rule(USE, REDIRECTS)),
+    "thread_untrack": Route(THREADS, get=Rule(USE), post=Rule(USE, REDIRECTS)),
+    # The confirmation counts threads out of sight without naming them; starting a job that
+    # would delete nothing is refused whatever the reason.
+    "thread_bulk_delete": Route(
+        THREADS,
+        get=ANYONE,
+        post=Rule(USE, REDIRECTS),
+        target_in=PARAMS,
+        params=lambda world, target: {"thread": world.threads[target.scope].pk},
+    ),
+    "bulk_delete_job": Route(JOBS, get=Rule(SEE)),
+    "thread_check": Route(THREADS, post=Rule(SEE, REDIRECTS)),  # a read: viewers may check
+    "thread_export": Route(THREADS, get=Rule(SEE)),
+    "key_list": Route(get=ANYONE),
+    "key_create": Route(
+        KEY_OWNERS,
+        get=ANYONE,
+        post=Rule(MANAGE, REDIRECTS, refused=200),
+        target_in=POST_DATA,
+        params=key_create_params,
+    ),
+    "key_rotate": Route(KEYS, get=Rule(MANAGE), post=Rule(MANAGE)),
+    "key_revoke": Route(KEYS, get=Rule(MANAGE), post=Rule(MANAGE, REDIRECTS)),
+    "team_list": Route(get=ANYONE),
+    "team_create": Route(get=ANYONE, post=ANYONE),
+    "team_detail": Route(TEAMS, get=Rule(SEE)),
+    "team_delete": Route(TEAMS, get=Rule(MANAGE), post=Rule(MANAGE, REDIRECTS)),
+    "team_member_add": Route(
+        TEAMS,
+        post=Rule(MANAGE, REDIRECTS),
+        params=lambda world, target: {"identifier": "spare", "role": Role.VIEWER},
+    ),
+    "team_member_role": Route(
+        MEMBERSHIPS,
+        post=Rule(MANAGE, REDIRECTS),
+        params=lambda world, target: {"role": Role.VIEWER},
+    ),
+    "team_member_remove": Route(
+        MEMBERSHIPS,
+        get=Rule(MANAGE, self_ok=True, lookup_first=True),
+        post=Rule(MANAGE, REDIRECTS, self_ok=True, lookup_first=True),
+    ),
+    "audit_list": Route((NOTHING, *KEYS), get=ANYONE, target_in=PARAMS, params=key_filter_params),
+    "audit_export": Route((NOTHING, *KEYS), get=ANYONE, target_in=PARAMS, params=key_filter_params),
+    "audit_snapshot": Route(EVENTS, get=Rule(SEE)),
+}
+
+
+def expected_status(route, method, htmx, actor, target):
+    if actor == ANONYMOUS:
+        return 302  # to the login page, whatever the URL or method
+    rule = route.get if method == "GET" else route.post
+    if rule is None:
+        return 405
+    actor_level = level(actor, target.scope)
+    allowed = rule.allowed[htmx]
+    if route.target_in != PATH:
+        return allowed if actor_level >= rule.need else rule.refused
+    if actor_level == NONE:
+        return 404
+    permitted = actor_level >= rule.need or (rule.self_ok and target.holder == actor)
+    if target.crossed and (permitted or rule.lookup_first):
+        return 404  # the membership is not in the team the URL names
+    return allowed if permitted else rule.refused
+
+
+@dataclass(frozen=True)
+class Cell:
+    url_name: str
+    method: str
+    target: Target
+    htmx: bool
+    actor: str
+
+    @property
+    def route(self):
+        return ROUTES[self.url_name]
+
+    @property
+    def row(self):
+        return (self.url_name, self.method, self.target.name, "htmx" if self.htmx else "page")
+
+    @property
+    def expected(self):
+        return expected_status(self.route, self.method, self.htmx, self.actor, self.target)
+
+
+def _cells():
+    for url_name, route in ROUTES.items():
+        for method in ("GET", "POST"):
+            for target, htmx, actor in itertools.product(
+                route.targets_for(method), (False, True), ACTORS
+            ):
+                yield Cell(url_name, method, target, htmx, actor)
+
+
+CELLS = list(_cells())
+
+
+# --- the world: two teams, a loner and a superuser, with keys, threads, jobs and events -------
+
+
+@dataclass
+class World:
+    users: dict  # actor -> user
+    teams: dict  # scope -> team
+    keys: dict  # scope -> key
+    threads: dict  # scope -> tracked thread (its thread_id is set per cell, see live_threads)
+    memberships: dict  # target name -> membership
+    jobs: dict  # scope -> bulk-delete job
+    events: dict  # scope -> audit event with a snapshot
+    names: dict  # scope -> strings that name its objects
+    sessions: dict  # actor -> session cookie (one login each, not one per cell)
+
+    def url(self, cell):
+        target = cell.target
+        path_objects = {
+            "thread": self.threads,
+            "key": self.keys,
+            "team": self.teams,
+            "job": self.jobs,
+            "event": self.events,
+        }
+        if cell.route.target_in != PATH or target.kind == "":
+            args = []
+        elif target.kind == "membership":
+            args = [self.teams[target.scope].pk, self.memberships[target.name].pk]
+        else:
+            args = [path_objects[target.kind][target.scope].pk]
+        return reverse(f"threads_app:{cell.url_name}", args=args)
+
+    def markers(self, scope):
+        """What no one outside the scope may be shown: names, ids and the live thread's id."""
+        thread = self.threads.get(scope)
+        return [*self.names[scope], *([thread.thread_id] if thread else [])]
+
+
+def _user(username, **extra):
+    return get_user_model().objects.create_user(username, f"{username}@example.test", **extra)
+
+
+def _key(secret, label, owner=None, team=None, created_by=None):
+    return ApiKey.objects.create(
+        owner=owner,
+        team=team,
+        label=label,
+        secret_encrypted=encrypt_secret(secret),
+        hint=secret_hint(secret),
+        fingerprint=secret_fingerprint(secret),
+        created_by=created_by or owner,
+    )
+
+
+def _build_world():
+    users = {
+        "A_owner": _user("ana"),
+        "A_member": _user("max"),
+        "A_viewer": _user("vic"),
+        "B_owner": _user("bea"),
+        "other_user": _user("lou"),
+        "superuser": _user("root", is_superuser=True, is_staff=True),
+    }
+    _user("spare")  # the user team_member_add adds
+    ben = _user("ben")
+    teams = {
+        "A": Team.objects.create(name="Alpha-team-mx"),
+        "B": Team.objects.create(name="Bravo-team-mx"),
+    }
+    roles = [
+        ("A", users["A_owner"], Role.OWNER),
+        ("A", users["A_member"], Role.MEMBER),
+        ("A", users["A_viewer"], Role.VIEWER),
+        ("B", users["B_owner"], Role.OWNER),
+        ("B", ben, Role.MEMBER),
+    ]
+    for scope, user, role in roles:
+        Membership.objects.create(team=teams[scope], user=user, role=role)
+    keys = {
+        "A": _key(TEST_KEY, "Alpha-key-mx", team=teams["A"], created_by=users["A_owner"]),
+        "B": _key(OTHER_TEST_KEY, "Bravo-key-mx", team=teams["B"], created_by=users["B_owner"]),
+        "P": _key(TEST_KEY, "Private-key-mx", owner=users["other_user"]),
+    }
+    trackers = {"A": users["A_member"], "B": users["B_owner"], "P": users["other_user"]}
+    threads = {
+        scope: TrackedThread.objects.create(
+            thread_id=f"thread_world{scope}mx",
+            api_key=key,
+            label=f"{key.label}-thread",
+            tracked_by=trackers[scope],
+        )
+        for scope, key in keys.items()
+    }
+    names = {scope: [key.label, threads[scope].label] for scope, key in keys.items()}
+    events = {}
+    for scope, key in keys.items():
+        thread_id = f"thread_audit{scope}mx"
+        events[scope] = audit.record(
+            action=AuditEvent.Action.THREAD_DELETE_INTENT,
+            outcome=AuditEvent.Outcome.PENDING,
+            actor=trackers[scope],
+            api_key=key,
+            thread_id=thread_id,
+            snapshot=json.dumps({"thread": {"id": thread_id}}),
+        )
+        names[scope] += [thread_id, *([key.team.name] if key.team else [])]
+    jobs = {}
+    names["J"] = []
+    for scope, creator, thread in (
+        ("J", users["A_member"], threads["A"]),
+        ("P", users["other_user"], threads["P"]),
+    ):
+        jobs[scope] = BulkDeleteJob.objects.create(created_by=creator)
+        job_thread_id = f"thread_job{scope}mx"  # what the job's page names
+        BulkDeleteItem.objects.create(
+            job=jobs[scope], tracked_thread=thread, thread_id=job_thread_id
+        )
+        names[scope].append(job_thread_id)
+    memberships = {
+        "membership_A": Membership.objects.get(team=teams["A"], user=users["A_member"]),
+        "membership_B": Membership.objects.get(team=teams["B"], user=ben),
+    }
+    memberships["membership_B_via_A"] = memberships["membership_B"]
+    sessions = {}
+    for actor, user in users.items():
+        client = Client()
+        client.force_login(user)
+        sessions[actor] = client.cookies[settings.SESSION_COOKIE_NAME].value
+    return World(users, teams, keys, threads, memberships, jobs, events, names, sessions)
+
+
+@pytest.fixture(scope="module")
+def world(django_db_setup, django_db_blocker):
+    """Built once for the module in a transaction that is rolled back at its end; each cell's
+    own `db` transaction is a savepoint inside it."""
+    with django_db_blocker.unblock(), transaction.atomic():
+        yield _build_world()
+        transaction.set_rollback(True)
+
+
+@pytest.fixture
+def live_threads(world, emulator):
+    """The emulator is reset for every test: the world's threads are created there again."""
+    for scope, thread in world.threads.items():
+        thread.thread_id = emulator.seed_thread(SECRET_OF[scope])["id"]
+        TrackedThread.objects.filter(pk=thread.pk).update(thread_id=thread.thread_id)
+    return world
+
+
+# --- the matrix ---------------------------------------------------------------------------
+
+
+def _namespace_patterns():
+    _prefix, resolver = get_resolver().namespace_dict["threads_app"]
+    return {pattern.name: set(pattern.pattern.converters) for pattern in resolver.url_patterns}
+
+
+def test_every_url_has_a_matrix_entry():
+    """A new URL needs a row in ROUTES (who may use it), and a removed one loses its row."""
+    patterns = _namespace_patterns()
+    assert set(patterns) == set(ROUTES)
+    for name, route in ROUTES.items():
+        kinds = {""} if route.target_in != PATH else {target.kind for target in route.targets}
+        path_kwargs = {frozenset(PATH_KWARGS[kind]) for kind in kinds}
+        assert path_kwargs == {frozenset(patterns[name])}, name
+
+
+def test_the_table_expects_every_outcome_for_every_actor():
+    """Guards against a table that allows or refuses everything."""
+    assert {cell.expected for cell in CELLS} == {200, 302, 403, 404, 405}
+    for actor in ACTORS[:-1]:
+        assert {200, 404, 405} <= {cell.expected for cell in CELLS if cell.actor == actor}, actor
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("actor", ["A_viewer", "B_owner", "other_user", "superuser"])
+def test_the_markers_are_shown_to_whoever_may_see_them(actor, live_threads, client):
+    """The leak check looks for strings the pages really show."""
+    world = live_threads
+    client.cookies[settings.SESSION_COOKIE_NAME] = world.sessions[actor]
+    visible = [scope for scope in world.names if level(actor, scope) >= SEE]
+    urls = [reverse(f"threads_app:{name}") for name in ("thread_list", "key_list", "audit_list")]
+    urls += [
+        reverse("threads_app:bulk_delete_job", args=[world.jobs[scope].pk])
+        for scope in visible
+        if scope in world.jobs
+    ]
+    text = "".join(_text(client.get(url)) for url in urls)
+    for scope in visible:
+        for marker in world.markers(scope):
+            assert marker in text, (scope, marker)
+
+
+_results = {}  # (row, actor) -> what the cell answered, for the table
+
+
+@pytest.fixture(scope="module")
+def matrix_table(request):
+    """Print the matrix at the end of the module when pytest runs with -v."""
+    yield _results
+    if request.config.getoption("verbose") <= 0 or not _results:
+        return
+    plugins = request.config.pluginmanager
+    rows = list(dict.fromkeys(row for row, _actor in _results))
+    headers = ["url", "method", "object", "as", *ACTORS]
+    table = [[*row, *(_results.get((row, actor), "") for actor in ACTORS)] for row in rows]
+    widths = [max(len(line[i]) for line in [headers, *table]) for i in range(len(headers))]
+    # What `capsys.disabled()` does: teardown output is captured otherwise.
+    with plugins.get_plugin("capturemanager").global_and_fixture_disabled():
+        reporter = plugins.get_plugin("terminalreporter")
+        reporter.write_line("")
+        reporter.write_line(f"Access matrix: {len(_results)} cells ('!': not as expected)")
+        for line in [headers, *table]:
+            cells = (value.ljust(width) for value, width in zip(line, widths, strict=True))
+            reporter.write_line("  ".join(cells).rstrip())
+
+
+def _text(response):
+    """Body and headers (toasts travel in HX-Trigger) as one string to search."""
+    content = b"".join(response.streaming_content) if response.streaming else response.content
+    headers = "\n".join(f"{name}: {value}" for name, value in response.headers.items())
+    return content.decode() + "\n" + headers
+
+
+def _request(client, cell, world):
+    route = cell.route
+    url = world.url(cell)
+    sends_params = route.params and (cell.method == "POST" or route.target_in == PARAMS)
+    params = route.params(world, cell.target) if sends_params else {}
+    headers = {"HTTP_HX_REQUEST": "true"} if cell.htmx else {}
+    if cell.method == "GET":
+        return client.get(url, params, **headers)
+    return client.post(url, params, **headers)
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    "cell",
+    CELLS,
+    ids=lambda c: "-".join([c.url_name, c.target.name, c.method, c.row[3], c.actor]),
+)
+def test_access(cell, live_threads, client, matrix_table):
+    world = live_threads
+    if cell.actor != ANONYMOUS:
+        client.cookies[settings.SESSION_COOKIE_NAME] = world.sessions[cell.actor]
+
+    response = _request(client, cell, world)
+
+    status = response.status_code
+    matrix_table[cell.row, cell.actor] = f"{status}{'' if status == cell.expected else '!'}"
+    assert status == cell.expected
+    if cell.actor == ANONYMOUS:
+        assert response["Location"].startswith(reverse("login"))
+    text = _text(response)
+    for secret in SECRETS:
+        assert secret not in text
+    for scope in world.names:
+        if level(cell.actor, scope) == NONE:
+            for marker in world.markers(scope):
+                assert marker not in text, f"{cell.actor} was shown {marker!r} of scope {scope}"
