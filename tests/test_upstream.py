@@ -569,3 +569,27 @@ def test_parsers_accept_or_reject_any_json_cleanly(body):
     for parse in (upstream._parse_thread, upstream._parse_message, upstream._parse_message_page):
         with contextlib.suppress(upstream._Malformed):
             parse(body)
+
+
+@pytest.fixture
+def fresh_environment_settings():
+    upstream._environment_settings.cache_clear()
+    yield
+    upstream._environment_settings.cache_clear()
+
+
+def test_proxies_from_the_environment_are_honoured(
+    emulator, monkeypatch, fresh_environment_settings
+):
+    thread = ThreadsClient(TEST_KEY, base_url=emulator.base_url).create_thread()
+    for name in ("NO_PROXY", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")  # nothing listens on the discard port
+    upstream._environment_settings.cache_clear()
+    client = ThreadsClient(TEST_KEY, base_url=emulator.base_url)
+    with pytest.raises(UpstreamUnavailableError):
+        client.retrieve_thread(thread.id)
+
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+    upstream._environment_settings.cache_clear()
+    assert client.retrieve_thread(thread.id).id == thread.id

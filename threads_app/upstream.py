@@ -8,6 +8,7 @@ subclass whose text never carries the API key.
 import contextlib
 import dataclasses
 import email.utils
+import functools
 import logging
 import threading
 import time
@@ -260,6 +261,7 @@ def _get_session():
         with _session_lock:
             if _session is None:
                 session = requests.Session()
+                session.trust_env = False  # read once per host instead: see _environment_settings
                 session.cookies.set_policy(DefaultCookiePolicy(allowed_domains=[]))
                 retry = _Retry(
                     total=MAX_RETRIES,
@@ -274,6 +276,18 @@ def _get_session():
                 session.mount("http://", adapter)
                 _session = session
     return _session
+
+
+@functools.lru_cache(maxsize=16)
+def _environment_settings(base_url):
+    """Proxies and CA bundle from the environment for this API, as requests reads them.
+
+    Read once per base URL: with `trust_env` on, requests re-reads the whole environment on
+    every call, a cost that shows when a bulk delete runs hundreds of them.
+    """
+    with requests.Session() as probe:
+        found = probe.merge_environment_settings(base_url, {}, None, None, None)
+    return {"proxies": found["proxies"], "verify": found["verify"]}
 
 
 def _retry_after_seconds(value):
@@ -394,6 +408,7 @@ class ThreadsClient:
                 auth=_BearerAuth(self._api_key),
                 timeout=(self.connect_timeout, self.read_timeout),
                 allow_redirects=False,
+                **_environment_settings(self.base_url),
             )
         except requests.RequestException as exc:
             failure = type(exc).__name__
