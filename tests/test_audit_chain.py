@@ -114,6 +114,43 @@ class TestAppend:
         with pytest.raises(RuntimeError), transaction.atomic():
             audit.record(action=Action.THREAD_DELETE_INTENT, outcome=Outcome.PENDING, durable=True)
 
+    def test_many_events_are_appended_as_consecutive_links(self):
+        first = append(1)[0]
+        events = [
+            audit.event(action=Action.THREAD_DELETE_INTENT, outcome=Outcome.PENDING, thread_id=t)
+            for t in ("thread_a", "thread_b", "thread_c")
+        ]
+
+        appended = audit.record_many(events)
+        last = append(1)[0]
+
+        assert appended is events
+        assert [e.sequence for e in events] == [2, 3, 4]
+        chain = [first, *events, last]
+        assert [e.prev_hash for e in chain[1:]] == [e.hash for e in chain[:-1]]
+        assert [e.thread_id for e in AuditEvent.objects.order_by("sequence")] == [
+            "thread_1",
+            "thread_a",
+            "thread_b",
+            "thread_c",
+            "thread_1",
+        ]
+        assert len({e.created_at for e in events}) == 1  # stamped once, under the lock
+        assert first.created_at <= events[0].created_at <= last.created_at
+        head = AuditChainHead.objects.get()
+        assert (head.sequence, head.hash) == (5, last.hash)
+        assert audit.verify_chain() == audit.Verification(ok=True, count=5)
+
+    def test_appending_no_events_changes_nothing(self):
+        assert audit.record_many([]) == []
+        assert not AuditEvent.objects.exists() and not AuditChainHead.objects.exists()
+
+    def test_durable_batch_refuses_to_run_inside_a_transaction(self):
+        event = audit.event(action=Action.THREAD_DELETE_INTENT, outcome=Outcome.PENDING)
+        with pytest.raises(RuntimeError), transaction.atomic():
+            audit.record_many([event], durable=True)
+        assert not AuditEvent.objects.exists()
+
 
 @pytest.mark.django_db
 class TestAppendOnlyInCode:
@@ -299,6 +336,51 @@ def test_twenty_concurrent_appends_make_one_chain():
     assert {e.thread_id for e in events} == {f"thread_{n}" for n in range(20)}
     assert [e.created_at for e in events] == sorted(e.created_at for e in events)
     assert audit.verify_chain() == audit.Verification(ok=True, count=20)
+
+
+def _append_batch_in_own_connection(number, barrier, errors):
+    try:
+        barrier.wait()
+        audit.record_many(
+            [
+                audit.event(
+                    action=Action.THREAD_DELETE_INTENT,
+                    outcome=Outcome.PENDING,
+                    thread_id=f"batch_{number}_{n}",
+                )
+                for n in range(5)
+            ],
+            durable=True,
+        )
+    except Exception as error:  # collected, asserted empty by the test
+        errors.append(error)
+    finally:
+        connection.close()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_batches_and_single_appends_make_one_chain():
+    barrier, errors = threading.Barrier(12), []
+    workers = [
+        threading.Thread(target=target, args=(n, barrier, errors))
+        for n in range(6)
+        for target in (_append_in_own_connection, _append_batch_in_own_connection)
+    ]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    assert errors == []
+    events = list(AuditEvent.objects.order_by("sequence"))
+    assert [e.sequence for e in events] == list(range(1, 6 * 6 + 1))
+    for number in range(6):  # each batch is one unbroken run of the chain
+        batch = [e.sequence for e in events if e.thread_id.startswith(f"batch_{number}_")]
+        assert batch == list(range(batch[0], batch[0] + 5))
+    assert {e.thread_id for e in events if e.thread_id.startswith("thread_")} == {
+        f"thread_{n}" for n in range(6)
+    }
+    assert [e.created_at for e in events] == sorted(e.created_at for e in events)
+    assert audit.verify_chain() == audit.Verification(ok=True, count=36)
 
 
 @pytest.mark.django_db(transaction=True)

@@ -11,6 +11,7 @@ import re
 import time
 
 import pytest
+from django.db import connection
 from django.test import Client
 
 from tests.conftest import OTHER_TEST_KEY
@@ -25,6 +26,7 @@ from threads_app.models import (
     TrackedThread,
 )
 from threads_app.services import bulk
+from threads_app.services import threads as thread_services
 
 Action = AuditEvent.Action
 Item = BulkDeleteItem.Outcome
@@ -407,6 +409,119 @@ def test_threads_out_of_reach_by_the_time_the_job_runs_fail_without_a_request(
     assert deletes_sent(emulator) == [f"/v1/threads/{kept.thread_id}"]
     assert audit_pairs() == {kept.thread_id: AuditEvent.Outcome.SUCCESS}
     assert AuditEvent.objects.get(action=Action.THREAD_DELETED).client_ip == "198.51.100.7"
+
+
+@committed
+def test_a_batchs_intents_are_committed_before_any_of_its_deletes_is_sent(
+    user_client, api_key, make_thread, emulator, inline, monkeypatch
+):
+    threads = [make_thread(api_key, label=f"Batch {n}") for n in range(2 * bulk.BATCH + 5)]
+    seen = {}  # thread id: (threads with a committed intent, items saved) as its DELETE arrives
+    handle = emulator._handle
+
+    def look_at_the_database(method, target, headers, body):
+        if method == "DELETE":
+            try:
+                intents = AuditEvent.objects.filter(action=Action.THREAD_DELETE_INTENT)
+                saved = BulkDeleteItem.objects.exclude(outcome=Item.PENDING).count()
+                seen[target.rsplit("/", 1)[1]] = (
+                    set(intents.values_list("thread_id", flat=True)),
+                    saved,
+                )
+            finally:
+                connection.close()  # the emulator thread's own connection
+        return handle(method, target, headers, body)
+
+    monkeypatch.setattr(emulator, "_handle", look_at_the_database)
+    user_client.post(url("thread_bulk_delete"), {"thread": [t.pk for t in threads]})
+
+    item_ids = list(BulkDeleteJob.objects.get().items.values_list("thread_id", flat=True))
+    batches = [set(item_ids[n : n + bulk.BATCH]) for n in range(0, len(item_ids), bulk.BATCH)]
+    assert [len(batch) for batch in batches] == [bulk.BATCH, bulk.BATCH, 5]
+    assert seen.keys() == {t.thread_id for t in threads}
+    for batch in batches:
+        for thread_id in batch:
+            assert batch <= seen[thread_id][0]
+    # Progress is saved while the job runs: the last batch starts once others are saved.
+    assert all(0 < seen[thread_id][1] < len(threads) for thread_id in batches[-1])
+    assert audit_pairs() == {t.thread_id: AuditEvent.Outcome.SUCCESS for t in threads}
+
+
+@committed
+def test_thread_out_of_reach_once_its_intent_is_committed_gets_a_not_sent_outcome(
+    user_client,
+    user,
+    other_user,
+    make_key,
+    make_team,
+    make_thread,
+    api_key,
+    emulator,
+    inline,
+    monkeypatch,
+):
+    team = make_team("Blue", {user: Role.MEMBER, other_user: Role.OWNER})
+    team_key = make_key(team=team, created_by=other_user)
+    team_thread = make_thread(team_key, label="Team")
+    mine = make_thread(api_key, label="Mine")
+    record_many = audit.record_many
+
+    def demote_once_the_intents_are_committed(events, **kwargs):
+        appended = record_many(events, **kwargs)
+        if any(event.action == Action.THREAD_DELETE_INTENT for event in events):
+            Membership.objects.filter(team=team, user=user).update(role=Role.VIEWER)
+        return appended
+
+    monkeypatch.setattr(audit, "record_many", demote_once_the_intents_are_committed)
+    user_client.post(url("thread_bulk_delete"), {"thread": [team_thread.pk, mine.pk]})
+
+    items = {item.thread_id: item for item in BulkDeleteJob.objects.get().items.all()}
+    assert items[team_thread.thread_id].outcome == Item.FAILED
+    assert items[team_thread.thread_id].message == (
+        "You may no longer delete this thread, so nothing was sent."
+    )
+    assert items[mine.thread_id].outcome == Item.DELETED
+    assert deletes_sent(emulator) == [f"/v1/threads/{mine.thread_id}"]
+    assert audit_pairs() == {
+        team_thread.thread_id: AuditEvent.Outcome.FAILED,
+        mine.thread_id: AuditEvent.Outcome.SUCCESS,
+    }
+    outcome = AuditEvent.objects.get(action=Action.THREAD_DELETED, thread_id=team_thread.thread_id)
+    assert (outcome.team_id, outcome.http_status, outcome.request_id) == (team.pk, None, "")
+    assert outcome.details["sent"] is False
+    assert TrackedThread.objects.get(pk=team_thread.pk).state == State.ACTIVE
+    assert ApiKey.objects.get(pk=team_key.pk).last_used_at is None  # nothing said about it
+
+
+@committed
+def test_an_error_while_sending_gives_that_intent_a_failed_outcome(
+    user_client, api_key, make_thread, emulator, inline, monkeypatch, caplog
+):
+    broken, fine = make_thread(api_key, label="Broken"), make_thread(api_key, label="Fine")
+    send_deletion = thread_services.send_deletion
+
+    def send_or_break(client, thread):
+        if thread.pk == broken.pk:
+            raise RuntimeError("a bug")
+        return send_deletion(client, thread)
+
+    monkeypatch.setattr(thread_services, "send_deletion", send_or_break)
+    user_client.post(url("thread_bulk_delete"), {"thread": [broken.pk, fine.pk]})
+
+    items = {item.thread_id: item for item in BulkDeleteJob.objects.get().items.all()}
+    assert items[broken.thread_id].outcome == Item.FAILED
+    assert items[broken.thread_id].message == (
+        "An unexpected error (RuntimeError) stopped this deletion; see the server log."
+    )
+    assert items[fine.thread_id].outcome == Item.DELETED
+    assert audit_pairs() == {
+        broken.thread_id: AuditEvent.Outcome.FAILED,
+        fine.thread_id: AuditEvent.Outcome.SUCCESS,
+    }
+    outcome = AuditEvent.objects.get(action=Action.THREAD_DELETED, thread_id=broken.thread_id)
+    assert outcome.details["error"] == "RuntimeError"
+    assert TrackedThread.objects.get(pk=broken.pk).state == State.ACTIVE
+    assert f"deleting {broken.thread_id} failed" in caplog.text
 
 
 @committed

@@ -70,7 +70,7 @@ def client_details(request):
     return ip, request.META.get("HTTP_USER_AGENT", "")[:300]
 
 
-def record(
+def event(
     *,
     action,
     outcome,
@@ -83,19 +83,15 @@ def record(
     request=None,
     details=None,
     snapshot="",
-    durable=False,
 ):
-    """Append one event and return it.
+    """An event not yet appended: pass it to `record_many`.
 
-    `durable=True` refuses to run inside an outer transaction, so the event is committed
-    when this returns: used for a deletion's intent, which must exist before the upstream
-    DELETE is sent. `team` defaults to the key's team; a personal key's events belong to
-    its owner.
+    `team` defaults to the key's team; a personal key's events belong to its owner.
     """
     if team is None and api_key is not None:
         team = api_key.team
     client_ip, user_agent = client_details(request)
-    event = AuditEvent(
+    return AuditEvent(
         actor_id=actor.pk if actor else None,
         actor_username=actor.get_username() if actor else "",
         action=action,
@@ -114,20 +110,47 @@ def record(
         details=json.loads(json.dumps(details or {})),
         snapshot=snapshot,
     )
+
+
+def record(*, durable=False, **fields):
+    """Append one event (the keyword arguments of `event`) and return it.
+
+    `durable=True` refuses to run inside an outer transaction, so the event is committed
+    when this returns: used for a deletion's intent, which must exist before the upstream
+    DELETE is sent.
+    """
+    [appended] = record_many([event(**fields)], durable=durable)
+    return appended
+
+
+def record_many(events, *, durable=False):
+    """Append `events` (from `event`), in order, as consecutive links; return them.
+
+    One lock of the chain head, one INSERT and one transaction for all of them, which is what
+    makes a bulk job's audit trail cheap: the chain is the same as with one `record` each.
+    `durable` as for `record`: all of them are committed when this returns.
+    """
+    if not events:
+        return events
     with transaction.atomic(durable=durable):
         head = AuditChainHead.objects.select_for_update().filter(pk=1)
-        sequence, prev_hash = head.values_list("sequence", "hash").first() or (0, "")
+        locked = head.values_list("sequence", "hash").first()
+        if locked is None:
+            # The very first append: there is no row to lock yet. Concurrent first appends
+            # all try to create it; the others wait for the winner's commit, then lock it.
+            AuditChainHead.objects.get_or_create(pk=1)
+            locked = head.values_list("sequence", "hash").first()
+        sequence, prev_hash = locked
         # Stamped under the lock, so time order follows sequence order.
-        event.created_at = timezone.now()
-        event.sequence = sequence + 1
-        event.prev_hash = prev_hash or GENESIS_HASH
-        event.hash = compute_hash(event)
-        event.save()
-        if sequence:
-            head.update(sequence=event.sequence, hash=event.hash)
-        else:
-            AuditChainHead.objects.create(pk=1, sequence=event.sequence, hash=event.hash)
-    return event
+        now = timezone.now()
+        prev_hash = prev_hash or GENESIS_HASH
+        for appended in events:
+            sequence += 1
+            appended.created_at, appended.sequence, appended.prev_hash = now, sequence, prev_hash
+            appended.hash = prev_hash = compute_hash(appended)
+        AuditEvent.objects.bulk_create(events)
+        head.update(sequence=sequence, hash=prev_hash)
+    return events
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ committed *before* the DELETE is sent, and its outcome (success, already gone, r
 failed) after, so every attempt leaves a pair of events.
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from django.core.exceptions import PermissionDenied
@@ -256,17 +256,24 @@ def update_thread(user, thread, *, metadata, tool_resources, request=None):
 
 @dataclass(frozen=True)
 class Deletion:
-    """What `delete_thread` did: the outcome recorded in the audit log, and why."""
+    """What became of a deletion: the outcome recorded in the audit log, and why."""
 
     thread: TrackedThread
     outcome: str  # an AuditEvent.Outcome
     message: str
     error: UpstreamError | None = None
     request_id: str = ""  # the DELETE answer's x-request-id ("" when there was none)
+    http_status: int | None = None
+    details: dict = field(default_factory=dict)  # for the outcome's audit event
 
     @property
     def removed(self):
         return self.outcome in (Outcome.SUCCESS, Outcome.ALREADY_GONE)
+
+    @classmethod
+    def not_sent(cls, thread, message):
+        """A deletion whose intent was recorded but whose DELETE was never sent."""
+        return cls(thread, Outcome.FAILED, message, details={"sent": False, "reason": message})
 
 
 def delete_thread(user, thread, request=None, snapshot=False):
@@ -276,7 +283,8 @@ def delete_thread(user, thread, request=None, snapshot=False):
     transaction), (b) the DELETE is sent, (c) the outcome is recorded: success, already
     gone (404), refused (`deleted: false`) or failed (any other error). Only success and
     already gone mark the thread deleted. Safe to run for many threads at once: it touches
-    only this thread's row and the serialized audit chain.
+    only this thread's row and the serialized audit chain. A bulk job takes the same three
+    steps (`deletion_intent`, `send_deletion`, `record_deletions`) for many threads at once.
 
     With `snapshot`, the thread's transcript is fetched first and stored with the intent; if
     it cannot be, `SnapshotFailed` is raised and nothing is recorded or deleted.
@@ -284,7 +292,15 @@ def delete_thread(user, thread, request=None, snapshot=False):
     _require_writable(user, thread)
     client = client_for(thread.api_key)
     transcript = deletion_snapshot(thread) if snapshot else ""
-    intent = audit.record(
+    [intent] = audit.record_many([deletion_intent(user, thread, request, transcript)], durable=True)
+    deletion = send_deletion(client, thread)
+    record_deletions(user, [(intent, deletion)], request)
+    return deletion
+
+
+def deletion_intent(user, thread, request=None, snapshot=""):
+    """The intent event of a deletion, to append (committed) before its DELETE is sent."""
+    return audit.event(
         action=Action.THREAD_DELETE_INTENT,
         outcome=Outcome.PENDING,
         actor=user,
@@ -292,47 +308,76 @@ def delete_thread(user, thread, request=None, snapshot=False):
         thread_id=thread.thread_id,
         request=request,
         details={"label": thread.label},
-        snapshot=transcript,
-        durable=True,
+        snapshot=snapshot,
     )
+
+
+def send_deletion(client, thread):
+    """Send the DELETE and say what became of it; an `UpstreamError` is a failed deletion.
+
+    Touches no database, so a bulk job's workers can call it (`record_deletions` notes the
+    key's result).
+    """
     name = thread.label or thread.thread_id
-    error = None
     try:
         result = client.delete_thread(thread.thread_id)
     except UpstreamError as exc:
-        error = exc
-        outcome, status, request_id = Outcome.FAILED, exc.status, exc.request_id
-        message = f"Could not delete “{name}”: {exc}"
-        details = {"status": exc.status, "message": exc.message, "request_id": exc.request_id}
-    else:
-        status, request_id, details = result.status, result.request_id, {}
-        if result.already_gone:
-            outcome = Outcome.ALREADY_GONE
-            message = f"“{name}” was already gone upstream; it is marked deleted."
-        elif result.deleted:
-            outcome, message = Outcome.SUCCESS, f"Deleted “{name}”."
-        else:
-            outcome = Outcome.REFUSED
-            message = f"The Threads API refused to delete “{name}” (deleted: false)"
-            message += f" (request {request_id})." if request_id else "."
-    note_key_result(thread.api_key, error)
-    deletion = Deletion(thread, outcome, message, error, request_id or "")
-    with transaction.atomic():
-        audit.record(
-            action=Action.THREAD_DELETED,
-            outcome=outcome,
-            actor=user,
-            api_key=thread.api_key,
-            thread_id=thread.thread_id,
-            http_status=status,
-            request_id=request_id or "",
-            request=request,
-            details={"intent": intent.sequence, **details},
+        return Deletion(
+            thread,
+            Outcome.FAILED,
+            f"Could not delete “{name}”: {exc}",
+            error=exc,
+            request_id=exc.request_id or "",
+            http_status=exc.status,
+            details={"status": exc.status, "message": exc.message, "request_id": exc.request_id},
         )
-        if deletion.removed:
-            thread.state = State.DELETED
-            thread.save(update_fields=["state"])
-    return deletion
+    if result.already_gone:
+        outcome = Outcome.ALREADY_GONE
+        message = f"“{name}” was already gone upstream; it is marked deleted."
+    elif result.deleted:
+        outcome, message = Outcome.SUCCESS, f"Deleted “{name}”."
+    else:
+        outcome = Outcome.REFUSED
+        message = f"The Threads API refused to delete “{name}” (deleted: false)"
+        message += f" (request {result.request_id})." if result.request_id else "."
+    return Deletion(
+        thread, outcome, message, request_id=result.request_id or "", http_status=result.status
+    )
+
+
+def record_deletions(user, pairs, request=None):
+    """Record the outcomes of `(committed intent, Deletion)` pairs, in one transaction.
+
+    Each outcome event names its intent's sequence; the threads removed upstream are marked
+    deleted with it. The key's result is noted first for each DELETE that was sent (an
+    answer or an `UpstreamError`); one that was not sent says nothing about its key.
+    """
+    for _, deletion in pairs:
+        if deletion.error is not None or deletion.http_status is not None:
+            note_key_result(deletion.thread.api_key, deletion.error)
+    outcomes = [
+        audit.event(
+            action=Action.THREAD_DELETED,
+            outcome=deletion.outcome,
+            actor=user,
+            api_key=deletion.thread.api_key,
+            thread_id=deletion.thread.thread_id,
+            http_status=deletion.http_status,
+            request_id=deletion.request_id,
+            request=request,
+            details={"intent": intent.sequence, **deletion.details},
+        )
+        for intent, deletion in pairs
+    ]
+    removed = [deletion.thread for _, deletion in pairs if deletion.removed]
+    with transaction.atomic():
+        audit.record_many(outcomes)
+        if removed:
+            TrackedThread.objects.filter(pk__in=[thread.pk for thread in removed]).update(
+                state=State.DELETED
+            )
+    for thread in removed:
+        thread.state = State.DELETED
 
 
 def untrack_thread(user, thread, request=None):
