@@ -48,7 +48,30 @@ function enhance(root) {
 }
 
 document.addEventListener("DOMContentLoaded", () => enhance(document));
-document.body.addEventListener("htmx:afterSettle", (event) => enhance(event.target));
+document.body.addEventListener("htmx:afterSettle", (event) => {
+  const region = event.target;
+  enhance(region);
+  // A swapped region with data-announce="12 threads shown" data-announce-in="status-id" puts
+  // that summary in the (role=status) element, instead of the whole region being re-read.
+  if (region.dataset.announceIn) {
+    document.getElementById(region.dataset.announceIn).textContent = region.dataset.announce;
+  }
+});
+
+// A table row that an htmx response removes (an empty body swapped over it, e.g. the list's
+// Delete) must not take the keyboard focus with it: hand it to the next row's first link, else
+// the previous row's, else the element named by the table's data-focus-fallback. Give those
+// links ids: htmx then keeps the focus on them when the region around them is refreshed.
+document.body.addEventListener("htmx:beforeSwap", (event) => {
+  const row = event.detail.target;
+  const removed = event.detail.shouldSwap && !event.detail.serverResponse.trim();
+  if (row.tagName !== "TR" || !removed) return;
+  if (!row.contains(document.activeElement)) return;
+  const neighbour = row.nextElementSibling || row.previousElementSibling;
+  const fallback = row.closest("table").dataset.focusFallback;
+  const next = neighbour ? neighbour.querySelector("a[href]") : document.getElementById(fallback);
+  if (next) next.focus();
+});
 
 document.addEventListener("click", async (event) => {
   // Copy buttons: <button type="button" class="copy" data-copy="text">.
@@ -80,6 +103,11 @@ document.addEventListener("click", async (event) => {
       }
       total.value = Number(total.value) + 1;
     }
+    // Its labels' <span data-row-number> get the next number after the highest one in use,
+    // so no two rows share a name ("Key of pair 3"), even after one in the middle was removed.
+    const used = [...container.querySelectorAll("[data-row-number]")].map((el) => +el.textContent);
+    const number = Math.max(0, ...used) + 1;
+    for (const el of row.querySelectorAll("[data-row-number]")) el.textContent = number;
     container.appendChild(row);
     const first = row.querySelector("input, select, textarea");
     if (first) first.focus();

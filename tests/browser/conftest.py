@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 from django.conf import settings
+from django.db import connection
 from django.test import Client
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -51,6 +52,11 @@ def browser():
             yield chromium
             chromium.close()
     finally:
+        # Django keeps a connection per context, and Playwright's greenlets bring contexts of
+        # their own: the connection left in this one can hold a stale schema, as others dropped
+        # and re-created the audit triggers meanwhile. SQLite trips over it ("trigger … already
+        # exists") when the next test's teardown re-installs them; a fresh one reads it anew.
+        connection.close()
         if previous is None:
             del os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"]
         else:

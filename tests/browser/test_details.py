@@ -1,10 +1,17 @@
 """In the browser: the details that make the dashboard pleasant (toasts, loading indicators,
-relative times, copy buttons, dark mode, visible focus)."""
+relative times, copy buttons, dark mode, visible focus and where it goes, short announcements)."""
 
 import re
+from contextlib import contextmanager
 
 import pytest
 from playwright.sync_api import expect
+
+from threads_app import audit
+from threads_app.models import AuditEvent
+from threads_app.services import bulk
+from threads_app.views import audit as audit_views
+from threads_app.views import threads as thread_views
 
 
 def _hold(page, url_pattern):
@@ -17,6 +24,22 @@ def _hold(page, url_pattern):
 def _release(held):
     assert len(held) == 1
     held.pop().continue_()
+
+
+@contextmanager
+def _spinning(page, url_pattern, spinner):
+    """`spinner` is hidden, and shows while the request to `url_pattern` that the block makes
+    is under way; the request is then let through."""
+    expect(spinner).to_have_css("opacity", "0")
+    held = _hold(page, url_pattern)
+    yield
+    expect(spinner).to_have_css("opacity", "1")
+    _release(held)
+    page.unroute(url_pattern)
+
+
+def run_nothing(job_id, origin):
+    """A bulk-delete runner that leaves the job running: the test runs it when it wants."""
 
 
 @pytest.fixture
@@ -75,6 +98,121 @@ def test_a_failed_delete_keeps_the_row_and_the_toast_says_why(
     expect(toast).to_contain_text(re.compile(r"request req_\w+"))
     expect(row).to_be_visible()
     expect(row).to_contain_text("active")
+
+
+def test_paging_the_thread_list_shows_a_spinner(user_page, api_key, make_thread, monkeypatch):
+    monkeypatch.setattr(thread_views, "PAGE_SIZE", 1)
+    make_thread(api_key, label="Older thread")
+    make_thread(api_key, label="Newer thread")
+    page = user_page
+    page.goto("/")
+    rows = page.locator("#rows tbody tr")
+    expect(rows).to_have_text([re.compile("Newer thread")])
+
+    pager = page.get_by_role("navigation", name="Pages")
+    spinner = page.locator("#pager-spinner")
+    with _spinning(page, re.compile(r"/\?before="), spinner):
+        pager.get_by_role("link", name="Older").click()
+    expect(rows).to_have_text([re.compile("Older thread")])
+    with _spinning(page, re.compile(r"/\?after="), spinner):
+        pager.get_by_role("link", name="Newer").click()
+    expect(rows).to_have_text([re.compile("Newer thread")])
+
+
+def test_paging_and_filtering_the_audit_log_show_a_spinner(user_page, user, api_key, monkeypatch):
+    monkeypatch.setattr(audit_views, "PAGE_SIZE", 1)
+    success = AuditEvent.Outcome.SUCCESS
+    audit.record(action=AuditEvent.Action.KEY_ADDED, outcome=success, actor=user, api_key=api_key)
+    audit.record(action=AuditEvent.Action.KEY_ROTATED, outcome=success, actor=user, api_key=api_key)
+    page = user_page
+    page.goto("/audit/")
+    rows = page.locator("#rows tbody tr")
+    expect(rows).to_have_text([re.compile("Key rotated")])
+
+    pager = page.get_by_role("navigation", name="Audit log pages")
+    with _spinning(page, re.compile(r"/audit/\?before="), page.locator("#audit-pager-spinner")):
+        pager.get_by_role("link", name="Older events").click()
+    expect(rows).to_have_text([re.compile("Key added")])
+
+    with _spinning(page, re.compile(r"/audit/\?.*actor=nobody"), page.locator("#audit-spinner")):
+        page.get_by_label("Actor").fill("nobody")
+    expect(page.get_by_text("No audit events match these filters")).to_be_visible()
+
+
+def test_trying_messages_again_shows_a_spinner(user_page, long_thread, emulator):
+    page = user_page
+    page.goto(f"/threads/{long_thread.pk}/")
+    emulator.add_fault("GET", f"/v1/threads/{long_thread.thread_id}/messages", status=500)
+    page.get_by_role("link", name="Load more").click()
+    expect(page.get_by_role("alert")).to_contain_text("The messages could not be loaded")
+
+    with _spinning(page, re.compile(r"/messages/\?after="), page.locator(".more .spinner")):
+        page.get_by_role("link", name="Try again").click()
+    expect(page.locator(".thread-messages .message-text")).to_have_count(25)
+    expect(page.get_by_role("alert")).to_have_count(0)
+
+
+def test_a_bulk_delete_shows_a_spinner_then_its_progress(user_page, api_key, make_thread, settings):
+    settings.BULK_DELETE_RUNNER = "tests.browser.test_details.run_nothing"
+    threads = [make_thread(api_key, label=f"Bulk {n}") for n in (1, 2)]
+    page = user_page
+    page.goto("/threads/bulk-delete/?" + "&".join(f"thread={t.pk}" for t in threads))
+
+    with _spinning(page, "**/threads/bulk-delete/", page.locator("#bulk-delete-spinner")):
+        page.get_by_role("button", name="Delete 2 threads").click()
+    expect(page.get_by_role("heading", level=1)).to_have_text(re.compile(r"^Bulk delete #\d+$"))
+    progress = page.get_by_role("region", name=re.compile("^Deleting"))
+    expect(progress.locator(".spinner")).to_be_visible()
+    job_id = int(page.url.rstrip("/").rsplit("/", 1)[1])
+
+    bulk.run_bulk_delete(job_id)
+    finished = page.get_by_role("region", name="Finished")
+    expect(finished).to_contain_text("2 of 2 threads done")
+    expect(finished.locator(".spinner")).to_have_count(0)
+
+
+def test_deleting_a_row_hands_the_keyboard_focus_on(user_page, api_key, make_thread):
+    first = make_thread(api_key, label="First")
+    second = make_thread(api_key, label="Second")
+    page = user_page
+    page.goto("/")
+    page.on("dialog", lambda dialog: dialog.accept())
+
+    # Newest first: deleting the second thread's row moves the focus to the first's link,
+    # and keeps it there when the list refreshes itself (a new #rows element).
+    page.locator("#rows").evaluate("element => element.classList.add('before-delete')")
+    page.locator(f"#thread-{second.pk}").get_by_role("button", name=re.compile("^Delete")).focus()
+    page.keyboard.press("Enter")
+    expect(page.locator(f"#thread-{second.pk}")).to_have_count(0)
+    expect(page.locator("#rows.before-delete")).to_have_count(0)
+    expect(page.get_by_role("link", name="First")).to_be_focused()
+
+    # The last row: the search box takes the focus.
+    page.locator(f"#thread-{first.pk}").get_by_role("button", name=re.compile("^Delete")).focus()
+    page.keyboard.press("Enter")
+    expect(page.get_by_text("No threads tracked yet")).to_be_visible()
+    expect(page.get_by_label("Search")).to_be_focused()
+
+
+def test_searching_announces_how_many_threads_not_the_whole_table(user_page, api_key, make_thread):
+    make_thread(api_key, label="Invoice dispute")
+    make_thread(api_key, label="Invoice copy")
+    make_thread(api_key, label="Shipping delay")
+    page = user_page
+    page.goto("/")
+    status = page.get_by_role("status").and_(page.locator("#rows-status"))
+    expect(status).to_have_text("")
+    assert page.locator("[aria-live]").evaluate_all(
+        "elements => elements.map(element => element.id)"
+    ) == ["toasts"]
+
+    page.get_by_label("Search").fill("invoice")
+    expect(status).to_have_text("2 threads shown")
+    page.get_by_label("Search").fill("shipping")
+    expect(status).to_have_text("1 thread shown")
+    page.get_by_label("Search").fill("nothing like this")
+    expect(status).to_have_text("No threads shown")
+    assert status.bounding_box()["width"] <= 1  # for screen readers only
 
 
 def test_relative_times_with_the_exact_time_on_hover(user_page, long_thread):

@@ -9,7 +9,8 @@ from django.utils import timezone
 from playwright.sync_api import expect
 
 from tests.conftest import OTHER_TEST_KEY
-from threads_app.models import ApiKey, TrackedThread
+from threads_app.models import ApiKey, BulkDeleteJob, TrackedThread
+from threads_app.services import bulk
 from threads_app.services import threads as thread_services
 
 NARROW = 375
@@ -22,10 +23,12 @@ class Console:
     users: dict
     thread: TrackedThread
     team_pk: int
+    selection: str
+    job_pk: int
 
 
 @pytest.fixture
-def console(user, api_key, make_user, make_team, make_key, make_thread, emulator):
+def console(user, api_key, make_user, make_team, make_key, make_thread, emulator, settings):
     team = make_team("Blue", {user: "owner", make_user("vera"): "viewer"})
     team_key = make_key(team=team, label="Blue key", created_by=user)
     failing = make_key(owner=user, label="Old project", secret=OTHER_TEST_KEY)
@@ -45,7 +48,7 @@ def console(user, api_key, make_user, make_team, make_key, make_thread, emulator
             {"role": "user", "content": "It arrived broken.\nThe box was crushed."},
         ],
     )
-    make_thread(team_key, label="Team plan", metadata={"quarter": "Q3"})
+    team_thread = make_thread(team_key, label="Team plan", metadata={"quarter": "Q3"})
     gone = make_thread(api_key, label="Expired chat")
     TrackedThread.objects.filter(pk=gone.pk).update(state=TrackedThread.State.GONE)
 
@@ -59,10 +62,21 @@ def console(user, api_key, make_user, make_team, make_key, make_thread, emulator
     emulator.add_fault("DELETE", "*", "not_deleted")
     thread_services.delete_thread(user, make_thread(api_key, label="Refused chat"))
 
+    # A finished bulk delete with a deleted, an already gone and a failed thread.
+    settings.BULK_DELETE_RUNNER = "threads_app.services.bulk.run_bulk_delete"
+    batch = [make_thread(api_key, label=f"Batch {n}") for n in range(1, 4)]
+    emulator.remove_thread(batch[1].thread_id)
+    emulator.add_fault("DELETE", f"/v1/threads/{batch[2].thread_id}", "status", status=500)
+    job = bulk.start_bulk_delete(user, [t.pk for t in batch])
+    job.refresh_from_db()
+    assert job.state == BulkDeleteJob.State.FINISHED
+
     return Console(
         users={"alice": user, "newcomer": make_user("newcomer")},
         thread=thread,
         team_pk=team.pk,
+        selection=f"thread={thread.pk}&thread={team_thread.pk}&thread={gone.pk}",
+        job_pk=job.pk,
     )
 
 
@@ -81,6 +95,8 @@ PAGES = [
     ("teams", "alice", "/teams/"),
     ("team detail", "alice", "/teams/{team}/"),
     ("audit log", "alice", "/audit/"),
+    ("bulk delete confirmation", "alice", "/threads/bulk-delete/?{selection}"),
+    ("bulk delete progress", "alice", "/jobs/{job}/"),
 ]
 
 
@@ -97,7 +113,14 @@ def test_main_page(
     page = new_page()
     if who:
         log_in(page, console.users[who])
-    response = page.goto(path.format(thread=console.thread.pk, team=console.team_pk))
+    response = page.goto(
+        path.format(
+            thread=console.thread.pk,
+            team=console.team_pk,
+            selection=console.selection,
+            job=console.job_pk,
+        )
+    )
     assert response.status == 200
     expect(page.get_by_role("heading", level=1)).to_be_visible()
 
@@ -110,6 +133,32 @@ def test_main_page(
     screenshot(page, re.sub(r"\W+", "-", name))
     _fits_narrow_screen(page)
     assert not page_problems  # no CSP violation, failed load or script error on this page
+
+
+LINES = """elements => elements.map(element => Math.round(
+    element.getBoundingClientRect().height / parseFloat(getComputedStyle(element).lineHeight)
+))"""
+
+
+def test_narrow_screens_drop_minor_columns_and_keep_ids_readable(console, new_page, log_in):
+    page = log_in(new_page(), console.users["alice"])
+    hints = page.locator("#rows td code.nowrap")
+    expect(hints.first).to_be_visible()
+    assert set(hints.evaluate_all(LINES)) == {1}  # a key hint ("sk-…def0") stays on one line
+
+    page.set_viewport_size({"width": NARROW, "height": 900})
+    table = page.locator("#rows table")
+    expect(table.get_by_role("columnheader", name="Created")).to_be_hidden()
+    expect(table.get_by_role("columnheader", name="Key")).to_be_hidden()
+    ids = table.locator("code.id")
+    expect(ids.first).to_be_visible()
+    assert max(ids.evaluate_all(LINES)) <= 3  # not one or a few characters a line
+
+    page.goto("/audit/")
+    table = page.get_by_role("region", name="Audit events").locator("table")
+    expect(table.get_by_role("columnheader", name="Time")).to_be_visible()
+    expect(table.get_by_role("columnheader", name="Team")).to_be_hidden()
+    assert max(table.locator("code.id").evaluate_all(LINES)) <= 3
 
 
 def test_form_errors_are_accessible(user_page, api_key, check_accessibility):

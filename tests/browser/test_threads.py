@@ -59,6 +59,27 @@ def test_create_a_thread_with_metadata_and_a_message(user_page, api_key, upstrea
     }
 
 
+def test_added_rows_are_numbered_in_their_labels(user_page, api_key):
+    page = user_page
+    page.goto("/threads/new/")
+    add = page.get_by_role("button", name="Add a pair")
+    add.click()
+    add.click()
+    expect(page.get_by_label("Key of pair 3")).to_be_focused()
+    page.get_by_role("button", name="Remove pair 2").click()
+    add.click()  # a new number, not the removed one's nor one still in use
+
+    rows = page.locator("#meta-rows [data-row]")
+    expect(rows).to_have_count(3)
+    names = ["Key of pair 1", "Key of pair 3", "Key of pair 4"]
+    for row, name in zip(rows.all(), names, strict=True):
+        expect(row.get_by_role("textbox").first).to_have_accessible_name(name)
+    expect(page.get_by_label("Value of pair 4")).to_have_attribute("name", "meta-3-value")
+    expect(page.get_by_role("button", name="Remove pair 4")).to_be_visible()
+    page.get_by_role("button", name="Add a message").click()
+    expect(page.get_by_label("Text of message 2")).to_have_attribute("name", "msg-1-text")
+
+
 def test_live_search_updates_the_rows_without_a_page_load(user_page, api_key, make_thread):
     page = user_page
     make_thread(api_key, label="Invoice dispute", metadata={"customer": "acme"})
