@@ -43,7 +43,7 @@ from threads_app.upstream import ThreadsClient  # noqa: E402
 THREADS = 200
 LATENCY = 0.05  # seconds per upstream request
 TARGET = 6
-SECRET = "sk-bench-emulator-0123456789abcdef"
+SECRET = "sk-bench-key-0001"
 
 
 @contextmanager

@@ -72,7 +72,7 @@ MEASUREMENTS = [
 
 def make_user_with_key(username):
     user = get_user_model().objects.create_user(username)
-    secret = f"sk-bench-{username}-0123456789abcdef"
+    secret = f"sk-bench-{username}"
     api_key = ApiKey.objects.create(
         owner=user,
         label=f"{username}'s key",
