@@ -79,16 +79,17 @@ def get_visible_thread(user, pk):
     return get_object_or_404(visible_threads(user), pk=pk)
 
 
+def can_change_thread(user, thread):
+    """Whoever may use a thread's key may change the thread (using it implies seeing it)."""
+    return usable_keys(user).filter(pk=thread.api_key_id).exists()
+
+
 def get_writable_thread(user, pk):
     """404 when the user may not see the thread, 403 when they may only look at it."""
     thread = get_visible_thread(user, pk)
-    if not usable_keys(user).filter(pk=thread.api_key_id).exists():
+    if not can_change_thread(user, thread):
         raise PermissionDenied("You may look at this thread but not change it.")
     return thread
-
-
-def get_usable_key(user, pk):
-    return get_object_or_404(usable_keys(user), pk=pk)
 
 
 def get_visible_key(user, pk):

@@ -39,8 +39,7 @@ def _require_usable_key(user, api_key):
 
 
 def _require_writable(user, thread):
-    """A thread may be changed by whoever may use its key (which implies seeing it)."""
-    if not selectors.usable_keys(user).filter(pk=thread.api_key_id).exists():
+    if not selectors.can_change_thread(user, thread):
         raise PermissionDenied("You may look at this thread but not change it.")
 
 

@@ -172,7 +172,7 @@ def thread_detail(request, pk):
         "error": error,
         "gone": isinstance(error, NotFoundError),
         "reason": reason,
-        "writable": selectors.writable_threads(request.user).filter(pk=thread.pk).exists(),
+        "writable": selectors.can_change_thread(request.user, thread),
     }
     return _render(request, "thread_detail", "live", context)
 
