@@ -3,7 +3,7 @@
 Run with `make bench` (or `.venv/bin/python bench/bulk_delete.py`): a throwaway SQLite
 database, and the emulator in a process of its own, as the real API is remote (in this
 process its request handling would compete with the job's workers for the GIL). Deletes 200
-threads one after the other with `services.threads.delete_thread`, then 200 others as one bulk
+threads one after the other with `services.deletions.delete_thread`, then 200 others as one bulk
 job (run to completion here, its workers included), and prints both times and their ratio.
 Exits 1 when the bulk job is less than TARGET times faster.
 """
@@ -36,8 +36,7 @@ from django.test.utils import override_settings  # noqa: E402
 from threads_app import audit  # noqa: E402
 from threads_app.crypto import encrypt_secret, secret_fingerprint, secret_hint  # noqa: E402
 from threads_app.models import ApiKey, BulkDeleteItem, TrackedThread  # noqa: E402
-from threads_app.services import bulk  # noqa: E402
-from threads_app.services import threads as thread_services  # noqa: E402
+from threads_app.services import bulk, deletions  # noqa: E402
 from threads_app.upstream import ThreadsClient  # noqa: E402
 
 THREADS = 200
@@ -101,7 +100,7 @@ def main():
             BULK_DELETE_RUNNER="threads_app.services.bulk.run_bulk_delete",  # in this process
         ):
             sequential, sequential_cpu = timed(
-                lambda: [thread_services.delete_thread(user, thread) for thread in one_by_one]
+                lambda: [deletions.delete_thread(user, thread) for thread in one_by_one]
             )
             concurrent, concurrent_cpu = timed(
                 lambda: bulk.start_bulk_delete(user, [thread.pk for thread in in_bulk])

@@ -11,6 +11,7 @@ from django.db import DatabaseError, connection, transaction
 from django.test import RequestFactory
 
 from threads_app import audit
+from threads_app.audit import Origin
 from threads_app.models import AppendOnlyError, AuditChainHead, AuditEvent
 
 Action, Outcome = AuditEvent.Action, AuditEvent.Outcome
@@ -72,7 +73,7 @@ class TestAppend:
             outcome=Outcome.SUCCESS,
             actor=user,
             api_key=api_key,
-            request=request,
+            origin=Origin.from_request(request),
             details={"label": api_key.label},
         )
         team = make_team("Ops", {user: "owner"})
@@ -95,7 +96,7 @@ class TestAppend:
         event = audit.record(
             action=Action.THREAD_UPDATED,
             outcome=Outcome.SUCCESS,
-            request=request,
+            origin=Origin.from_request(request),
             details={"ids": ("a", "b"), 7: "int key"},
         )
         event.refresh_from_db()
@@ -105,7 +106,11 @@ class TestAppend:
 
     def test_invalid_client_address_is_stored_as_none(self):
         request = RequestFactory().get("/", REMOTE_ADDR="not-an-ip")
-        event = audit.record(action=Action.THREAD_UPDATED, outcome=Outcome.FAILED, request=request)
+        event = audit.record(
+            action=Action.THREAD_UPDATED,
+            outcome=Outcome.FAILED,
+            origin=Origin.from_request(request),
+        )
         assert event.client_ip is None
         assert audit.verify_chain().ok
 

@@ -16,6 +16,7 @@ from django.utils import timezone
 
 from tests.conftest import OTHER_TEST_KEY, TEST_KEY
 from threads_app import audit
+from threads_app.audit import Origin
 from threads_app.models import ApiKey, AuditEvent, Membership, TrackedThread
 
 pytestmark = pytest.mark.django_db
@@ -486,7 +487,7 @@ class TestExport:
             outcome=Outcome.SUCCESS,
             actor=user,
             api_key=api_key,
-            request=request,
+            origin=Origin.from_request(request),
         )
         (row,) = csv_rows(user_client.get(EXPORT_URL))
         assert (row[5], row[10], row[11], row[8]) == ("personal", "192.0.2.9", "Firefox", "")
@@ -502,7 +503,7 @@ class TestExport:
             api_key=key,
             thread_id="+thread",
             request_id="-2+3",
-            request=request,
+            origin=Origin.from_request(request),
         )
         (row,) = csv_rows(get_as(client, attacker, EXPORT_URL))
         assert row[2] == "'=HYPERLINK(evil)"

@@ -18,7 +18,7 @@ from tests.threads_helpers import (
     url,
 )
 from threads_app.models import ApiKey, AuditEvent, Membership, TrackedThread
-from threads_app.services import threads as thread_service
+from threads_app.services import deletions
 from threads_app.upstream import ThreadsClient
 
 pytestmark = pytest.mark.django_db
@@ -288,7 +288,7 @@ def test_failed_plain_delete_goes_back_to_the_thread_with_the_reason(user_client
 
 
 def test_delete_service_runs_without_a_request(user, thread):
-    deletion = thread_service.delete_thread(user, thread)
+    deletion = deletions.delete_thread(user, thread)
 
     assert deletion.removed and deletion.outcome == Outcome.SUCCESS
     intent = AuditEvent.objects.get(action=Action.THREAD_DELETE_INTENT)
@@ -401,7 +401,7 @@ def test_team_members_may_delete_team_threads(
 
 def test_the_service_checks_permissions_too(other_user, thread, emulator):
     with pytest.raises(PermissionDenied):
-        thread_service.delete_thread(other_user, thread)
+        deletions.delete_thread(other_user, thread)
 
     assert emulator.request_log == []
     assert not AuditEvent.objects.exists()

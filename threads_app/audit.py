@@ -15,6 +15,7 @@ from datetime import UTC
 
 from django.conf import settings
 from django.db import transaction
+from django.http import HttpRequest
 from django.utils import timezone
 
 from threads_app.models import AuditChainHead, AuditEvent
@@ -53,21 +54,32 @@ def compute_hash(event):
     return hmac.new(settings.AUDIT_HMAC_KEY.encode(), message, hashlib.sha256).hexdigest()
 
 
-def client_details(request):
-    """The client IP (REMOTE_ADDR: the proxy in front must set it) and user agent.
+@dataclass(frozen=True)
+class Origin:
+    """Where a change came from, as the audit log records it: the client's IP and user agent.
 
-    The IP is normalised as its column stores it (e.g. `::ffff:1.2.3.4`, not Python's
-    `::ffff:102:304`): the hash is computed before the INSERT and must match what is read back.
+    Services take this small value rather than the HTTP request, so background work passes
+    the one its job was started from instead of faking a request.
     """
-    if request is None:
-        return None, ""
-    try:
-        address = str(ipaddress.ip_address(request.META.get("REMOTE_ADDR", "")))
-    except ValueError:
-        ip = None
-    else:
-        ip = AuditEvent._meta.get_field("client_ip").get_prep_value(address)
-    return ip, request.META.get("HTTP_USER_AGENT", "")[:300]
+
+    ip: str | None = None
+    user_agent: str = ""
+
+    @classmethod
+    def from_request(cls, request: HttpRequest) -> "Origin":
+        """The client IP (REMOTE_ADDR: the proxy in front must set it) and user agent.
+
+        The IP is normalised as its column stores it (e.g. `::ffff:1.2.3.4`, not Python's
+        `::ffff:102:304`): the hash is computed before the INSERT and must match what is read
+        back.
+        """
+        try:
+            address = str(ipaddress.ip_address(request.META.get("REMOTE_ADDR", "")))
+        except ValueError:
+            ip = None
+        else:
+            ip = AuditEvent._meta.get_field("client_ip").get_prep_value(address)
+        return cls(ip=ip, user_agent=request.META.get("HTTP_USER_AGENT", "")[:300])
 
 
 def event(
@@ -80,7 +92,7 @@ def event(
     thread_id="",
     http_status=None,
     request_id="",
-    request=None,
+    origin=None,
     details=None,
     snapshot="",
 ):
@@ -90,7 +102,7 @@ def event(
     """
     if team is None and api_key is not None:
         team = api_key.team
-    client_ip, user_agent = client_details(request)
+    origin = origin or Origin()
     return AuditEvent(
         actor_id=actor.pk if actor else None,
         actor_username=actor.get_username() if actor else "",
@@ -104,8 +116,8 @@ def event(
         thread_id=thread_id or "",
         http_status=http_status,
         request_id=request_id or "",
-        client_ip=client_ip,
-        user_agent=user_agent,
+        client_ip=origin.ip,
+        user_agent=origin.user_agent,
         # Hashed as it will read back from the JSON column (tuples become lists, keys strings).
         details=json.loads(json.dumps(details or {})),
         snapshot=snapshot,

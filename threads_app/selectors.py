@@ -174,3 +174,12 @@ def visible_bulk_delete_jobs(user):
 
 def get_visible_bulk_delete_job(user, pk):
     return get_object_or_404(visible_bulk_delete_jobs(user), pk=pk)
+
+
+# --- Threads: the list's filters, and whether the upstream may be asked -----------------
+
+
+# --- Keys: the key list, and teams whose keys a user may add --------------------------------
+
+
+# --- Audit log: the page's filters and its links to tracked threads ------------------------

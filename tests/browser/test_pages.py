@@ -10,8 +10,7 @@ from playwright.sync_api import expect
 
 from tests.conftest import OTHER_TEST_KEY
 from threads_app.models import ApiKey, BulkDeleteJob, TrackedThread
-from threads_app.services import bulk
-from threads_app.services import threads as thread_services
+from threads_app.services import bulk, deletions
 
 NARROW = 375
 
@@ -53,14 +52,14 @@ def console(user, api_key, make_user, make_team, make_key, make_thread, emulator
     TrackedThread.objects.filter(pk=gone.pk).update(state=TrackedThread.State.GONE)
 
     # Deletions with each outcome, for the audit log's badges.
-    thread_services.delete_thread(user, make_thread(api_key, label="Old chat"))
+    deletions.delete_thread(user, make_thread(api_key, label="Old chat"))
     vanished = make_thread(api_key, label="Vanished chat")
     emulator.remove_thread(vanished.thread_id)
-    thread_services.delete_thread(user, vanished)
+    deletions.delete_thread(user, vanished)
     emulator.add_fault("DELETE", "*", "status", status=500)
-    thread_services.delete_thread(user, make_thread(api_key, label="Stubborn chat"))
+    deletions.delete_thread(user, make_thread(api_key, label="Stubborn chat"))
     emulator.add_fault("DELETE", "*", "not_deleted")
-    thread_services.delete_thread(user, make_thread(api_key, label="Refused chat"))
+    deletions.delete_thread(user, make_thread(api_key, label="Refused chat"))
 
     # A finished bulk delete with a deleted, an already gone and a failed thread.
     settings.BULK_DELETE_RUNNER = "threads_app.services.bulk.run_bulk_delete"

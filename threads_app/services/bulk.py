@@ -2,7 +2,7 @@
 
 The job and its items are rows, so the progress page (after a reload, on any app instance)
 reads where a job is from the database. Each item goes through the steps of
-`services.threads.delete_thread`, a batch at a time (see `run_bulk_delete`): every thread gets
+`services.deletions.delete_thread`, a batch at a time (see `run_bulk_delete`): every thread gets
 its own intent/outcome pair of audit events, and one failure never stops the others. Where a
 job runs is the setting `BULK_DELETE_RUNNER`, the dotted path of a callable `(job_id, origin)`:
 by default a background thread; tests and the benchmark use `run_bulk_delete` itself, which
@@ -23,9 +23,9 @@ from django.utils.module_loading import import_string
 
 from threads_app import audit, selectors
 from threads_app.models import AuditEvent, BulkDeleteItem, BulkDeleteJob, TrackedThread
-from threads_app.services import threads as thread_services
+from threads_app.services import deletions
+from threads_app.services.deletions import Deletion
 from threads_app.services.keys import client_for
-from threads_app.services.threads import Deletion
 from threads_app.services.transcripts import SnapshotFailed, deletion_snapshot
 
 logger = logging.getLogger(__name__)
@@ -109,22 +109,7 @@ class NothingToDelete(Exception):
         self.selection = selection
 
 
-@dataclass(frozen=True)
-class Origin:
-    """Where a job was started from, for its audit events: shaped like a request for
-    `audit.record`, which reads only `META` (the client IP and user agent)."""
-
-    META: dict
-
-    @classmethod
-    def of(cls, request):
-        if request is None:
-            return None
-        names = ("REMOTE_ADDR", "HTTP_USER_AGENT")
-        return cls({name: request.META[name] for name in names if name in request.META})
-
-
-def start_bulk_delete(user, thread_ids, request=None, snapshot=False):
+def start_bulk_delete(user, thread_ids, origin=None, snapshot=False):
     """Create a job with one pending item per deletable thread and start it once committed.
 
     Raises `NothingToDelete`. The threads the user may not delete are left out, as the
@@ -135,7 +120,6 @@ def start_bulk_delete(user, thread_ids, request=None, snapshot=False):
     if selection.too_many or not selection.deletable:
         raise NothingToDelete(selection)
     runner = import_string(getattr(settings, "BULK_DELETE_RUNNER", DEFAULT_RUNNER))
-    origin = Origin.of(request)
     with transaction.atomic():
         job = BulkDeleteJob.objects.create(created_by=user, snapshot_before_delete=snapshot)
         BulkDeleteItem.objects.bulk_create(
@@ -162,7 +146,7 @@ def run_bulk_delete(job_id, origin=None):
     """Delete the job's pending items, WORKERS requests at a time; return when it is finished.
 
     This thread keeps the database and the audit chain; the workers only talk to the
-    upstream. Items go BATCH at a time through the steps of `services.threads.delete_thread`:
+    upstream. Items go BATCH at a time through the steps of `services.deletions.delete_thread`:
     their intents are appended at once (`audit.record_many`, committed) before any of their
     DELETEs is sent; then the user's permission is checked once for the batch (a thread they
     may no longer delete gets a "not sent" outcome), and the workers send the others. The
@@ -239,7 +223,7 @@ class _Run:
                 ready.append((item, snapshot))
         intents = audit.record_many(
             [
-                thread_services.deletion_intent(self.user, item.tracked_thread, self.origin, text)
+                deletions.deletion_intent(self.user, item.tracked_thread, self.origin, text)
                 for item, text in ready
             ],
             durable=True,
@@ -249,7 +233,7 @@ class _Run:
             thread = item.tracked_thread
             if thread.api_key_id in usable:
                 client = self._client(thread.api_key)
-                future = self.pool.submit(thread_services.send_deletion, client, thread)
+                future = self.pool.submit(deletions.send_deletion, client, thread)
                 self.sending[future] = (item, intent)
             else:
                 self._finish(item, intent, Deletion.not_sent(thread, NOT_ALLOWED))
@@ -274,7 +258,7 @@ class _Run:
     def save(self):
         """Record the finished deletions' outcomes and save the settled items, together."""
         with transaction.atomic():
-            thread_services.record_deletions(self.user, self.pairs, self.origin)
+            deletions.record_deletions(self.user, self.pairs, self.origin)
             for item in self.settled:  # an UPDATE each: far cheaper than bulk_update's CASEs
                 item.save(update_fields=["outcome", "message", "request_id", "finished_at"])
         self.pairs, self.settled, self.saved_at = [], [], time.monotonic()

@@ -109,7 +109,7 @@ def _check_manageable(actor, api_key):
         raise PermissionDenied("Only the key's owner or a team owner can change this key.")
 
 
-def add_key(*, actor, label, secret, team=None, verify=True, request=None):
+def add_key(*, actor, label, secret, team=None, verify=True, origin=None):
     """Store a new personal key (team None) or team key; only a team's owners add its keys."""
     if team is not None and selectors.team_role(actor, team) != Membership.Role.OWNER:
         raise PermissionDenied("Only the team's owners can add its keys.")
@@ -135,7 +135,7 @@ def add_key(*, actor, label, secret, team=None, verify=True, request=None):
                 outcome=AuditEvent.Outcome.SUCCESS,
                 actor=actor,
                 api_key=api_key,
-                request=request,
+                origin=origin,
                 details={"verified": verify},
             )
     except IntegrityError:
@@ -143,7 +143,7 @@ def add_key(*, actor, label, secret, team=None, verify=True, request=None):
     return api_key
 
 
-def rotate_key(*, actor, api_key, secret, verify=True, request=None):
+def rotate_key(*, actor, api_key, secret, verify=True, origin=None):
     """Replace the key's secret; its tracked threads stay with it."""
     _check_manageable(actor, api_key)
     if api_key.is_revoked:
@@ -180,7 +180,7 @@ def rotate_key(*, actor, api_key, secret, verify=True, request=None):
                 outcome=AuditEvent.Outcome.SUCCESS,
                 actor=actor,
                 api_key=api_key,
-                request=request,
+                origin=origin,
                 details={"verified": verify, "previous_hint": previous_hint},
             )
     except IntegrityError:
@@ -189,7 +189,7 @@ def rotate_key(*, actor, api_key, secret, verify=True, request=None):
     return api_key
 
 
-def revoke_key(*, actor, api_key, request=None):
+def revoke_key(*, actor, api_key, origin=None):
     """Stop using the key; its threads stay listed, read-only. Returns their count."""
     _check_manageable(actor, api_key)
     if api_key.is_revoked:
@@ -203,7 +203,7 @@ def revoke_key(*, actor, api_key, request=None):
             outcome=AuditEvent.Outcome.SUCCESS,
             actor=actor,
             api_key=api_key,
-            request=request,
+            origin=origin,
             details={"tracked_threads": threads},
         )
     return threads

@@ -53,7 +53,7 @@ def _refuse_last_owner(membership, actor, consequence):
     )
 
 
-def create_team(actor, name, request=None):
+def create_team(actor, name, origin=None):
     """Create a team with `actor` as its owner. Names are unique regardless of case."""
     name = name.strip()
     with transaction.atomic():
@@ -66,7 +66,7 @@ def create_team(actor, name, request=None):
             outcome=SUCCESS,
             actor=actor,
             team=team,
-            request=request,
+            origin=origin,
             details={"name": team.name},
         )
     return team
@@ -94,7 +94,7 @@ def _find_user(identifier):
     return by_email[0]
 
 
-def add_member(actor, team, identifier, role, request=None):
+def add_member(actor, team, identifier, role, origin=None):
     """Add an existing user (by username or email) to the team with `role`."""
     _require_owner(actor, team)
     _check_role(role)
@@ -115,13 +115,13 @@ def add_member(actor, team, identifier, role, request=None):
             outcome=SUCCESS,
             actor=actor,
             team=team,
-            request=request,
+            origin=origin,
             details={"username": user.get_username(), "role": role},
         )
     return membership
 
 
-def change_role(actor, membership, role, request=None):
+def change_role(actor, membership, role, origin=None):
     """Give a member another role; returns False when it already was that role."""
     _require_owner(actor, membership.team)
     _check_role(role)
@@ -138,7 +138,7 @@ def change_role(actor, membership, role, request=None):
             outcome=SUCCESS,
             actor=actor,
             team=membership.team,
-            request=request,
+            origin=origin,
             details={
                 "username": membership.user.get_username(),
                 "old_role": old_role,
@@ -148,7 +148,7 @@ def change_role(actor, membership, role, request=None):
     return True
 
 
-def remove_member(actor, membership, request=None):
+def remove_member(actor, membership, origin=None):
     """Remove a member, or let a member leave. Access ends with their next request, as every
     selector reads memberships afresh."""
     if not selectors.may_remove_member(actor, membership):
@@ -163,7 +163,7 @@ def remove_member(actor, membership, request=None):
             outcome=SUCCESS,
             actor=actor,
             team=membership.team,
-            request=request,
+            origin=origin,
             details={
                 "username": membership.user.get_username(),
                 "role": membership.role,
@@ -172,7 +172,7 @@ def remove_member(actor, membership, request=None):
         )
 
 
-def delete_team(actor, team, request=None):
+def delete_team(actor, team, origin=None):
     """Delete a team with no live keys and no tracked threads; its revoked keys go with it.
 
     Threads come first in the refusal: while a key is live its threads can be untracked or
@@ -205,7 +205,7 @@ def delete_team(actor, team, request=None):
             outcome=SUCCESS,
             actor=actor,
             team=team,
-            request=request,
+            origin=origin,
             details={"name": team.name, "revoked_keys_deleted": revoked_keys},
         )
         team.api_keys.all().delete()

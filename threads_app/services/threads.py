@@ -2,18 +2,17 @@
 
 Each write takes the acting user, checks they may use the key, calls the upstream through
 `client_for`, notes the key's result and records an audit event (`refresh_thread` and
-`list_messages` are reads: the view has checked visibility). `request` serves only the
-client IP and user agent of audit events (`request.META`): any object with a `META` dict,
-or None, will do, so a background job can call these too.
+`list_messages` are reads: the view has checked visibility). `origin` (an
+`audit.Origin`) is where the change came from, for its audit event.
 
 Audit policy: an event records something that happened. A create, import, edit or untrack
 that the upstream refused (or that never reached it) changes nothing and records nothing;
 the user sees the error instead. A deletion is the exception: its intent is recorded and
 committed *before* the DELETE is sent, and its outcome (success, already gone, refused or
-failed) after, so every attempt leaves a pair of events.
+failed) after, so every attempt leaves a pair of events: `services.deletions`.
 """
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from django.core.exceptions import PermissionDenied
@@ -23,7 +22,6 @@ from django.utils import timezone
 from threads_app import audit, selectors
 from threads_app.models import AuditEvent, TrackedThread
 from threads_app.services.keys import client_for, note_key_result
-from threads_app.services.transcripts import deletion_snapshot
 from threads_app.upstream import InvalidRequestError, NotFoundError, UpstreamError
 
 Action = AuditEvent.Action
@@ -38,7 +36,7 @@ def _require_usable_key(user, api_key):
         raise PermissionDenied("You may not use this key.")
 
 
-def _require_writable(user, thread):
+def require_writable(user, thread):
     if not selectors.can_change_thread(user, thread):
         raise PermissionDenied("You may look at this thread but not change it.")
 
@@ -65,7 +63,7 @@ def _cache_fields(live):
 
 
 def create_thread(
-    user, api_key, *, label="", metadata=None, messages=None, tool_resources=None, request=None
+    user, api_key, *, label="", metadata=None, messages=None, tool_resources=None, origin=None
 ):
     """Create a thread upstream and track it; raises `UpstreamError` with nothing tracked."""
     _require_usable_key(user, api_key)
@@ -88,7 +86,7 @@ def create_thread(
             api_key=api_key,
             thread_id=live.id,
             request_id=live.request_id or "",
-            request=request,
+            origin=origin,
             details={"label": label, "messages": len(messages or ())},
         )
     return thread
@@ -106,7 +104,7 @@ class ImportResult:
     thread: TrackedThread | None = None
 
 
-def import_threads(user, api_key, thread_ids, request=None):
+def import_threads(user, api_key, thread_ids, origin=None):
     """Verify each id with a GET and track those the key can see; one result per id, in order.
 
     A 404 or 400 refuses that id alone. Any other error concerns the key or the service
@@ -128,7 +126,7 @@ def import_threads(user, api_key, thread_ids, request=None):
             result = ImportResult(thread_id, ImportResult.REFUSED, f"Not checked: {stopped_by}")
         else:
             try:
-                result = _import_one(user, api_key, thread_id, request)
+                result = _import_one(user, api_key, thread_id, origin)
             except UpstreamError as exc:
                 stopped_by = str(exc)
                 result = ImportResult(thread_id, ImportResult.REFUSED, stopped_by)
@@ -136,7 +134,7 @@ def import_threads(user, api_key, thread_ids, request=None):
     return results
 
 
-def _import_one(user, api_key, thread_id, request):
+def _import_one(user, api_key, thread_id, origin):
     try:
         live = _call(api_key, lambda client: client.retrieve_thread(thread_id))
     except NotFoundError as exc:
@@ -161,7 +159,7 @@ def _import_one(user, api_key, thread_id, request):
             api_key=api_key,
             thread_id=live.id,
             request_id=live.request_id or "",
-            request=request,
+            origin=origin,
         )
     return ImportResult(thread_id, ImportResult.TRACKED, thread=thread)
 
@@ -218,7 +216,7 @@ def list_messages(thread, after=None):
     )
 
 
-def update_thread(user, thread, *, metadata, tool_resources, request=None):
+def update_thread(user, thread, *, metadata, tool_resources, origin=None):
     """Replace the thread's metadata and tool_resources; raises `UpstreamError`.
 
     The new metadata map is sent whole. The emulator (emulator/validation.py,
@@ -227,7 +225,7 @@ def update_thread(user, thread, *, metadata, tool_resources, request=None):
     tool_resources is sent with both sections, empty lists included, so that clearing the
     file ids or the vector store also clears them upstream.
     """
-    _require_writable(user, thread)
+    require_writable(user, thread)
     before = thread.metadata
     live = _call(
         thread.api_key,
@@ -247,141 +245,15 @@ def update_thread(user, thread, *, metadata, tool_resources, request=None):
             api_key=thread.api_key,
             thread_id=thread.thread_id,
             request_id=live.request_id or "",
-            request=request,
+            origin=origin,
             details={"metadata_before": before, "metadata_after": live.metadata},
         )
     return thread
 
 
-@dataclass(frozen=True)
-class Deletion:
-    """What became of a deletion: the outcome recorded in the audit log, and why."""
-
-    thread: TrackedThread
-    outcome: str  # an AuditEvent.Outcome
-    message: str
-    error: UpstreamError | None = None
-    request_id: str = ""  # the DELETE answer's x-request-id ("" when there was none)
-    http_status: int | None = None
-    details: dict = field(default_factory=dict)  # for the outcome's audit event
-
-    @property
-    def removed(self):
-        return self.outcome in (Outcome.SUCCESS, Outcome.ALREADY_GONE)
-
-    @classmethod
-    def not_sent(cls, thread, message):
-        """A deletion whose intent was recorded but whose DELETE was never sent."""
-        return cls(thread, Outcome.FAILED, message, details={"sent": False, "reason": message})
-
-
-def delete_thread(user, thread, request=None, snapshot=False):
-    """Delete a thread upstream with an intent/outcome pair of audit events.
-
-    (a) the intent is committed first (`durable=True`: never call this inside a
-    transaction), (b) the DELETE is sent, (c) the outcome is recorded: success, already
-    gone (404), refused (`deleted: false`) or failed (any other error). Only success and
-    already gone mark the thread deleted. Safe to run for many threads at once: it touches
-    only this thread's row and the serialized audit chain. A bulk job takes the same three
-    steps (`deletion_intent`, `send_deletion`, `record_deletions`) for many threads at once.
-
-    With `snapshot`, the thread's transcript is fetched first and stored with the intent; if
-    it cannot be, `SnapshotFailed` is raised and nothing is recorded or deleted.
-    """
-    _require_writable(user, thread)
-    client = client_for(thread.api_key)
-    transcript = deletion_snapshot(thread) if snapshot else ""
-    [intent] = audit.record_many([deletion_intent(user, thread, request, transcript)], durable=True)
-    deletion = send_deletion(client, thread)
-    record_deletions(user, [(intent, deletion)], request)
-    return deletion
-
-
-def deletion_intent(user, thread, request=None, snapshot=""):
-    """The intent event of a deletion, to append (committed) before its DELETE is sent."""
-    return audit.event(
-        action=Action.THREAD_DELETE_INTENT,
-        outcome=Outcome.PENDING,
-        actor=user,
-        api_key=thread.api_key,
-        thread_id=thread.thread_id,
-        request=request,
-        details={"label": thread.label},
-        snapshot=snapshot,
-    )
-
-
-def send_deletion(client, thread):
-    """Send the DELETE and say what became of it; an `UpstreamError` is a failed deletion.
-
-    Touches no database, so a bulk job's workers can call it (`record_deletions` notes the
-    key's result).
-    """
-    name = thread.label or thread.thread_id
-    try:
-        result = client.delete_thread(thread.thread_id)
-    except UpstreamError as exc:
-        return Deletion(
-            thread,
-            Outcome.FAILED,
-            f"Could not delete “{name}”: {exc}",
-            error=exc,
-            request_id=exc.request_id or "",
-            http_status=exc.status,
-            details={"status": exc.status, "message": exc.message, "request_id": exc.request_id},
-        )
-    if result.already_gone:
-        outcome = Outcome.ALREADY_GONE
-        message = f"“{name}” was already gone upstream; it is marked deleted."
-    elif result.deleted:
-        outcome, message = Outcome.SUCCESS, f"Deleted “{name}”."
-    else:
-        outcome = Outcome.REFUSED
-        message = f"The Threads API refused to delete “{name}” (deleted: false)"
-        message += f" (request {result.request_id})." if result.request_id else "."
-    return Deletion(
-        thread, outcome, message, request_id=result.request_id or "", http_status=result.status
-    )
-
-
-def record_deletions(user, pairs, request=None):
-    """Record the outcomes of `(committed intent, Deletion)` pairs, in one transaction.
-
-    Each outcome event names its intent's sequence; the threads removed upstream are marked
-    deleted with it. The key's result is noted first for each DELETE that was sent (an
-    answer or an `UpstreamError`); one that was not sent says nothing about its key.
-    """
-    for _, deletion in pairs:
-        if deletion.error is not None or deletion.http_status is not None:
-            note_key_result(deletion.thread.api_key, deletion.error)
-    outcomes = [
-        audit.event(
-            action=Action.THREAD_DELETED,
-            outcome=deletion.outcome,
-            actor=user,
-            api_key=deletion.thread.api_key,
-            thread_id=deletion.thread.thread_id,
-            http_status=deletion.http_status,
-            request_id=deletion.request_id,
-            request=request,
-            details={"intent": intent.sequence, **deletion.details},
-        )
-        for intent, deletion in pairs
-    ]
-    removed = [deletion.thread for _, deletion in pairs if deletion.removed]
-    with transaction.atomic():
-        audit.record_many(outcomes)
-        if removed:
-            TrackedThread.objects.filter(pk__in=[thread.pk for thread in removed]).update(
-                state=State.DELETED
-            )
-    for thread in removed:
-        thread.state = State.DELETED
-
-
-def untrack_thread(user, thread, request=None):
+def untrack_thread(user, thread, origin=None):
     """Forget a thread locally; the upstream is not called."""
-    _require_writable(user, thread)
+    require_writable(user, thread)
     with transaction.atomic():
         thread.delete()
         audit.record(
@@ -390,6 +262,6 @@ def untrack_thread(user, thread, request=None):
             actor=user,
             api_key=thread.api_key,
             thread_id=thread.thread_id,
-            request=request,
+            origin=origin,
             details={"label": thread.label, "state": thread.state},
         )

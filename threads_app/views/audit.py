@@ -13,7 +13,7 @@ from django.utils.cache import patch_vary_headers
 from django.views.decorators.http import require_GET
 
 from threads_app import selectors
-from threads_app.filters import filtered_audit_events
+from threads_app.forms.audit import filtered_audit_events
 from threads_app.models import TrackedThread
 from threads_app.paging import keyset_page
 

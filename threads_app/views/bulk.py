@@ -13,6 +13,7 @@ from django.views.decorators.http import require_GET, require_http_methods
 from django_htmx.http import HttpResponseClientRedirect
 
 from threads_app import selectors
+from threads_app.audit import Origin
 from threads_app.models import BulkDeleteItem, BulkDeleteJob
 from threads_app.services import bulk
 
@@ -37,7 +38,7 @@ def thread_bulk_delete(request):
         job = bulk.start_bulk_delete(
             request.user,
             request.POST.getlist("thread"),
-            request=request,
+            origin=Origin.from_request(request),
             snapshot="snapshot" in request.POST,
         )
     except bulk.NothingToDelete as exc:

@@ -10,7 +10,8 @@ from django.views.decorators.http import require_GET, require_http_methods
 from django_htmx.http import HttpResponseClientRedirect, trigger_client_event
 
 from threads_app import selectors
-from threads_app.forms import KeyCreateForm, KeyRotateForm
+from threads_app.audit import Origin
+from threads_app.forms.keys import KeyCreateForm, KeyRotateForm
 from threads_app.models import TrackedThread
 from threads_app.services import keys as key_service
 
@@ -68,7 +69,7 @@ def key_create(request):
                 secret=data["secret"],
                 team=data["team"],
                 verify=not data["save_unverified"],
-                request=request,
+                origin=Origin.from_request(request),
             )
         except key_service.KeyChangeRefused as exc:
             form.refuse(exc)
@@ -91,7 +92,7 @@ def key_rotate(request, pk):
                 api_key=api_key,
                 secret=form.cleaned_data["secret"],
                 verify=verify,
-                request=request,
+                origin=Origin.from_request(request),
             )
         except key_service.KeyChangeRefused as exc:
             form.refuse(exc)
@@ -118,7 +119,9 @@ def key_revoke(request, pk):
         }
         return _page(request, "threads_app/key_revoke.html", "confirm", context)
     try:
-        threads = key_service.revoke_key(actor=request.user, api_key=api_key, request=request)
+        threads = key_service.revoke_key(
+            actor=request.user, api_key=api_key, origin=Origin.from_request(request)
+        )
     except key_service.KeyChangeRefused as exc:
         messages.error(request, str(exc))
     else:

@@ -12,9 +12,10 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from django_htmx.http import HttpResponseClientRedirect
 
 from threads_app import selectors
+from threads_app.audit import Origin
+from threads_app.forms.teams import AddMemberForm, RoleForm, TeamForm
 from threads_app.models import Membership
 from threads_app.services import teams as team_services
-from threads_app.team_forms import AddMemberForm, RoleForm, TeamForm
 
 
 def _template(request, page, partial):
@@ -49,7 +50,7 @@ def team_create(request):
     if request.method == "POST" and form.is_valid():
         try:
             team = team_services.create_team(
-                request.user, form.cleaned_data["name"], request=request
+                request.user, form.cleaned_data["name"], origin=Origin.from_request(request)
             )
         except ValidationError as exc:
             form.add_error(None, exc)
@@ -94,7 +95,7 @@ def team_member_add(request, pk):
     if form.is_valid():
         try:
             membership = team_services.add_member(
-                request.user, team, request=request, **form.cleaned_data
+                request.user, team, origin=Origin.from_request(request), **form.cleaned_data
             )
         except ValidationError as exc:
             form.add_error(None, exc)
@@ -115,7 +116,9 @@ def team_member_role(request, pk, membership_pk):
         return _after_member_change(request, team)
     role = form.cleaned_data["role"]
     try:
-        changed = team_services.change_role(request.user, membership, role, request=request)
+        changed = team_services.change_role(
+            request.user, membership, role, origin=Origin.from_request(request)
+        )
     except ValidationError as exc:
         messages.error(request, _error(exc))
     else:
@@ -137,7 +140,7 @@ def team_member_remove(request, pk, membership_pk):
             {"nav": "teams", "team": team, "membership": membership, "leaving": leaving},
         )
     try:
-        team_services.remove_member(request.user, membership, request=request)
+        team_services.remove_member(request.user, membership, origin=Origin.from_request(request))
     except ValidationError as exc:
         messages.error(request, _error(exc))
         return _after_member_change(request, team)
@@ -154,7 +157,7 @@ def team_delete(request, pk):
     if request.method == "GET":
         return render(request, "threads_app/team_delete.html", {"nav": "teams", "team": team})
     try:
-        team_services.delete_team(request.user, team, request=request)
+        team_services.delete_team(request.user, team, origin=Origin.from_request(request))
     except ValidationError as exc:
         messages.error(request, _error(exc))
         return _redirect(request, _detail_url(team))

@@ -16,7 +16,8 @@ from django.views.decorators.http import require_GET, require_http_methods
 from django_htmx.http import HttpResponseClientRedirect, trigger_client_event
 
 from threads_app import selectors
-from threads_app.forms import (
+from threads_app.audit import Origin
+from threads_app.forms.threads import (
     ID_MAX,
     MessageFormSet,
     MetadataFormSet,
@@ -26,6 +27,7 @@ from threads_app.forms import (
     ToolResourcesForm,
 )
 from threads_app.paging import keyset_page
+from threads_app.services import deletions
 from threads_app.services import threads as services
 from threads_app.services.transcripts import SnapshotFailed
 from threads_app.upstream import NotFoundError, UpstreamError
@@ -98,7 +100,7 @@ def thread_create(request):
                 metadata=metadata.metadata(),
                 messages=initial_messages.messages(),
                 tool_resources=form.tool_resources(),
-                request=request,
+                origin=Origin.from_request(request),
             )
         except UpstreamError as exc:
             upstream_error = exc
@@ -127,7 +129,7 @@ def thread_import(request):
             request.user,
             form.cleaned_data["api_key"],
             form.cleaned_data["thread_ids"],
-            request=request,
+            origin=Origin.from_request(request),
         )
     context = {
         "nav": "import",
@@ -217,7 +219,7 @@ def thread_edit(request, pk):
                     thread,
                     metadata=metadata.metadata(),
                     tool_resources=form.tool_resources(keep_empty=True),
-                    request=request,
+                    origin=Origin.from_request(request),
                 )
             except UpstreamError as exc:
                 context["error"] = exc
@@ -255,8 +257,11 @@ def thread_delete(request, pk):
     if request.method == "GET":
         return _confirm(request, thread, "delete")
     try:
-        deletion = services.delete_thread(
-            request.user, thread, request=request, snapshot="snapshot" in request.POST
+        deletion = deletions.delete_thread(
+            request.user,
+            thread,
+            origin=Origin.from_request(request),
+            snapshot="snapshot" in request.POST,
         )
     except SnapshotFailed as exc:
         messages.error(request, str(exc))
@@ -281,7 +286,7 @@ def thread_untrack(request, pk):
     if request.method == "GET":
         return _confirm(request, thread, "untrack")
     name = str(thread)
-    services.untrack_thread(request.user, thread, request=request)
+    services.untrack_thread(request.user, thread, origin=Origin.from_request(request))
     messages.success(request, f"Stopped tracking {name}. It still exists upstream.")
     if request.htmx:
         return _changed(HttpResponse(""))
