@@ -23,7 +23,7 @@ POSTGRES_TESTS := tests/test_audit_chain.py tests/test_audit_page.py tests/test_
 	tests/test_threads_import.py tests/test_threads_list.py tests/test_reconcile.py \
 	tests/test_transcripts.py tests/test_bulk_delete.py
 
-## Lint, then the whole suite (browser tests included) on SQLite, then POSTGRES_TESTS on PostgreSQL
+## Lint (ruff, mypy), then the whole suite (browser tests included) on SQLite, then POSTGRES_TESTS on PostgreSQL
 test: $(STAMP) lint
 	$(PY) -m pytest
 	@if [ -n "$(TEST_POSTGRES_URL)" ]; then \
@@ -37,6 +37,7 @@ test: $(STAMP) lint
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
 
 format: $(STAMP)
 	$(VENV)/bin/ruff check --fix .
