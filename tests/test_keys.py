@@ -629,9 +629,9 @@ def test_the_services_check_permissions_themselves(make_user, make_team, make_ke
     with pytest.raises(PermissionDenied):
         key_service.add_key(actor=member, label="x", secret=TEST_KEY, team=team)
     with pytest.raises(PermissionDenied):
-        key_service.rotate_key(actor=member, api_key=team_key, secret=OTHER_TEST_KEY)
+        key_service.rotate_key(team_key, actor=member, secret=OTHER_TEST_KEY)
     with pytest.raises(PermissionDenied):
-        key_service.revoke_key(actor=member, api_key=team_key)
+        key_service.revoke_key(team_key, actor=member)
     assert ApiKey.objects.values_list("pk", "revoked_at").get() == (team_key.pk, None)
     assert decrypt_secret(ApiKey.objects.get().secret_encrypted) == TEST_KEY
 
