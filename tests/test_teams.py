@@ -13,7 +13,7 @@ from tests.conftest import TEST_KEY
 from threads_app import audit, selectors
 from threads_app.models import ApiKey, AuditEvent, Membership, Team, TrackedThread
 from threads_app.services import teams as team_services
-from threads_app.services.refusals import Refused
+from threads_app.services.refusals import NotAllowed, Refused
 
 pytestmark = pytest.mark.django_db
 
@@ -301,6 +301,34 @@ def test_services_enforce_the_owner_rule_on_their_own(team, carol, dave, other_u
     with pytest.raises(PermissionDenied):
         team_services.delete_team(team, actor=carol)
     assert roles(team) == {"alice": OWNER, "carol": MEMBER, "dave": VIEWER}
+
+
+def test_service_refusals_are_one_family_and_name_their_field(user, team, carol, make_key):
+    """A view catches `Refused` alone; the form shows it on the field it names."""
+    with pytest.raises(NotAllowed):
+        team_services.delete_team(team, actor=carol)
+    with pytest.raises(Refused, match="already exists") as taken:
+        team_services.create_team(actor=user, name="blue")
+    assert taken.value.field == "name"
+    with pytest.raises(Refused, match="No user has") as unknown:
+        team_services.add_member(team, actor=user, identifier="nobody", role=MEMBER)
+    assert unknown.value.field == "identifier"
+    with pytest.raises(Refused, match="is not a role") as bad_role:
+        team_services.add_member(team, actor=user, identifier="bob", role="admin")
+    assert bad_role.value.field == "role"
+    make_key(team=team)
+    with pytest.raises(Refused, match="cannot be deleted yet") as blocked:
+        team_services.delete_team(team, actor=user)
+    assert blocked.value.field is None
+
+
+@pytest.mark.parametrize("headers", [{}, HX], ids=["full", "htmx"])
+def test_team_pages_with_a_partial_vary_on_hx_request(user_client, team, headers):
+    """A cache must never serve a page's partial for the page itself."""
+    for path in (url("team_list"), url("team_create"), url("team_detail", team.pk)):
+        assert "HX-Request" in user_client.get(path, **headers)["Vary"], path
+    refused = user_client.post(url("team_member_add", team.pk), {"identifier": "x", "role": MEMBER})
+    assert "HX-Request" in refused["Vary"]
 
 
 # --- owners manage members ----------------------------------------------------------------
