@@ -224,7 +224,7 @@ def key_groups(user: User) -> list[KeyGroup]:
     ]
 
 
-def key_teams(user: User) -> QuerySet[Team]:
+def owned_teams(user: User) -> QuerySet[Team]:
     """Teams whose keys the user may add: the teams they own (every team for a superuser)."""
     if user.is_superuser:
         return Team.objects.all()

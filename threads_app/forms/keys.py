@@ -62,7 +62,7 @@ class KeyCreateForm(_SecretForm):
         super().__init__(*args, **kwargs)
         team = self.fields["team"]
         assert isinstance(team, forms.ModelChoiceField)
-        team.queryset = selectors.key_teams(user)
+        team.queryset = selectors.owned_teams(user)
 
 
 class KeyRotateForm(_SecretForm):
