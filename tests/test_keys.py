@@ -14,6 +14,7 @@ from threads_app import selectors
 from threads_app.crypto import decrypt_secret, secret_hint
 from threads_app.models import ApiKey, AuditEvent, Membership, TrackedThread
 from threads_app.services import keys as key_service
+from threads_app.services.refusals import NotAllowed, Refused
 from threads_app.upstream import NotFoundError
 
 pytestmark = pytest.mark.django_db
@@ -629,11 +630,41 @@ def test_the_services_check_permissions_themselves(make_user, make_team, make_ke
     with pytest.raises(PermissionDenied):
         key_service.add_key(actor=member, label="x", secret=TEST_KEY, team=team)
     with pytest.raises(PermissionDenied):
-        key_service.rotate_key(actor=member, api_key=team_key, secret=OTHER_TEST_KEY)
+        key_service.rotate_key(team_key, actor=member, secret=OTHER_TEST_KEY)
     with pytest.raises(PermissionDenied):
-        key_service.revoke_key(actor=member, api_key=team_key)
+        key_service.revoke_key(team_key, actor=member)
     assert ApiKey.objects.values_list("pk", "revoked_at").get() == (team_key.pk, None)
     assert decrypt_secret(ApiKey.objects.get().secret_encrypted) == TEST_KEY
+
+
+def test_every_service_refusal_is_one_family(user, api_key, make_user, make_team, upstream_down):
+    """A view catches `Refused` alone: a duplicate, a revoked key, an upstream that says no or
+    cannot be asked, and an actor who may not (also a 403 when no view catches it)."""
+    assert issubclass(key_service.KeyRejected, Refused)
+    assert issubclass(key_service.KeyUnverified, Refused)
+    with pytest.raises(Refused, match="already stored in your personal keys"):
+        key_service.add_key(actor=user, label="again", secret=TEST_KEY, verify=False)
+    upstream_down("status")
+    with pytest.raises(key_service.KeyUnverified):
+        key_service.add_key(actor=user, label="new", secret=OTHER_TEST_KEY)
+    key_service.revoke_key(api_key, actor=user)
+    with pytest.raises(Refused, match="already revoked"):
+        key_service.revoke_key(api_key, actor=user)
+    with pytest.raises(Refused, match="is revoked and cannot be rotated"):
+        key_service.rotate_key(api_key, actor=user, secret=OTHER_TEST_KEY, verify=False)
+    team = make_team(members={user: Role.VIEWER, make_user(): Role.OWNER})
+    with pytest.raises(NotAllowed, match="Only the team's owners can add its keys"):
+        key_service.add_key(actor=user, label="x", secret=OTHER_TEST_KEY, team=team)
+
+
+@pytest.mark.parametrize("headers", [{}, HX], ids=["full", "htmx"])
+def test_key_pages_with_a_partial_vary_on_hx_request(user_client, api_key, headers):
+    """A cache must never serve a page's partial for the page itself."""
+    for path in (LIST_URL, CREATE_URL, rotate_url(api_key), revoke_url(api_key)):
+        assert "HX-Request" in user_client.get(path, **headers)["Vary"], path
+    revoked = user_client.post(revoke_url(api_key), **HX)
+    assert "HX-Request" in revoked["Vary"]
+    assert revoked.content.lstrip().startswith(f'<tr id="key-{api_key.pk}">'.encode())
 
 
 def test_a_superuser_sees_and_manages_everyones_keys(client, make_user, other_user, make_key):

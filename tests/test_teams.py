@@ -4,7 +4,7 @@ import json
 
 import pytest
 from django.contrib.messages import get_messages
-from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.exceptions import PermissionDenied
 from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
@@ -13,6 +13,7 @@ from tests.conftest import TEST_KEY
 from threads_app import audit, selectors
 from threads_app.models import ApiKey, AuditEvent, Membership, Team, TrackedThread
 from threads_app.services import teams as team_services
+from threads_app.services.refusals import NotAllowed, Refused
 
 pytestmark = pytest.mark.django_db
 
@@ -292,14 +293,42 @@ def test_members_and_viewers_may_not_manage_the_team(
 
 def test_services_enforce_the_owner_rule_on_their_own(team, carol, dave, other_user):
     with pytest.raises(PermissionDenied):
-        team_services.add_member(carol, team, "bob", VIEWER)
+        team_services.add_member(team, actor=carol, identifier="bob", role=VIEWER)
     with pytest.raises(PermissionDenied):
-        team_services.change_role(carol, membership(team, dave), OWNER)
+        team_services.change_role(membership(team, dave), actor=carol, role=OWNER)
     with pytest.raises(PermissionDenied):
-        team_services.remove_member(carol, membership(team, dave))
+        team_services.remove_member(membership(team, dave), actor=carol)
     with pytest.raises(PermissionDenied):
-        team_services.delete_team(carol, team)
+        team_services.delete_team(team, actor=carol)
     assert roles(team) == {"alice": OWNER, "carol": MEMBER, "dave": VIEWER}
+
+
+def test_service_refusals_are_one_family_and_name_their_field(user, team, carol, make_key):
+    """A view catches `Refused` alone; the form shows it on the field it names."""
+    with pytest.raises(NotAllowed):
+        team_services.delete_team(team, actor=carol)
+    with pytest.raises(Refused, match="already exists") as taken:
+        team_services.create_team(actor=user, name="blue")
+    assert taken.value.field == "name"
+    with pytest.raises(Refused, match="No user has") as unknown:
+        team_services.add_member(team, actor=user, identifier="nobody", role=MEMBER)
+    assert unknown.value.field == "identifier"
+    with pytest.raises(Refused, match="is not a role") as bad_role:
+        team_services.add_member(team, actor=user, identifier="bob", role="admin")
+    assert bad_role.value.field == "role"
+    make_key(team=team)
+    with pytest.raises(Refused, match="cannot be deleted yet") as blocked:
+        team_services.delete_team(team, actor=user)
+    assert blocked.value.field is None
+
+
+@pytest.mark.parametrize("headers", [{}, HX], ids=["full", "htmx"])
+def test_team_pages_with_a_partial_vary_on_hx_request(user_client, team, headers):
+    """A cache must never serve a page's partial for the page itself."""
+    for path in (url("team_list"), url("team_create"), url("team_detail", team.pk)):
+        assert "HX-Request" in user_client.get(path, **headers)["Vary"], path
+    refused = user_client.post(url("team_member_add", team.pk), {"identifier": "x", "role": MEMBER})
+    assert "HX-Request" in refused["Vary"]
 
 
 # --- owners manage members ----------------------------------------------------------------
@@ -380,8 +409,8 @@ def test_adding_with_an_invalid_role_is_refused(user_client, user, team, other_u
     assert response.status_code == 200
     assert b"Select a valid choice." in response.content
     assert "bob" not in roles(team)
-    with pytest.raises(ValidationError):
-        team_services.add_member(user, team, "bob", "admin")
+    with pytest.raises(Refused):
+        team_services.add_member(team, actor=user, identifier="bob", role="admin")
 
 
 @pytest.mark.parametrize("headers", [{}, HX], ids=["full", "htmx"])
@@ -543,8 +572,8 @@ def test_the_last_owner_cannot_be_removed_even_by_a_superuser(client, team, make
         "alice is the last owner of Blue, so cannot be removed: make another member an owner first."
     ]
     assert roles(team)["alice"] == OWNER
-    with pytest.raises(ValidationError, match=LAST_OWNER):
-        team_services.change_role(admin, membership(team, user), VIEWER)
+    with pytest.raises(Refused, match=LAST_OWNER):
+        team_services.change_role(membership(team, user), actor=admin, role=VIEWER)
     assert roles(team)["alice"] == OWNER
 
 

@@ -51,9 +51,9 @@ def seed():
         messages=[{"role": "user", "content": f"Message number {n}"} for n in range(1, 31)],
     )
 
-    team = teams.create_team(demo, "Demo team")
-    teams.add_member(demo, team, "mia", Membership.Role.MEMBER)
-    teams.add_member(demo, team, "victor", Membership.Role.VIEWER)
+    team = teams.create_team(actor=demo, name="Demo team")
+    teams.add_member(team, actor=demo, identifier="mia", role=Membership.Role.MEMBER)
+    teams.add_member(team, actor=demo, identifier="victor", role=Membership.Role.VIEWER)
     shared = keys.add_key(actor=demo, label="Demo team key", secret=DEMO_SECRETS["team"], team=team)
     for label, project in [("Onboarding assistant", "onboarding"), ("Release notes", "docs")]:
         threads.create_thread(

@@ -3,8 +3,12 @@
 An object outside these querysets is a 404 for that user, on full pages and partials alike.
 """
 
+from dataclasses import dataclass
+from itertools import groupby
+
+from django.contrib.auth.models import User
 from django.core.exceptions import PermissionDenied
-from django.db.models import Count, OuterRef, Q, Subquery
+from django.db.models import Count, Exists, F, OuterRef, Q, QuerySet, Subquery
 from django.shortcuts import get_object_or_404
 
 from threads_app.models import ApiKey, AuditEvent, BulkDeleteJob, Membership, Team, TrackedThread
@@ -111,11 +115,11 @@ def get_visible_team(user, pk):
 # --- Teams: overview, members, keys, and who may manage them -----------------------------
 
 
-def is_team_owner(user, team):
+def is_team_owner(user: User, team: Team) -> bool:
     return team_role(user, team) == Role.OWNER
 
 
-def teams_overview(user):
+def teams_overview(user: User) -> QuerySet[Team]:
     """The user's teams with their own role (None for a superuser outside the team), member
     count and live key count."""
     my_role = Membership.objects.filter(team=OuterRef("pk"), user=user).values("role")[:1]
@@ -129,16 +133,16 @@ def teams_overview(user):
     )
 
 
-def team_members(team):
+def team_members(team: Team) -> QuerySet[Membership]:
     return team.memberships.select_related("user").order_by("user__username")
 
 
-def team_keys(user, team):
+def team_keys(user: User, team: Team) -> QuerySet[ApiKey]:
     """The team's keys as the user may see them (label, hint, use; never the secret)."""
     return visible_keys(user).filter(team=team).annotate(thread_count=Count("threads"))
 
 
-def get_manageable_team(user, pk):
+def get_manageable_team(user: User, pk: int) -> Team:
     """404 when the user is not in the team, 403 when they are but not as an owner."""
     team = get_visible_team(user, pk)
     if not is_team_owner(user, team):
@@ -146,16 +150,16 @@ def get_manageable_team(user, pk):
     return team
 
 
-def may_remove_member(user, membership):
+def may_remove_member(user: User, membership: Membership) -> bool:
     """Owners remove anyone; everyone may remove themself (leave)."""
     return membership.user_id == user.pk or is_team_owner(user, membership.team)
 
 
-def get_team_membership(team, membership_pk):
+def get_team_membership(team: Team, membership_pk: int) -> Membership:
     return get_object_or_404(team_members(team), pk=membership_pk)
 
 
-def get_removable_membership(user, team, membership_pk):
+def get_removable_membership(user: User, team: Team, membership_pk: int) -> Membership:
     """404 outside the (already visible) team, 403 for someone else's membership."""
     membership = get_team_membership(team, membership_pk)
     if not may_remove_member(user, membership):
@@ -180,6 +184,56 @@ def get_visible_bulk_delete_job(user, pk):
 
 
 # --- Keys: the key list, and teams whose keys a user may add --------------------------------
+
+
+def listed_keys(user: User) -> QuerySet[ApiKey]:
+    """Visible keys with their tracked-thread count and whether the user may manage them,
+    in the list's order: personal keys first, then by team."""
+    return (
+        visible_keys(user)
+        .select_related("team", "owner")
+        .annotate(
+            tracked_count=Count("threads", filter=~Q(threads__state=TrackedThread.State.DELETED)),
+            can_manage=Exists(manageable_keys(user).filter(pk=OuterRef("pk"))),
+        )
+        .order_by(F("team__name").asc(nulls_first=True), "owner_id", "label", "id")
+    )
+
+
+@dataclass(frozen=True)
+class KeyGroup:
+    """A heading of the key list (a team, or someone's personal keys) and its keys."""
+
+    title: str
+    keys: list[ApiKey]
+
+
+def _key_group_title(user: User, key: ApiKey) -> str:
+    if key.team is not None:
+        return key.team.name
+    if key.owner_id == user.pk or key.owner is None:
+        return "Personal"
+    return f"Personal: {key.owner.get_username()}"
+
+
+def key_groups(user: User) -> list[KeyGroup]:
+    """The key list: `listed_keys` grouped under their team or owner."""
+    return [
+        KeyGroup(title, list(keys))
+        for title, keys in groupby(listed_keys(user), key=lambda key: _key_group_title(user, key))
+    ]
+
+
+def owned_teams(user: User) -> QuerySet[Team]:
+    """Teams whose keys the user may add: the teams they own (every team for a superuser)."""
+    if user.is_superuser:
+        return Team.objects.all()
+    return Team.objects.filter(memberships__user=user, memberships__role=Role.OWNER)
+
+
+def tracked_thread_count(api_key: ApiKey) -> int:
+    """Threads still tracked under the key (a deleted thread no longer counts)."""
+    return api_key.threads.exclude(state=TrackedThread.State.DELETED).count()
 
 
 # --- Audit log: the page's filters and its links to tracked threads ------------------------

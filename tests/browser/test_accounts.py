@@ -71,7 +71,7 @@ def test_an_owner_adds_a_member_who_then_sees_the_team_thread(
     owner_page = log_in(new_page(), owner)
     owner_page.goto(f"/teams/{team.pk}/")
     owner_page.get_by_label("Username or email").fill("mia@example.test")
-    owner_page.get_by_label("Role:", exact=True).select_option("member")
+    owner_page.get_by_label("Role", exact=True).select_option("member")
     owner_page.get_by_role("button", name="Add member").click()
     expect(owner_page.locator("#toasts")).to_contain_text("mia added to Blue as member.")
     expect(owner_page.get_by_label("Role of mia")).to_have_value("member")

@@ -1,13 +1,19 @@
 """Forms for stored API keys: add and rotate. The secret is never rendered back."""
 
+from typing import Any
+
 from django import forms
+from django.contrib.auth.models import User
 from django.core.validators import RegexValidator
 
-from threads_app.models import Membership, Team
+from threads_app import selectors
+from threads_app.forms.base import Form
+from threads_app.models import Team
 from threads_app.services.keys import KeyUnverified
+from threads_app.services.refusals import Refused
 
 
-class _SecretForm(forms.Form):
+class _SecretForm(Form):
     """A secret to be checked against the upstream, with the way out when it is unreachable.
 
     The secret is never rendered back: after any error the user pastes it again.
@@ -28,16 +34,15 @@ class _SecretForm(forms.Form):
     )
     save_unverified = forms.BooleanField(label="Save without verifying", required=False)
 
-    def __init__(self, *args, **kwargs):
-        kwargs.setdefault("label_suffix", "")
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         # The checkbox is offered once the upstream could not be reached (or was ticked).
         self.offer_unverified = bool(self.is_bound and self.data.get("save_unverified"))
 
-    def refuse(self, error):
-        """Show why the service refused the change (a KeyChangeRefused)."""
-        self.add_error(None, str(error))
-        if isinstance(error, KeyUnverified):
+    def refuse(self, refusal: Refused) -> None:
+        """Show the refusal; an unverified key also offers "save without verifying"."""
+        super().refuse(refusal)
+        if isinstance(refusal, KeyUnverified):
             self.offer_unverified = True
 
 
@@ -53,18 +58,14 @@ class KeyCreateForm(_SecretForm):
 
     field_order = ["label", "secret", "team", "save_unverified"]
 
-    def __init__(self, user, *args, **kwargs):
+    def __init__(self, user: User, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        if user.is_superuser:
-            teams = Team.objects.all()
-        else:
-            teams = Team.objects.filter(
-                memberships__user=user, memberships__role=Membership.Role.OWNER
-            )
-        self.fields["team"].queryset = teams
+        team = self.fields["team"]
+        assert isinstance(team, forms.ModelChoiceField)
+        team.queryset = selectors.owned_teams(user)
 
 
 class KeyRotateForm(_SecretForm):
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.fields["secret"].label = "New secret"

@@ -2,14 +2,15 @@
 
 from django import forms
 
+from threads_app.forms.base import Form
 from threads_app.models import Membership, Team
 
 
-class TeamForm(forms.Form):
+class TeamForm(Form):
     name = forms.CharField(label="Team name", max_length=Team._meta.get_field("name").max_length)
 
 
-class AddMemberForm(forms.Form):
+class AddMemberForm(Form):
     identifier = forms.CharField(
         label="Username or email",
         max_length=254,
@@ -18,5 +19,5 @@ class AddMemberForm(forms.Form):
     role = forms.ChoiceField(choices=Membership.Role.choices, initial=Membership.Role.MEMBER)
 
 
-class RoleForm(forms.Form):
+class RoleForm(Form):
     role = forms.ChoiceField(choices=Membership.Role.choices)

@@ -6,13 +6,15 @@ thread that cannot exist answers 404 to a valid key and 401 to a rejected one.
 
 from datetime import timedelta
 
-from django.core.exceptions import PermissionDenied
+from django.contrib.auth.models import User
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from threads_app import audit, selectors
+from threads_app.audit import Origin
 from threads_app.crypto import decrypt_secret, encrypt_secret, secret_fingerprint, secret_hint
-from threads_app.models import ApiKey, AuditEvent, Membership, TrackedThread
+from threads_app.models import ApiKey, AuditEvent, Membership, Team
+from threads_app.services.refusals import NotAllowed, Refused
 from threads_app.upstream import (
     AuthenticationError,
     NotFoundError,
@@ -27,30 +29,27 @@ KEY_CHECK_THREAD_ID = "thread_key_check"
 LAST_USED_PRECISION = timedelta(minutes=1)
 
 
-class KeyChangeRefused(Exception):
-    """A key change that did not happen; the message is safe to show (it never holds the key)."""
-
-
-class KeyRejected(KeyChangeRefused):
+class KeyRejected(Refused):
     """The upstream answered 401/403 for the secret."""
 
 
-class KeyUnverified(KeyChangeRefused):
+class KeyUnverified(Refused):
     """The upstream could not be asked; the caller may choose to save without verifying."""
 
 
-def client_for(api_key):
+def client_for(api_key: ApiKey) -> ThreadsClient:
     """An upstream client for a stored key; the secret is decrypted only here."""
     return ThreadsClient(decrypt_secret(api_key.secret_encrypted))
 
 
-def note_key_result(api_key, error=None):
+def note_key_result(api_key: ApiKey, error: UpstreamError | None = None) -> None:
     """Remember when a key was last used and whether the upstream rejected it.
 
     A working key's "last used" is kept to the minute: a busy key (a bulk delete sharing one
     key object across its workers) then costs one write a minute, not one a call.
     """
     now = timezone.now()
+    fields: dict[str, object]
     if isinstance(error, AuthenticationError):
         fields = {"last_checked_at": now, "failing": True, "last_error": str(error)[:500]}
     elif error is None:
@@ -65,12 +64,7 @@ def note_key_result(api_key, error=None):
         setattr(api_key, name, value)
 
 
-def tracked_thread_count(api_key):
-    """Threads still tracked under the key (a deleted thread no longer counts)."""
-    return api_key.threads.exclude(state=TrackedThread.State.DELETED).count()
-
-
-def verify_secret(secret):
+def verify_secret(secret: str) -> None:
     """Ask the upstream whether it accepts the secret; raise KeyRejected or KeyUnverified."""
     try:
         ThreadsClient(secret).retrieve_thread(KEY_CHECK_THREAD_ID)
@@ -89,30 +83,42 @@ def verify_secret(secret):
         ) from None
 
 
-def _refuse_duplicate(fingerprint, *, owner, team, exclude_pk=None):
+def _refuse_duplicate(
+    fingerprint: str, *, owner: User | None, team: Team | None, exclude_pk: int | None = None
+) -> None:
     live = ApiKey.objects.filter(fingerprint=fingerprint, revoked_at__isnull=True)
     live = live.filter(team=team) if team is not None else live.filter(owner=owner)
-    existing = live.exclude(pk=exclude_pk).first()
+    if exclude_pk is not None:
+        live = live.exclude(pk=exclude_pk)
+    existing = live.first()
     if existing is not None:
         where = f"team {team.name}" if team is not None else "your personal keys"
-        raise KeyChangeRefused(
+        raise Refused(
             f"This key is already stored in {where} as “{existing.label}” ({existing.hint})."
         )
 
 
-def _duplicate_race():
-    return KeyChangeRefused("This key was stored by another request a moment ago.")
+def _duplicate_race() -> Refused:
+    return Refused("This key was stored by another request a moment ago.")
 
 
-def _check_manageable(actor, api_key):
+def _check_manageable(api_key: ApiKey, *, actor: User) -> None:
     if not selectors.manageable_keys(actor).filter(pk=api_key.pk).exists():
-        raise PermissionDenied("Only the key's owner or a team owner can change this key.")
+        raise NotAllowed("Only the key's owner or a team owner can change this key.")
 
 
-def add_key(*, actor, label, secret, team=None, verify=True, origin=None):
+def add_key(
+    *,
+    actor: User,
+    label: str,
+    secret: str,
+    team: Team | None = None,
+    verify: bool = True,
+    origin: Origin | None = None,
+) -> ApiKey:
     """Store a new personal key (team None) or team key; only a team's owners add its keys."""
     if team is not None and selectors.team_role(actor, team) != Membership.Role.OWNER:
-        raise PermissionDenied("Only the team's owners can add its keys.")
+        raise NotAllowed("Only the team's owners can add its keys.")
     owner = None if team is not None else actor
     fingerprint = secret_fingerprint(secret)
     _refuse_duplicate(fingerprint, owner=owner, team=team)
@@ -143,13 +149,18 @@ def add_key(*, actor, label, secret, team=None, verify=True, origin=None):
     return api_key
 
 
-def rotate_key(*, actor, api_key, secret, verify=True, origin=None):
+def rotate_key(
+    api_key: ApiKey,
+    *,
+    actor: User,
+    secret: str,
+    verify: bool = True,
+    origin: Origin | None = None,
+) -> ApiKey:
     """Replace the key's secret; its tracked threads stay with it."""
-    _check_manageable(actor, api_key)
+    _check_manageable(api_key, actor=actor)
     if api_key.is_revoked:
-        raise KeyChangeRefused(
-            f"“{api_key.label}” is revoked and cannot be rotated. Add a new key instead."
-        )
+        raise Refused(f"“{api_key.label}” is revoked and cannot be rotated. Add a new key instead.")
     fingerprint = secret_fingerprint(secret)
     _refuse_duplicate(fingerprint, owner=api_key.owner, team=api_key.team, exclude_pk=api_key.pk)
     if verify:
@@ -189,12 +200,12 @@ def rotate_key(*, actor, api_key, secret, verify=True, origin=None):
     return api_key
 
 
-def revoke_key(*, actor, api_key, origin=None):
+def revoke_key(api_key: ApiKey, *, actor: User, origin: Origin | None = None) -> int:
     """Stop using the key; its threads stay listed, read-only. Returns their count."""
-    _check_manageable(actor, api_key)
+    _check_manageable(api_key, actor=actor)
     if api_key.is_revoked:
-        raise KeyChangeRefused(f"“{api_key.label}” is already revoked.")
-    threads = tracked_thread_count(api_key)
+        raise Refused(f"“{api_key.label}” is already revoked.")
+    threads = selectors.tracked_thread_count(api_key)
     api_key.revoked_at = timezone.now()
     with transaction.atomic():
         api_key.save(update_fields=["revoked_at"])

@@ -1,128 +1,95 @@
 """Stored API keys: list, add, rotate, revoke. The secret never travels back to a browser."""
 
-from itertools import groupby
+from typing import cast
 
 from django.contrib import messages
-from django.db.models import Count, Exists, F, OuterRef, Q
-from django.shortcuts import redirect, render
-from django.urls import reverse
+from django.contrib.auth.models import User
+from django.http import HttpRequest, HttpResponse
 from django.views.decorators.http import require_GET, require_http_methods
-from django_htmx.http import HttpResponseClientRedirect, trigger_client_event
 
 from threads_app import selectors
 from threads_app.audit import Origin
+from threads_app.forms.base import posted
 from threads_app.forms.keys import KeyCreateForm, KeyRotateForm
-from threads_app.models import TrackedThread
 from threads_app.services import keys as key_service
+from threads_app.services.refusals import Refused
+from threads_app.views.htmx import Event, announce, go_to, render_page
 
-
-def _listed_keys(user):
-    """Visible keys with their tracked-thread count and whether the user may manage them."""
-    return (
-        selectors.visible_keys(user)
-        .select_related("team", "owner")
-        .annotate(
-            tracked_count=Count("threads", filter=~Q(threads__state=TrackedThread.State.DELETED)),
-            can_manage=Exists(selectors.manageable_keys(user).filter(pk=OuterRef("pk"))),
-        )
-        .order_by(F("team__name").asc(nulls_first=True), "owner_id", "label", "id")
-    )
-
-
-def _group_title(user, key):
-    if key.team is not None:
-        return key.team.name
-    return "Personal" if key.owner_id == user.pk else f"Personal: {key.owner.get_username()}"
-
-
-def _page(request, template, partial, context):
-    """The whole page, or just its `partial` region for an htmx request."""
-    context = {"nav": "keys", **context}
-    return render(request, f"{template}#{partial}" if request.htmx else template, context)
-
-
-def _to_key_list(request):
-    url = reverse("threads_app:key_list")
-    return HttpResponseClientRedirect(url) if request.htmx else redirect(url)
+KEY_LIST = "threads_app:key_list"
 
 
 @require_GET
-def key_list(request):
-    groups = [
-        {"title": title, "keys": list(keys)}
-        for title, keys in groupby(
-            _listed_keys(request.user), key=lambda key: _group_title(request.user, key)
-        )
-    ]
-    return _page(request, "threads_app/key_list.html", "keys", {"groups": groups})
+def key_list(request: HttpRequest) -> HttpResponse:
+    groups = selectors.key_groups(cast(User, request.user))
+    return render_page(request, "key_list", {"nav": "keys", "groups": groups}, partial="keys")
 
 
 @require_http_methods(["GET", "POST"])
-def key_create(request):
-    form = KeyCreateForm(request.user, request.POST if request.method == "POST" else None)
+def key_create(request: HttpRequest) -> HttpResponse:
+    actor = cast(User, request.user)
+    form = KeyCreateForm(actor, posted(request))
     if form.is_valid():
         data = form.cleaned_data
         try:
             api_key = key_service.add_key(
-                actor=request.user,
+                actor=actor,
                 label=data["label"],
                 secret=data["secret"],
                 team=data["team"],
                 verify=not data["save_unverified"],
                 origin=Origin.from_request(request),
             )
-        except key_service.KeyChangeRefused as exc:
+        except Refused as exc:
             form.refuse(exc)
         else:
             unverified = " without verifying it" if data["save_unverified"] else ""
             messages.success(request, f"Added the key “{api_key.label}”{unverified}.")
-            return _to_key_list(request)
-    return _page(request, "threads_app/key_create.html", "form", {"form": form})
+            return go_to(request, KEY_LIST)
+    return render_page(request, "key_create", {"nav": "keys", "form": form}, partial="form")
 
 
 @require_http_methods(["GET", "POST"])
-def key_rotate(request, pk):
-    api_key = selectors.get_manageable_key(request.user, pk)
-    form = KeyRotateForm(request.POST if request.method == "POST" else None)
+def key_rotate(request: HttpRequest, pk: int) -> HttpResponse:
+    actor = cast(User, request.user)
+    api_key = selectors.get_manageable_key(actor, pk)
+    form = KeyRotateForm(posted(request))
     if form.is_valid():
         verify = not form.cleaned_data["save_unverified"]
         try:
             key_service.rotate_key(
-                actor=request.user,
-                api_key=api_key,
+                api_key,
+                actor=actor,
                 secret=form.cleaned_data["secret"],
                 verify=verify,
                 origin=Origin.from_request(request),
             )
-        except key_service.KeyChangeRefused as exc:
+        except Refused as exc:
             form.refuse(exc)
         else:
             unverified = "" if verify else " without verifying the new secret"
             messages.success(request, f"Rotated the key “{api_key.label}”{unverified}.")
-            return _to_key_list(request)
+            return go_to(request, KEY_LIST)
     context = {
+        "nav": "keys",
         "api_key": api_key,
         "form": form,
-        "tracked_count": key_service.tracked_thread_count(api_key),
+        "tracked_count": selectors.tracked_thread_count(api_key),
     }
-    return _page(request, "threads_app/key_rotate.html", "form", context)
+    return render_page(request, "key_rotate", context, partial="form")
 
 
 @require_http_methods(["GET", "POST"])
-def key_revoke(request, pk):
+def key_revoke(request: HttpRequest, pk: int) -> HttpResponse:
     """GET: the confirmation page. POST: revoke; the htmx path swaps the key's row."""
-    api_key = selectors.get_manageable_key(request.user, pk)
+    actor = cast(User, request.user)
+    api_key = selectors.get_manageable_key(actor, pk)
     if request.method == "GET":
-        context = {
-            "api_key": api_key,
-            "tracked_count": key_service.tracked_thread_count(api_key),
-        }
-        return _page(request, "threads_app/key_revoke.html", "confirm", context)
+        count = selectors.tracked_thread_count(api_key)
+        context = {"nav": "keys", "api_key": api_key, "tracked_count": count}
+        return render_page(request, "key_revoke", context, partial="confirm")
     try:
-        threads = key_service.revoke_key(
-            actor=request.user, api_key=api_key, origin=Origin.from_request(request)
-        )
-    except key_service.KeyChangeRefused as exc:
+        threads = key_service.revoke_key(api_key, actor=actor, origin=Origin.from_request(request))
+    except Refused as exc:
         messages.error(request, str(exc))
     else:
         messages.success(
@@ -131,7 +98,7 @@ def key_revoke(request, pk):
             "stay listed, read-only.",
         )
     if not request.htmx:
-        return redirect("threads_app:key_list")
-    row = _listed_keys(request.user).get(pk=api_key.pk)
-    response = render(request, "threads_app/key_list.html#key-row", {"key": row})
-    return trigger_client_event(response, "threadsChanged")
+        return go_to(request, KEY_LIST)
+    row = selectors.listed_keys(actor).get(pk=api_key.pk)
+    response = render_page(request, "key_list", {"key": row}, partial="key-row")
+    return announce(response, Event.THREADS_CHANGED)

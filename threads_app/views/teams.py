@@ -4,67 +4,54 @@ Member changes on the htmx path re-render the `#members` region; plain POSTs red
 to the team page with a message.
 """
 
+from typing import cast
+
 from django.contrib import messages
-from django.core.exceptions import ValidationError
-from django.shortcuts import redirect, render
-from django.urls import reverse
+from django.contrib.auth.models import User
+from django.http import HttpRequest, HttpResponse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
-from django_htmx.http import HttpResponseClientRedirect
 
 from threads_app import selectors
 from threads_app.audit import Origin
+from threads_app.forms.base import posted
 from threads_app.forms.teams import AddMemberForm, RoleForm, TeamForm
-from threads_app.models import Membership
+from threads_app.models import Membership, Team
 from threads_app.services import teams as team_services
+from threads_app.services.refusals import Refused
+from threads_app.views.htmx import go_to, render_page
 
-
-def _template(request, page, partial):
-    name = f"threads_app/{page}.html"
-    return f"{name}#{partial}" if request.htmx else name
-
-
-def _redirect(request, url):
-    """Navigate away: a full page load on the htmx path too."""
-    return HttpResponseClientRedirect(url) if request.htmx else redirect(url)
-
-
-def _detail_url(team):
-    return reverse("threads_app:team_detail", args=[team.pk])
-
-
-def _error(exc):
-    return " ".join(exc.messages)
+TEAM_LIST, TEAM_DETAIL = "threads_app:team_list", "threads_app:team_detail"
 
 
 @require_GET
-def team_list(request):
-    teams = selectors.teams_overview(request.user)
-    return render(
-        request, _template(request, "team_list", "teams"), {"nav": "teams", "teams": teams}
-    )
+def team_list(request: HttpRequest) -> HttpResponse:
+    teams = selectors.teams_overview(cast(User, request.user))
+    return render_page(request, "team_list", {"nav": "teams", "teams": teams}, partial="teams")
 
 
 @require_http_methods(["GET", "POST"])
-def team_create(request):
-    form = TeamForm(request.POST or None)
-    if request.method == "POST" and form.is_valid():
+def team_create(request: HttpRequest) -> HttpResponse:
+    form = TeamForm(posted(request))
+    if form.is_valid():
         try:
             team = team_services.create_team(
-                request.user, form.cleaned_data["name"], origin=Origin.from_request(request)
+                actor=cast(User, request.user),
+                name=form.cleaned_data["name"],
+                origin=Origin.from_request(request),
             )
-        except ValidationError as exc:
-            form.add_error(None, exc)
+        except Refused as exc:
+            form.refuse(exc)
         else:
             messages.success(request, f"Team “{team}” created. You are its owner.")
-            return _redirect(request, _detail_url(team))
-    return render(
-        request, _template(request, "team_create", "form"), {"nav": "teams", "form": form}
-    )
+            return go_to(request, TEAM_DETAIL, team.pk)
+    return render_page(request, "team_create", {"nav": "teams", "form": form}, partial="form")
 
 
-def _render_detail(request, team, add_form=None):
+def _render_detail(
+    request: HttpRequest, team: Team, add_form: AddMemberForm | None = None
+) -> HttpResponse:
     """The team page, or its `#members` region on the htmx path."""
-    user = request.user
+    user = cast(User, request.user)
     context = {
         "nav": "teams",
         "team": team,
@@ -74,31 +61,36 @@ def _render_detail(request, team, add_form=None):
         "add_form": add_form or AddMemberForm(),
         "role_choices": Membership.Role.choices,
     }
-    return render(request, _template(request, "team_detail", "members"), context)
+    return render_page(request, "team_detail", context, partial="members")
 
 
-def _after_member_change(request, team):
+def _after_member_change(request: HttpRequest, team: Team) -> HttpResponse:
     if request.htmx:
         return _render_detail(request, team)
-    return redirect(_detail_url(team))
+    return go_to(request, TEAM_DETAIL, team.pk)
 
 
 @require_GET
-def team_detail(request, pk):
-    return _render_detail(request, selectors.get_visible_team(request.user, pk))
+def team_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    return _render_detail(request, selectors.get_visible_team(cast(User, request.user), pk))
 
 
 @require_POST
-def team_member_add(request, pk):
-    team = selectors.get_manageable_team(request.user, pk)
-    form = AddMemberForm(request.POST)
+def team_member_add(request: HttpRequest, pk: int) -> HttpResponse:
+    actor = cast(User, request.user)
+    team = selectors.get_manageable_team(actor, pk)
+    form = AddMemberForm(posted(request))
     if form.is_valid():
         try:
             membership = team_services.add_member(
-                request.user, team, origin=Origin.from_request(request), **form.cleaned_data
+                team,
+                actor=actor,
+                identifier=form.cleaned_data["identifier"],
+                role=form.cleaned_data["role"],
+                origin=Origin.from_request(request),
             )
-        except ValidationError as exc:
-            form.add_error(None, exc)
+        except Refused as exc:
+            form.refuse(exc)
         else:
             role = membership.get_role_display().lower()
             messages.success(request, f"{membership.user} added to {team} as {role}.")
@@ -107,20 +99,21 @@ def team_member_add(request, pk):
 
 
 @require_POST
-def team_member_role(request, pk, membership_pk):
-    team = selectors.get_manageable_team(request.user, pk)
+def team_member_role(request: HttpRequest, pk: int, membership_pk: int) -> HttpResponse:
+    actor = cast(User, request.user)
+    team = selectors.get_manageable_team(actor, pk)
     membership = selectors.get_team_membership(team, membership_pk)
-    form = RoleForm(request.POST)
+    form = RoleForm(posted(request))
     if not form.is_valid():
         messages.error(request, "Choose a role: owner, member or viewer.")
         return _after_member_change(request, team)
     role = form.cleaned_data["role"]
     try:
         changed = team_services.change_role(
-            request.user, membership, role, origin=Origin.from_request(request)
+            membership, actor=actor, role=role, origin=Origin.from_request(request)
         )
-    except ValidationError as exc:
-        messages.error(request, _error(exc))
+    except Refused as exc:
+        messages.error(request, str(exc))
     else:
         if changed:
             label = Membership.Role(role).label.lower()
@@ -129,37 +122,36 @@ def team_member_role(request, pk, membership_pk):
 
 
 @require_http_methods(["GET", "POST"])
-def team_member_remove(request, pk, membership_pk):
-    team = selectors.get_visible_team(request.user, pk)
-    membership = selectors.get_removable_membership(request.user, team, membership_pk)
-    leaving = membership.user_id == request.user.pk
+def team_member_remove(request: HttpRequest, pk: int, membership_pk: int) -> HttpResponse:
+    actor = cast(User, request.user)
+    team = selectors.get_visible_team(actor, pk)
+    membership = selectors.get_removable_membership(actor, team, membership_pk)
+    leaving = membership.user_id == actor.pk
     if request.method == "GET":
-        return render(
-            request,
-            "threads_app/team_member_remove.html",
-            {"nav": "teams", "team": team, "membership": membership, "leaving": leaving},
-        )
+        context = {"nav": "teams", "team": team, "membership": membership, "leaving": leaving}
+        return render_page(request, "team_member_remove", context)
     try:
-        team_services.remove_member(request.user, membership, origin=Origin.from_request(request))
-    except ValidationError as exc:
-        messages.error(request, _error(exc))
+        team_services.remove_member(membership, actor=actor, origin=Origin.from_request(request))
+    except Refused as exc:
+        messages.error(request, str(exc))
         return _after_member_change(request, team)
     if leaving:
         messages.success(request, f"You left {team}.")
-        return _redirect(request, reverse("threads_app:team_list"))
+        return go_to(request, TEAM_LIST)
     messages.success(request, f"{membership.user} was removed from {team}.")
     return _after_member_change(request, team)
 
 
 @require_http_methods(["GET", "POST"])
-def team_delete(request, pk):
-    team = selectors.get_manageable_team(request.user, pk)
+def team_delete(request: HttpRequest, pk: int) -> HttpResponse:
+    actor = cast(User, request.user)
+    team = selectors.get_manageable_team(actor, pk)
     if request.method == "GET":
-        return render(request, "threads_app/team_delete.html", {"nav": "teams", "team": team})
+        return render_page(request, "team_delete", {"nav": "teams", "team": team})
     try:
-        team_services.delete_team(request.user, team, origin=Origin.from_request(request))
-    except ValidationError as exc:
-        messages.error(request, _error(exc))
-        return _redirect(request, _detail_url(team))
+        team_services.delete_team(team, actor=actor, origin=Origin.from_request(request))
+    except Refused as exc:
+        messages.error(request, str(exc))
+        return go_to(request, TEAM_DETAIL, team.pk)
     messages.success(request, f"Team “{team}” was deleted.")
-    return _redirect(request, reverse("threads_app:team_list"))
+    return go_to(request, TEAM_LIST)
