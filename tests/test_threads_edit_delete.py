@@ -288,7 +288,7 @@ def test_failed_plain_delete_goes_back_to_the_thread_with_the_reason(user_client
 
 
 def test_delete_service_runs_without_a_request(user, thread):
-    deletion = deletions.delete_thread(user, thread)
+    deletion = deletions.delete_thread(thread, actor=user)
 
     assert deletion.removed and deletion.outcome == Outcome.SUCCESS
     intent = AuditEvent.objects.get(action=Action.THREAD_DELETE_INTENT)
@@ -401,7 +401,7 @@ def test_team_members_may_delete_team_threads(
 
 def test_the_service_checks_permissions_too(other_user, thread, emulator):
     with pytest.raises(PermissionDenied):
-        deletions.delete_thread(other_user, thread)
+        deletions.delete_thread(thread, actor=other_user)
 
     assert emulator.request_log == []
     assert not AuditEvent.objects.exists()
