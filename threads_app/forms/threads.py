@@ -84,9 +84,8 @@ class RowFormSet(forms.BaseFormSet, Generic[Row]):  # type: ignore[type-arg]
             for form in self.forms
             if any(form.add_prefix(name) in self.data for name in form.fields)
         ]
-        rows = sent + [{}] * another
-        again = type(self)(initial=rows, prefix=self.prefix)
-        again.shown = len(rows) or None
+        again = type(self)(initial=sent, prefix=self.prefix)
+        again.shown = (len(sent) + another) or None  # the formset's extra row is the new one
         return again
 
 
