@@ -22,6 +22,7 @@ from threads_app.forms.base import posted
 from threads_app.forms.threads import (
     ADD_ROW,
     ID_MAX,
+    BaseMessageFormSet,
     BaseMetadataFormSet,
     MessageFormSet,
     MetadataFormSet,
@@ -79,7 +80,8 @@ def _list_page(user: User, filters: ThreadFilterForm, keys: list[ApiKey]) -> Pag
     return keyset_page(
         selectors.filtered_threads(user, **filters.criteria()),
         size=PAGE_SIZE,
-        **filters.cursor,
+        before=filters.cursor["before"],
+        after=filters.cursor["after"],
         # Read each key's newest rows through its index, so a user with few threads in a
         # large table pays for their rows only (a superuser's keys are everyone's: no gain).
         partitions=None if user.is_superuser else ("api_key_id", [key.pk for key in keys]),
@@ -99,21 +101,9 @@ def _pager(filters: ThreadFilterForm, page: Page) -> dict[str, str | None]:
 
 @require_http_methods(["GET", "POST"])
 def thread_create(request: AuthenticatedHttpRequest) -> HttpResponse:
-    """A POST with `add_row` (no JavaScript) shows the form again with one more row."""
-    data = posted(request)
-    form = ThreadCreateForm(request.user, data)
-    metadata = MetadataFormSet(data, prefix="meta")
-    initial_messages = MessageFormSet(data, prefix="msg")
+    form, metadata, initial_messages = _create_forms(request)
     context: dict[str, Any] = {"nav": "threads", "upstream_error": None}
-    if data is not None and ADD_ROW in data:
-        form = ThreadCreateForm(request.user, initial=as_typed(form))
-        metadata = metadata.as_typed(another=data[ADD_ROW] == metadata.prefix)
-        initial_messages = initial_messages.as_typed(
-            another=data[ADD_ROW] == initial_messages.prefix
-        )
-    elif data is not None and all(
-        [form.is_valid(), metadata.is_valid(), initial_messages.is_valid()]
-    ):
+    if form.is_bound and all([form.is_valid(), metadata.is_valid(), initial_messages.is_valid()]):
         try:
             thread = services.create_thread(
                 actor=request.user,
@@ -131,6 +121,24 @@ def thread_create(request: AuthenticatedHttpRequest) -> HttpResponse:
             return go_to(request, "threads_app:thread_detail", thread.pk)
     context.update(form=form, metadata=metadata, initial_messages=initial_messages)
     return render_page(request, "thread_create", context, partial="form")
+
+
+def _create_forms(
+    request: AuthenticatedHttpRequest,
+) -> tuple[ThreadCreateForm, BaseMetadataFormSet, BaseMessageFormSet]:
+    """The create page's forms, bound to a POST; after `add_row` (a page without JavaScript),
+    unbound copies as typed, with one more row where it was asked for."""
+    data = posted(request)
+    form = ThreadCreateForm(request.user, data)
+    metadata = MetadataFormSet(data, prefix="meta")
+    initial_messages = MessageFormSet(data, prefix="msg")
+    if data is None or ADD_ROW not in data:
+        return form, metadata, initial_messages
+    return (
+        ThreadCreateForm(request.user, initial=as_typed(form)),
+        metadata.as_typed(another=data[ADD_ROW] == metadata.prefix),
+        initial_messages.as_typed(another=data[ADD_ROW] == initial_messages.prefix),
+    )
 
 
 @require_http_methods(["GET", "POST"])
