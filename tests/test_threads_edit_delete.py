@@ -177,7 +177,6 @@ def test_edit_upstream_failure_keeps_input_and_changes_nothing(
 def test_add_a_pair_without_javascript_shows_one_more_row_and_sends_nothing(
     user_client, thread, emulator
 ):
-    emulator.request_log.clear()
     data = edit_data([("customer", "ACME"), ("stage", "won")], vector_store_id="vs_1", initial=2)
     data["add_row"] = "meta"
 
