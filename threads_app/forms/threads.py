@@ -337,7 +337,11 @@ class ThreadFilterForm(Form):
     def criteria(self) -> dict[str, Any]:
         """The search and filters, as `selectors.filtered_threads` takes them."""
         data = self.cleaned_data
-        return {"q": data.get("q") or "", "key_id": data.get("key"), "state": data.get("state")}
+        return {
+            "q": data.get("q") or "",
+            "key_id": data.get("key"),
+            "state": data.get("state") or "",
+        }
 
     @property
     def cursor(self) -> dict[str, int | None]:
