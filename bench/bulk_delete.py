@@ -100,7 +100,7 @@ def main():
             BULK_DELETE_RUNNER="threads_app.services.bulk.run_bulk_delete",  # in this process
         ):
             sequential, sequential_cpu = timed(
-                lambda: [deletions.delete_thread(user, thread) for thread in one_by_one]
+                lambda: [deletions.delete_thread(thread, actor=user) for thread in one_by_one]
             )
             concurrent, concurrent_cpu = timed(
                 lambda: bulk.start_bulk_delete(user, [thread.pk for thread in in_bulk])

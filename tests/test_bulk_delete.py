@@ -499,10 +499,10 @@ def test_an_error_while_sending_gives_that_intent_a_failed_outcome(
     broken, fine = make_thread(api_key, label="Broken"), make_thread(api_key, label="Fine")
     send_deletion = deletions.send_deletion
 
-    def send_or_break(client, thread):
+    def send_or_break(thread, *, client):
         if thread.pk == broken.pk:
             raise RuntimeError("a bug")
-        return send_deletion(client, thread)
+        return send_deletion(thread, client=client)
 
     monkeypatch.setattr(deletions, "send_deletion", send_or_break)
     user_client.post(url("thread_bulk_delete"), {"thread": [broken.pk, fine.pk]})

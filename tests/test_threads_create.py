@@ -1,5 +1,7 @@
 """Creating a thread: the form, its validation before anything is sent, and upstream faults."""
 
+import re
+
 import pytest
 from django.utils.html import escape
 
@@ -272,3 +274,79 @@ def test_unknown_attachment_tool_is_refused_locally(user_client, api_key, emulat
 
     assert "Select a valid choice" in text
     assert posts_sent(emulator) == []
+
+
+# --- Adding rows without JavaScript (the "Add a …" buttons submit `add_row`) ------------------
+
+
+def row_values(text, prefix, field):
+    """The values of the rows shown, in order, of `name="meta-N-key"` inputs or textareas."""
+    inputs = re.findall(rf'<input [^>]*name="{prefix}-\d+-{field}"[^>]*>', text)
+    areas = re.findall(rf'<textarea name="{prefix}-\d+-{field}"[^>]*>\n?([^<]*)</textarea>', text)
+    if areas:
+        return areas
+    return [next(iter(re.findall(r'value="([^"]*)"', tag)), "") for tag in inputs]
+
+
+def test_add_a_pair_without_javascript_shows_one_more_row_and_keeps_what_was_typed(
+    user_client, api_key, emulator
+):
+    data = form_data(
+        api_key,
+        metadata=[("customer", "ACME")],
+        messages=[{"text": "Hello there"}],
+        code_interpreter_file_ids="file-1",
+        add_row="meta",
+    )
+
+    response = user_client.post(url("thread_create"), data)
+
+    text = body(response)
+    assert response.status_code == 200 and "<h1>New thread</h1>" in text
+    assert row_values(text, "meta", "key") == ["customer", ""]
+    assert row_values(text, "meta", "value") == ["ACME", ""]
+    assert row_values(text, "msg", "text") == ["Hello there"]
+    assert 'value="Support case"' in text and "file-1" in text
+    assert f'<option value="{api_key.pk}" selected>' in text
+    assert "Please correct the errors" not in text  # nothing was validated
+    assert emulator.request_log == [] and not TrackedThread.objects.exists()
+
+
+def test_add_a_message_without_javascript_shows_one_more_message_row(
+    user_client, api_key, emulator
+):
+    data = form_data(api_key, messages=[{"text": "First"}], add_row="msg")
+
+    text = body(user_client.post(url("thread_create"), data))
+
+    assert row_values(text, "msg", "text") == ["First", ""]
+    assert row_values(text, "meta", "key") == [""]  # the blank row to start with
+    assert 'name="msg-TOTAL_FORMS" value="2"' in text
+    assert emulator.request_log == []
+
+
+def test_rows_added_without_javascript_are_then_created(user_client, api_key, emulator):
+    first = form_data(api_key, metadata=[("a", "1")], add_row="meta")
+    text = body(user_client.post(url("thread_create"), first))
+    assert (
+        'name="meta-TOTAL_FORMS" value="2"' in text
+        and 'name="meta-INITIAL_FORMS" value="1"' in text
+    )
+
+    second = form_data(api_key, metadata=[("a", "1"), ("b", "2")])
+    second["meta-INITIAL_FORMS"] = 1
+    response = user_client.post(url("thread_create"), second)
+
+    assert response.status_code == 302
+    assert TrackedThread.objects.get().metadata == {"a": "1", "b": "2"}
+
+
+def test_the_add_buttons_submit_and_enter_still_creates(user_client, api_key):
+    text = body(user_client.get(url("thread_create")))
+
+    assert '<button type="submit" name="add_row" value="meta" formnovalidate' in text
+    assert '<button type="submit" name="add_row" value="msg" formnovalidate' in text
+    # The form's first submit button is the default one (Enter in a field): it creates.
+    form = text[text.index('<form id="thread-form"') :]
+    first = re.search(r'<(?:button|input) [^>]*type="submit"[^>]*>', form).group(0)
+    assert first == '<input type="submit" value="Create thread" hidden>'

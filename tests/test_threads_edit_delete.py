@@ -174,6 +174,32 @@ def test_edit_upstream_failure_keeps_input_and_changes_nothing(
     assert not AuditEvent.objects.exists()
 
 
+def test_add_a_pair_without_javascript_shows_one_more_row_and_sends_nothing(
+    user_client, thread, emulator
+):
+    data = edit_data([("customer", "ACME"), ("stage", "won")], vector_store_id="vs_1", initial=2)
+    data["add_row"] = "meta"
+
+    response = user_client.post(url("thread_edit", thread.pk), data)
+
+    text = body(response)
+    assert response.status_code == 200 and "<h1>Edit Case 7</h1>" in text
+    assert 'name="meta-TOTAL_FORMS" value="3"' in text
+    assert 'name="meta-0-key" value="customer"' in text and 'value="won"' in text
+    assert 'name="meta-2-key" maxlength' in text  # the new, empty row
+    assert 'value="vs_1"' in text
+    assert emulator.request_log == []  # not even a GET: the form is shown as it was typed
+    assert TrackedThread.objects.get().metadata == {"customer": "ACME", "stage": "open"}
+
+
+def test_htmx_edit_answers_vary_on_hx_request(user_client, thread):
+    for response in (
+        user_client.get(url("thread_edit", thread.pk)),
+        user_client.post(url("thread_edit", thread.pk), edit_data([("a", "1" * 600)]), **HX),
+    ):
+        assert "HX-Request" in response["Vary"]
+
+
 # --- Delete -------------------------------------------------------------------------------
 
 
@@ -288,7 +314,7 @@ def test_failed_plain_delete_goes_back_to_the_thread_with_the_reason(user_client
 
 
 def test_delete_service_runs_without_a_request(user, thread):
-    deletion = deletions.delete_thread(user, thread)
+    deletion = deletions.delete_thread(thread, actor=user)
 
     assert deletion.removed and deletion.outcome == Outcome.SUCCESS
     intent = AuditEvent.objects.get(action=Action.THREAD_DELETE_INTENT)
@@ -401,7 +427,7 @@ def test_team_members_may_delete_team_threads(
 
 def test_the_service_checks_permissions_too(other_user, thread, emulator):
     with pytest.raises(PermissionDenied):
-        deletions.delete_thread(other_user, thread)
+        deletions.delete_thread(thread, actor=other_user)
 
     assert emulator.request_log == []
     assert not AuditEvent.objects.exists()

@@ -3,6 +3,7 @@
 import re
 
 import pytest
+from django.utils.html import escape
 
 from tests.conftest import OTHER_TEST_KEY, TEST_KEY
 from tests.threads_helpers import FAILURES, HX, body, is_partial, triggers, url
@@ -174,3 +175,22 @@ def test_upstream_failure_refuses_the_rest_and_tracks_nothing(
     assert not any(second["id"] in path for path in gets_sent(emulator))
     assert not TrackedThread.objects.exists()
     assert not AuditEvent.objects.exists()
+
+
+def test_an_answer_about_another_thread_refuses_that_id(user_client, api_key, emulator):
+    asked, other = emulator.seed_thread(TEST_KEY), emulator.seed_thread(TEST_KEY)
+    # The upstream answers the GET of `asked` with another thread (a proxy's mix-up, say).
+    emulator.add_fault(method="GET", path=f"/v1/threads/{asked['id']}", status=200, body=other)
+
+    text = body(
+        user_client.post(url("thread_import"), {"api_key": api_key.pk, "thread_ids": asked["id"]})
+    )
+
+    assert results(text) == [(asked["id"], "refused")]
+    assert escape(f"The Threads API answered with another thread (“{other['id']}”)") in text
+    assert not TrackedThread.objects.exists()
+    assert not AuditEvent.objects.exists()
+
+    # Asked for by its own id, the other thread is tracked as usual.
+    user_client.post(url("thread_import"), {"api_key": api_key.pk, "thread_ids": other["id"]})
+    assert list(TrackedThread.objects.values_list("thread_id", flat=True)) == [other["id"]]

@@ -60,6 +60,13 @@ def test_htmx_request_gets_only_the_rows(user_client, api_key, make_thread):
     assert row_ids(text) == [thread.pk]
 
 
+def test_list_varies_on_hx_request(user_client, api_key, make_thread):
+    make_thread(api_key)
+
+    for response in (user_client.get("/"), user_client.get("/", **HX)):
+        assert "HX-Request" in response["Vary"]
+
+
 def test_list_shows_team_threads_but_not_other_peoples(
     user_client, user, other_user, api_key, make_key, make_team
 ):

@@ -238,7 +238,7 @@ def test_delete_service_raises_when_the_snapshot_fails(user, thread, emulator):
     emulator.remove_thread(thread.thread_id)
 
     with pytest.raises(SnapshotFailed, match="404"):
-        deletions.delete_thread(user, thread, snapshot=True)
+        deletions.delete_thread(thread, actor=user, snapshot=True)
 
     assert not AuditEvent.objects.exists()
     assert sent(emulator, "DELETE") == []
@@ -250,7 +250,7 @@ def test_snapshot_download_follows_audit_visibility(
     viewer = make_user()
     team = make_team(members={user: Membership.Role.MEMBER, viewer: Membership.Role.VIEWER})
     thread = make_thread(make_key(team=team), label="Team case")
-    deletions.delete_thread(user, thread, snapshot=True)
+    deletions.delete_thread(thread, actor=user, snapshot=True)
     intent = AuditEvent.objects.get(action=Action.THREAD_DELETE_INTENT)
     snapshot_url = url("audit_snapshot", intent.pk)
 

@@ -38,15 +38,15 @@ def seed():
 
     personal = keys.add_key(actor=demo, label="Demo personal key", secret=DEMO_SECRETS["personal"])
     threads.create_thread(
-        demo,
-        personal,
+        actor=demo,
+        api_key=personal,
         label="Support tickets summary",
         metadata={"project": "support", "owner": "demo"},
         messages=CONVERSATION,
     )
     threads.create_thread(
-        demo,
-        personal,
+        actor=demo,
+        api_key=personal,
         label="Long conversation (load more)",
         messages=[{"role": "user", "content": f"Message number {n}"} for n in range(1, 31)],
     )
@@ -57,6 +57,6 @@ def seed():
     shared = keys.add_key(actor=demo, label="Demo team key", secret=DEMO_SECRETS["team"], team=team)
     for label, project in [("Onboarding assistant", "onboarding"), ("Release notes", "docs")]:
         threads.create_thread(
-            demo, shared, label=label, metadata={"project": project, "team": "demo"}
+            actor=demo, api_key=shared, label=label, metadata={"project": project, "team": "demo"}
         )
-    threads.create_thread(users["mia"], shared, label="Mia's scratch thread")
+    threads.create_thread(actor=users["mia"], api_key=shared, label="Mia's scratch thread")

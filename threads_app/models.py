@@ -4,6 +4,8 @@ The upstream API has no list endpoint, so `TrackedThread` is the dashboard's mem
 thread it created or was told about. Secrets live only in `ApiKey.secret_encrypted`.
 """
 
+from typing import Any
+
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
@@ -135,13 +137,14 @@ class TrackedThread(models.Model):
     def __str__(self):
         return self.label or self.thread_id
 
-    def save(self, *args, **kwargs):
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        """Every save keeps the search text in step (`build_search_text`, its one builder)."""
         self.search_text = self.build_search_text()
         if kwargs.get("update_fields") is not None:
             kwargs["update_fields"] = {*kwargs["update_fields"], "search_text"}
         super().save(*args, **kwargs)
 
-    def build_search_text(self):
+    def build_search_text(self) -> str:
         values = [self.thread_id, self.label, *(str(v) for v in (self.metadata or {}).values())]
         return "\n".join(values).lower()
 

@@ -4,7 +4,9 @@ An object outside these querysets is a 404 for that user, on full pages and part
 """
 
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from itertools import groupby
+from typing import Any
 
 from django.contrib.auth.models import User
 from django.core.exceptions import PermissionDenied
@@ -12,6 +14,7 @@ from django.db.models import Count, Exists, F, OuterRef, Q, QuerySet, Subquery
 from django.shortcuts import get_object_or_404
 
 from threads_app.models import ApiKey, AuditEvent, BulkDeleteJob, Membership, Team, TrackedThread
+from threads_app.upstream import Thread
 
 Role = Membership.Role
 WRITER_ROLES = (Role.OWNER, Role.MEMBER)
@@ -181,6 +184,64 @@ def get_visible_bulk_delete_job(user, pk):
 
 
 # --- Threads: the list's filters, and whether the upstream may be asked -----------------
+
+
+ALL_STATES = "all"  # the list's state filter: every state, deleted included
+
+
+def filtered_threads(
+    user: User, *, q: str = "", key_id: int | None = None, state: str = ""
+) -> QuerySet[TrackedThread]:
+    """The threads the list shows: matching the search, under the key, in the state.
+
+    No `state` means active and gone (not deleted); `ALL_STATES` means every state.
+    """
+    threads = visible_threads(user)
+    if q:
+        threads = threads.filter(search_text__icontains=q.lower())
+    if key_id:
+        threads = threads.filter(api_key_id=key_id)
+    if not state:
+        return threads.exclude(state=TrackedThread.State.DELETED)
+    if state != ALL_STATES:
+        threads = threads.filter(state=state)
+    return threads
+
+
+def unreachable_reason(thread: TrackedThread) -> str | None:
+    """Why the upstream is not asked about this thread, or None."""
+    if thread.state == TrackedThread.State.DELETED:
+        return "This thread was deleted; the Threads API no longer has it."
+    if thread.api_key.is_revoked:
+        return (
+            f"Its key “{thread.api_key.label}” is revoked, so the dashboard no longer calls "
+            "the Threads API with it."
+        )
+    return None
+
+
+def live_fields(live: Thread, *, checked_at: datetime) -> dict[str, Any]:
+    """What a tracked thread remembers of the live one (`checked_at`: when it was seen)."""
+    return {
+        "upstream_created_at": datetime.fromtimestamp(live.created_at, tz=UTC),
+        "metadata": live.metadata,
+        "tool_resources": live.tool_resources,
+        "last_checked_at": checked_at,
+    }
+
+
+def refreshed_fields(
+    thread: TrackedThread, live: Thread | None, *, checked_at: datetime
+) -> dict[str, Any]:
+    """The tracked thread's new cached fields after a check: `live` is the upstream's answer,
+    None when it said 404. A thread the upstream has is active again; one it lost is gone
+    (a deleted thread stays deleted)."""
+    State = TrackedThread.State
+    if live is None:
+        state = State.GONE if thread.state == State.ACTIVE else thread.state
+        return {"state": state, "last_checked_at": checked_at}
+    state = State.ACTIVE if thread.state == State.GONE else thread.state
+    return {**live_fields(live, checked_at=checked_at), "state": state}
 
 
 # --- Keys: the key list, and teams whose keys a user may add --------------------------------

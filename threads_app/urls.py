@@ -1,6 +1,6 @@
 from django.urls import path
 
-from threads_app.views import audit, bulk, keys, reconcile, teams, threads, transcripts
+from threads_app.views import audit, bulk, keys, teams, threads, transcripts
 
 app_name = "threads_app"
 
@@ -15,7 +15,7 @@ thread_urls = [
     path("threads/<int:pk>/untrack/", threads.thread_untrack, name="thread_untrack"),
     path("threads/bulk-delete/", bulk.thread_bulk_delete, name="thread_bulk_delete"),
     path("jobs/<int:pk>/", bulk.bulk_delete_job, name="bulk_delete_job"),
-    path("threads/<int:pk>/check/", reconcile.thread_check, name="thread_check"),
+    path("threads/<int:pk>/check/", threads.thread_check, name="thread_check"),
     path("threads/<int:pk>/export.json", transcripts.thread_export, name="thread_export"),
 ]
 

@@ -85,9 +85,11 @@ document.addEventListener("click", async (event) => {
     }
     return;
   }
-  // Repeating form rows: <button data-add-row="template-id" data-into="container-id">.
+  // Repeating form rows: <button data-add-row="template-id" data-into="container-id">. The
+  // button also submits `add_row` for a page without JavaScript: here the row is added instead.
   const add = event.target.closest("[data-add-row]");
   if (add) {
+    event.preventDefault();
     const template = document.getElementById(add.dataset.addRow);
     const container = document.getElementById(add.dataset.into);
     const row = template.content.firstElementChild.cloneNode(true);

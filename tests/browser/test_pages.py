@@ -52,14 +52,14 @@ def console(user, api_key, make_user, make_team, make_key, make_thread, emulator
     TrackedThread.objects.filter(pk=gone.pk).update(state=TrackedThread.State.GONE)
 
     # Deletions with each outcome, for the audit log's badges.
-    deletions.delete_thread(user, make_thread(api_key, label="Old chat"))
+    deletions.delete_thread(make_thread(api_key, label="Old chat"), actor=user)
     vanished = make_thread(api_key, label="Vanished chat")
     emulator.remove_thread(vanished.thread_id)
-    deletions.delete_thread(user, vanished)
+    deletions.delete_thread(vanished, actor=user)
     emulator.add_fault("DELETE", "*", "status", status=500)
-    deletions.delete_thread(user, make_thread(api_key, label="Stubborn chat"))
+    deletions.delete_thread(make_thread(api_key, label="Stubborn chat"), actor=user)
     emulator.add_fault("DELETE", "*", "not_deleted")
-    deletions.delete_thread(user, make_thread(api_key, label="Refused chat"))
+    deletions.delete_thread(make_thread(api_key, label="Refused chat"), actor=user)
 
     # A finished bulk delete with a deleted, an already gone and a failed thread.
     settings.BULK_DELETE_RUNNER = "threads_app.services.bulk.run_bulk_delete"

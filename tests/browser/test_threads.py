@@ -159,6 +159,43 @@ def test_edit_metadata(user_page, api_key, make_thread, upstream):
     assert thread.metadata == expected
 
 
+def test_edit_two_metadata_pairs_without_javascript(
+    new_page, log_in, user, api_key, make_thread, upstream
+):
+    page = log_in(new_page(java_script_enabled=False), user)
+    thread = make_thread(api_key, label="Plain edit", metadata={})
+    page.goto(f"/threads/{thread.pk}/edit/")
+    page.get_by_label("Key of pair 1").fill("stage")
+    page.get_by_label("Value of pair 1").fill("draft")
+    page.get_by_label("File search vector store id").fill("vs_1")
+    page.get_by_role("button", name="Add a pair").click()  # a form submit: the page comes back
+
+    expect(page).to_have_url(re.compile(rf"/threads/{thread.pk}/edit/$"))
+    expect(page.get_by_label("Key of pair 1")).to_have_value("stage")
+    expect(page.get_by_label("Value of pair 1")).to_have_value("draft")
+    expect(page.get_by_label("File search vector store id")).to_have_value("vs_1")
+    page.get_by_label("Key of pair 2").fill("owner")
+    page.get_by_label("Value of pair 2").fill("alice")
+    page.get_by_role("button", name="Save").click()
+
+    expect(page).to_have_url(re.compile(rf"/threads/{thread.pk}/$"))
+    expect(page.locator(".messages")).to_contain_text(f"Saved thread {thread.thread_id}")
+    live = upstream.retrieve_thread(thread.thread_id)
+    assert live.metadata == {"stage": "draft", "owner": "alice"}
+    assert live.tool_resources["file_search"] == {"vector_store_ids": ["vs_1"]}
+
+
+def test_enter_in_a_pair_saves_rather_than_adding_a_pair(user_page, api_key, make_thread, upstream):
+    page = user_page
+    thread = make_thread(api_key, label="Enter", metadata={"stage": "draft"})
+    page.goto(f"/threads/{thread.pk}/edit/")
+    page.get_by_label("Value of pair 1").fill("final")
+    page.get_by_label("Value of pair 1").press("Enter")
+
+    expect(page).to_have_url(re.compile(rf"/threads/{thread.pk}/$"))
+    assert upstream.retrieve_thread(thread.thread_id).metadata == {"stage": "final"}
+
+
 def test_delete_from_the_list_after_confirming(user_page, api_key, make_thread, emulator):
     page = user_page
     kept = make_thread(api_key, label="Keep me")

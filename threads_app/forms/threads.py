@@ -1,12 +1,15 @@
 """Forms for threads: create (metadata, messages, tool resources), import, the list's filters."""
 
 import re
+from typing import Any, Generic, Self, TypeVar, cast
 from urllib.parse import urlencode
 
 from django import forms
+from django.contrib.auth.models import User
 from django.core.exceptions import ValidationError
 
 from threads_app import selectors
+from threads_app.forms.base import Form
 from threads_app.models import ApiKey, TrackedThread
 
 METADATA_MAX_PAIRS = 16
@@ -17,9 +20,19 @@ MESSAGES_MAX = 32
 MESSAGE_TEXT_MAX = 32_000
 ID_MAX = 100
 IMPORT_MAX_IDS = 100
+# The name of the "Add a pair" / "Add a message" submit buttons; the value is the formset's
+# prefix. With JavaScript the rows are added in the browser; without, the form comes back
+# with one more row (`RowFormSet.as_typed`).
+ADD_ROW = "add_row"
 
 
-def _check_id(value, what):
+def as_typed(form: forms.Form) -> dict[str, Any]:
+    """A form's values as the user typed them: the initial data of an unbound copy, to show
+    the form again without validating it."""
+    return {name: form[name].value() for name in form.fields}
+
+
+def _check_id(value: str, what: str) -> str:
     """Ids are opaque: only checked to be one token of sane length (`thread_…`, `file-…`)."""
     if len(value) > ID_MAX:
         raise ValidationError(f"“{value[:40]}…” is too long for {what} (at most {ID_MAX}).")
@@ -28,34 +41,55 @@ def _check_id(value, what):
     return value
 
 
-def split_ids(text, what):
+def split_ids(text: str | None, what: str) -> list[str]:
     """Ids separated by new lines or commas: trimmed, blanks and repeats dropped, in order."""
     ids = dict.fromkeys(part.strip() for part in re.split(r"[,\n]", text or ""))
     return [_check_id(value, what) for value in ids if value]
 
 
-class _PlainLabelsForm(forms.Form):
-    def __init__(self, *args, **kwargs):
-        kwargs.setdefault("label_suffix", "")
-        super().__init__(*args, **kwargs)
+class RowForm(Form):
+    """One row of a `RowFormSet`: it says whether it is left blank (and means nothing)."""
+
+    def is_blank(self) -> bool:
+        raise NotImplementedError
 
 
-class RowFormSet(forms.BaseFormSet):
-    """Rows added and removed in the browser (app.js `data-add-row` with `data-formset`).
+Row = TypeVar("Row", bound=RowForm)
+
+
+class RowFormSet(forms.BaseFormSet, Generic[Row]):  # type: ignore[type-arg]
+    """Rows added and removed in the browser (app.js `data-add-row` with `data-formset`), or
+    added by the server without JavaScript (`as_typed`).
 
     A removed row leaves a gap in the numbering, and a row left blank means nothing: only
     the filled rows count, and they are numbered 1, 2, … in messages ("pair 2").
     """
 
-    def filled_forms(self):
+    shown: int | None = None  # how many rows to show, in order (None: see `rows`)
+
+    def filled_forms(self) -> list[Row]:
         return [form for form in self.forms if not form.is_blank()]
 
-    def rows(self):
+    def rows(self) -> list[Row]:
         """The rows to show: the filled ones, or one blank row to start with."""
+        if self.shown is not None:
+            return self.forms[: self.shown]
         return self.filled_forms() or self.forms[:1]
 
+    def as_typed(self, *, another: bool = False) -> Self:
+        """An unbound copy showing the rows the page sent, as typed (blank ones too), and
+        `another` blank row after them: "Add a pair" without JavaScript. Not validated."""
+        sent = [
+            as_typed(form)
+            for form in self.forms
+            if any(form.add_prefix(name) in self.data for name in form.fields)
+        ]
+        again = type(self)(initial=sent, prefix=self.prefix)
+        again.shown = (len(sent) + another) or None  # the formset's extra row is the new one
+        return again
 
-class MetadataRowForm(forms.Form):
+
+class MetadataRowForm(RowForm):
     key = forms.CharField(
         label="Key",
         max_length=METADATA_KEY_MAX,
@@ -76,25 +110,25 @@ class MetadataRowForm(forms.Form):
         },
     )
 
-    def is_blank(self):
+    def is_blank(self) -> bool:
         return not (self["key"].value() or self["value"].value())
 
-    def clean(self):
-        cleaned = super().clean()
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean() or {}
         if cleaned.get("value") and not cleaned.get("key") and "key" not in self.errors:
             self.add_error("key", "A value needs a key.")
         return cleaned
 
 
-class BaseMetadataFormSet(RowFormSet):
-    def clean(self):
+class BaseMetadataFormSet(RowFormSet[MetadataRowForm]):
+    def clean(self) -> None:
         filled = self.filled_forms()
         if len(filled) > METADATA_MAX_PAIRS:
             raise ValidationError(
                 f"At most {METADATA_MAX_PAIRS} metadata pairs are allowed; there are "
                 f"{len(filled)}. Remove {len(filled) - METADATA_MAX_PAIRS}."
             )
-        seen = {}
+        seen: dict[str, int] = {}
         for number, form in enumerate(filled, 1):
             key = form.cleaned_data.get("key")
             if key in seen:
@@ -102,18 +136,19 @@ class BaseMetadataFormSet(RowFormSet):
             elif key:
                 seen[key] = number
 
-    def metadata(self):
+    def metadata(self) -> dict[str, str]:
         return {
             form.cleaned_data["key"]: form.cleaned_data["value"] for form in self.filled_forms()
         }
 
 
-MetadataFormSet = forms.formset_factory(
-    MetadataRowForm, formset=BaseMetadataFormSet, extra=1, max_num=1000
+MetadataFormSet = cast(
+    type[BaseMetadataFormSet],
+    forms.formset_factory(MetadataRowForm, formset=BaseMetadataFormSet, extra=1, max_num=1000),
 )
 
 
-class MessageRowForm(forms.Form):
+class MessageRowForm(RowForm):
     role = forms.ChoiceField(
         label="Role", choices=[("user", "User"), ("assistant", "Assistant")], initial="user"
     )
@@ -134,22 +169,22 @@ class MessageRowForm(forms.Form):
         initial="code_interpreter",
     )
 
-    def is_blank(self):
+    def is_blank(self) -> bool:
         return not (self["text"].value() or self["file_ids"].value())
 
-    def clean_file_ids(self):
+    def clean_file_ids(self) -> list[str]:
         return split_ids(self.cleaned_data["file_ids"], "a file id")
 
-    def clean(self):
-        cleaned = super().clean()
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean() or {}
         if not self.is_blank() and not cleaned.get("text") and "text" not in self.errors:
             self.add_error("text", "A message needs text (or remove the row).")
         return cleaned
 
-    def message(self):
+    def message(self) -> dict[str, Any]:
         """The message as the API takes it."""
         data = self.cleaned_data
-        message = {"role": data["role"], "content": data["text"]}
+        message: dict[str, Any] = {"role": data["role"], "content": data["text"]}
         if data["file_ids"]:
             message["attachments"] = [
                 {"file_id": file_id, "tools": [{"type": data["tool"]}]}
@@ -158,21 +193,22 @@ class MessageRowForm(forms.Form):
         return message
 
 
-class BaseMessageFormSet(RowFormSet):
-    def clean(self):
+class BaseMessageFormSet(RowFormSet[MessageRowForm]):
+    def clean(self) -> None:
         if len(self.filled_forms()) > MESSAGES_MAX:
             raise ValidationError(f"At most {MESSAGES_MAX} initial messages can be sent.")
 
-    def messages(self):
+    def messages(self) -> list[dict[str, Any]]:
         return [form.message() for form in self.filled_forms()]
 
 
-MessageFormSet = forms.formset_factory(
-    MessageRowForm, formset=BaseMessageFormSet, extra=1, max_num=1000
+MessageFormSet = cast(
+    type[BaseMessageFormSet],
+    forms.formset_factory(MessageRowForm, formset=BaseMessageFormSet, extra=1, max_num=1000),
 )
 
 
-class ToolResourcesForm(_PlainLabelsForm):
+class ToolResourcesForm(Form):
     code_interpreter_file_ids = forms.CharField(
         label="Code interpreter file ids",
         required=False,
@@ -183,7 +219,7 @@ class ToolResourcesForm(_PlainLabelsForm):
         label="File search vector store id", required=False, max_length=ID_MAX
     )
 
-    def clean_code_interpreter_file_ids(self):
+    def clean_code_interpreter_file_ids(self) -> list[str]:
         ids = split_ids(self.cleaned_data["code_interpreter_file_ids"], "a file id")
         if len(ids) > CODE_INTERPRETER_FILES_MAX:
             raise ValidationError(
@@ -191,10 +227,10 @@ class ToolResourcesForm(_PlainLabelsForm):
             )
         return ids
 
-    def clean_vector_store_id(self):
+    def clean_vector_store_id(self) -> str:
         return _check_id(self.cleaned_data["vector_store_id"].strip(), "a vector store id")
 
-    def tool_resources(self, *, keep_empty=False):
+    def tool_resources(self, *, keep_empty: bool = False) -> dict[str, dict[str, list[str]]]:
         """tool_resources as the API takes it; `keep_empty` sends empty lists (to clear them)."""
         data = self.cleaned_data
         vector_stores = [data["vector_store_id"]] if data["vector_store_id"] else []
@@ -205,7 +241,7 @@ class ToolResourcesForm(_PlainLabelsForm):
         return {name: ids for name, ids in sections.items() if keep_empty or any(ids.values())}
 
     @staticmethod
-    def initial_from(tool_resources):
+    def initial_from(tool_resources: dict[str, Any]) -> dict[str, str]:
         """Form initial values from a thread's tool_resources."""
         code_interpreter = tool_resources.get("code_interpreter") or {}
         file_search = tool_resources.get("file_search") or {}
@@ -215,11 +251,11 @@ class ToolResourcesForm(_PlainLabelsForm):
         }
 
 
-def _offer_usable_keys(form, user):
+def _offer_usable_keys(form: forms.Form, user: User) -> None:
     """The `api_key` field offers the keys the user may use; their only one is preselected."""
     keys = selectors.usable_keys(user)
-    form.fields["api_key"].queryset = keys
-    if not form.is_bound:
+    cast("forms.ModelChoiceField[ApiKey]", form.fields["api_key"]).queryset = keys
+    if not form.is_bound and not form.initial.get("api_key"):
         first_two = list(keys[:2])
         if len(first_two) == 1:
             form.initial["api_key"] = first_two[0].pk
@@ -233,12 +269,12 @@ class ThreadCreateForm(ToolResourcesForm):
 
     field_order = ["label", "api_key"]
 
-    def __init__(self, user, *args, **kwargs):
+    def __init__(self, user: User, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         _offer_usable_keys(self, user)
 
 
-class ThreadImportForm(_PlainLabelsForm):
+class ThreadImportForm(Form):
     api_key = forms.ModelChoiceField(label="Key", queryset=ApiKey.objects.none())
     thread_ids = forms.CharField(
         label="Thread ids",
@@ -247,12 +283,13 @@ class ThreadImportForm(_PlainLabelsForm):
         error_messages={"required": "Paste at least one thread id."},
     )
 
-    def __init__(self, user, *args, **kwargs):
+    def __init__(self, user: User, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         _offer_usable_keys(self, user)
 
-    def clean_thread_ids(self):
-        ids, errors = {}, []
+    def clean_thread_ids(self) -> list[str]:
+        ids: dict[str, None] = {}
+        errors: list[str] = []
         for number, line in enumerate(self.cleaned_data["thread_ids"].splitlines(), 1):
             if line.strip():
                 try:
@@ -269,10 +306,10 @@ class ThreadImportForm(_PlainLabelsForm):
         return list(ids)
 
 
-class ThreadFilterForm(forms.Form):
-    """The list's search, filters and page cursor (GET). Invalid values are ignored."""
-
-    ALL_STATES = "all"
+class ThreadFilterForm(Form):
+    """The list's search, filters and page cursor (GET). Invalid values are ignored: the form
+    yields the valid ones (`criteria`, `before`, `after`); `selectors.filtered_threads` is the
+    query they imply."""
 
     q = forms.CharField(label="Search", required=False, max_length=200)
     key = forms.TypedChoiceField(label="Key", required=False, coerce=int, empty_value=None)
@@ -282,39 +319,40 @@ class ThreadFilterForm(forms.Form):
         choices=[
             ("", "Active and gone"),
             *TrackedThread.State.choices,
-            (ALL_STATES, "All, deleted included"),
+            (selectors.ALL_STATES, "All, deleted included"),
         ],
     )
     before = forms.IntegerField(required=False, min_value=1)
     after = forms.IntegerField(required=False, min_value=1)
 
-    def __init__(self, keys, *args, **kwargs):
+    def __init__(self, keys: list[ApiKey], *args: Any, **kwargs: Any) -> None:
         """`keys`: the keys the user may see, already fetched (no query here)."""
         super().__init__(*args, **kwargs)
-        self.fields["key"].choices = [
+        cast(forms.TypedChoiceField, self.fields["key"]).choices = [
             ("", "All keys"),
             *((key.pk, f"{key} (revoked)" if key.is_revoked else str(key)) for key in keys),
         ]
         self.is_valid()  # fills cleaned_data with the valid values
 
-    def filter(self, threads):
+    def criteria(self) -> dict[str, Any]:
+        """The search and filters, as `selectors.filtered_threads` takes them."""
         data = self.cleaned_data
-        if data.get("q"):
-            threads = threads.filter(search_text__icontains=data["q"].lower())
-        if data.get("key"):
-            threads = threads.filter(api_key_id=data["key"])
-        state = data.get("state")
-        if not state:
-            threads = threads.exclude(state=TrackedThread.State.DELETED)
-        elif state != self.ALL_STATES:
-            threads = threads.filter(state=state)
-        return threads
+        return {
+            "q": data.get("q") or "",
+            "key_id": data.get("key"),
+            "state": data.get("state") or "",
+        }
 
     @property
-    def is_filtered(self):
+    def cursor(self) -> dict[str, int | None]:
+        """The page cursor: `before` or `after` a row's pk (both None: the newest page)."""
+        return {"before": self.cleaned_data.get("before"), "after": self.cleaned_data.get("after")}
+
+    @property
+    def is_filtered(self) -> bool:
         return any(self.cleaned_data.get(name) for name in ("q", "key", "state"))
 
-    def query_string(self, **cursor):
+    def query_string(self, **cursor: int) -> str:
         """The search and filters, plus the given cursor, as a query string."""
         data = {name: self.cleaned_data.get(name) for name in ("q", "key", "state")}
         return urlencode({name: value for name, value in {**data, **cursor}.items() if value})

@@ -223,7 +223,9 @@ class _Run:
                 ready.append((item, snapshot))
         intents = audit.record_many(
             [
-                deletions.deletion_intent(self.user, item.tracked_thread, self.origin, text)
+                deletions.deletion_intent(
+                    item.tracked_thread, actor=self.user, origin=self.origin, snapshot=text
+                )
                 for item, text in ready
             ],
             durable=True,
@@ -233,7 +235,7 @@ class _Run:
             thread = item.tracked_thread
             if thread.api_key_id in usable:
                 client = self._client(thread.api_key)
-                future = self.pool.submit(deletions.send_deletion, client, thread)
+                future = self.pool.submit(deletions.send_deletion, thread, client=client)
                 self.sending[future] = (item, intent)
             else:
                 self._finish(item, intent, Deletion.not_sent(thread, NOT_ALLOWED))
@@ -258,7 +260,7 @@ class _Run:
     def save(self):
         """Record the finished deletions' outcomes and save the settled items, together."""
         with transaction.atomic():
-            deletions.record_deletions(self.user, self.pairs, self.origin)
+            deletions.record_deletions(self.pairs, actor=self.user, origin=self.origin)
             for item in self.settled:  # an UPDATE each: far cheaper than bulk_update's CASEs
                 item.save(update_fields=["outcome", "message", "request_id", "finished_at"])
         self.pairs, self.settled, self.saved_at = [], [], time.monotonic()

@@ -6,16 +6,20 @@ A single delete takes the three steps one after another (`delete_thread`); a bul
 them for many threads at once (`deletion_intent`, `send_deletion`, `record_deletions`).
 """
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
+from django.contrib.auth.models import User
 from django.db import transaction
 
 from threads_app import audit
+from threads_app.audit import Origin
 from threads_app.models import AuditEvent, TrackedThread
 from threads_app.services.keys import client_for, note_key_result
 from threads_app.services.threads import require_writable
 from threads_app.services.transcripts import deletion_snapshot
-from threads_app.upstream import UpstreamError
+from threads_app.upstream import ThreadsClient, UpstreamError
 
 Action = AuditEvent.Action
 Outcome = AuditEvent.Outcome
@@ -32,19 +36,21 @@ class Deletion:
     error: UpstreamError | None = None
     request_id: str = ""  # the DELETE answer's x-request-id ("" when there was none)
     http_status: int | None = None
-    details: dict = field(default_factory=dict)  # for the outcome's audit event
+    details: dict[str, Any] = field(default_factory=dict)  # for the outcome's audit event
 
     @property
-    def removed(self):
+    def removed(self) -> bool:
         return self.outcome in (Outcome.SUCCESS, Outcome.ALREADY_GONE)
 
     @classmethod
-    def not_sent(cls, thread, message):
+    def not_sent(cls, thread: TrackedThread, message: str) -> "Deletion":
         """A deletion whose intent was recorded but whose DELETE was never sent."""
         return cls(thread, Outcome.FAILED, message, details={"sent": False, "reason": message})
 
 
-def delete_thread(user, thread, origin=None, snapshot=False):
+def delete_thread(
+    thread: TrackedThread, *, actor: User, origin: Origin | None = None, snapshot: bool = False
+) -> Deletion:
     """Delete a thread upstream with an intent/outcome pair of audit events.
 
     (a) the intent is committed first (`durable=True`: never call this inside a
@@ -55,23 +61,26 @@ def delete_thread(user, thread, origin=None, snapshot=False):
     steps (`deletion_intent`, `send_deletion`, `record_deletions`) for many threads at once.
 
     With `snapshot`, the thread's transcript is fetched first and stored with the intent; if
-    it cannot be, `SnapshotFailed` is raised and nothing is recorded or deleted.
+    it cannot be, `SnapshotFailed` (a `Refused`) is raised and nothing is recorded or deleted.
     """
-    require_writable(user, thread)
+    require_writable(thread, actor=actor)
     client = client_for(thread.api_key)
     transcript = deletion_snapshot(thread) if snapshot else ""
-    [intent] = audit.record_many([deletion_intent(user, thread, origin, transcript)], durable=True)
-    deletion = send_deletion(client, thread)
-    record_deletions(user, [(intent, deletion)], origin)
+    intent = deletion_intent(thread, actor=actor, origin=origin, snapshot=transcript)
+    [committed] = audit.record_many([intent], durable=True)
+    deletion = send_deletion(thread, client=client)
+    record_deletions([(committed, deletion)], actor=actor, origin=origin)
     return deletion
 
 
-def deletion_intent(user, thread, origin=None, snapshot=""):
+def deletion_intent(
+    thread: TrackedThread, *, actor: User, origin: Origin | None = None, snapshot: str = ""
+) -> AuditEvent:
     """The intent event of a deletion, to append (committed) before its DELETE is sent."""
     return audit.event(
         action=Action.THREAD_DELETE_INTENT,
         outcome=Outcome.PENDING,
-        actor=user,
+        actor=actor,
         api_key=thread.api_key,
         thread_id=thread.thread_id,
         origin=origin,
@@ -80,7 +89,7 @@ def deletion_intent(user, thread, origin=None, snapshot=""):
     )
 
 
-def send_deletion(client, thread):
+def send_deletion(thread: TrackedThread, *, client: ThreadsClient) -> Deletion:
     """Send the DELETE and say what became of it; an `UpstreamError` is a failed deletion.
 
     Touches no database, so a bulk job's workers can call it (`record_deletions` notes the
@@ -113,7 +122,9 @@ def send_deletion(client, thread):
     )
 
 
-def record_deletions(user, pairs, origin=None):
+def record_deletions(
+    pairs: Sequence[tuple[AuditEvent, Deletion]], *, actor: User, origin: Origin | None = None
+) -> None:
     """Record the outcomes of `(committed intent, Deletion)` pairs, in one transaction.
 
     Each outcome event names its intent's sequence; the threads removed upstream are marked
@@ -127,7 +138,7 @@ def record_deletions(user, pairs, origin=None):
         audit.event(
             action=Action.THREAD_DELETED,
             outcome=deletion.outcome,
-            actor=user,
+            actor=actor,
             api_key=deletion.thread.api_key,
             thread_id=deletion.thread.thread_id,
             http_status=deletion.http_status,

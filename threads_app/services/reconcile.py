@@ -8,13 +8,16 @@ audited and only needs read access.
 """
 
 import itertools
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from django.db import connections
+from django.db.models import QuerySet
 
 from threads_app.models import TrackedThread
-from threads_app.services.threads import refresh_thread, unreachable_reason
+from threads_app.selectors import unreachable_reason
+from threads_app.services.threads import refresh_thread
 from threads_app.upstream import AuthenticationError, NotFoundError, UpstreamError
 
 State = TrackedThread.State
@@ -34,7 +37,7 @@ class CheckResult:
     request_id: str = ""
 
 
-def _explain(thread, exc):
+def _explain(thread: TrackedThread, exc: UpstreamError) -> tuple[str, str]:
     """(outcome, message) for a check the upstream failed."""
     if isinstance(exc, NotFoundError):
         return (
@@ -49,7 +52,7 @@ def _explain(thread, exc):
     return CheckResult.FAILED, f"“{thread}” could not be checked, nothing was changed: {exc}"
 
 
-def check_thread(thread):
+def check_thread(thread: TrackedThread) -> CheckResult:
     """Check one thread against the upstream; never raises for an upstream failure."""
     reason = unreachable_reason(thread)
     if reason is not None:
@@ -69,10 +72,10 @@ class Summary:
     checked: int = 0  # the upstream answered for the thread (gone included)
     gone: int = 0
     skipped: int = 0  # not checked: their key was rejected
-    rejected_keys: dict = field(default_factory=dict)  # key pk -> its first rejection
-    errors: list = field(default_factory=list)  # CheckResults of failed checks
+    rejected_keys: dict[int, CheckResult] = field(default_factory=dict)  # key pk -> first one
+    errors: list[CheckResult] = field(default_factory=list)  # the failed checks
 
-    def add(self, result):
+    def add(self, result: CheckResult) -> None:
         if result.outcome in (CheckResult.OK, CheckResult.GONE):
             self.checked += 1
             self.gone += result.outcome == CheckResult.GONE
@@ -84,7 +87,7 @@ class Summary:
                 self.rejected_keys.setdefault(result.thread.api_key_id, result)
 
 
-def _reconcilable_threads():
+def _reconcilable_threads() -> QuerySet[TrackedThread]:
     return (
         TrackedThread.objects.select_related("api_key", "api_key__team", "tracked_by")
         .exclude(state=State.DELETED)
@@ -92,7 +95,7 @@ def _reconcilable_threads():
     )
 
 
-def _batches(queryset, size):
+def _batches(queryset: QuerySet[TrackedThread], size: int) -> Iterator[list[TrackedThread]]:
     """Lists of at most `size` rows in pk order: the table is never loaded whole."""
     last_pk = 0
     while batch := list(queryset.filter(pk__gt=last_pk).order_by("pk")[:size]):
@@ -100,14 +103,14 @@ def _batches(queryset, size):
         last_pk = batch[-1].pk
 
 
-def _check_in_worker(threads, rejected):
+def _check_in_worker(threads: list[TrackedThread], rejected: set[int]) -> list[CheckResult]:
     """Check threads one after another in a pool thread, then close its DB connection.
 
     `rejected` (key pks) is shared by the workers: once a key is rejected, its other threads
     are skipped rather than sent to be rejected again.
     """
     try:
-        results = []
+        results: list[CheckResult] = []
         for thread in threads:
             if thread.api_key_id in rejected:
                 result = CheckResult(
@@ -123,16 +126,16 @@ def _check_in_worker(threads, rejected):
         connections.close_all()
 
 
-def reconcile_all(batch_size=200, workers=4):
+def reconcile_all(*, batch_size: int = 200, workers: int = 4) -> Summary:
     """Check every thread under a live key, `workers` at a time; returns a `Summary`.
 
     In each batch the first thread of every key not yet accepted in this run is checked
     before the others, so a rejected key costs one request, not one per thread.
     """
-    summary, rejected, accepted = Summary(), set(), set()
+    summary, rejected, accepted = Summary(), set[int](), set[int]()
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="reconcile") as pool:
         for batch in _batches(_reconcilable_threads(), batch_size):
-            probes = {}
+            probes: dict[int, TrackedThread] = {}
             for thread in batch:
                 if thread.api_key_id not in accepted and thread.api_key_id not in rejected:
                     probes.setdefault(thread.api_key_id, thread)

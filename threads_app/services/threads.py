@@ -1,8 +1,8 @@
-"""Writes for tracked threads: create, import, refresh, edit, delete and untrack.
+"""Writes for tracked threads: create, import, refresh, edit and untrack.
 
-Each write takes the acting user, checks they may use the key, calls the upstream through
-`client_for`, notes the key's result and records an audit event (`refresh_thread` and
-`list_messages` are reads: the view has checked visibility). `origin` (an
+Each write takes the acting user (`actor=`), checks they may use the key, calls the upstream
+through `client_for`, notes the key's result and records an audit event (`refresh_thread`
+and `list_messages` are reads: the view has checked visibility). `origin` (an
 `audit.Origin`) is where the change came from, for its audit event.
 
 Audit policy: an event records something that happened. A create, import, edit or untrack
@@ -12,36 +12,48 @@ committed *before* the DELETE is sent, and its outcome (success, already gone, r
 failed) after, so every attempt leaves a pair of events: `services.deletions`.
 """
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from typing import Any, TypeVar
 
-from django.core.exceptions import PermissionDenied
+from django.contrib.auth.models import User
 from django.db import transaction
 from django.utils import timezone
 
 from threads_app import audit, selectors
-from threads_app.models import AuditEvent, TrackedThread
+from threads_app.audit import Origin
+from threads_app.models import ApiKey, AuditEvent, TrackedThread
 from threads_app.services.keys import client_for, note_key_result
-from threads_app.upstream import InvalidRequestError, NotFoundError, UpstreamError
+from threads_app.services.refusals import NotAllowed
+from threads_app.upstream import (
+    InvalidRequestError,
+    MessagePage,
+    NotFoundError,
+    Thread,
+    ThreadsClient,
+    UpstreamError,
+)
 
 Action = AuditEvent.Action
 Outcome = AuditEvent.Outcome
 State = TrackedThread.State
+T = TypeVar("T")
 
 MESSAGES_PAGE_SIZE = 20
 
 
-def _require_usable_key(user, api_key):
-    if not selectors.usable_keys(user).filter(pk=api_key.pk).exists():
-        raise PermissionDenied("You may not use this key.")
+def _require_usable_key(api_key: ApiKey, *, actor: User) -> None:
+    if not selectors.usable_keys(actor).filter(pk=api_key.pk).exists():
+        raise NotAllowed("You may not use this key.")
 
 
-def require_writable(user, thread):
-    if not selectors.can_change_thread(user, thread):
-        raise PermissionDenied("You may look at this thread but not change it.")
+def require_writable(thread: TrackedThread, *, actor: User) -> None:
+    """Raise `NotAllowed` unless the actor may change the thread."""
+    if not selectors.can_change_thread(actor, thread):
+        raise NotAllowed("You may look at this thread but not change it.")
 
 
-def _call(api_key, call):
+def _call(api_key: ApiKey, call: Callable[[ThreadsClient], T]) -> T:
     """`call(client)` with the key's client; the key's last result is noted either way."""
     try:
         result = call(client_for(api_key))
@@ -52,21 +64,18 @@ def _call(api_key, call):
     return result
 
 
-def _cache_fields(live):
-    """What a tracked thread remembers of the live one."""
-    return {
-        "upstream_created_at": datetime.fromtimestamp(live.created_at, tz=UTC),
-        "metadata": live.metadata,
-        "tool_resources": live.tool_resources,
-        "last_checked_at": timezone.now(),
-    }
-
-
 def create_thread(
-    user, api_key, *, label="", metadata=None, messages=None, tool_resources=None, origin=None
-):
+    *,
+    actor: User,
+    api_key: ApiKey,
+    label: str = "",
+    metadata: dict[str, str] | None = None,
+    messages: list[dict[str, Any]] | None = None,
+    tool_resources: dict[str, Any] | None = None,
+    origin: Origin | None = None,
+) -> TrackedThread:
     """Create a thread upstream and track it; raises `UpstreamError` with nothing tracked."""
-    _require_usable_key(user, api_key)
+    _require_usable_key(api_key, actor=actor)
     live = _call(
         api_key,
         lambda client: client.create_thread(
@@ -77,12 +86,16 @@ def create_thread(
     )
     with transaction.atomic():
         thread = TrackedThread.objects.create(
-            thread_id=live.id, api_key=api_key, label=label, tracked_by=user, **_cache_fields(live)
+            thread_id=live.id,
+            api_key=api_key,
+            label=label,
+            tracked_by=actor,
+            **selectors.live_fields(live, checked_at=timezone.now()),
         )
         audit.record(
             action=Action.THREAD_CREATED,
             outcome=Outcome.SUCCESS,
-            actor=user,
+            actor=actor,
             api_key=api_key,
             thread_id=live.id,
             request_id=live.request_id or "",
@@ -104,19 +117,23 @@ class ImportResult:
     thread: TrackedThread | None = None
 
 
-def import_threads(user, api_key, thread_ids, origin=None):
+def import_threads(
+    *, actor: User, api_key: ApiKey, thread_ids: list[str], origin: Origin | None = None
+) -> list[ImportResult]:
     """Verify each id with a GET and track those the key can see; one result per id, in order.
 
-    A 404 or 400 refuses that id alone. Any other error concerns the key or the service
-    (401, 429, 5xx, timeout, unreadable answer), so the remaining ids are not sent: they are
-    refused with that error rather than making the user wait for each to fail the same way.
+    A 404 or 400 refuses that id alone, and so does an answer about another thread than the
+    one asked for. Any other error concerns the key or the service (401, 429, 5xx, timeout,
+    unreadable answer), so the remaining ids are not sent: they are refused with that error
+    rather than making the user wait for each to fail the same way.
     """
-    _require_usable_key(user, api_key)
+    _require_usable_key(api_key, actor=actor)
     existing = {
         thread.thread_id: thread
         for thread in TrackedThread.objects.filter(api_key=api_key, thread_id__in=thread_ids)
     }
-    results, stopped_by = [], None
+    results: list[ImportResult] = []
+    stopped_by: str | None = None
     for thread_id in thread_ids:
         if thread_id in existing:
             result = ImportResult(
@@ -126,7 +143,7 @@ def import_threads(user, api_key, thread_ids, origin=None):
             result = ImportResult(thread_id, ImportResult.REFUSED, f"Not checked: {stopped_by}")
         else:
             try:
-                result = _import_one(user, api_key, thread_id, origin)
+                result = _import_one(thread_id, actor=actor, api_key=api_key, origin=origin)
             except UpstreamError as exc:
                 stopped_by = str(exc)
                 result = ImportResult(thread_id, ImportResult.REFUSED, stopped_by)
@@ -134,7 +151,9 @@ def import_threads(user, api_key, thread_ids, origin=None):
     return results
 
 
-def _import_one(user, api_key, thread_id, origin):
+def _import_one(
+    thread_id: str, *, actor: User, api_key: ApiKey, origin: Origin | None
+) -> ImportResult:
     try:
         live = _call(api_key, lambda client: client.retrieve_thread(thread_id))
     except NotFoundError as exc:
@@ -144,18 +163,28 @@ def _import_one(user, api_key, thread_id, origin):
         return ImportResult(thread_id, ImportResult.REFUSED, message + ".")
     except InvalidRequestError as exc:
         return ImportResult(thread_id, ImportResult.REFUSED, str(exc))
+    if live.id != thread_id:  # only the id that was asked for, and checked, is tracked
+        return ImportResult(
+            thread_id,
+            ImportResult.REFUSED,
+            f"The Threads API answered with another thread (“{live.id[:40]}”); "
+            "nothing was tracked.",
+        )
     with transaction.atomic():
         thread, created = TrackedThread.objects.get_or_create(
             api_key=api_key,
             thread_id=live.id,
-            defaults={"tracked_by": user, **_cache_fields(live)},
+            defaults={
+                "tracked_by": actor,
+                **selectors.live_fields(live, checked_at=timezone.now()),
+            },
         )
         if not created:  # tracked meanwhile by a concurrent import
             return ImportResult(thread_id, ImportResult.ALREADY_TRACKED, thread=thread)
         audit.record(
             action=Action.THREAD_IMPORTED,
             outcome=Outcome.SUCCESS,
-            actor=user,
+            actor=actor,
             api_key=api_key,
             thread_id=live.id,
             request_id=live.request_id or "",
@@ -164,19 +193,7 @@ def _import_one(user, api_key, thread_id, origin):
     return ImportResult(thread_id, ImportResult.TRACKED, thread=thread)
 
 
-def unreachable_reason(thread):
-    """Why the upstream is not asked about this thread, or None."""
-    if thread.state == State.DELETED:
-        return "This thread was deleted; the Threads API no longer has it."
-    if thread.api_key.is_revoked:
-        return (
-            f"Its key “{thread.api_key.label}” is revoked, so the dashboard no longer calls "
-            "the Threads API with it."
-        )
-    return None
-
-
-def refresh_thread(thread):
+def refresh_thread(thread: TrackedThread) -> Thread:
     """The live thread; refreshes the cached copy, and marks a thread the upstream lost as gone.
 
     A cache refresh, not a change anyone made: not audited, and only needs read access.
@@ -185,28 +202,24 @@ def refresh_thread(thread):
     try:
         live = _call(thread.api_key, lambda client: client.retrieve_thread(thread.thread_id))
     except NotFoundError:
-        if thread.state == State.ACTIVE:
-            thread.state = State.GONE
-        thread.last_checked_at = timezone.now()
-        _save_unless_deleted(thread, ["state", "last_checked_at"])
+        _remember(thread, selectors.refreshed_fields(thread, None, checked_at=timezone.now()))
         raise
-    fields = _cache_fields(live)
-    for name, value in fields.items():
-        setattr(thread, name, value)
-    if thread.state == State.GONE:
-        thread.state = State.ACTIVE
-    _save_unless_deleted(thread, [*fields, "state", "search_text"])
+    _remember(thread, selectors.refreshed_fields(thread, live, checked_at=timezone.now()))
     return live
 
 
-def _save_unless_deleted(thread, field_names):
-    """Save cached fields, unless a deletion finished meanwhile (it must not be undone)."""
-    thread.search_text = thread.build_search_text()
-    values = {name: getattr(thread, name) for name in field_names}
-    TrackedThread.objects.filter(pk=thread.pk).exclude(state=State.DELETED).update(**values)
+def _remember(thread: TrackedThread, fields: dict[str, Any]) -> None:
+    """Set and save cached fields, unless a deletion finished meanwhile (it must not be
+    undone): the row is locked while it is checked and saved."""
+    for name, value in fields.items():
+        setattr(thread, name, value)
+    with transaction.atomic():
+        live_row = TrackedThread.objects.select_for_update().filter(pk=thread.pk)
+        if live_row.exclude(state=State.DELETED).exists():
+            thread.save(update_fields=list(fields))  # save() keeps the search text in step
 
 
-def list_messages(thread, after=None):
+def list_messages(thread: TrackedThread, *, after: str | None = None) -> MessagePage:
     """One page of the thread's messages, newest first; raises `UpstreamError`."""
     return _call(
         thread.api_key,
@@ -216,7 +229,14 @@ def list_messages(thread, after=None):
     )
 
 
-def update_thread(user, thread, *, metadata, tool_resources, origin=None):
+def update_thread(
+    thread: TrackedThread,
+    *,
+    actor: User,
+    metadata: dict[str, str],
+    tool_resources: dict[str, Any],
+    origin: Origin | None = None,
+) -> TrackedThread:
     """Replace the thread's metadata and tool_resources; raises `UpstreamError`.
 
     The new metadata map is sent whole. The emulator (emulator/validation.py,
@@ -225,7 +245,7 @@ def update_thread(user, thread, *, metadata, tool_resources, origin=None):
     tool_resources is sent with both sections, empty lists included, so that clearing the
     file ids or the vector store also clears them upstream.
     """
-    require_writable(user, thread)
+    require_writable(thread, actor=actor)
     before = thread.metadata
     live = _call(
         thread.api_key,
@@ -233,7 +253,7 @@ def update_thread(user, thread, *, metadata, tool_resources, origin=None):
             thread.thread_id, metadata=metadata, tool_resources=tool_resources
         ),
     )
-    fields = _cache_fields(live)
+    fields = selectors.live_fields(live, checked_at=timezone.now())
     for name, value in fields.items():
         setattr(thread, name, value)
     with transaction.atomic():
@@ -241,7 +261,7 @@ def update_thread(user, thread, *, metadata, tool_resources, origin=None):
         audit.record(
             action=Action.THREAD_UPDATED,
             outcome=Outcome.SUCCESS,
-            actor=user,
+            actor=actor,
             api_key=thread.api_key,
             thread_id=thread.thread_id,
             request_id=live.request_id or "",
@@ -251,15 +271,15 @@ def update_thread(user, thread, *, metadata, tool_resources, origin=None):
     return thread
 
 
-def untrack_thread(user, thread, origin=None):
+def untrack_thread(thread: TrackedThread, *, actor: User, origin: Origin | None = None) -> None:
     """Forget a thread locally; the upstream is not called."""
-    require_writable(user, thread)
+    require_writable(thread, actor=actor)
     with transaction.atomic():
         thread.delete()
         audit.record(
             action=Action.THREAD_UNTRACKED,
             outcome=Outcome.SUCCESS,
-            actor=user,
+            actor=actor,
             api_key=thread.api_key,
             thread_id=thread.thread_id,
             origin=origin,

@@ -6,25 +6,29 @@ names the key by label and hint only, never by its secret.
 """
 
 import json
+from collections.abc import Iterator
+from typing import Any
 
 from django.utils import timezone
 
+from threads_app.models import TrackedThread
 from threads_app.services.keys import client_for, note_key_result
-from threads_app.upstream import UpstreamError
+from threads_app.services.refusals import Refused
+from threads_app.upstream import Message, ThreadsClient, UpstreamError
 
 MESSAGES_PER_REQUEST = 100  # the API's maximum page size
 
 
-class SnapshotFailed(Exception):
+class SnapshotFailed(Refused):
     """The transcript could not be fetched, so the thread was not deleted.
 
     The message is safe to show; the upstream error is the cause.
     """
 
 
-def _all_messages(client, thread_id):
+def _all_messages(client: ThreadsClient, thread_id: str) -> Iterator[Message]:
     """Every message, oldest first, one page of 100 after another."""
-    after = None
+    after: str | None = None
     while True:
         page = client.list_messages(thread_id, limit=MESSAGES_PER_REQUEST, order="asc", after=after)
         yield from page.messages
@@ -33,7 +37,7 @@ def _all_messages(client, thread_id):
         after = page.last_id
 
 
-def _message(thread_id, message):
+def _message(thread_id: str, message: Message) -> dict[str, Any]:
     return {
         "id": message.id,
         "object": "thread.message",
@@ -46,7 +50,7 @@ def _message(thread_id, message):
     }
 
 
-def _tracked(thread):
+def _tracked(thread: TrackedThread) -> dict[str, Any]:
     """What the dashboard knows about the thread: who tracks it, under which key."""
     key = thread.api_key
     return {
@@ -54,13 +58,13 @@ def _tracked(thread):
         "state": thread.state,
         "key_label": key.label,
         "key_hint": key.hint,
-        "team": key.team.name if key.team_id else None,
+        "team": key.team.name if key.team else None,
         "tracked_by": thread.tracked_by.get_username() if thread.tracked_by else None,
         "tracked_at": thread.tracked_at.isoformat(),
     }
 
 
-def thread_transcript(thread):
+def thread_transcript(thread: TrackedThread) -> dict[str, Any]:
     """The transcript as a dict; raises `UpstreamError`. The key's result is noted either way."""
     client = client_for(thread.api_key)
     try:
@@ -84,12 +88,12 @@ def thread_transcript(thread):
     }
 
 
-def transcript_json(thread):
+def transcript_json(thread: TrackedThread) -> str:
     """The transcript as the JSON text that is downloaded or stored; raises `UpstreamError`."""
     return json.dumps(thread_transcript(thread), indent=2, ensure_ascii=False)
 
 
-def deletion_snapshot(thread):
+def deletion_snapshot(thread: TrackedThread) -> str:
     """The transcript to store with a deletion's intent; raises `SnapshotFailed`."""
     try:
         return transcript_json(thread)

@@ -1,101 +1,113 @@
-"""Thread pages: list, create, import, detail with messages, edit, delete and untrack.
+"""Thread pages: list, create, import, detail with messages, edit, check, delete and untrack.
 
-Reads go through selectors, writes through `services.threads`. An htmx request gets the
-page's swappable partial; a plain POST redirects, an htmx POST answers with a partial, an
-empty body (the row it removes) or an `HX-Redirect`.
+Reads go through selectors, writes through `services.threads`, answers through `views.htmx`.
+An htmx request gets the page's swappable partial; a plain POST redirects, an htmx POST
+answers with a partial, an empty body (the row it removes) or an `HX-Redirect`.
 """
 
 from collections import Counter
 from datetime import UTC, datetime
+from typing import Any
 
 from django.contrib import messages
-from django.http import HttpResponse
-from django.shortcuts import redirect, render
+from django.contrib.auth.models import User
+from django.http import HttpRequest, HttpResponse
 from django.urls import reverse
-from django.views.decorators.http import require_GET, require_http_methods
-from django_htmx.http import HttpResponseClientRedirect, trigger_client_event
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+from django_htmx.middleware import HtmxDetails
 
 from threads_app import selectors
 from threads_app.audit import Origin
+from threads_app.forms.base import posted
 from threads_app.forms.threads import (
+    ADD_ROW,
     ID_MAX,
+    BaseMessageFormSet,
+    BaseMetadataFormSet,
     MessageFormSet,
     MetadataFormSet,
     ThreadCreateForm,
     ThreadFilterForm,
     ThreadImportForm,
     ToolResourcesForm,
+    as_typed,
 )
-from threads_app.paging import keyset_page
+from threads_app.models import ApiKey, TrackedThread
+from threads_app.paging import Page, keyset_page
 from threads_app.services import deletions
 from threads_app.services import threads as services
-from threads_app.services.transcripts import SnapshotFailed
-from threads_app.upstream import NotFoundError, UpstreamError
+from threads_app.services.reconcile import CheckResult, check_thread
+from threads_app.services.refusals import Refused
+from threads_app.upstream import MessagePage, NotFoundError, Thread, UpstreamError
+from threads_app.views.htmx import Event, announce, go_to, render_page
 
 PAGE_SIZE = 25
-CHANGED = "threadsChanged"
+CHECK_MESSAGE_LEVELS = {
+    CheckResult.OK: messages.SUCCESS,
+    CheckResult.GONE: messages.WARNING,
+    CheckResult.KEY_REJECTED: messages.ERROR,
+    CheckResult.FAILED: messages.ERROR,
+    CheckResult.SKIPPED: messages.INFO,
+}
+CHECK_UNCHANGED = (CheckResult.FAILED, CheckResult.SKIPPED)
 
 
-def _render(request, template, partial, context):
-    """The whole page, or only its `partial` for an htmx request."""
-    name = f"threads_app/{template}.html"
-    return render(request, f"{name}#{partial}" if request.htmx else name, context)
+class AuthenticatedHttpRequest(HttpRequest):
+    """A request past the login and htmx middleware: a signed-in user, and `htmx`."""
 
-
-def _redirect(request, url):
-    return HttpResponseClientRedirect(url) if request.htmx else redirect(url)
-
-
-def _changed(response):
-    return trigger_client_event(response, CHANGED)
+    user: User
+    htmx: HtmxDetails
 
 
 @require_GET
-def thread_list(request):
-    user = request.user
-    keys = list(selectors.visible_keys(user).only("pk", "label", "hint", "revoked_at"))
+def thread_list(request: AuthenticatedHttpRequest) -> HttpResponse:
+    keys = list(selectors.visible_keys(request.user).only("pk", "label", "hint", "revoked_at"))
     filters = ThreadFilterForm(keys, request.GET)
-    threads = filters.filter(selectors.visible_threads(user))
-    page = keyset_page(
-        threads,
-        size=PAGE_SIZE,
-        before=filters.cleaned_data.get("before"),
-        after=filters.cleaned_data.get("after"),
-        # Read each key's newest rows through its index, so a user with few threads in a
-        # large table pays for their rows only (a superuser's keys are everyone's: no gain).
-        partitions=None if user.is_superuser else ("api_key_id", [key.pk for key in keys]),
-    )
-    paged = bool(filters.cleaned_data.get("before") or filters.cleaned_data.get("after"))
-    url = reverse("threads_app:thread_list") + "?"
+    page = _list_page(request.user, filters, keys)
     context = {
         "nav": "threads",
         "filters": filters,
         "page": page,
-        "pager": {
-            "newest": url + filters.query_string() if paged else None,
-            "newer": url + filters.query_string(after=page.newer) if page.newer else None,
-            "older": url + filters.query_string(before=page.older) if page.older else None,
-        },
-        "writable_key_ids": set(selectors.usable_keys(user).values_list("pk", flat=True)),
+        "pager": _pager(filters, page),
+        "writable_key_ids": set(selectors.usable_keys(request.user).values_list("pk", flat=True)),
         "has_keys": bool(keys),
     }
-    return _render(request, "thread_list", "rows", context)
+    return render_page(request, "thread_list", context, partial="rows")
+
+
+def _list_page(user: User, filters: ThreadFilterForm, keys: list[ApiKey]) -> Page:
+    """The page of threads the filters and cursor select."""
+    return keyset_page(
+        selectors.filtered_threads(user, **filters.criteria()),
+        size=PAGE_SIZE,
+        before=filters.cursor["before"],
+        after=filters.cursor["after"],
+        # Read each key's newest rows through its index, so a user with few threads in a
+        # large table pays for their rows only (a superuser's keys are everyone's: no gain).
+        partitions=None if user.is_superuser else ("api_key_id", [key.pk for key in keys]),
+    )
+
+
+def _pager(filters: ThreadFilterForm, page: Page) -> dict[str, str | None]:
+    """The links to the newest, newer and older pages (None where there is none)."""
+    url = reverse("threads_app:thread_list") + "?"
+    paged = any(filters.cursor.values())
+    return {
+        "newest": url + filters.query_string() if paged else None,
+        "newer": url + filters.query_string(after=page.newer) if page.newer else None,
+        "older": url + filters.query_string(before=page.older) if page.older else None,
+    }
 
 
 @require_http_methods(["GET", "POST"])
-def thread_create(request):
-    data = request.POST if request.method == "POST" else None
-    form = ThreadCreateForm(request.user, data)
-    metadata = MetadataFormSet(data, prefix="meta")
-    initial_messages = MessageFormSet(data, prefix="msg")
-    upstream_error = None
-    if data is not None and all(
-        [form.is_valid(), metadata.is_valid(), initial_messages.is_valid()]
-    ):
+def thread_create(request: AuthenticatedHttpRequest) -> HttpResponse:
+    form, metadata, initial_messages = _create_forms(request)
+    context: dict[str, Any] = {"nav": "threads", "upstream_error": None}
+    if form.is_bound and all([form.is_valid(), metadata.is_valid(), initial_messages.is_valid()]):
         try:
             thread = services.create_thread(
-                request.user,
-                form.cleaned_data["api_key"],
+                actor=request.user,
+                api_key=form.cleaned_data["api_key"],
                 label=form.cleaned_data["label"],
                 metadata=metadata.metadata(),
                 messages=initial_messages.messages(),
@@ -103,32 +115,44 @@ def thread_create(request):
                 origin=Origin.from_request(request),
             )
         except UpstreamError as exc:
-            upstream_error = exc
+            context["upstream_error"] = exc
         else:
             messages.success(request, f"Created thread {thread.thread_id}.")
-            return _redirect(request, reverse("threads_app:thread_detail", args=[thread.pk]))
-    context = {
-        "nav": "threads",
-        "form": form,
-        "metadata": metadata,
-        "initial_messages": initial_messages,
-        "upstream_error": upstream_error,
-    }
-    return _render(request, "thread_create", "form", context)
+            return go_to(request, "threads_app:thread_detail", thread.pk)
+    context.update(form=form, metadata=metadata, initial_messages=initial_messages)
+    return render_page(request, "thread_create", context, partial="form")
+
+
+def _create_forms(
+    request: AuthenticatedHttpRequest,
+) -> tuple[ThreadCreateForm, BaseMetadataFormSet, BaseMessageFormSet]:
+    """The create page's forms, bound to a POST; after `add_row` (a page without JavaScript),
+    unbound copies as typed, with one more row where it was asked for."""
+    data = posted(request)
+    form = ThreadCreateForm(request.user, data)
+    metadata = MetadataFormSet(data, prefix="meta")
+    initial_messages = MessageFormSet(data, prefix="msg")
+    if data is None or ADD_ROW not in data:
+        return form, metadata, initial_messages
+    return (
+        ThreadCreateForm(request.user, initial=as_typed(form)),
+        metadata.as_typed(another=data[ADD_ROW] == metadata.prefix),
+        initial_messages.as_typed(another=data[ADD_ROW] == initial_messages.prefix),
+    )
 
 
 @require_http_methods(["GET", "POST"])
-def thread_import(request):
+def thread_import(request: AuthenticatedHttpRequest) -> HttpResponse:
     """On POST the results table is the answer (not a redirect): importing again is harmless,
     the ids already tracked are reported as such."""
-    data = request.POST if request.method == "POST" else None
+    data = posted(request)
     form = ThreadImportForm(request.user, data)
     results = None
     if data is not None and form.is_valid():
         results = services.import_threads(
-            request.user,
-            form.cleaned_data["api_key"],
-            form.cleaned_data["thread_ids"],
+            actor=request.user,
+            api_key=form.cleaned_data["api_key"],
+            thread_ids=form.cleaned_data["thread_ids"],
             origin=Origin.from_request(request),
         )
     context = {
@@ -137,13 +161,13 @@ def thread_import(request):
         "results": results,
         "summary": Counter(result.status for result in results or ()),
     }
-    response = _render(request, "thread_import", "import", context)
+    response = render_page(request, "thread_import", context, partial="import")
     if results and any(result.status == result.TRACKED for result in results):
-        _changed(response)
+        announce(response, Event.THREADS_CHANGED)
     return response
 
 
-def _message_rows(page):
+def _message_rows(page: MessagePage | None) -> list[tuple[Any, datetime]]:
     """(message, creation time) pairs: the template shows the time as a `<time>`."""
     if page is None:
         return []
@@ -153,12 +177,12 @@ def _message_rows(page):
 
 
 @require_GET
-def thread_detail(request, pk):
+def thread_detail(request: AuthenticatedHttpRequest, pk: int) -> HttpResponse:
     """The local record always; the live thread and its newest messages when the upstream
     answers (a 404 marks the thread gone)."""
     thread = selectors.get_visible_thread(request.user, pk)
     live = page = error = None
-    reason = services.unreachable_reason(thread)
+    reason = selectors.unreachable_reason(thread)
     if reason is None:
         try:
             live = services.refresh_thread(thread)
@@ -176,16 +200,16 @@ def thread_detail(request, pk):
         "reason": reason,
         "writable": selectors.can_change_thread(request.user, thread),
     }
-    return _render(request, "thread_detail", "live", context)
+    return render_page(request, "thread_detail", context, partial="live")
 
 
 @require_GET
-def thread_messages(request, pk):
+def thread_messages(request: AuthenticatedHttpRequest, pk: int) -> HttpResponse:
     """The next page of messages after the `after` cursor; htmx gets the rows to append."""
     thread = selectors.get_visible_thread(request.user, pk)
     after = request.GET.get("after", "").strip()[:ID_MAX] or None
     page = error = None
-    reason = services.unreachable_reason(thread)
+    reason = selectors.unreachable_reason(thread)
     if reason is None:
         try:
             page = services.list_messages(thread, after=after)
@@ -200,56 +224,105 @@ def thread_messages(request, pk):
         "error": error,
         "reason": reason,
     }
-    return _render(request, "thread_messages", "items", context)
+    return render_page(request, "thread_messages", context, partial="items")
 
 
 @require_http_methods(["GET", "POST"])
-def thread_edit(request, pk):
+def thread_edit(request: AuthenticatedHttpRequest, pk: int) -> HttpResponse:
     """Metadata and tool_resources, pre-filled from the live thread; no form if it is out of
-    reach. The new metadata map replaces the old one."""
+    reach. The new metadata map replaces the old one. A POST with `add_row` (no JavaScript)
+    shows the form again with one more pair."""
     thread = selectors.get_writable_thread(request.user, pk)
-    context = {"nav": "threads", "thread": thread, "error": None}
-    if request.method == "POST":
-        form = ToolResourcesForm(request.POST)
-        metadata = MetadataFormSet(request.POST, prefix="meta")
-        if form.is_valid() and metadata.is_valid():
-            try:
-                services.update_thread(
-                    request.user,
-                    thread,
-                    metadata=metadata.metadata(),
-                    tool_resources=form.tool_resources(keep_empty=True),
-                    origin=Origin.from_request(request),
-                )
-            except UpstreamError as exc:
-                context["error"] = exc
-            else:
-                messages.success(request, f"Saved thread {thread.thread_id}.")
-                return _redirect(request, reverse("threads_app:thread_detail", args=[pk]))
-    else:
-        try:
-            live = services.refresh_thread(thread)
-        except UpstreamError as exc:
-            context["error"] = exc
-            form = metadata = None
-        else:
-            form = ToolResourcesForm(initial=ToolResourcesForm.initial_from(live.tool_resources))
-            metadata = MetadataFormSet(
-                initial=[{"key": key, "value": value} for key, value in live.metadata.items()],
-                prefix="meta",
-            )
-    context.update(form=form, metadata=metadata)
-    return _render(request, "thread_edit", "form", context)
+    data = posted(request)
+    if data is None:
+        return _edit_page(request, thread, *_edit_forms_from_live(thread))
+    form = ToolResourcesForm(data)
+    metadata = MetadataFormSet(data, prefix="meta")
+    if ADD_ROW in data:
+        form = ToolResourcesForm(initial=as_typed(form))
+        return _edit_page(request, thread, form, metadata.as_typed(another=True))
+    if not (form.is_valid() and metadata.is_valid()):
+        return _edit_page(request, thread, form, metadata)
+    try:
+        services.update_thread(
+            thread,
+            actor=request.user,
+            metadata=metadata.metadata(),
+            tool_resources=form.tool_resources(keep_empty=True),
+            origin=Origin.from_request(request),
+        )
+    except UpstreamError as exc:
+        return _edit_page(request, thread, form, metadata, error=exc)
+    messages.success(request, f"Saved thread {thread.thread_id}.")
+    return go_to(request, "threads_app:thread_detail", pk)
 
 
-def _confirm(request, thread, action):
-    return _render(
-        request, "thread_confirm", "confirm", {"nav": "threads", "thread": thread, "action": action}
+def _edit_forms_from_live(
+    thread: TrackedThread,
+) -> tuple[ToolResourcesForm | None, BaseMetadataFormSet | None, UpstreamError | None]:
+    """The edit forms filled from the live thread, or no forms and why it could not be read."""
+    try:
+        live: Thread = services.refresh_thread(thread)
+    except UpstreamError as exc:
+        return None, None, exc
+    form = ToolResourcesForm(initial=ToolResourcesForm.initial_from(live.tool_resources))
+    metadata = MetadataFormSet(
+        initial=[{"key": key, "value": value} for key, value in live.metadata.items()],
+        prefix="meta",
     )
+    return form, metadata, None
+
+
+def _edit_page(
+    request: AuthenticatedHttpRequest,
+    thread: TrackedThread,
+    form: ToolResourcesForm | None,
+    metadata: BaseMetadataFormSet | None,
+    error: UpstreamError | None = None,
+) -> HttpResponse:
+    context = {"nav": "threads", "thread": thread, "form": form, "metadata": metadata}
+    return render_page(request, "thread_edit", {**context, "error": error}, partial="form")
+
+
+@require_POST
+def thread_check(request: AuthenticatedHttpRequest, pk: int) -> HttpResponse:
+    """'Check now': anyone who can see the thread may check it, only the cached copy changes.
+
+    htmx gets the page's record partial (the toast says what was found); a plain POST goes
+    back to the thread's page.
+    """
+    thread = selectors.get_visible_thread(request.user, pk)
+    result = check_thread(thread)
+    messages.add_message(request, CHECK_MESSAGE_LEVELS[result.outcome], result.message)
+    if not request.htmx:
+        return go_to(request, "threads_app:thread_detail", pk)
+    # Fetched again: a rejected key is marked failing in the database, not on this object.
+    thread = selectors.get_visible_thread(request.user, pk)
+    response = render_page(request, "thread_detail", {"thread": thread}, partial="record")
+    if result.outcome not in CHECK_UNCHANGED:
+        announce(response, Event.THREADS_CHANGED)
+    return response
+
+
+def _confirm(request: AuthenticatedHttpRequest, thread: TrackedThread, action: str) -> HttpResponse:
+    context = {"nav": "threads", "thread": thread, "action": action}
+    return render_page(request, "thread_confirm", context, partial="confirm")
+
+
+def _row_removed(request: AuthenticatedHttpRequest) -> HttpResponse:
+    """A thread left the list: htmx gets an empty body (the row goes), a page the list."""
+    if request.htmx:
+        return announce(HttpResponse(""), Event.THREADS_CHANGED)
+    return go_to(request, "threads_app:thread_list")
+
+
+def _row_kept(request: AuthenticatedHttpRequest, to: str, pk: int) -> HttpResponse:
+    """A thread stays: htmx gets 204 (the row stays, the toast says why), a page `to`."""
+    return HttpResponse(status=204) if request.htmx else go_to(request, to, pk)
 
 
 @require_http_methods(["GET", "POST"])
-def thread_delete(request, pk):
+def thread_delete(request: AuthenticatedHttpRequest, pk: int) -> HttpResponse:
     """GET: confirmation. POST: delete upstream. htmx (the list's row button): an empty body
     removes the row; on failure 204 keeps it, and the toast says why. A transcript that was
     asked for but could not be saved stops the deletion: back to the confirmation."""
@@ -258,36 +331,28 @@ def thread_delete(request, pk):
         return _confirm(request, thread, "delete")
     try:
         deletion = deletions.delete_thread(
-            request.user,
             thread,
+            actor=request.user,
             origin=Origin.from_request(request),
             snapshot="snapshot" in request.POST,
         )
-    except SnapshotFailed as exc:
+    except Refused as exc:
         messages.error(request, str(exc))
-        if request.htmx:
-            return HttpResponse(status=204)
-        return redirect("threads_app:thread_delete", pk=pk)
+        return _row_kept(request, "threads_app:thread_delete", pk)
     if deletion.removed:
         messages.success(request, deletion.message)
-        if request.htmx:
-            return _changed(HttpResponse(""))
-        return redirect("threads_app:thread_list")
+        return _row_removed(request)
     messages.error(request, deletion.message)
-    if request.htmx:
-        return HttpResponse(status=204)
-    return redirect("threads_app:thread_detail", pk=pk)
+    return _row_kept(request, "threads_app:thread_detail", pk)
 
 
 @require_http_methods(["GET", "POST"])
-def thread_untrack(request, pk):
+def thread_untrack(request: AuthenticatedHttpRequest, pk: int) -> HttpResponse:
     """GET: confirmation. POST: forget the thread here; the upstream keeps it."""
     thread = selectors.get_writable_thread(request.user, pk)
     if request.method == "GET":
         return _confirm(request, thread, "untrack")
     name = str(thread)
-    services.untrack_thread(request.user, thread, origin=Origin.from_request(request))
+    services.untrack_thread(thread, actor=request.user, origin=Origin.from_request(request))
     messages.success(request, f"Stopped tracking {name}. It still exists upstream.")
-    if request.htmx:
-        return _changed(HttpResponse(""))
-    return redirect("threads_app:thread_list")
+    return _row_removed(request)

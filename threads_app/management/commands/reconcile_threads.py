@@ -1,13 +1,14 @@
 """`manage.py reconcile_threads`: check every tracked thread against the upstream."""
 
-from argparse import ArgumentTypeError
+from argparse import ArgumentParser, ArgumentTypeError
+from typing import Any
 
 from django.core.management.base import BaseCommand
 
 from threads_app.services.reconcile import reconcile_all
 
 
-def positive_int(value):
+def positive_int(value: str) -> int:
     number = int(value)
     if number < 1:
         raise ArgumentTypeError(f"must be at least 1, not {number}")
@@ -20,7 +21,7 @@ class Command(BaseCommand):
         "it no longer has as gone and the keys it rejects as failing."
     )
 
-    def add_arguments(self, parser):
+    def add_arguments(self, parser: ArgumentParser) -> None:
         parser.add_argument(
             "--workers", type=positive_int, default=4, help="Threads checked at once (default 4)."
         )
@@ -31,7 +32,7 @@ class Command(BaseCommand):
             help="Threads read per query (default 200).",
         )
 
-    def handle(self, *args, workers, batch_size, **options):
+    def handle(self, *args: Any, workers: int, batch_size: int, **options: Any) -> None:
         summary = reconcile_all(batch_size=batch_size, workers=workers)
         self.stdout.write(
             f"Checked: {summary.checked} threads. Gone upstream: {summary.gone}. "
