@@ -3,8 +3,12 @@
 An object outside these querysets is a 404 for that user, on full pages and partials alike.
 """
 
+from collections.abc import Iterable
+from typing import TypedDict
+
+from django.contrib.auth.models import User
 from django.core.exceptions import PermissionDenied
-from django.db.models import Count, OuterRef, Q, Subquery
+from django.db.models import Count, OuterRef, Q, QuerySet, Subquery
 from django.shortcuts import get_object_or_404
 
 from threads_app.models import ApiKey, AuditEvent, BulkDeleteJob, Membership, Team, TrackedThread
@@ -13,34 +17,38 @@ Role = Membership.Role
 WRITER_ROLES = (Role.OWNER, Role.MEMBER)
 
 
-def _team_ids(user, roles=None):
+class _TeamId(TypedDict):
+    team_id: int
+
+
+def _team_ids(user: User, roles: Iterable[str] | None = None) -> QuerySet[Membership, _TeamId]:
     memberships = Membership.objects.filter(user=user)
     if roles is not None:
         memberships = memberships.filter(role__in=roles)
     return memberships.values("team_id")
 
 
-def visible_teams(user):
+def visible_teams(user: User) -> QuerySet[Team]:
     if user.is_superuser:
         return Team.objects.all()
     return Team.objects.filter(memberships__user=user)
 
 
-def team_role(user, team):
+def team_role(user: User, team: Team) -> str | None:
     """The user's role in the team, or None. Superusers act as owners everywhere."""
     if user.is_superuser:
         return Role.OWNER
     return Membership.objects.filter(user=user, team=team).values_list("role", flat=True).first()
 
 
-def visible_keys(user):
+def visible_keys(user: User) -> QuerySet[ApiKey]:
     """Keys whose label and hint the user may see (never their secrets)."""
     if user.is_superuser:
         return ApiKey.objects.all()
     return ApiKey.objects.filter(Q(owner=user) | Q(team__in=_team_ids(user)))
 
 
-def usable_keys(user):
+def usable_keys(user: User) -> QuerySet[ApiKey]:
     """Live keys the user may call the upstream with: their own, and teams they write in."""
     keys = ApiKey.objects.filter(revoked_at__isnull=True)
     if user.is_superuser:
@@ -48,26 +56,26 @@ def usable_keys(user):
     return keys.filter(Q(owner=user) | Q(team__in=_team_ids(user, WRITER_ROLES)))
 
 
-def manageable_keys(user):
+def manageable_keys(user: User) -> QuerySet[ApiKey]:
     """Keys the user may rotate or revoke: their own, and keys of teams they own."""
     if user.is_superuser:
         return ApiKey.objects.all()
     return ApiKey.objects.filter(Q(owner=user) | Q(team__in=_team_ids(user, [Role.OWNER])))
 
 
-def visible_threads(user):
+def visible_threads(user: User) -> QuerySet[TrackedThread]:
     threads = TrackedThread.objects.select_related("api_key", "api_key__team", "tracked_by")
     if user.is_superuser:
         return threads
     return threads.filter(Q(api_key__owner=user) | Q(api_key__team__in=_team_ids(user)))
 
 
-def writable_threads(user):
+def writable_threads(user: User) -> QuerySet[TrackedThread]:
     """Threads the user may edit, delete or untrack: those under keys they may use."""
     return visible_threads(user).filter(api_key__in=usable_keys(user))
 
 
-def visible_audit_events(user):
+def visible_audit_events(user: User) -> QuerySet[AuditEvent]:
     if user.is_superuser:
         return AuditEvent.objects.all()
     return AuditEvent.objects.filter(
@@ -75,16 +83,16 @@ def visible_audit_events(user):
     )
 
 
-def get_visible_thread(user, pk):
+def get_visible_thread(user: User, pk: int) -> TrackedThread:
     return get_object_or_404(visible_threads(user), pk=pk)
 
 
-def can_change_thread(user, thread):
+def can_change_thread(user: User, thread: TrackedThread) -> bool:
     """Whoever may use a thread's key may change the thread (using it implies seeing it)."""
     return usable_keys(user).filter(pk=thread.api_key_id).exists()
 
 
-def get_writable_thread(user, pk):
+def get_writable_thread(user: User, pk: int) -> TrackedThread:
     """404 when the user may not see the thread, 403 when they may only look at it."""
     thread = get_visible_thread(user, pk)
     if not can_change_thread(user, thread):
@@ -92,11 +100,11 @@ def get_writable_thread(user, pk):
     return thread
 
 
-def get_visible_key(user, pk):
+def get_visible_key(user: User, pk: int) -> ApiKey:
     return get_object_or_404(visible_keys(user), pk=pk)
 
 
-def get_manageable_key(user, pk):
+def get_manageable_key(user: User, pk: int) -> ApiKey:
     """404 when the user may not see the key, 403 when they may see but not manage it."""
     key = get_visible_key(user, pk)
     if not manageable_keys(user).filter(pk=key.pk).exists():
@@ -104,18 +112,18 @@ def get_manageable_key(user, pk):
     return key
 
 
-def get_visible_team(user, pk):
+def get_visible_team(user: User, pk: int) -> Team:
     return get_object_or_404(visible_teams(user), pk=pk)
 
 
 # --- Teams: overview, members, keys, and who may manage them -----------------------------
 
 
-def is_team_owner(user, team):
+def is_team_owner(user: User, team: Team) -> bool:
     return team_role(user, team) == Role.OWNER
 
 
-def teams_overview(user):
+def teams_overview(user: User) -> QuerySet[Team]:
     """The user's teams with their own role (None for a superuser outside the team), member
     count and live key count."""
     my_role = Membership.objects.filter(team=OuterRef("pk"), user=user).values("role")[:1]
@@ -129,16 +137,16 @@ def teams_overview(user):
     )
 
 
-def team_members(team):
+def team_members(team: Team) -> QuerySet[Membership]:
     return team.memberships.select_related("user").order_by("user__username")
 
 
-def team_keys(user, team):
+def team_keys(user: User, team: Team) -> QuerySet[ApiKey]:
     """The team's keys as the user may see them (label, hint, use; never the secret)."""
     return visible_keys(user).filter(team=team).annotate(thread_count=Count("threads"))
 
 
-def get_manageable_team(user, pk):
+def get_manageable_team(user: User, pk: int) -> Team:
     """404 when the user is not in the team, 403 when they are but not as an owner."""
     team = get_visible_team(user, pk)
     if not is_team_owner(user, team):
@@ -146,16 +154,16 @@ def get_manageable_team(user, pk):
     return team
 
 
-def may_remove_member(user, membership):
+def may_remove_member(user: User, membership: Membership) -> bool:
     """Owners remove anyone; everyone may remove themself (leave)."""
     return membership.user_id == user.pk or is_team_owner(user, membership.team)
 
 
-def get_team_membership(team, membership_pk):
+def get_team_membership(team: Team, membership_pk: int) -> Membership:
     return get_object_or_404(team_members(team), pk=membership_pk)
 
 
-def get_removable_membership(user, team, membership_pk):
+def get_removable_membership(user: User, team: Team, membership_pk: int) -> Membership:
     """404 outside the (already visible) team, 403 for someone else's membership."""
     membership = get_team_membership(team, membership_pk)
     if not may_remove_member(user, membership):
@@ -166,13 +174,13 @@ def get_removable_membership(user, team, membership_pk):
 # --- Bulk delete jobs ---------------------------------------------------------------------
 
 
-def visible_bulk_delete_jobs(user):
+def visible_bulk_delete_jobs(user: User) -> QuerySet[BulkDeleteJob]:
     """A job is its creator's alone (superusers see all): it names threads of several keys."""
     jobs = BulkDeleteJob.objects.all()
     return jobs if user.is_superuser else jobs.filter(created_by=user)
 
 
-def get_visible_bulk_delete_job(user, pk):
+def get_visible_bulk_delete_job(user: User, pk: int) -> BulkDeleteJob:
     return get_object_or_404(visible_bulk_delete_jobs(user), pk=pk)
 
 
