@@ -701,6 +701,12 @@ def test_retry_after_seconds(header, seconds):
     assert upstream._retry_after_seconds(header) == seconds
 
 
+@pytest.mark.parametrize("header", ["\u00b2", "9" * 400, "Wed, 21 Oct 99999 07:28:00 GMT"])
+def test_retry_after_that_is_not_a_delay_is_ignored(header):
+    """A superscript digit passes str.isdigit(); 400 nines make an infinite float."""
+    assert upstream._retry_after_seconds(header) is None
+
+
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
     lambda children: (

@@ -436,8 +436,9 @@ def _retry_after_seconds(value: str | None) -> float | None:
     """Retry-After (seconds or an HTTP date) as seconds, or None if absent or unreadable."""
     if not value:
         return None
-    if value.strip().isdigit():
-        return float(value)
+    if value.strip().isascii() and value.strip().isdigit():  # not "²", which isdigit() too
+        seconds = float(value)
+        return seconds if math.isfinite(seconds) else None
     try:
         when = email.utils.parsedate_to_datetime(value)
     except (TypeError, ValueError):
