@@ -32,7 +32,7 @@ from threads_app.upstream import (
 )
 
 FUZZ = settings(
-    max_examples=int(os.environ.get("FUZZ_EXAMPLES", "100")),
+    max_examples=int(os.environ.get("FUZZ_EXAMPLES", "150")),
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow],
 )
@@ -218,35 +218,25 @@ def read(parse, body):
 # --- The parsers, directly ------------------------------------------------------------------
 
 
+def assert_usable_flag(deleted):
+    assert isinstance(deleted, bool)
+
+
+PARSERS = [
+    pytest.param(thread_answers, upstream._parse_thread, assert_usable_thread, id="thread"),
+    pytest.param(message_answers, upstream._parse_message, assert_usable_message, id="message"),
+    pytest.param(page_answers, upstream._parse_message_page, assert_usable_page, id="page"),
+    pytest.param(deletion_answers, upstream._parse_deletion, assert_usable_flag, id="deletion"),
+]
+
+
+@pytest.mark.parametrize(("answers", "parse", "assert_usable"), PARSERS)
 @FUZZ
-@given(thread_answers)
-def test_thread_answers(body):
-    result = read(upstream._parse_thread, body)
+@given(data=st.data())
+def test_parser(answers, parse, assert_usable, data):
+    result = read(parse, data.draw(answers, label="answer"))
     if not isinstance(result, UpstreamError):
-        assert_usable_thread(result)
-
-
-@FUZZ
-@given(message_answers)
-def test_message_answers(body):
-    result = read(upstream._parse_message, body)
-    if not isinstance(result, UpstreamError):
-        assert_usable_message(result)
-
-
-@FUZZ
-@given(page_answers)
-def test_message_page_answers(body):
-    result = read(upstream._parse_message_page, body)
-    if not isinstance(result, UpstreamError):
-        assert_usable_page(result)
-
-
-@FUZZ
-@given(deletion_answers)
-def test_deletion_answers(body):
-    result = read(upstream._parse_deletion, body)
-    assert isinstance(result, bool | UpstreamError)
+        assert_usable(result)
 
 
 def fake_response(status, content, headers=None):
