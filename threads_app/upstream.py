@@ -100,7 +100,8 @@ class AuthenticationError(UpstreamError):
 
 
 class NotFoundError(UpstreamError):
-    """404: no such thread for this key (never existed, expired, or another project's)."""
+    """404 with the API's error body: no such thread for this key (never existed, expired,
+    or another project's). A 404 without it is a ``MisconfiguredUpstreamError``."""
 
 
 class RateLimitedError(UpstreamError):
@@ -257,9 +258,8 @@ def _metadata(body: Mapping[str, object]) -> dict[str, str]:
     """The metadata object: text keys to text values; null or missing is empty."""
     metadata = _field(body, "metadata", dict, {})
     for key, value in metadata.items():
-        if not (isinstance(key, str) and isinstance(value, str)):
-            raise _Malformed("metadata")
-        if not (_is_text(key) and _is_text(value)):
+        texts = isinstance(key, str) and isinstance(value, str)
+        if not (texts and _is_text(key) and _is_text(value)):
             raise _Malformed("metadata")
     return metadata
 
