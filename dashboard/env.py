@@ -1,6 +1,7 @@
 """Small typed readers for environment variables."""
 
 import os
+from typing import overload
 
 from django.core.exceptions import ImproperlyConfigured
 
@@ -8,11 +9,19 @@ _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
 
 
-def env(name, default=None):
+@overload
+def env(name: str) -> str | None: ...
+
+
+@overload
+def env(name: str, default: str) -> str: ...
+
+
+def env(name: str, default: str | None = None) -> str | None:
     return os.environ.get(name, default)
 
 
-def env_bool(name, default):
+def env_bool(name: str, default: bool) -> bool:
     value = os.environ.get(name)
     if value is None:
         return default
@@ -23,7 +32,7 @@ def env_bool(name, default):
     raise ImproperlyConfigured(f"{name} must be one of 1/0, true/false, yes/no, on/off.")
 
 
-def env_float(name, default):
+def env_float(name: str, default: float) -> float:
     value = os.environ.get(name)
     if value is None:
         return default
@@ -33,7 +42,7 @@ def env_float(name, default):
         raise ImproperlyConfigured(f"{name} must be a number of seconds, not {value!r}.") from None
 
 
-def env_list(name, default):
+def env_list(name: str, default: list[str]) -> list[str]:
     """A comma-separated list; blank items are dropped."""
     value = os.environ.get(name)
     if value is None:

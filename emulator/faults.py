@@ -18,7 +18,11 @@ _MALFORMED_BODY = b'{"id": "thread_abc123", "object": "thread", "created_at": 16
 
 @dataclass
 class Fault:
-    """`times` is how many matching requests it applies to (None: until cleared)."""
+    """`times` is how many matching requests it applies to (None: until cleared).
+
+    `body` replaces a `status` fault's JSON: any JSON value, or bytes sent as they are (to
+    play an upstream that answers with what is not JSON, or not even UTF-8).
+    """
 
     method: str = "*"
     path: str = "*"
@@ -26,7 +30,7 @@ class Fault:
     status: int | None = None
     times: int | None = 1
     retry_after: int | float | str | None = None
-    body: dict | None = None
+    body: dict | list | bytes | None = None
     seconds: float = 30.0
 
     def __post_init__(self):
@@ -67,5 +71,7 @@ class Fault:
             headers.append(("Retry-After", str(self.retry_after)))
         if 300 <= self.status < 400:  # a redirect a careful client must not follow
             headers.append(("Location", "/v1/redirected"))
+        if isinstance(self.body, bytes):
+            return Response(self.status, self.body, headers=tuple(headers))
         payload = self.body if self.body is not None else status_error(self.status).payload()
         return json_response(self.status, payload, headers)

@@ -1,6 +1,7 @@
 """threads_app.upstream against the emulator, over real HTTP."""
 
 import contextlib
+import functools
 import logging
 import socket
 import time
@@ -21,10 +22,12 @@ from threads_app.upstream import (
     InvalidRequestError,
     Message,
     MessagePage,
+    MisconfiguredUpstreamError,
     NotFoundError,
     RateLimitedError,
     Thread,
     ThreadsClient,
+    UnreadableAnswerError,
     UpstreamError,
     UpstreamUnavailableError,
 )
@@ -391,6 +394,72 @@ def test_delete_answer_without_deleted_flag(client, emulator):
         client.delete_thread("thread_abc")
 
 
+def test_answer_with_a_created_at_no_date_can_hold(client, emulator):
+    body = {"id": "thread_abc", "object": "thread", "created_at": 10**18}
+    emulator.add_fault(method="GET", path=THREAD_PATH, status=200, body=body)
+    with pytest.raises(UnreadableAnswerError) as caught:
+        client.retrieve_thread("thread_abc")
+    assert (caught.value.status, caught.value.request_id) == (200, caught.value.request_id)
+    assert caught.value.request_id
+    assert caught.value.message == "The Threads API answered without a valid 'created_at' field."
+
+
+def test_message_with_a_created_at_no_date_can_hold(client, emulator):
+    message = {"id": "msg_1", "role": "user", "created_at": 10**18, "content": []}
+    body = {"object": "list", "data": [message], "has_more": False}
+    emulator.add_fault(method="GET", path="/v1/threads/*/messages", status=200, body=body)
+    with pytest.raises(UnreadableAnswerError) as caught:
+        client.list_messages("thread_abc")
+    assert caught.value.request_id
+    assert "'created_at'" in caught.value.message
+
+
+# --- A 404 is "no such thread" only in the API's own words ------------------------------------
+
+NOT_THE_API = [
+    pytest.param({"kind": "html", "status": 404}, id="html-page"),
+    pytest.param({"status": 404, "body": {"detail": "Not Found"}}, id="json-without-error"),
+    pytest.param({"status": 404, "body": {"error": "Not Found"}}, id="error-not-an-object"),
+    pytest.param({"status": 404, "body": b"Not Found"}, id="plain-text"),
+]
+
+
+@pytest.mark.parametrize("fault", NOT_THE_API)
+def test_404_that_is_not_the_apis_is_a_misconfigured_upstream(client, emulator, fault):
+    emulator.add_fault(method="GET", path=THREAD_PATH, **fault)
+    with pytest.raises(MisconfiguredUpstreamError) as caught:
+        client.retrieve_thread("thread_abc")
+    assert not isinstance(caught.value, NotFoundError)
+    assert (caught.value.status, bool(caught.value.request_id)) == (404, True)
+    assert "base URL looks wrong" in str(caught.value)
+
+
+@pytest.mark.parametrize("fault", NOT_THE_API)
+def test_delete_answered_by_a_404_not_the_apis_is_not_already_gone(client, emulator, fault):
+    emulator.add_fault(method="DELETE", path=THREAD_PATH, **fault)
+    with pytest.raises(MisconfiguredUpstreamError):
+        client.delete_thread("thread_abc")
+
+
+def test_404_in_the_apis_shape_is_not_found(client, emulator):
+    body = {"error": {"message": "No thread found.", "type": "invalid_request_error"}}
+    emulator.add_fault(method="GET", path=THREAD_PATH, status=404, body=body)
+    with pytest.raises(NotFoundError) as caught:
+        client.retrieve_thread("thread_abc")
+    assert caught.value.message == "No thread found."
+
+
+def test_key_check_against_a_wrong_base_url_accepts_no_key(emulator, settings):
+    from threads_app.services.keys import KeyUnverified, verify_secret
+
+    settings.UMAMIAI_BASE_URL = emulator.base_url
+    emulator.add_fault(method="GET", path=THREAD_PATH, kind="html", status=404)
+    with pytest.raises(KeyUnverified) as caught:
+        verify_secret("sk-test-anything-at-all-0000")
+    assert "base URL looks wrong" in str(caught.value)
+    verify_secret(TEST_KEY)  # the real API's 404 still means the key works
+
+
 @pytest.mark.parametrize("method", ["GET", "DELETE"])
 def test_redirect_is_not_followed(client, emulator, method):
     emulator.add_fault(method=method, path=THREAD_PATH, status=302, times=None)
@@ -511,6 +580,99 @@ def test_thread_parsing_rejects_what_it_cannot_use(broken):
         upstream._parse_thread(broken)
 
 
+MESSAGE = {"id": "msg_1", "role": "user", "created_at": 5, "content": []}
+
+
+@pytest.mark.parametrize(
+    ("broken", "field"),
+    [
+        ({**THREAD, "created_at": 10**18}, "created_at"),
+        ({**THREAD, "created_at": 1e18}, "created_at"),
+        ({**THREAD, "created_at": -1}, "created_at"),
+        ({**THREAD, "created_at": "1699012949"}, "created_at"),
+        ({**THREAD, "created_at": 1699012949.5}, "created_at"),
+        ({**THREAD, "id": ""}, "id"),
+        ({**THREAD, "id": "x" * 101}, "id"),
+        ({**THREAD, "id": "thread\x00abc"}, "id"),
+        ({**THREAD, "id": ["thread_abc"]}, "id"),
+        ({**THREAD, "metadata": {"a": 1}}, "metadata"),
+        ({**THREAD, "metadata": {"a": {"b": "c"}}}, "metadata"),
+        ({**THREAD, "metadata": {"a": "\ud800"}}, "metadata"),
+        ({**THREAD, "metadata": "a=b"}, "metadata"),
+        ({**THREAD, "tool_resources": ["file_1"]}, "tool_resources"),
+        ({**THREAD, "tool_resources": {"x": float("nan")}}, "tool_resources"),
+        ({**THREAD, "tool_resources": {"x": "\udc80"}}, "tool_resources"),
+        (
+            {
+                **THREAD,
+                "tool_resources": {"x": functools.reduce(lambda inner, _: [inner], range(40), [])},
+            },
+            "tool_resources",
+        ),
+    ],
+)
+def test_thread_fields_are_checked(broken, field):
+    with pytest.raises(upstream._Malformed) as caught:
+        upstream._parse_thread(broken)
+    assert str(caught.value) == field
+
+
+def test_thread_created_at_bounds_are_those_of_a_datetime():
+    for created_at in (0, upstream.MAX_TIMESTAMP):
+        assert upstream._parse_thread({**THREAD, "created_at": created_at}).created_at == created_at
+
+
+@pytest.mark.parametrize(
+    ("broken", "field"),
+    [
+        ({**MESSAGE, "created_at": 10**18}, "created_at"),
+        ({**MESSAGE, "created_at": -5}, "created_at"),
+        ({**MESSAGE, "role": 3}, "role"),
+        ({**MESSAGE, "role": None}, "role"),
+        ({**MESSAGE, "id": None}, "id"),
+        ({**MESSAGE, "content": "hello"}, "content"),
+        ({**MESSAGE, "content": [{"type": "text", "text": {"value": "\ud83d"}}]}, "content"),
+        ({**MESSAGE, "attachments": {"file_id": "f"}}, "attachments"),
+        ({**MESSAGE, "metadata": {"n": 2}}, "metadata"),
+    ],
+)
+def test_message_fields_are_checked(broken, field):
+    with pytest.raises(upstream._Malformed) as caught:
+        upstream._parse_message(broken)
+    assert str(caught.value) == field
+
+
+@pytest.mark.parametrize(
+    ("broken", "field"),
+    [
+        ({"data": {}}, "data"),
+        ({"data": [], "first_id": 1}, "first_id"),
+        ({"data": [], "last_id": ""}, "last_id"),
+        ({"data": [], "has_more": "yes"}, "has_more"),
+        ({"data": ["msg_1"]}, "body"),
+    ],
+)
+def test_message_page_fields_are_checked(broken, field):
+    with pytest.raises(upstream._Malformed) as caught:
+        upstream._parse_message_page(broken)
+    assert str(caught.value) == field
+
+
+def test_a_bad_field_becomes_an_unreadable_answer_with_the_request_id():
+    with pytest.raises(UnreadableAnswerError) as caught:
+        upstream._read(lambda: upstream._parse_thread([]), status=201, request_id="req_9")
+    assert isinstance(caught.value, UpstreamUnavailableError)
+    assert (caught.value.status, caught.value.request_id) == (201, "req_9")
+
+
+@pytest.mark.parametrize(
+    ("header", "kept"),
+    [(None, None), ("req_1", "req_1"), ("req\x00\x01_2", "req_2"), ("r" * 300, "r" * 100)],
+)
+def test_request_id_is_printable_and_fits_its_column(header, kept):
+    assert upstream._request_id(header) == kept
+
+
 def test_message_text_joins_text_parts():
     message = upstream._parse_message(
         {
@@ -537,6 +699,12 @@ def test_message_text_joins_text_parts():
 )
 def test_retry_after_seconds(header, seconds):
     assert upstream._retry_after_seconds(header) == seconds
+
+
+@pytest.mark.parametrize("header", ["\u00b2", "9" * 400, "Wed, 21 Oct 99999 07:28:00 GMT"])
+def test_retry_after_that_is_not_a_delay_is_ignored(header):
+    """A superscript digit passes str.isdigit(); 400 nines make an infinite float."""
+    assert upstream._retry_after_seconds(header) is None
 
 
 json_values = st.recursive(

@@ -16,19 +16,19 @@ class DecryptionError(Exception):
 
 
 @functools.cache
-def _fernets(keys):
+def _fernets(keys: tuple[str, ...]) -> tuple[MultiFernet, Fernet]:
     return MultiFernet([Fernet(key.encode()) for key in keys]), Fernet(keys[0].encode())
 
 
-def _multi():
+def _multi() -> MultiFernet:
     return _fernets(tuple(settings.CREDENTIAL_ENCRYPTION_KEYS))[0]
 
 
-def encrypt_secret(plaintext):
+def encrypt_secret(plaintext: str) -> str:
     return _multi().encrypt(plaintext.encode()).decode()
 
 
-def decrypt_secret(token):
+def decrypt_secret(token: str) -> str:
     try:
         return _multi().decrypt(token.encode()).decode()
     except InvalidToken:
@@ -37,7 +37,7 @@ def decrypt_secret(token):
         ) from None
 
 
-def reencrypt(token):
+def reencrypt(token: str) -> str:
     """The same secret, encrypted under the first (current) key."""
     try:
         return _multi().rotate(token.encode()).decode()
@@ -45,7 +45,7 @@ def reencrypt(token):
         raise DecryptionError("A stored API key cannot be decrypted for rotation.") from None
 
 
-def is_on_current_key(token):
+def is_on_current_key(token: str) -> bool:
     primary = _fernets(tuple(settings.CREDENTIAL_ENCRYPTION_KEYS))[1]
     try:
         primary.decrypt(token.encode())
@@ -54,12 +54,12 @@ def is_on_current_key(token):
     return True
 
 
-def secret_hint(secret):
+def secret_hint(secret: str) -> str:
     """What the UI may show of a key: its prefix and last four characters, e.g. `sk-…abcd`."""
     prefix = secret.split("-", 1)[0] + "-" if "-" in secret[:8] else ""
     return f"{prefix}…{secret[-4:]}"
 
 
-def secret_fingerprint(secret):
+def secret_fingerprint(secret: str) -> str:
     """A keyed hash of the secret, to refuse a key that is already stored."""
     return salted_hmac("threads_app.api-key-fingerprint", secret, algorithm="sha256").hexdigest()

@@ -3,10 +3,11 @@
 An object outside these querysets is a 404 for that user, on full pages and partials alike.
 """
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from itertools import groupby
-from typing import Any
+from typing import Any, TypedDict
 
 from django.contrib.auth.models import User
 from django.core.exceptions import PermissionDenied
@@ -20,34 +21,38 @@ Role = Membership.Role
 WRITER_ROLES = (Role.OWNER, Role.MEMBER)
 
 
-def _team_ids(user, roles=None):
+class _TeamId(TypedDict):
+    team_id: int
+
+
+def _team_ids(user: User, roles: Iterable[str] | None = None) -> QuerySet[Membership, _TeamId]:
     memberships = Membership.objects.filter(user=user)
     if roles is not None:
         memberships = memberships.filter(role__in=roles)
     return memberships.values("team_id")
 
 
-def visible_teams(user):
+def visible_teams(user: User) -> QuerySet[Team]:
     if user.is_superuser:
         return Team.objects.all()
     return Team.objects.filter(memberships__user=user)
 
 
-def team_role(user, team):
+def team_role(user: User, team: Team) -> str | None:
     """The user's role in the team, or None. Superusers act as owners everywhere."""
     if user.is_superuser:
         return Role.OWNER
     return Membership.objects.filter(user=user, team=team).values_list("role", flat=True).first()
 
 
-def visible_keys(user):
+def visible_keys(user: User) -> QuerySet[ApiKey]:
     """Keys whose label and hint the user may see (never their secrets)."""
     if user.is_superuser:
         return ApiKey.objects.all()
     return ApiKey.objects.filter(Q(owner=user) | Q(team__in=_team_ids(user)))
 
 
-def usable_keys(user):
+def usable_keys(user: User) -> QuerySet[ApiKey]:
     """Live keys the user may call the upstream with: their own, and teams they write in."""
     keys = ApiKey.objects.filter(revoked_at__isnull=True)
     if user.is_superuser:
@@ -55,26 +60,26 @@ def usable_keys(user):
     return keys.filter(Q(owner=user) | Q(team__in=_team_ids(user, WRITER_ROLES)))
 
 
-def manageable_keys(user):
+def manageable_keys(user: User) -> QuerySet[ApiKey]:
     """Keys the user may rotate or revoke: their own, and keys of teams they own."""
     if user.is_superuser:
         return ApiKey.objects.all()
     return ApiKey.objects.filter(Q(owner=user) | Q(team__in=_team_ids(user, [Role.OWNER])))
 
 
-def visible_threads(user):
+def visible_threads(user: User) -> QuerySet[TrackedThread]:
     threads = TrackedThread.objects.select_related("api_key", "api_key__team", "tracked_by")
     if user.is_superuser:
         return threads
     return threads.filter(Q(api_key__owner=user) | Q(api_key__team__in=_team_ids(user)))
 
 
-def writable_threads(user):
+def writable_threads(user: User) -> QuerySet[TrackedThread]:
     """Threads the user may edit, delete or untrack: those under keys they may use."""
     return visible_threads(user).filter(api_key__in=usable_keys(user))
 
 
-def visible_audit_events(user):
+def visible_audit_events(user: User) -> QuerySet[AuditEvent]:
     if user.is_superuser:
         return AuditEvent.objects.all()
     return AuditEvent.objects.filter(
@@ -82,16 +87,16 @@ def visible_audit_events(user):
     )
 
 
-def get_visible_thread(user, pk):
+def get_visible_thread(user: User, pk: int) -> TrackedThread:
     return get_object_or_404(visible_threads(user), pk=pk)
 
 
-def can_change_thread(user, thread):
+def can_change_thread(user: User, thread: TrackedThread) -> bool:
     """Whoever may use a thread's key may change the thread (using it implies seeing it)."""
     return usable_keys(user).filter(pk=thread.api_key_id).exists()
 
 
-def get_writable_thread(user, pk):
+def get_writable_thread(user: User, pk: int) -> TrackedThread:
     """404 when the user may not see the thread, 403 when they may only look at it."""
     thread = get_visible_thread(user, pk)
     if not can_change_thread(user, thread):
@@ -99,11 +104,11 @@ def get_writable_thread(user, pk):
     return thread
 
 
-def get_visible_key(user, pk):
+def get_visible_key(user: User, pk: int) -> ApiKey:
     return get_object_or_404(visible_keys(user), pk=pk)
 
 
-def get_manageable_key(user, pk):
+def get_manageable_key(user: User, pk: int) -> ApiKey:
     """404 when the user may not see the key, 403 when they may see but not manage it."""
     key = get_visible_key(user, pk)
     if not manageable_keys(user).filter(pk=key.pk).exists():
@@ -111,7 +116,7 @@ def get_manageable_key(user, pk):
     return key
 
 
-def get_visible_team(user, pk):
+def get_visible_team(user: User, pk: int) -> Team:
     return get_object_or_404(visible_teams(user), pk=pk)
 
 
@@ -173,13 +178,13 @@ def get_removable_membership(user: User, team: Team, membership_pk: int) -> Memb
 # --- Bulk delete jobs ---------------------------------------------------------------------
 
 
-def visible_bulk_delete_jobs(user):
+def visible_bulk_delete_jobs(user: User) -> QuerySet[BulkDeleteJob]:
     """A job is its creator's alone (superusers see all): it names threads of several keys."""
     jobs = BulkDeleteJob.objects.all()
     return jobs if user.is_superuser else jobs.filter(created_by=user)
 
 
-def get_visible_bulk_delete_job(user, pk):
+def get_visible_bulk_delete_job(user: User, pk: int) -> BulkDeleteJob:
     return get_object_or_404(visible_bulk_delete_jobs(user), pk=pk)
 
 

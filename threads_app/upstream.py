@@ -5,20 +5,25 @@ answer into a frozen dataclass and every failure into an ``UpstreamError``
 subclass whose text never carries the API key.
 """
 
-import contextlib
 import dataclasses
 import email.utils
 import functools
 import logging
+import math
 import threading
 import time
+from collections.abc import Callable, Mapping
 from http.cookiejar import DefaultCookiePolicy
+from types import TracebackType
+from typing import Any, Final, Self, TypeVar, overload
 from urllib.parse import quote
 
 import requests
 from django.conf import settings
 from requests.adapters import HTTPAdapter
+from urllib3.connectionpool import ConnectionPool
 from urllib3.exceptions import InvalidHeader, ReadTimeoutError
+from urllib3.response import BaseHTTPResponse
 from urllib3.util.retry import Retry
 
 logger = logging.getLogger(__name__)
@@ -37,12 +42,22 @@ MAX_RETRIES = 3
 MAX_RETRY_AFTER = 3
 BACKOFF_FACTOR = 0.25
 
+# What an answer's fields must fit before anything downstream uses them.
+# Ids (and request ids) are stored in 100-character columns.
+MAX_ID_LENGTH = 100
+# `created_at` is seconds since the epoch; datetime.fromtimestamp must be able to take it
+# (253402300799 is 9999-12-31T23:59:59Z, the last second a datetime can hold).
+MAX_TIMESTAMP = 253402300799
+# tool_resources, message content and attachments are a few levels deep in the real API;
+# a deeper tree is refused before it reaches a template, a JSON column or json.dumps.
+MAX_NESTING = 32
+
 
 class _BearerAuth(requests.auth.AuthBase):
-    def __init__(self, api_key):
+    def __init__(self, api_key: str) -> None:
         self._api_key = api_key
 
-    def __call__(self, request):
+    def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
         if not self._api_key.isprintable() or any(c.isspace() for c in self._api_key):
             raise requests.exceptions.InvalidHeader("The API key cannot be sent in a header.")
         request.headers["Authorization"] = f"Bearer {self._api_key}"
@@ -59,7 +74,15 @@ class UpstreamError(Exception):
     ``message`` is the upstream's own message or a description of the failure.
     """
 
-    def __init__(self, message, *, status=None, request_id=None, code=None, param=None):
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        request_id: str | None = None,
+        code: str | None = None,
+        param: str | None = None,
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.status = status
@@ -67,7 +90,7 @@ class UpstreamError(Exception):
         self.code = code
         self.param = param
 
-    def __str__(self):
+    def __str__(self) -> str:
         text = f"Threads API {self.status}: {self.message}" if self.status else self.message
         return f"{text} (request {self.request_id})" if self.request_id else text
 
@@ -77,13 +100,14 @@ class AuthenticationError(UpstreamError):
 
 
 class NotFoundError(UpstreamError):
-    """404: no such thread for this key (never existed, expired, or another project's)."""
+    """404 with the API's error body: no such thread for this key (never existed, expired,
+    or another project's). A 404 without it is a ``MisconfiguredUpstreamError``."""
 
 
 class RateLimitedError(UpstreamError):
     """429, after the retries GET and DELETE are allowed."""
 
-    def __init__(self, message, *, retry_after=None, **kwargs):
+    def __init__(self, message: str, *, retry_after: float | None = None, **kwargs: Any) -> None:
         super().__init__(message, **kwargs)
         self.retry_after = retry_after
 
@@ -96,7 +120,18 @@ class UpstreamUnavailableError(UpstreamError):
     """5xx, timeout, refused connection, redirect, or an answer we cannot read."""
 
 
-def _error_class(status):
+class UnreadableAnswerError(UpstreamUnavailableError):
+    """A 2xx answer that is not JSON, or lacks a field the dashboard reads, or has one of the
+    wrong type or out of range (a ``created_at`` no date can hold, an id that is not text)."""
+
+
+class MisconfiguredUpstreamError(UpstreamUnavailableError):
+    """A 404 without the API's error body (a web server's page, say): the base URL points
+    somewhere that is not the Threads API. Deliberately not a ``NotFoundError``: it says
+    nothing about the thread (a DELETE is not "already gone", a key is not "accepted")."""
+
+
+def _error_class(status: int) -> type[UpstreamError]:
     if status in (401, 403):
         return AuthenticationError
     if status == 404:
@@ -115,8 +150,8 @@ def _error_class(status):
 class Thread:
     id: str
     created_at: int
-    metadata: dict
-    tool_resources: dict
+    metadata: dict[str, str]
+    tool_resources: dict[str, Any]
     request_id: str | None
 
 
@@ -141,14 +176,14 @@ class Message:
     role: str
     created_at: int
     text: str
-    content: list
-    attachments: list
-    metadata: dict
+    content: list[Any]
+    attachments: list[Any]
+    metadata: dict[str, str]
 
 
 @dataclasses.dataclass(frozen=True)
 class MessagePage:
-    messages: list
+    messages: list[Message]
     first_id: str | None
     last_id: str | None
     has_more: bool
@@ -156,38 +191,128 @@ class MessagePage:
 
 
 class _Malformed(ValueError):
-    """A 2xx body lacks a required field or has one of the wrong type."""
+    """A 2xx body lacks a required field or has one of the wrong type or out of range."""
 
 
-def _field(body, name, kind, default=dataclasses.MISSING):
+_T = TypeVar("_T")
+_D = TypeVar("_D")
+_REQUIRED: Final = object()
+
+
+@overload
+def _field(body: Mapping[str, object], name: str, kind: type[_T]) -> _T: ...
+
+
+@overload
+def _field(body: Mapping[str, object], name: str, kind: type[_T], default: _D) -> _T | _D: ...
+
+
+def _field(body: Mapping[str, object], name: str, kind: type[Any], default: Any = _REQUIRED) -> Any:
     """``body[name]`` checked against ``kind``; a missing or null value gives ``default``."""
     value = body.get(name)
-    if value is None and default is not dataclasses.MISSING:
+    if value is None and default is not _REQUIRED:
         return default
     if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
         raise _Malformed(name)
     return value
 
 
-def _object(body):
+def _object(body: object) -> dict[str, object]:
     if not isinstance(body, dict):
         raise _Malformed("body")
     return body
 
 
-def _parse_thread(body, request_id=None):
+def _is_text(value: str) -> bool:
+    """Whether the string can be shown and stored: a lone surrogate cannot be UTF-8."""
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _id(body: Mapping[str, object], name: str) -> str:
+    """An id (or a role): printable text of 1 to MAX_ID_LENGTH characters."""
+    value = _field(body, name, str)
+    if not 0 < len(value) <= MAX_ID_LENGTH or not value.isprintable():
+        raise _Malformed(name)
+    return value
+
+
+def _optional_id(body: Mapping[str, object], name: str) -> str | None:
+    if body.get(name) is None:
+        return None
+    return _id(body, name)
+
+
+def _timestamp(body: Mapping[str, object], name: str) -> int:
+    """Seconds since the epoch that a datetime can hold."""
+    value = _field(body, name, int)
+    if not 0 <= value <= MAX_TIMESTAMP:
+        raise _Malformed(name)
+    return value
+
+
+def _metadata(body: Mapping[str, object]) -> dict[str, str]:
+    """The metadata object: text keys to text values; null or missing is empty."""
+    metadata = _field(body, "metadata", dict, {})
+    for key, value in metadata.items():
+        texts = isinstance(key, str) and isinstance(value, str)
+        if not (texts and _is_text(key) and _is_text(value)):
+            raise _Malformed("metadata")
+    return metadata
+
+
+def _check_tree(value: object, name: str) -> None:
+    """Refuse a JSON tree the dashboard could not show or store.
+
+    Too deep, a string that is not UTF-8 text, or a number that is not finite (JSON's NaN
+    and Infinity, which no JSON column takes). Walked with a stack, not recursion.
+    """
+    stack: list[tuple[object, int]] = [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if depth > MAX_NESTING:
+            raise _Malformed(name)
+        if isinstance(item, dict):
+            for key, child in item.items():
+                if not isinstance(key, str) or not _is_text(key):
+                    raise _Malformed(name)
+                stack.append((child, depth + 1))
+        elif isinstance(item, list):
+            stack.extend((child, depth + 1) for child in item)
+        elif isinstance(item, str):
+            if not _is_text(item):
+                raise _Malformed(name)
+        elif isinstance(item, float):
+            if not math.isfinite(item):
+                raise _Malformed(name)
+        elif item is not None and not isinstance(item, (bool, int)):
+            raise _Malformed(name)
+
+
+def _tree(body: Mapping[str, object], name: str, kind: type[_T], default: _T) -> _T:
+    """A dict or list field checked with `_check_tree`; null or missing gives ``default``."""
+    value = _field(body, name, kind, default)
+    _check_tree(value, name)
+    return value
+
+
+def _parse_thread(body: object, request_id: str | None = None) -> Thread:
     """A Thread from a thread object; unknown fields are ignored, null dicts become {}."""
     body = _object(body)
+    tool_resources: dict[str, Any] = _tree(body, "tool_resources", dict, {})
     return Thread(
-        id=_field(body, "id", str),
-        created_at=_field(body, "created_at", int),
-        metadata=_field(body, "metadata", dict, {}),
-        tool_resources=_field(body, "tool_resources", dict, {}),
+        id=_id(body, "id"),
+        created_at=_timestamp(body, "created_at"),
+        metadata=_metadata(body),
+        tool_resources=tool_resources,
         request_id=request_id,
     )
 
 
-def _text_of(part):
+def _text_of(part: object) -> str | None:
     """The text of a content part: ``{"type": "text", "text": {"value": ...}}``, else None."""
     if not isinstance(part, dict) or part.get("type") != "text":
         return None
@@ -197,30 +322,36 @@ def _text_of(part):
     return text if isinstance(text, str) else None
 
 
-def _parse_message(body):
+def _parse_message(body: object) -> Message:
     body = _object(body)
-    content = _field(body, "content", list, [])
+    content: list[Any] = _tree(body, "content", list, [])
+    attachments: list[Any] = _tree(body, "attachments", list, [])
     texts = (_text_of(part) for part in content)
     return Message(
-        id=_field(body, "id", str),
-        role=_field(body, "role", str),
-        created_at=_field(body, "created_at", int),
+        id=_id(body, "id"),
+        role=_id(body, "role"),
+        created_at=_timestamp(body, "created_at"),
         text="\n".join(text for text in texts if text is not None),
         content=content,
-        attachments=_field(body, "attachments", list, []),
-        metadata=_field(body, "metadata", dict, {}),
+        attachments=attachments,
+        metadata=_metadata(body),
     )
 
 
-def _parse_message_page(body, request_id=None):
+def _parse_message_page(body: object, request_id: str | None = None) -> MessagePage:
     body = _object(body)
     return MessagePage(
         messages=[_parse_message(item) for item in _field(body, "data", list)],
-        first_id=_field(body, "first_id", str, None),
-        last_id=_field(body, "last_id", str, None),
+        first_id=_optional_id(body, "first_id"),
+        last_id=_optional_id(body, "last_id"),
         has_more=_field(body, "has_more", bool, False),
         request_id=request_id,
     )
+
+
+def _parse_deletion(body: object) -> bool:
+    """The ``deleted`` flag of a DELETE's answer."""
+    return _field(_object(body), "deleted", bool)
 
 
 # --- Transport --------------------------------------------------------------
@@ -236,25 +367,36 @@ class _Retry(Retry):
     Retry-After falls back to the backoff instead of failing the call.
     """
 
-    def increment(self, method=None, url=None, *args, error=None, **kwargs):
+    def increment(
+        self,
+        method: str | None = None,
+        url: str | None = None,
+        response: BaseHTTPResponse | None = None,
+        error: Exception | None = None,
+        _pool: ConnectionPool | None = None,
+        _stacktrace: TracebackType | None = None,
+    ) -> Self:
         if isinstance(error, ReadTimeoutError):
             raise error
-        if method is not None and method.upper() not in self.allowed_methods:
-            return Retry.increment(self.new(total=0), method, url, *args, error=error, **kwargs)
-        return super().increment(method, url, *args, error=error, **kwargs)
+        allowed = self.allowed_methods
+        if method is not None and allowed is not None and method.upper() not in allowed:
+            return Retry.increment(
+                self.new(total=0), method, url, response, error, _pool, _stacktrace
+            )
+        return super().increment(method, url, response, error, _pool, _stacktrace)
 
-    def parse_retry_after(self, retry_after):
+    def parse_retry_after(self, retry_after: str) -> float:
         try:
             return super().parse_retry_after(retry_after)
         except InvalidHeader:
             return 0
 
 
-_session = None
+_session: requests.Session | None = None
 _session_lock = threading.Lock()
 
 
-def _get_session():
+def _get_session() -> requests.Session:
     """The process-wide pooled session, shared by every key (so it keeps no cookies)."""
     global _session
     if _session is None:
@@ -279,7 +421,7 @@ def _get_session():
 
 
 @functools.lru_cache(maxsize=16)
-def _environment_settings(base_url):
+def _environment_settings(base_url: str) -> dict[str, Any]:
     """Proxies and CA bundle from the environment for this API, as requests reads them.
 
     Read once per base URL: with `trust_env` on, requests re-reads the whole environment on
@@ -290,12 +432,13 @@ def _environment_settings(base_url):
     return {"proxies": found["proxies"], "verify": found["verify"]}
 
 
-def _retry_after_seconds(value):
+def _retry_after_seconds(value: str | None) -> float | None:
     """Retry-After (seconds or an HTTP date) as seconds, or None if absent or unreadable."""
     if not value:
         return None
-    if value.strip().isdigit():
-        return float(value)
+    if value.strip().isascii() and value.strip().isdigit():  # not "²", which isdigit() too
+        seconds = float(value)
+        return seconds if math.isfinite(seconds) else None
     try:
         when = email.utils.parsedate_to_datetime(value)
     except (TypeError, ValueError):
@@ -303,7 +446,9 @@ def _retry_after_seconds(value):
     return max(0.0, when.timestamp() - time.time())
 
 
-def _failure_message(exc, connect_timeout, read_timeout):
+def _failure_message(
+    exc: requests.RequestException, connect_timeout: float, read_timeout: float
+) -> str:
     """A description of a request that got no HTTP answer; never the exception's own text."""
     if isinstance(exc, requests.ConnectTimeout):
         return f"The Threads API did not accept a connection within {connect_timeout:g} s."
@@ -321,7 +466,13 @@ class ThreadsClient:
     each request's headers, never on the session.
     """
 
-    def __init__(self, api_key, base_url=None, connect_timeout=None, read_timeout=None):
+    def __init__(
+        self,
+        api_key: str,
+        base_url: str | None = None,
+        connect_timeout: float | None = None,
+        read_timeout: float | None = None,
+    ) -> None:
         self._api_key = api_key
         if base_url is None:
             base_url = getattr(settings, "UMAMIAI_BASE_URL", DEFAULT_BASE_URL)
@@ -333,63 +484,90 @@ class ThreadsClient:
         self.connect_timeout = float(connect_timeout)
         self.read_timeout = float(read_timeout)
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"<ThreadsClient {self.base_url}>"
 
     # -- threads
 
-    def create_thread(self, messages=None, metadata=None, tool_resources=None):
+    def create_thread(
+        self,
+        messages: list[dict[str, Any]] | None = None,
+        metadata: dict[str, str] | None = None,
+        tool_resources: dict[str, Any] | None = None,
+    ) -> Thread:
         body = _without_none(messages=messages, metadata=metadata, tool_resources=tool_resources)
         data, request_id, status = self._request("POST", "/threads", json=body)
-        with _reading(status, request_id):
-            return _parse_thread(data, request_id)
+        return _read(lambda: _parse_thread(data, request_id), status=status, request_id=request_id)
 
-    def retrieve_thread(self, thread_id):
+    def retrieve_thread(self, thread_id: str) -> Thread:
         data, request_id, status = self._request("GET", _thread_path(thread_id))
-        with _reading(status, request_id):
-            return _parse_thread(data, request_id)
+        return _read(lambda: _parse_thread(data, request_id), status=status, request_id=request_id)
 
-    def modify_thread(self, thread_id, metadata=None, tool_resources=None):
+    def modify_thread(
+        self,
+        thread_id: str,
+        metadata: dict[str, str] | None = None,
+        tool_resources: dict[str, Any] | None = None,
+    ) -> Thread:
         body = _without_none(metadata=metadata, tool_resources=tool_resources)
         data, request_id, status = self._request("POST", _thread_path(thread_id), json=body)
-        with _reading(status, request_id):
-            return _parse_thread(data, request_id)
+        return _read(lambda: _parse_thread(data, request_id), status=status, request_id=request_id)
 
-    def delete_thread(self, thread_id):
+    def delete_thread(self, thread_id: str) -> DeletionResult:
         """Delete a thread.
 
-        Any 404 gives ``deleted=True, already_gone=True``: the thread no longer
-        exists for this key, whether it expired, was deleted earlier, or was
-        deleted by a first attempt whose answer was lost before a retry.
+        A 404 in the API's error shape gives ``deleted=True, already_gone=True``:
+        the thread no longer exists for this key, whether it expired, was deleted
+        earlier, or was deleted by a first attempt whose answer was lost before a
+        retry. Any other 404 is a ``MisconfiguredUpstreamError``, a failed deletion.
         """
         try:
             data, request_id, status = self._request("DELETE", _thread_path(thread_id))
         except NotFoundError as exc:
-            return DeletionResult(thread_id, True, True, exc.request_id, exc.status)
-        with _reading(status, request_id):
-            deleted = _field(_object(data), "deleted", bool)
+            return DeletionResult(thread_id, True, True, exc.request_id, exc.status or 404)
+        deleted = _read(lambda: _parse_deletion(data), status=status, request_id=request_id)
         return DeletionResult(thread_id, deleted, False, request_id, status)
 
     # -- messages
 
-    def list_messages(self, thread_id, limit=20, order="desc", after=None, before=None):
+    def list_messages(
+        self,
+        thread_id: str,
+        limit: int = 20,
+        order: str = "desc",
+        after: str | None = None,
+        before: str | None = None,
+    ) -> MessagePage:
         params = _without_none(limit=limit, order=order, after=after, before=before)
         path = _thread_path(thread_id, "/messages")
         data, request_id, status = self._request("GET", path, params=params)
-        with _reading(status, request_id):
-            return _parse_message_page(data, request_id)
+        return _read(
+            lambda: _parse_message_page(data, request_id), status=status, request_id=request_id
+        )
 
-    def create_message(self, thread_id, role, content, attachments=None, metadata=None):
-        body = {"role": role, "content": content}
+    def create_message(
+        self,
+        thread_id: str,
+        role: str,
+        content: str | list[dict[str, Any]],
+        attachments: list[dict[str, Any]] | None = None,
+        metadata: dict[str, str] | None = None,
+    ) -> Message:
+        body: dict[str, Any] = {"role": role, "content": content}
         body.update(_without_none(attachments=attachments, metadata=metadata))
         path = _thread_path(thread_id, "/messages")
         data, request_id, status = self._request("POST", path, json=body)
-        with _reading(status, request_id):
-            return _parse_message(data)
+        return _read(lambda: _parse_message(data), status=status, request_id=request_id)
 
     # -- plumbing
 
-    def _request(self, method, path, params=None, json=None):
+    def _request(
+        self,
+        method: str,
+        path: str,
+        params: dict[str, Any] | None = None,
+        json: dict[str, Any] | None = None,
+    ) -> tuple[object, str | None, int]:
         """Send one call; return (decoded JSON, request id, status) of a 2xx answer.
 
         Failures are raised outside the ``except`` blocks so that no requests
@@ -419,17 +597,14 @@ class ThreadsClient:
             raise UpstreamUnavailableError(message)
 
         status = response.status_code
-        request_id = response.headers.get("x-request-id")
+        request_id = _request_id(response.headers.get("x-request-id"))
         logger.info(
             "%s %s -> %s (request %s) in %.0f ms", method, path, status, request_id, elapsed_ms
         )
-        try:
-            data = response.json()
-        except ValueError:
-            data = None
+        data = _json_of(response)
         if 200 <= status < 300:
             if data is None:
-                raise UpstreamUnavailableError(
+                raise UnreadableAnswerError(
                     "The Threads API answered with a body that is not JSON.",
                     status=status,
                     request_id=request_id,
@@ -437,7 +612,9 @@ class ThreadsClient:
             return data, request_id, status
         raise self._error(response, data, request_id)
 
-    def _error(self, response, data, request_id):
+    def _error(
+        self, response: requests.Response, data: object, request_id: str | None
+    ) -> UpstreamError:
         status = response.status_code
         if 300 <= status < 400:
             return UpstreamUnavailableError(
@@ -446,12 +623,24 @@ class ThreadsClient:
                 request_id=request_id,
             )
         error = data.get("error") if isinstance(data, dict) else None
+        if status == 404 and not isinstance(error, dict):
+            return MisconfiguredUpstreamError(
+                "The Threads API base URL looks wrong: it answered 404 with a page that is "
+                "not the API's (check UMAMIAI_BASE_URL).",
+                status=status,
+                request_id=request_id,
+            )
         if not isinstance(error, dict):
             error = {}
         message, code, param = (
             self._scrub(error.get(name)) for name in ("message", "code", "param")
         )
-        kwargs = {"status": status, "request_id": request_id, "code": code, "param": param}
+        kwargs: dict[str, Any] = {
+            "status": status,
+            "request_id": request_id,
+            "code": code,
+            "param": param,
+        }
         if status == 429:
             kwargs["retry_after"] = _retry_after_seconds(response.headers.get("Retry-After"))
         if not message:
@@ -459,31 +648,49 @@ class ThreadsClient:
             message = f"The Threads API answered HTTP {status}{reason}."
         return _error_class(status)(message, **kwargs)
 
-    def _scrub(self, value):
+    def _scrub(self, value: object) -> str | None:
         """An upstream error field as text, with the key cut out should the upstream echo it."""
         if value is None:
             return None
         return str(value).replace(self._api_key, "[redacted]") if self._api_key else str(value)
 
 
-@contextlib.contextmanager
-def _reading(status, request_id):
-    """Report a 2xx body that lacks a required field as the upstream being unusable."""
+def _json_of(response: requests.Response) -> object:
+    """The decoded JSON body, or None when there is none to read.
+
+    Too deep a nesting makes the decoder give up with a RecursionError rather than a
+    ValueError; either way the body is unreadable.
+    """
     try:
-        yield
+        return response.json()
+    except (ValueError, RecursionError):
+        return None
+
+
+def _request_id(value: str | None) -> str | None:
+    """The upstream's request id as it can be shown and stored (printable, at most 100)."""
+    if value is None:
+        return None
+    return "".join(char for char in value if char.isprintable())[:MAX_ID_LENGTH] or None
+
+
+def _read(parse: Callable[[], _T], *, status: int, request_id: str | None) -> _T:
+    """``parse()`` of a 2xx body; a body it cannot use is an ``UnreadableAnswerError``."""
+    try:
+        return parse()
     except _Malformed as exc:
-        raise UpstreamUnavailableError(
+        raise UnreadableAnswerError(
             f"The Threads API answered without a valid '{exc}' field.",
             status=status,
             request_id=request_id,
         ) from None
 
 
-def _without_none(**fields):
+def _without_none(**fields: Any) -> dict[str, Any]:
     return {name: value for name, value in fields.items() if value is not None}
 
 
-def _thread_path(thread_id, suffix=""):
+def _thread_path(thread_id: str, suffix: str = "") -> str:
     """``/threads/<id><suffix>`` with the id as one opaque path segment."""
     if thread_id in ("", ".", ".."):
         raise InvalidRequestError(f"{thread_id!r} is not a thread id.", param="thread_id")

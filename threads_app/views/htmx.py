@@ -6,12 +6,24 @@ redirect live here alone (after django-htmx's example and Luke Plant's `for_htmx
 """
 
 from enum import StrEnum
-from typing import Any
+from typing import Any, cast
 
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render, resolve_url
 from django.utils.cache import patch_vary_headers
 from django_htmx.http import HttpResponseClientRedirect, trigger_client_event
+from django_htmx.middleware import HtmxDetails
+
+
+class HtmxHttpRequest(HttpRequest):
+    """A request as django-htmx's middleware leaves it (django-htmx's typing recipe)."""
+
+    htmx: HtmxDetails
+
+
+def htmx_of(request: HttpRequest) -> HtmxDetails:
+    """`request.htmx`, which the middleware sets on every request (typed here once)."""
+    return cast(HtmxHttpRequest, request).htmx
 
 
 class Event(StrEnum):
@@ -34,7 +46,8 @@ def render_page(
     on `HX-Request`, so a cache never serves the partial as the page.
     """
     name = f"threads_app/{template}.html"
-    if partial and request.htmx and not request.htmx.history_restore_request:
+    htmx = htmx_of(request)
+    if partial and htmx and not htmx.history_restore_request:
         name += f"#{partial}"
     response = render(request, name, context, status=status)
     if partial:
@@ -45,7 +58,7 @@ def render_page(
 def go_to(request: HttpRequest, to: str, *args: Any) -> HttpResponse:
     """Navigate to a URL or URL name: a full page load on the htmx path too (`HX-Redirect`)."""
     url = resolve_url(to, *args)
-    return HttpResponseClientRedirect(url) if request.htmx else redirect(url)
+    return HttpResponseClientRedirect(url) if htmx_of(request) else redirect(url)
 
 
 def announce(response: HttpResponse, event: Event) -> HttpResponse:

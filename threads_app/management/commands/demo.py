@@ -6,10 +6,11 @@ serves on http://127.0.0.1:8000. Demo mode only: it refuses to run unless DJANGO
 """
 
 from pathlib import Path
+from typing import Any
 
 from django.conf import settings
 from django.core.management import call_command
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import connections
 
 from emulator import Emulator
@@ -19,13 +20,13 @@ from threads_app import demo_data
 class Command(BaseCommand):
     help = "Run the demo: emulator + seeded SQLite database + dev server on 127.0.0.1."
 
-    def add_arguments(self, parser):
+    def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--port", type=int, default=8000)
         parser.add_argument(
             "--no-serve", action="store_true", help="Seed and exit (used by the tests)."
         )
 
-    def handle(self, *args, port, no_serve, **options):
+    def handle(self, *args: Any, port: int, no_serve: bool, **options: Any) -> None:
         if not settings.DEBUG:
             raise CommandError("The demo runs only with DJANGO_DEBUG=1 (use `make demo`).")
         self._reset_demo_database()
@@ -44,7 +45,7 @@ class Command(BaseCommand):
         finally:
             emulator.close()
 
-    def _reset_demo_database(self):
+    def _reset_demo_database(self) -> None:
         """The emulator forgets everything on exit, so the demo starts from a clean database.
 
         Only an SQLite file whose name contains "demo" is removed, never a real database.
