@@ -6,8 +6,9 @@ redirect live here alone (after django-htmx's example and Luke Plant's `for_htmx
 """
 
 from enum import StrEnum
-from typing import Any, cast
+from typing import Any
 
+from django.contrib.auth.models import User
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render, resolve_url
 from django.utils.cache import patch_vary_headers
@@ -15,15 +16,15 @@ from django_htmx.http import HttpResponseClientRedirect, trigger_client_event
 from django_htmx.middleware import HtmxDetails
 
 
-class HtmxHttpRequest(HttpRequest):
-    """A request as django-htmx's middleware leaves it (django-htmx's typing recipe)."""
+class AuthenticatedHttpRequest(HttpRequest):
+    """A request past the login and htmx middleware: a signed-in user, and `htmx`.
 
+    Every view is behind LoginRequiredMiddleware, so views annotate their request with this
+    (django-htmx's typing recipe, plus the user).
+    """
+
+    user: User
     htmx: HtmxDetails
-
-
-def htmx_of(request: HttpRequest) -> HtmxDetails:
-    """`request.htmx`, which the middleware sets on every request (typed here once)."""
-    return cast(HtmxHttpRequest, request).htmx
 
 
 class Event(StrEnum):
@@ -33,7 +34,7 @@ class Event(StrEnum):
 
 
 def render_page(
-    request: HttpRequest,
+    request: AuthenticatedHttpRequest,
     template: str,
     context: dict[str, Any],
     *,
@@ -46,7 +47,7 @@ def render_page(
     on `HX-Request`, so a cache never serves the partial as the page.
     """
     name = f"threads_app/{template}.html"
-    htmx = htmx_of(request)
+    htmx = request.htmx
     if partial and htmx and not htmx.history_restore_request:
         name += f"#{partial}"
     response = render(request, name, context, status=status)
@@ -55,10 +56,10 @@ def render_page(
     return response
 
 
-def go_to(request: HttpRequest, to: str, *args: Any) -> HttpResponse:
+def go_to(request: AuthenticatedHttpRequest, to: str, *args: Any) -> HttpResponse:
     """Navigate to a URL or URL name: a full page load on the htmx path too (`HX-Redirect`)."""
     url = resolve_url(to, *args)
-    return HttpResponseClientRedirect(url) if htmx_of(request) else redirect(url)
+    return HttpResponseClientRedirect(url) if request.htmx else redirect(url)
 
 
 def announce(response: HttpResponse, event: Event) -> HttpResponse:

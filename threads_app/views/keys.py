@@ -1,10 +1,7 @@
 """Stored API keys: list, add, rotate, revoke. The secret never travels back to a browser."""
 
-from typing import cast
-
 from django.contrib import messages
-from django.contrib.auth.models import User
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpResponse
 from django.views.decorators.http import require_GET, require_http_methods
 
 from threads_app import selectors
@@ -13,20 +10,20 @@ from threads_app.forms.base import posted
 from threads_app.forms.keys import KeyCreateForm, KeyRotateForm
 from threads_app.services import keys as key_service
 from threads_app.services.refusals import Refused
-from threads_app.views.htmx import Event, announce, go_to, render_page
+from threads_app.views.htmx import AuthenticatedHttpRequest, Event, announce, go_to, render_page
 
 KEY_LIST = "threads_app:key_list"
 
 
 @require_GET
-def key_list(request: HttpRequest) -> HttpResponse:
-    groups = selectors.key_groups(cast(User, request.user))
+def key_list(request: AuthenticatedHttpRequest) -> HttpResponse:
+    groups = selectors.key_groups(request.user)
     return render_page(request, "key_list", {"nav": "keys", "groups": groups}, partial="keys")
 
 
 @require_http_methods(["GET", "POST"])
-def key_create(request: HttpRequest) -> HttpResponse:
-    actor = cast(User, request.user)
+def key_create(request: AuthenticatedHttpRequest) -> HttpResponse:
+    actor = request.user
     form = KeyCreateForm(actor, posted(request))
     if form.is_valid():
         data = form.cleaned_data
@@ -49,8 +46,8 @@ def key_create(request: HttpRequest) -> HttpResponse:
 
 
 @require_http_methods(["GET", "POST"])
-def key_rotate(request: HttpRequest, pk: int) -> HttpResponse:
-    actor = cast(User, request.user)
+def key_rotate(request: AuthenticatedHttpRequest, pk: int) -> HttpResponse:
+    actor = request.user
     api_key = selectors.get_manageable_key(actor, pk)
     form = KeyRotateForm(posted(request))
     if form.is_valid():
@@ -79,9 +76,9 @@ def key_rotate(request: HttpRequest, pk: int) -> HttpResponse:
 
 
 @require_http_methods(["GET", "POST"])
-def key_revoke(request: HttpRequest, pk: int) -> HttpResponse:
+def key_revoke(request: AuthenticatedHttpRequest, pk: int) -> HttpResponse:
     """GET: the confirmation page. POST: revoke; the htmx path swaps the key's row."""
-    actor = cast(User, request.user)
+    actor = request.user
     api_key = selectors.get_manageable_key(actor, pk)
     if request.method == "GET":
         count = selectors.tracked_thread_count(api_key)

@@ -4,11 +4,8 @@ Member changes on the htmx path re-render the `#members` region; plain POSTs red
 to the team page with a message.
 """
 
-from typing import cast
-
 from django.contrib import messages
-from django.contrib.auth.models import User
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpResponse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from threads_app import selectors
@@ -18,24 +15,24 @@ from threads_app.forms.teams import AddMemberForm, RoleForm, TeamForm
 from threads_app.models import Membership, Team
 from threads_app.services import teams as team_services
 from threads_app.services.refusals import Refused
-from threads_app.views.htmx import go_to, render_page
+from threads_app.views.htmx import AuthenticatedHttpRequest, go_to, render_page
 
 TEAM_LIST, TEAM_DETAIL = "threads_app:team_list", "threads_app:team_detail"
 
 
 @require_GET
-def team_list(request: HttpRequest) -> HttpResponse:
-    teams = selectors.teams_overview(cast(User, request.user))
+def team_list(request: AuthenticatedHttpRequest) -> HttpResponse:
+    teams = selectors.teams_overview(request.user)
     return render_page(request, "team_list", {"nav": "teams", "teams": teams}, partial="teams")
 
 
 @require_http_methods(["GET", "POST"])
-def team_create(request: HttpRequest) -> HttpResponse:
+def team_create(request: AuthenticatedHttpRequest) -> HttpResponse:
     form = TeamForm(posted(request))
     if form.is_valid():
         try:
             team = team_services.create_team(
-                actor=cast(User, request.user),
+                actor=request.user,
                 name=form.cleaned_data["name"],
                 origin=Origin.from_request(request),
             )
@@ -48,10 +45,10 @@ def team_create(request: HttpRequest) -> HttpResponse:
 
 
 def _render_detail(
-    request: HttpRequest, team: Team, add_form: AddMemberForm | None = None
+    request: AuthenticatedHttpRequest, team: Team, add_form: AddMemberForm | None = None
 ) -> HttpResponse:
     """The team page, or its `#members` region on the htmx path."""
-    user = cast(User, request.user)
+    user = request.user
     context = {
         "nav": "teams",
         "team": team,
@@ -64,20 +61,20 @@ def _render_detail(
     return render_page(request, "team_detail", context, partial="members")
 
 
-def _after_member_change(request: HttpRequest, team: Team) -> HttpResponse:
+def _after_member_change(request: AuthenticatedHttpRequest, team: Team) -> HttpResponse:
     if request.htmx:
         return _render_detail(request, team)
     return go_to(request, TEAM_DETAIL, team.pk)
 
 
 @require_GET
-def team_detail(request: HttpRequest, pk: int) -> HttpResponse:
-    return _render_detail(request, selectors.get_visible_team(cast(User, request.user), pk))
+def team_detail(request: AuthenticatedHttpRequest, pk: int) -> HttpResponse:
+    return _render_detail(request, selectors.get_visible_team(request.user, pk))
 
 
 @require_POST
-def team_member_add(request: HttpRequest, pk: int) -> HttpResponse:
-    actor = cast(User, request.user)
+def team_member_add(request: AuthenticatedHttpRequest, pk: int) -> HttpResponse:
+    actor = request.user
     team = selectors.get_manageable_team(actor, pk)
     form = AddMemberForm(posted(request))
     if form.is_valid():
@@ -99,8 +96,10 @@ def team_member_add(request: HttpRequest, pk: int) -> HttpResponse:
 
 
 @require_POST
-def team_member_role(request: HttpRequest, pk: int, membership_pk: int) -> HttpResponse:
-    actor = cast(User, request.user)
+def team_member_role(
+    request: AuthenticatedHttpRequest, pk: int, membership_pk: int
+) -> HttpResponse:
+    actor = request.user
     team = selectors.get_manageable_team(actor, pk)
     membership = selectors.get_team_membership(team, membership_pk)
     form = RoleForm(posted(request))
@@ -122,8 +121,10 @@ def team_member_role(request: HttpRequest, pk: int, membership_pk: int) -> HttpR
 
 
 @require_http_methods(["GET", "POST"])
-def team_member_remove(request: HttpRequest, pk: int, membership_pk: int) -> HttpResponse:
-    actor = cast(User, request.user)
+def team_member_remove(
+    request: AuthenticatedHttpRequest, pk: int, membership_pk: int
+) -> HttpResponse:
+    actor = request.user
     team = selectors.get_visible_team(actor, pk)
     membership = selectors.get_removable_membership(actor, team, membership_pk)
     leaving = membership.user_id == actor.pk
@@ -143,8 +144,8 @@ def team_member_remove(request: HttpRequest, pk: int, membership_pk: int) -> Htt
 
 
 @require_http_methods(["GET", "POST"])
-def team_delete(request: HttpRequest, pk: int) -> HttpResponse:
-    actor = cast(User, request.user)
+def team_delete(request: AuthenticatedHttpRequest, pk: int) -> HttpResponse:
+    actor = request.user
     team = selectors.get_manageable_team(actor, pk)
     if request.method == "GET":
         return render_page(request, "team_delete", {"nav": "teams", "team": team})

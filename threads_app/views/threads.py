@@ -11,10 +11,9 @@ from typing import Any
 
 from django.contrib import messages
 from django.contrib.auth.models import User
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpResponse
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
-from django_htmx.middleware import HtmxDetails
 
 from threads_app import selectors
 from threads_app.audit import Origin
@@ -39,7 +38,7 @@ from threads_app.services import threads as services
 from threads_app.services.reconcile import CheckResult, check_thread
 from threads_app.services.refusals import Refused
 from threads_app.upstream import MessagePage, NotFoundError, Thread, UpstreamError
-from threads_app.views.htmx import Event, announce, go_to, render_page
+from threads_app.views.htmx import AuthenticatedHttpRequest, Event, announce, go_to, render_page
 
 PAGE_SIZE = 25
 CHECK_MESSAGE_LEVELS = {
@@ -50,13 +49,6 @@ CHECK_MESSAGE_LEVELS = {
     CheckResult.SKIPPED: messages.INFO,
 }
 CHECK_UNCHANGED = (CheckResult.FAILED, CheckResult.SKIPPED)
-
-
-class AuthenticatedHttpRequest(HttpRequest):
-    """A request past the login and htmx middleware: a signed-in user, and `htmx`."""
-
-    user: User
-    htmx: HtmxDetails
 
 
 @require_GET

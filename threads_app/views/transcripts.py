@@ -9,8 +9,7 @@ from django.views.decorators.http import require_GET
 from threads_app import selectors
 from threads_app.services.transcripts import transcript_json
 from threads_app.upstream import UpstreamError
-from threads_app.views.htmx import go_to
-from threads_app.views.threads import AuthenticatedHttpRequest
+from threads_app.views.htmx import AuthenticatedHttpRequest, go_to
 
 
 def _json_download(text: str, filename: str) -> HttpResponse:
