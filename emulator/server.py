@@ -5,11 +5,13 @@ import secrets
 import sys
 import threading
 from collections import namedtuple
+from email.message import Message
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, unquote
 
 from emulator import validation
 from emulator.faults import Fault
+from emulator.limits import RateLimit, RateLimiter
 from emulator.protocol import ApiError, Response, error_payload, invalid, json_response
 from emulator.store import Store
 
@@ -77,6 +79,12 @@ def _require_beta(headers) -> None:
         )
 
 
+def _bearer_token(headers: Message) -> str:
+    """The key of `Authorization: Bearer <key>`; "" when there is none."""
+    scheme, _, key = headers.get("Authorization", "").partition(" ")
+    return key.strip() if scheme.lower() == "bearer" else ""
+
+
 def _masked(key: str) -> str:
     """How OpenAI echoes a wrong key: never the whole of it."""
     return f"{key[:3]}{'*' * (len(key) - 7)}{key[-4:]}" if len(key) > 10 else "*" * len(key)
@@ -99,16 +107,26 @@ def _json_body(body: bytes, *, optional: bool):
 class Emulator:
     """An in-process Threads API on 127.0.0.1, served by a daemon thread.
 
-    Use as a context manager, or call `start()` and `close()`.
+    Use as a context manager, or call `start()` and `close()`. `max_in_flight` and `rate` turn
+    on the rate-limit mode (per key; see emulator/limits.py); off by default.
     """
 
-    def __init__(self, keys, latency: float = 0.0, port: int = 0):
+    def __init__(
+        self,
+        keys,
+        latency: float = 0.0,
+        port: int = 0,
+        *,
+        max_in_flight: int | None = None,
+        rate: float | None = None,
+    ):
         if isinstance(keys, str):
             raise TypeError("keys is a list of API keys, not one string")
         self._initial_keys = frozenset(keys)
         if not self._initial_keys:
             raise ValueError("at least one API key is needed")
         self._initial_latency = latency
+        self._initial_rate_limit = RateLimit(max_in_flight, rate)
         self._requested_port = port
         self._store = Store()
         self._lock = threading.Lock()
@@ -116,6 +134,8 @@ class Emulator:
         self._latency = latency
         self._faults: list[Fault] = []
         self._log: list[tuple[str, str]] = []
+        self._limiter = RateLimiter(self._initial_rate_limit)
+        self._rate_limited = 0  # 429 answers sent (by the rate-limit mode or a fault)
         # What latency and hang faults wait on; see _wake_sleepers().
         self._wake = threading.Event()
         self._server: ThreadingHTTPServer | None = None
@@ -196,14 +216,35 @@ class Emulator:
         with self._lock:
             self._faults.clear()
 
+    def set_rate_limit(
+        self, *, max_in_flight: int | None = None, rate: float | None = None
+    ) -> None:
+        """Rate-limit mode: per key, at most `max_in_flight` requests at once and `rate` a
+        second (a token bucket of max(1, rate)), else 429 with Retry-After. None: no such limit.
+
+        Replaces the previous setting; every key's bucket starts full.
+        """
+        self._limiter.configure(RateLimit(max_in_flight, rate))
+
+    def clear_rate_limit(self) -> None:
+        """Rate-limit mode off."""
+        self._limiter.configure(RateLimit())
+
+    @property
+    def rate_limit(self) -> RateLimit:
+        return self._limiter.limit
+
     def reset(self) -> None:
-        """Back to the constructor's state: no threads, faults or log; its keys and latency."""
+        """Back to the constructor's state: no threads, faults, log or 429 count; its keys,
+        latency and rate limit (with full buckets)."""
         self._store.clear()
         with self._lock:
             self._faults.clear()
             self._log.clear()
+            self._rate_limited = 0
             self._keys = set(self._initial_keys)
             self._latency = self._initial_latency
+        self._limiter.configure(self._initial_rate_limit)
         self._wake_sleepers()
 
     def _wake_sleepers(self) -> None:
@@ -214,9 +255,22 @@ class Emulator:
 
     @property
     def request_log(self) -> list[tuple[str, str]]:
-        """(method, path with query) of every API request so far, in arrival order."""
+        """(method, path with query) of every API request so far, in arrival order (those
+        answered 429 or hit by a fault included)."""
         with self._lock:
             return list(self._log)
+
+    @property
+    def rate_limited_count(self) -> int:
+        """How many 429 answers were sent since the start or the last reset: by the
+        rate-limit mode, and by status faults."""
+        with self._lock:
+            return self._rate_limited
+
+    def stats(self) -> dict[str, int]:
+        """What `GET /__emulator__/stats` answers: API requests and 429s so far."""
+        with self._lock:
+            return {"requests": len(self._log), "rate_limited": self._rate_limited}
 
     def seed_thread(self, key, metadata=None, messages=None, tool_resources=None) -> dict:
         """Create a thread owned by `key` straight in the store; ValueError on invalid input."""
@@ -246,13 +300,31 @@ class Emulator:
                     return fault
         return None
 
-    def _handle(self, method: str, target: str, headers, body: bytes) -> Response | None:
+    def _handle(self, method: str, target: str, headers: Message, body: bytes) -> Response | None:
         """Answer one request; None means: close the connection without answering."""
-        path, _, query = target.partition("?")
+        path = target.partition("?")[0]
         if path.startswith(CONTROL_PREFIX):
             return self._control(method, path, body)
         with self._lock:
             self._log.append((method, target))
+        key = _bearer_token(headers)
+        refusal = self._limiter.admit(key)
+        if refusal is None:
+            try:
+                response = self._answer(method, target, headers, body)
+            finally:
+                self._limiter.release(key)
+        else:
+            response = refusal.response()
+        if response is not None and response.status == 429:
+            with self._lock:
+                self._rate_limited += 1
+        return response
+
+    def _answer(self, method: str, target: str, headers: Message, body: bytes) -> Response | None:
+        """`_handle` past the rate-limit mode: latency, faults, then the API itself."""
+        path, _, query = target.partition("?")
+        with self._lock:
             latency, wake = self._latency, self._wake
         if latency and wake.wait(latency):
             return None
@@ -282,9 +354,8 @@ class Emulator:
             return error.response()
 
     def _authenticate(self, headers) -> str:
-        scheme, _, key = headers.get("Authorization", "").partition(" ")
-        key = key.strip()
-        if scheme.lower() != "bearer" or not key:
+        key = _bearer_token(headers)
+        if not key:
             message = (
                 "You didn't provide an API key. You need to provide your API key in an "
                 "Authorization header using Bearer auth (i.e. Authorization: Bearer YOUR_KEY)."
@@ -311,6 +382,12 @@ class Emulator:
                     self.set_latency(float(arguments["seconds"]))
                 case "POST", "reset":
                     self.reset()
+                case "POST", "rate_limit":
+                    self.set_rate_limit(**arguments)
+                case "DELETE", "rate_limit":
+                    self.clear_rate_limit()
+                case "GET", "stats":
+                    return json_response(200, self.stats())
                 case _:
                     return json_response(
                         404, error_payload(f"No control {method} {path}.", type="not_found")

@@ -11,6 +11,7 @@ import pytest
 import requests
 
 from emulator import Emulator
+from emulator.limits import RateLimit, RateLimiter
 from tests.conftest import OTHER_TEST_KEY, TEST_KEY
 
 REQUEST_ID = re.compile(r"req_[0-9a-f]{32}")
@@ -852,6 +853,14 @@ def test_http_controls(api, emulator):
         ("POST", "faults", [], 400),
         ("GET", "faults", None, 404),
         ("POST", "keys", {}, 404),
+        ("POST", "rate_limit", {"rate": 0}, 400),
+        ("POST", "rate_limit", {"rate": "fast"}, 400),
+        ("POST", "rate_limit", {"max_in_flight": 0}, 400),
+        ("POST", "rate_limit", {"max_in_flight": 1.5}, 400),
+        ("POST", "rate_limit", {"max_in_flight": True}, 400),
+        ("POST", "rate_limit", {"burst": 3}, 400),
+        ("GET", "rate_limit", None, 404),
+        ("POST", "stats", {}, 404),
     ],
 )
 def test_bad_http_control_requests(emulator, method, path, body, status):
@@ -929,6 +938,192 @@ def test_concurrent_creates_are_all_kept(api):
     assert all(api("GET", f"/threads/{thread_id}").status_code == 200 for thread_id in ids)
 
 
+# --- Rate-limit mode ----------------------------------------------------------------------------
+
+
+def rate_limited(response: requests.Response, retry_after: str = "1") -> dict:
+    """The mode's 429: OpenAI's error shape, a whole-second Retry-After of at least 1."""
+    error = error_of(response, 429)
+    assert (error["type"], error["code"], error["param"]) == (
+        "requests",
+        "rate_limit_exceeded",
+        None,
+    )
+    assert error["message"].endswith(f"Please try again in {retry_after}s.")
+    assert response.headers["Retry-After"] == retry_after
+    assert REQUEST_ID.fullmatch(response.headers["x-request-id"])
+    return error
+
+
+def in_background(call, count: int) -> ThreadPoolExecutor:
+    """`count` calls of `call()` started in a pool (shut it down to wait for them)."""
+    pool = ThreadPoolExecutor(count)
+    for _ in range(count):
+        pool.submit(call)
+    return pool
+
+
+def wait_for_requests(emulator, count: int) -> None:
+    """Until `count` API requests have arrived (and a moment more, to be admitted)."""
+    deadline = time.monotonic() + 5
+    while len(emulator.request_log) < count:
+        assert time.monotonic() < deadline, emulator.request_log
+        time.sleep(0.01)
+    time.sleep(0.05)
+
+
+def test_rate_limit_mode_is_off_by_default(api, emulator):
+    assert emulator.rate_limit == RateLimit(None, None)
+    assert all(api("POST", "/threads").status_code == 200 for _ in range(30))
+    assert emulator.rate_limited_count == 0
+
+
+def test_burst_over_the_rate_gets_429_with_retry_after(api, emulator):
+    emulator.set_rate_limit(rate=3)
+    assert [api("POST", "/threads").status_code for _ in range(3)] == [200, 200, 200]
+    error = rate_limited(api("POST", "/threads"))
+    assert "limit 3" in error["message"]
+    rate_limited(api("GET", "/threads/thread_x"))  # every endpoint, before it is looked up
+    assert emulator.rate_limited_count == 2
+    # Refused requests are API traffic all the same: the log keeps them.
+    assert [method for method, _ in emulator.request_log] == ["POST"] * 4 + ["GET"]
+    time.sleep(0.4)  # a token comes back every 1/3 s
+    assert api("POST", "/threads").status_code == 200
+    rate_limited(api("POST", "/threads"))
+
+
+def test_retry_after_is_the_wait_for_the_next_token_in_whole_seconds():
+    now = [100.0]
+    limiter = RateLimiter(RateLimit(rate=0.4), clock=lambda: now[0])
+    assert limiter.admit("sk-a") is None  # the bucket holds max(1, rate) = 1 token
+    refusal = limiter.admit("sk-a")
+    assert (refusal.status, refusal.headers) == (429, (("Retry-After", "3"),))  # 2.5 s, up
+    now[0] += 2.4
+    assert limiter.admit("sk-a").headers == (("Retry-After", "1"),)  # never below 1
+    now[0] += 0.1
+    assert limiter.admit("sk-a") is None
+
+
+def test_bucket_holds_one_second_of_rate_and_refills_to_no_more():
+    now = [0.0]
+    limiter = RateLimiter(RateLimit(rate=20), clock=lambda: now[0])
+    assert [limiter.admit("sk-a") for _ in range(20)] == [None] * 20
+    assert limiter.admit("sk-a").status == 429
+    now[0] += 60  # idle for a minute: still one second's worth, not 1,200
+    assert [limiter.admit("sk-a") for _ in range(20)] == [None] * 20
+    assert limiter.admit("sk-a").status == 429
+    now[0] += 0.0625  # 1.25 tokens, exactly (0.05 s would be 0.999... in floating point)
+    assert limiter.admit("sk-a") is None
+
+
+def test_in_flight_cap_with_slow_requests(api, emulator):
+    emulator.set_rate_limit(max_in_flight=2)
+    emulator.set_latency(0.5)
+    pool = in_background(lambda: api("POST", "/threads"), 2)
+    wait_for_requests(emulator, 2)
+    started = time.monotonic()
+    error = rate_limited(api("POST", "/threads"))
+    assert time.monotonic() - started < 0.4  # answered at once, not after the latency
+    assert "in flight" in error["message"]
+    pool.shutdown()
+    assert api("POST", "/threads").status_code == 200  # the slots are free again
+    assert emulator.rate_limited_count == 1
+
+
+def test_a_hanging_request_holds_its_slot_until_it_answers(api, emulator):
+    emulator.set_rate_limit(max_in_flight=1)
+    emulator.add_fault(method="POST", kind="hang", seconds=0.5)
+    pool = in_background(lambda: api("POST", "/threads"), 1)
+    wait_for_requests(emulator, 1)
+    rate_limited(api("GET", "/threads/thread_x"))
+    pool.shutdown()
+    assert api("GET", "/threads/thread_x").status_code == 404
+
+
+def test_a_dropped_request_frees_its_slot(api, emulator):
+    emulator.set_rate_limit(max_in_flight=1)
+    emulator.add_fault(kind="drop")
+    with pytest.raises(requests.ConnectionError):
+        api("POST", "/threads")
+    assert api("POST", "/threads").status_code == 200
+
+
+def test_rate_limits_are_per_key(api, other_api, emulator):
+    emulator.set_rate_limit(rate=2)
+    assert [api("POST", "/threads").status_code for _ in range(3)] == [200, 200, 429]
+    assert [other_api("POST", "/threads").status_code for _ in range(3)] == [200, 200, 429]
+    # The key as sent counts, known or not: an unknown key is limited (then refused) apart.
+    stranger = Api(emulator.base_url, key="sk-unknown")
+    assert [stranger("POST", "/threads").status_code for _ in range(3)] == [401, 401, 429]
+
+
+def test_in_flight_caps_are_per_key(api, other_api, emulator):
+    emulator.set_rate_limit(max_in_flight=1)
+    emulator.set_latency(0.3)
+    pool = in_background(lambda: api("POST", "/threads"), 1)
+    wait_for_requests(emulator, 1)
+    assert other_api("POST", "/threads").status_code == 200
+    pool.shutdown()
+
+
+def test_both_limits_at_once(api, emulator):
+    emulator.set_rate_limit(max_in_flight=5, rate=2)
+    assert emulator.rate_limit == RateLimit(max_in_flight=5, rate=2)
+    assert [api("POST", "/threads").status_code for _ in range(3)] == [200, 200, 429]
+
+
+def test_rate_limit_through_the_python_api(api, emulator):
+    emulator.set_rate_limit(rate=1)
+    assert [api("POST", "/threads").status_code for _ in range(2)] == [200, 429]
+    emulator.set_rate_limit(rate=1)  # set again: the buckets start full
+    assert api("POST", "/threads").status_code == 200
+    emulator.clear_rate_limit()
+    assert all(api("POST", "/threads").status_code == 200 for _ in range(5))
+    emulator.set_rate_limit(max_in_flight=1)
+    emulator.reset()  # back to the constructor's setting: off, and the count starts over
+    assert emulator.rate_limit == RateLimit()
+    assert emulator.rate_limited_count == 0
+    assert all(api("POST", "/threads").status_code == 200 for _ in range(5))
+
+
+@pytest.mark.parametrize(
+    "arguments",
+    [{"rate": 0}, {"rate": -1}, {"rate": float("nan")}, {"max_in_flight": 0}],
+)
+def test_bad_rate_limit_is_refused(emulator, arguments):
+    with pytest.raises(ValueError):
+        emulator.set_rate_limit(**arguments)
+
+
+def test_rate_limit_through_the_http_controls(api, emulator):
+    control = emulator.base_url.removesuffix("/v1") + "/__emulator__"
+    response = requests.post(f"{control}/rate_limit", json={"rate": 1}, timeout=5)
+    assert response.json() == {"ok": True}
+    assert [api("POST", "/threads").status_code for _ in range(2)] == [200, 429]
+    assert requests.get(f"{control}/stats", timeout=5).json() == {"requests": 2, "rate_limited": 1}
+    assert requests.delete(f"{control}/rate_limit", timeout=5).json() == {"ok": True}
+    assert api("POST", "/threads").status_code == 200
+    requests.post(f"{control}/rate_limit", json={"max_in_flight": 3, "rate": None}, timeout=5)
+    assert emulator.rate_limit == RateLimit(max_in_flight=3)
+
+
+def test_injected_429s_are_counted_too(api, emulator):
+    emulator.add_fault(status=429, retry_after=2, times=2)
+    assert [api("POST", "/threads").status_code for _ in range(3)] == [429, 429, 200]
+    assert emulator.rate_limited_count == 2
+    assert emulator.stats() == {"requests": 3, "rate_limited": 2}
+
+
+def test_constructor_rate_limit_survives_reset():
+    with Emulator(keys=[TEST_KEY], rate=1, max_in_flight=4) as emulator:
+        api = Api(emulator.base_url)
+        assert [api("POST", "/threads").status_code for _ in range(2)] == [200, 429]
+        emulator.clear_rate_limit()
+        emulator.reset()
+        assert emulator.rate_limit == RateLimit(max_in_flight=4, rate=1)
+        assert [api("POST", "/threads").status_code for _ in range(2)] == [200, 429]
+
+
 # --- Lifecycle and command line -----------------------------------------------------------------
 
 
@@ -983,3 +1178,50 @@ def test_command_line():
         _, stderr = process.communicate(timeout=5)
     assert process.returncode == 0
     assert stderr == ""  # quiet: no line per request
+
+
+def test_command_line_rate_limit_flags():
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "emulator",
+            "--key",
+            TEST_KEY,
+            "--rate",
+            "2",
+            "--max-in-flight",
+            "3",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        base_url = process.stdout.readline().strip()
+        api = Api(base_url)
+        assert [api("POST", "/threads").status_code for _ in range(3)] == [200, 200, 429]
+        stats = requests.get(base_url.removesuffix("/v1") + "/__emulator__/stats", timeout=5)
+        assert stats.json() == {"requests": 3, "rate_limited": 1}
+    finally:
+        process.terminate()
+        process.communicate(timeout=5)
+
+
+@pytest.mark.parametrize(
+    ("flags", "complaint"),
+    [
+        (["--rate", "0"], "rate must be"),
+        (["--rate", "often"], "invalid float value"),
+        (["--max-in-flight", "0"], "max_in_flight must be"),
+        (["--max-in-flight", "2.5"], "invalid int value"),
+    ],
+)
+def test_command_line_refuses_bad_rate_limit_flags(flags, complaint):
+    finished = subprocess.run(
+        [sys.executable, "-m", "emulator", "--key", TEST_KEY, *flags],
+        capture_output=True,
+        text=True,
+        timeout=10,
+    )
+    assert finished.returncode == 2
+    assert complaint in finished.stderr

@@ -283,6 +283,97 @@ def test_retry_after_is_capped_by_the_retry_policy():
     assert retry.total == upstream.MAX_RETRIES == 3
 
 
+# --- A caller with its own limiter: retry_rate_limited=False ---------------------------------
+
+
+@pytest.fixture
+def own_limiter_client(emulator):
+    return ThreadsClient(
+        TEST_KEY,
+        base_url=emulator.base_url,
+        connect_timeout=2,
+        read_timeout=5,
+        retry_rate_limited=False,
+    )
+
+
+@pytest.mark.parametrize("method", ["GET", "DELETE"])
+def test_without_retries_of_429_each_one_surfaces(
+    own_limiter_client, emulator, retry_sleeps, method
+):
+    thread_ids = [emulator.seed_thread(TEST_KEY)["id"] for _ in range(2)]
+    call = {"GET": own_limiter_client.retrieve_thread, "DELETE": own_limiter_client.delete_thread}
+    emulator.set_rate_limit(rate=1)
+    call[method](thread_ids[0])
+    with pytest.raises(RateLimitedError) as caught:
+        call[method](thread_ids[1])
+    error = caught.value
+    assert (error.status, error.retry_after, error.code) == (429, 1.0, "rate_limit_exceeded")
+    assert error.request_id
+    assert retry_sleeps == []
+    assert len(requests_for(emulator, method)) == 2  # one call each, no retry here
+    assert emulator.rate_limited_count == 1
+
+
+def test_the_default_client_still_retries_429(client, emulator, retry_sleeps):
+    thread_ids = [emulator.seed_thread(TEST_KEY)["id"] for _ in range(2)]
+    emulator.set_rate_limit(rate=1)
+    client.delete_thread(thread_ids[0])
+    # The sleeps are recorded, not slept, so the bucket stays empty through the retries.
+    with pytest.raises(RateLimitedError) as caught:
+        client.delete_thread(thread_ids[1])
+    assert caught.value.retry_after == 1.0
+    assert retry_sleeps == [1, 1, 1]
+    assert len(requests_for(emulator, "DELETE")) == 5
+
+
+def test_a_surfaced_429_can_be_sent_again_after_its_retry_after(own_limiter_client, emulator):
+    thread_id = emulator.seed_thread(TEST_KEY)["id"]
+    emulator.set_rate_limit(rate=1)
+    own_limiter_client.retrieve_thread(thread_id)
+    with pytest.raises(RateLimitedError) as caught:
+        own_limiter_client.delete_thread(thread_id)
+    time.sleep(caught.value.retry_after)
+    assert own_limiter_client.delete_thread(thread_id).deleted
+
+
+def test_without_retries_of_429_an_injected_retry_after_is_not_waited_for(
+    own_limiter_client, emulator, retry_sleeps
+):
+    # urllib3 retries a 429 that carries Retry-After whatever its status list says.
+    emulator.add_fault(method="GET", path=THREAD_PATH, status=429, retry_after=120, times=None)
+    with pytest.raises(RateLimitedError) as caught:
+        own_limiter_client.retrieve_thread("thread_abc")
+    assert caught.value.retry_after == 120.0
+    assert retry_sleeps == []
+    assert len(requests_for(emulator, "GET")) == 1
+
+
+def test_without_retries_of_429_other_retries_are_unchanged(
+    own_limiter_client, emulator, retry_sleeps
+):
+    thread_id = emulator.seed_thread(TEST_KEY)["id"]
+    emulator.add_fault(method="GET", path=THREAD_PATH, status=503, retry_after=1, times=2)
+    assert own_limiter_client.retrieve_thread(thread_id).id == thread_id
+    assert retry_sleeps == [1, 1]
+    emulator.add_fault(method="DELETE", path=THREAD_PATH, kind="html", times=None)
+    with pytest.raises(UpstreamUnavailableError):
+        own_limiter_client.delete_thread(thread_id)
+    assert len(requests_for(emulator, "DELETE")) == 4
+
+
+def test_each_retry_policy_has_its_own_shared_session():
+    retrying, not_429 = upstream._get_session(True), upstream._get_session(False)
+    assert retrying is upstream._get_session() and not_429 is upstream._get_session(False)
+    assert retrying is not not_429
+    policy = not_429.get_adapter("https://example.test/").max_retries
+    assert not policy.is_retry("GET", 429, has_retry_after=True)
+    assert policy.is_retry("GET", 503, has_retry_after=True)
+    assert policy.is_retry("DELETE", 502)
+    assert not policy.is_retry("POST", 503)
+    assert (policy.total, policy.backoff_factor) == (upstream.MAX_RETRIES, upstream.BACKOFF_FACTOR)
+
+
 def test_delete_retried_on_503_then_404_is_already_gone(client, emulator, retry_sleeps):
     emulator.add_fault(method="DELETE", path=THREAD_PATH, status=503, times=1)
     result = client.delete_thread("thread_vanished")

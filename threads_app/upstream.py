@@ -32,8 +32,9 @@ DEFAULT_BASE_URL = "https://api.umamiai.xyz/v1"
 DEFAULT_CONNECT_TIMEOUT = 5.0
 DEFAULT_READ_TIMEOUT = 30.0
 
-# Bulk deletes run about 8 threads at once; leave headroom over that.
-POOL_MAXSIZE = 16
+# Connections kept per host: bulk deletes adapt their calls in flight up to 64
+# (services/concurrency.py); a connection over this number is closed after its call.
+POOL_MAXSIZE = 64
 RETRY_STATUSES = frozenset({429, 502, 503, 504})
 RETRY_METHODS = frozenset({"GET", "DELETE"})
 MAX_RETRIES = 3
@@ -105,7 +106,8 @@ class NotFoundError(UpstreamError):
 
 
 class RateLimitedError(UpstreamError):
-    """429, after the retries GET and DELETE are allowed."""
+    """429, after the retries GET and DELETE are allowed (none for a client made with
+    ``retry_rate_limited=False``). ``retry_after`` is the answer's Retry-After in seconds."""
 
     def __init__(self, message: str, *, retry_after: float | None = None, **kwargs: Any) -> None:
         super().__init__(message, **kwargs)
@@ -392,22 +394,33 @@ class _Retry(Retry):
             return 0
 
 
-_session: requests.Session | None = None
+class _RetryButNot429(_Retry):
+    """``_Retry`` that leaves every 429 to the caller (urllib3 retries a 429 that carries a
+    Retry-After whatever ``status_forcelist`` says, hence the narrower class attribute)."""
+
+    RETRY_AFTER_STATUS_CODES = Retry.RETRY_AFTER_STATUS_CODES - {429}
+
+
+# One process-wide session per retry policy: key True retries 429s, False does not.
+_sessions: dict[bool, requests.Session] = {}
 _session_lock = threading.Lock()
 
 
-def _get_session() -> requests.Session:
+def _get_session(retry_rate_limited: bool = True) -> requests.Session:
     """The process-wide pooled session, shared by every key (so it keeps no cookies)."""
-    global _session
-    if _session is None:
+    session = _sessions.get(retry_rate_limited)
+    if session is None:
         with _session_lock:
-            if _session is None:
+            session = _sessions.get(retry_rate_limited)
+            if session is None:
                 session = requests.Session()
                 session.trust_env = False  # read once per host instead: see _environment_settings
                 session.cookies.set_policy(DefaultCookiePolicy(allowed_domains=[]))
-                retry = _Retry(
+                retry_class = _Retry if retry_rate_limited else _RetryButNot429
+                statuses = RETRY_STATUSES if retry_rate_limited else RETRY_STATUSES - {429}
+                retry = retry_class(
                     total=MAX_RETRIES,
-                    status_forcelist=RETRY_STATUSES,
+                    status_forcelist=statuses,
                     allowed_methods=RETRY_METHODS,
                     backoff_factor=BACKOFF_FACTOR,
                     retry_after_max=MAX_RETRY_AFTER,
@@ -416,8 +429,8 @@ def _get_session() -> requests.Session:
                 adapter = HTTPAdapter(pool_maxsize=POOL_MAXSIZE, max_retries=retry)
                 session.mount("https://", adapter)
                 session.mount("http://", adapter)
-                _session = session
-    return _session
+                _sessions[retry_rate_limited] = session
+    return session
 
 
 @functools.lru_cache(maxsize=16)
@@ -464,6 +477,10 @@ class ThreadsClient:
 
     Cheap to create: all clients share one pooled session; the key travels in
     each request's headers, never on the session.
+
+    ``retry_rate_limited=False`` is for a caller with its own limiter (a bulk job, see
+    services/concurrency.py): every 429 raises ``RateLimitedError`` at once, with its
+    ``retry_after``, instead of being retried here. Other retries are unchanged.
     """
 
     def __init__(
@@ -472,8 +489,11 @@ class ThreadsClient:
         base_url: str | None = None,
         connect_timeout: float | None = None,
         read_timeout: float | None = None,
+        *,
+        retry_rate_limited: bool = True,
     ) -> None:
         self._api_key = api_key
+        self.retry_rate_limited = retry_rate_limited
         if base_url is None:
             base_url = getattr(settings, "UMAMIAI_BASE_URL", DEFAULT_BASE_URL)
         if connect_timeout is None:
@@ -576,7 +596,7 @@ class ThreadsClient:
         started = time.monotonic()
         response = None
         try:
-            response = _get_session().request(
+            response = _get_session(self.retry_rate_limited).request(
                 method,
                 self.base_url + path,
                 params=params,
