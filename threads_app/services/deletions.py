@@ -80,6 +80,26 @@ class Deletion:
         return self.outcome in (Outcome.SUCCESS, Outcome.ALREADY_GONE)
 
     @classmethod
+    def failed(
+        cls, thread: TrackedThread, message: str, error: UpstreamError, **details: Any
+    ) -> "Deletion":
+        """A deletion failed by `error` (on its DELETE, or on the check of an interrupted one)."""
+        return cls(
+            thread,
+            Outcome.FAILED,
+            f"{message}: {error}",
+            error=error,
+            request_id=error.request_id or "",
+            http_status=error.status,
+            details={
+                **details,
+                "status": error.status,
+                "message": error.message,
+                "request_id": error.request_id,
+            },
+        )
+
+    @classmethod
     def not_sent(cls, thread: TrackedThread, message: str) -> "Deletion":
         """A deletion whose intent was recorded but whose DELETE was never sent."""
         return cls(thread, Outcome.FAILED, message, details={"sent": False, "reason": message})
@@ -90,12 +110,13 @@ def delete_thread(
 ) -> Deletion:
     """Delete a thread upstream with an intent/outcome pair of audit events.
 
-    (a) the intent is committed first (`durable=True`: never call this inside a
-    transaction), (b) the DELETE is sent, (c) the outcome is recorded: success, already
-    gone (404), refused (`deleted: false`) or failed (any other error). Only success and
-    already gone mark the thread deleted. Safe to run for many threads at once: it touches
-    only this thread's row and the serialized audit chain. A bulk job takes the same three
-    steps (`deletion_intent`, `send_deletion`, `record_deletions`) for many threads at once.
+    (a) the thread is claimed and the intent committed first (`durable=True`: never call
+    this inside a transaction), (b) the DELETE is sent, (c) the outcome is recorded:
+    success, already gone (404), refused (`deleted: false`) or failed (any other error).
+    Only success and already gone mark the thread deleted; the others put it back in the
+    state it had. Safe to run for many threads at once: it touches only this thread's row
+    and the serialized audit chain. A bulk job takes the same three steps
+    (`begin_deletions`, `send_deletion`, `record_deletions`) for many threads at once.
 
     With `snapshot`, the thread's transcript is fetched first and stored with the intent; if
     it cannot be, `SnapshotFailed` (a `Refused`) is raised and nothing is recorded or deleted.
@@ -193,15 +214,7 @@ def send_deletion(thread: TrackedThread, *, client: ThreadsClient) -> Deletion:
     try:
         result = client.delete_thread(thread.thread_id)
     except UpstreamError as exc:
-        return Deletion(
-            thread,
-            Outcome.FAILED,
-            f"Could not delete “{name}”: {exc}",
-            error=exc,
-            request_id=exc.request_id or "",
-            http_status=exc.status,
-            details={"status": exc.status, "message": exc.message, "request_id": exc.request_id},
-        )
+        return Deletion.failed(thread, f"Could not delete “{name}”", exc)
     if result.already_gone:
         outcome = Outcome.ALREADY_GONE
         message = f"“{name}” was already gone upstream; it is marked deleted."
@@ -304,15 +317,8 @@ def resolve_interrupted_deletion(
             details={"resolved": "checked"},
         )
     except UpstreamError as exc:
-        deletion = Deletion(
-            thread,
-            Outcome.FAILED,
-            f"Could not check whether “{name}” was deleted: {exc}",
-            error=exc,
-            request_id=exc.request_id or "",
-            http_status=exc.status,
-            details={"resolved": "checked", "status": exc.status, "message": exc.message},
-        )
+        message = f"Could not check whether “{name}” was deleted"
+        deletion = Deletion.failed(thread, message, exc, resolved="checked")
     else:
         sent = send_deletion(thread, client=client)
         deletion = replace(sent, details={"resolved": "sent again", **sent.details})
