@@ -106,6 +106,7 @@ class TrackedThread(models.Model):
     class State(models.TextChoices):
         ACTIVE = "active", "Active"
         GONE = "gone", "Gone upstream"
+        DELETING = "deleting", "Being deleted"  # claimed by a deletion whose outcome is unknown
         DELETED = "deleted", "Deleted"
 
     thread_id = models.CharField(max_length=100)
@@ -120,6 +121,10 @@ class TrackedThread(models.Model):
     tool_resources = models.JSONField(default=dict, blank=True)
     last_checked_at = models.DateTimeField(null=True, blank=True)
     state = models.CharField(max_length=10, choices=State.choices, default=State.ACTIVE)
+    # While `deleting`: when the deletion claimed the thread, and the state it goes back to if
+    # the deletion fails (services.deletions).
+    deletion_started_at = models.DateTimeField(null=True, blank=True)
+    state_before_deletion = models.CharField(max_length=10, choices=State.choices, blank=True)
     # Lower-cased thread id, label and metadata values: what the list's search box matches.
     search_text = models.TextField(blank=True, editable=False)
 
@@ -147,6 +152,11 @@ class TrackedThread(models.Model):
     def build_search_text(self) -> str:
         values = [self.thread_id, self.label, *(str(v) for v in (self.metadata or {}).values())]
         return "\n".join(values).lower()
+
+    @property
+    def deletion_begun(self) -> bool:
+        """Deleted, or being deleted: not to be deleted, edited or asked about again."""
+        return self.state in (self.State.DELETING, self.State.DELETED)
 
 
 class AppendOnlyError(Exception):

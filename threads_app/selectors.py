@@ -199,7 +199,8 @@ def filtered_threads(
 ) -> QuerySet[TrackedThread]:
     """The threads the list shows: matching the search, under the key, in the state.
 
-    No `state` means active and gone (not deleted); `ALL_STATES` means every state.
+    No `state` means every state but deleted (a thread being deleted is listed, as such: its
+    deletion may fail and leave it active); `ALL_STATES` means every state.
     """
     threads = visible_threads(user)
     if q:
@@ -217,6 +218,11 @@ def unreachable_reason(thread: TrackedThread) -> str | None:
     """Why the upstream is not asked about this thread, or None."""
     if thread.state == TrackedThread.State.DELETED:
         return "This thread was deleted; the Threads API no longer has it."
+    if thread.state == TrackedThread.State.DELETING:
+        return (
+            "This thread is being deleted; the Threads API is not asked about it until the "
+            "deletion's outcome is known."
+        )
     if thread.api_key.is_revoked:
         return (
             f"Its key “{thread.api_key.label}” is revoked, so the dashboard no longer calls "

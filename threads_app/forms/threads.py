@@ -317,7 +317,7 @@ class ThreadFilterForm(Form):
         label="State",
         required=False,
         choices=[
-            ("", "Active and gone"),
+            ("", "All but deleted"),
             *TrackedThread.State.choices,
             (selectors.ALL_STATES, "All, deleted included"),
         ],

@@ -209,13 +209,13 @@ def refresh_thread(thread: TrackedThread) -> Thread:
 
 
 def _remember(thread: TrackedThread, fields: dict[str, Any]) -> None:
-    """Set and save cached fields, unless a deletion finished meanwhile (it must not be
-    undone): the row is locked while it is checked and saved."""
+    """Set and save cached fields, unless a deletion began meanwhile (its claim, or its
+    outcome, must not be undone): the row is locked while it is checked and saved."""
     for name, value in fields.items():
         setattr(thread, name, value)
     with transaction.atomic():
         live_row = TrackedThread.objects.select_for_update().filter(pk=thread.pk)
-        if live_row.exclude(state=State.DELETED).exists():
+        if live_row.exclude(state__in=(State.DELETING, State.DELETED)).exists():
             thread.save(update_fields=list(fields))  # save() keeps the search text in step
 
 

@@ -317,7 +317,9 @@ def _row_kept(request: AuthenticatedHttpRequest, to: str, pk: int) -> HttpRespon
 def thread_delete(request: AuthenticatedHttpRequest, pk: int) -> HttpResponse:
     """GET: confirmation. POST: delete upstream. htmx (the list's row button): an empty body
     removes the row; on failure 204 keeps it, and the toast says why. A transcript that was
-    asked for but could not be saved stops the deletion: back to the confirmation."""
+    asked for but could not be saved stops the deletion: back to the confirmation. A thread
+    deleted already, or being deleted, is not sent again: back to the thread (htmx: 204, and
+    the list refreshes to show its state)."""
     thread = selectors.get_writable_thread(request.user, pk)
     if request.method == "GET":
         return _confirm(request, thread, "delete")
@@ -328,6 +330,9 @@ def thread_delete(request: AuthenticatedHttpRequest, pk: int) -> HttpResponse:
             origin=Origin.from_request(request),
             snapshot="snapshot" in request.POST,
         )
+    except deletions.DeletionUnderway as exc:
+        messages.error(request, str(exc))
+        return announce(_row_kept(request, "threads_app:thread_detail", pk), Event.THREADS_CHANGED)
     except Refused as exc:
         messages.error(request, str(exc))
         return _row_kept(request, "threads_app:thread_delete", pk)
