@@ -16,7 +16,7 @@ from django.test import Client
 
 from tests.conftest import OTHER_TEST_KEY
 from tests.threads_helpers import HX, body, is_partial, url
-from threads_app import audit
+from threads_app import audit, selectors
 from threads_app.models import (
     ApiKey,
     AuditEvent,
@@ -171,14 +171,14 @@ def test_confirmation_without_a_selection_offers_nothing_to_post(user_client):
 
 @pytest.mark.django_db
 def test_too_large_a_selection_is_refused(user_client, threads, emulator):
-    query = "&".join(f"thread={pk}" for pk in range(1, bulk.MAX_THREADS + 2))
+    query = "&".join(f"thread={pk}" for pk in range(1, selectors.MAX_BULK_DELETE + 2))
 
     page = user_client.get(url("thread_bulk_delete", query=query))
     post = user_client.post(
-        url("thread_bulk_delete"), {"thread": list(range(1, bulk.MAX_THREADS + 2))}
+        url("thread_bulk_delete"), {"thread": list(range(1, selectors.MAX_BULK_DELETE + 2))}
     )
 
-    assert f"You selected {bulk.MAX_THREADS + 1} threads; at most 500" in body(page)
+    assert f"You selected {selectors.MAX_BULK_DELETE + 1} threads; at most 500" in body(page)
     assert "Delete selected" not in body(page) and 'name="thread"' not in body(page)
     assert post.status_code == 400
     assert not BulkDeleteJob.objects.exists() and deletes_sent(emulator) == []
@@ -395,7 +395,7 @@ def test_threads_out_of_reach_by_the_time_the_job_runs_fail_without_a_request(
     Membership.objects.filter(team=team, user=user).update(role=Role.VIEWER)
     untracked.delete()
 
-    bulk.run_bulk_delete(job_id, origin)
+    bulk.run_bulk_delete(job_id, origin=origin)
 
     job = BulkDeleteJob.objects.get()
     items = {item.thread_id: item for item in job.items.all()}
