@@ -55,8 +55,10 @@ class AuditFilterForm(Form):
     def __init__(self, user: User, data: QueryDict | None = None) -> None:
         super().__init__(data)
         # Only what the user may see can be chosen; anything else is "not a valid choice".
-        cast(forms.ModelChoiceField, self.fields["team"]).queryset = selectors.visible_teams(user)
-        cast(forms.ModelChoiceField, self.fields["key"]).queryset = selectors.visible_keys(user)
+        team = cast("forms.ModelChoiceField[Team]", self.fields["team"])
+        team.queryset = selectors.visible_teams(user)
+        key = cast("forms.ModelChoiceField[ApiKey]", self.fields["key"])
+        key.queryset = selectors.visible_keys(user)
 
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean() or {}
