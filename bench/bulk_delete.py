@@ -103,7 +103,9 @@ def main():
                 lambda: [deletions.delete_thread(thread, actor=user) for thread in one_by_one]
             )
             concurrent, concurrent_cpu = timed(
-                lambda: bulk.start_bulk_delete(user, [thread.pk for thread in in_bulk])
+                lambda: bulk.start_bulk_delete(
+                    actor=user, thread_ids=[thread.pk for thread in in_bulk]
+                )
             )
 
     outcomes = set(BulkDeleteItem.objects.values_list("outcome", flat=True))

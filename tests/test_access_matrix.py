@@ -1,10 +1,11 @@
 """The access matrix: every actor, on every URL of the app, as a page and as an htmx partial,
 with GET and POST, on every kind of object.
 
-Expected outcomes follow DESIGN.md's security model: a team owner manages members and keys,
-a member uses the team's keys (create, edit, delete threads), a viewer reads threads and the
-audit log; a personal key is its owner's; a bulk-delete job is its creator's; superusers act
-as owners everywhere (as the selectors and tests/test_keys.py decide). Statuses: 302 to the
+Expected outcomes follow the access rules of `threads_app/selectors.py` (the roles are in the
+README, "What it does"): a team owner manages members and keys, a member uses the team's keys
+(create, edit, delete threads), a viewer reads threads and the audit log; a personal key is its
+owner's; a bulk-delete job is its creator's; superusers act as owners everywhere (as the
+selectors and tests/test_keys.py decide). Statuses: 302 to the
 login page for the anonymous, 404 for an object the actor may not see, 403 for one they see
 but may not change, 405 for a method the URL does not take. POST bodies are minimal (the
 point is permission, not validation): an allowed POST may answer 200 with form errors, and a

@@ -351,6 +351,72 @@ class TestFilters:
         assert b"req_b" not in response.content
         assert csv_rows(get_as(client, world.alice, EXPORT_URL, params)) == []
 
+    @pytest.mark.parametrize(
+        ("params", "expected"),
+        [
+            ({"date_to": "9999-12-31"}, ["first_day", "world", "last_moment"]),
+            ({"date_from": "0001-01-01"}, ["first_day", "world", "last_moment"]),
+            ({"date_from": "0001-01-01", "date_to": "0001-01-01"}, ["first_day"]),
+            ({"date_to": "0001-01-01"}, ["first_day"]),
+            ({"date_from": "9999-12-31"}, ["last_moment"]),
+            ({"date_from": "9999-12-31", "date_to": "9999-12-31"}, ["last_moment"]),
+            ({"date_from": "2025-03-05", "date_to": "9999-12-30"}, []),
+        ],
+        ids=param_id,
+    )
+    def test_any_accepted_date_filters_page_partial_and_csv(self, client, world, params, expected):
+        """The first and last days there are filter like any other (issue 11: the day after
+        9999-12-31 does not exist, and asking for it answered 500)."""
+        first_day = record_at(datetime(1, 1, 1, tzinfo=UTC), Action.KEY_ROTATED, actor=world.root)
+        last_moment = record_at(
+            datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=UTC),
+            Action.KEY_ROTATED,
+            actor=world.root,
+        )
+        named = {"first_day": [first_day], "world": vars(world.events).values()}
+        named["last_moment"] = [last_moment]
+        wanted = sequences(*(event for name in expected for event in named[name]))
+
+        page = get_as(client, world.root, data=params)
+        partial = get_as(client, world.root, data=params, **HX)
+        export = get_as(client, world.root, EXPORT_URL, params)
+
+        for response in (page, partial, export):
+            assert response.status_code == 200
+        assert page.context["form"].errors == {}
+        assert shown(page) == wanted
+        for response in (page, partial):
+            rows = re.findall(r'<tr id="event-(\d+)">', response.content.decode())
+            assert [int(sequence) for sequence in rows] == wanted
+            assert b'class="error-banner"' not in response.content
+        assert [int(row[0]) for row in csv_rows(export)] == wanted
+
+    @pytest.mark.parametrize(
+        "params",
+        [
+            {"date_to": "10000-01-01"},
+            {"date_from": "0000-12-31"},
+            {"date_to": "9999-12-32"},
+            {"date_from": "-0001-01-01"},
+            {"date_from": "99999999999999999999-01-01"},
+        ],
+        ids=param_id,
+    )
+    def test_a_date_outside_the_calendar_is_refused_with_a_message(self, client, world, params):
+        [field] = params
+        page = get_as(client, world.root, data=params)
+        partial = get_as(client, world.root, data=params, **HX)
+        export = get_as(client, world.root, EXPORT_URL, params)
+
+        assert page.context["form"].errors[field] == ["Enter a valid date."]
+        assert shown(page) == []
+        for response in (page, partial):
+            assert response.status_code == 200
+            assert b'class="error-banner"' in response.content
+            assert b"Enter a valid date." in response.content
+            assert b'<tr id="event-' not in response.content
+        assert export.status_code == 200 and csv_rows(export) == []
+
     def test_choices_offer_only_visible_teams_and_keys(self, client, world):
         form = get_as(client, world.alice).context["form"]
         assert set(form.fields["team"].queryset) == {world.team_a}

@@ -16,7 +16,7 @@ from django.test import Client
 
 from tests.conftest import OTHER_TEST_KEY
 from tests.threads_helpers import HX, body, is_partial, url
-from threads_app import audit
+from threads_app import audit, selectors
 from threads_app.models import (
     ApiKey,
     AuditEvent,
@@ -26,6 +26,7 @@ from threads_app.models import (
     TrackedThread,
 )
 from threads_app.services import bulk, deletions
+from threads_app.services.refusals import Refused
 
 Action = AuditEvent.Action
 Item = BulkDeleteItem.Outcome
@@ -171,14 +172,14 @@ def test_confirmation_without_a_selection_offers_nothing_to_post(user_client):
 
 @pytest.mark.django_db
 def test_too_large_a_selection_is_refused(user_client, threads, emulator):
-    query = "&".join(f"thread={pk}" for pk in range(1, bulk.MAX_THREADS + 2))
+    query = "&".join(f"thread={pk}" for pk in range(1, selectors.MAX_BULK_DELETE + 2))
 
     page = user_client.get(url("thread_bulk_delete", query=query))
     post = user_client.post(
-        url("thread_bulk_delete"), {"thread": list(range(1, bulk.MAX_THREADS + 2))}
+        url("thread_bulk_delete"), {"thread": list(range(1, selectors.MAX_BULK_DELETE + 2))}
     )
 
-    assert f"You selected {bulk.MAX_THREADS + 1} threads; at most 500" in body(page)
+    assert f"You selected {selectors.MAX_BULK_DELETE + 1} threads; at most 500" in body(page)
     assert "Delete selected" not in body(page) and 'name="thread"' not in body(page)
     assert post.status_code == 400
     assert not BulkDeleteJob.objects.exists() and deletes_sent(emulator) == []
@@ -395,7 +396,7 @@ def test_threads_out_of_reach_by_the_time_the_job_runs_fail_without_a_request(
     Membership.objects.filter(team=team, user=user).update(role=Role.VIEWER)
     untracked.delete()
 
-    bulk.run_bulk_delete(job_id, origin)
+    bulk.run_bulk_delete(job_id, origin=origin)
 
     job = BulkDeleteJob.objects.get()
     items = {item.thread_id: item for item in job.items.all()}
@@ -587,3 +588,43 @@ def test_job_in_the_background_finishes_on_its_own(user_client, api_key, make_th
     assert item_outcomes(job) == {t.thread_id: Item.DELETED for t in threads}
     assert audit_pairs() == {t.thread_id: AuditEvent.Outcome.SUCCESS for t in threads}
     assert "hx-trigger" not in body(user_client.get(url("bulk_delete_job", job.pk), **HX))
+
+
+# --- the service and the htmx answers -------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_starting_nothing_is_a_refusal_that_says_why(user, other_user, make_key, make_thread):
+    foreign = make_thread(make_key(owner=other_user), label="Bob's thread")
+    too_many = range(1, selectors.MAX_BULK_DELETE + 2)
+
+    with pytest.raises(Refused) as nothing:
+        bulk.start_bulk_delete(actor=user, thread_ids=[foreign.pk, "x"])
+    with pytest.raises(bulk.NothingToDelete) as over:
+        bulk.start_bulk_delete(actor=user, thread_ids=too_many)
+
+    assert isinstance(nothing.value, bulk.NothingToDelete)
+    assert str(nothing.value) == "None of the selected threads can be deleted."
+    assert (nothing.value.selection.requested, nothing.value.selection.unknown) == (2, 2)
+    assert str(over.value) == "At most 500 threads can be deleted in one go."
+    assert over.value.selection.too_many
+    assert not BulkDeleteJob.objects.exists()
+
+
+@pytest.mark.django_db
+def test_pages_with_a_partial_vary_on_hx_request(user_client, threads):
+    confirm_url = url("thread_bulk_delete", query=selection_query(threads))
+    user_client.post(url("thread_bulk_delete"), {"thread": [threads[0].pk]})
+    job_url = url("bulk_delete_job", BulkDeleteJob.objects.get().pk)
+    restore = {**HX, "HTTP_HX_HISTORY_RESTORE_REQUEST": "true"}
+
+    for page_url, partial in (
+        (confirm_url, '<section id="confirm"'),
+        (job_url, '<section id="progress"'),
+    ):
+        page, fragment = user_client.get(page_url), user_client.get(page_url, **HX)
+        restored = user_client.get(page_url, **restore)
+        for response in (page, fragment, restored):
+            assert "HX-Request" in response["Vary"]
+        assert is_partial(body(fragment)) and body(fragment).lstrip().startswith(partial)
+        assert not is_partial(body(page)) and not is_partial(body(restored))

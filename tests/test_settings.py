@@ -1,11 +1,17 @@
-"""Settings come from the environment and refuse unsafe production starts."""
+"""Settings come from the environment and refuse unsafe production starts; cookies and logs."""
 
+import logging
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from django.conf import settings
+from django.test import Client
+from django.urls import reverse
+from django.utils.module_loading import import_string
 
 ROOT = Path(__file__).resolve().parent.parent
 PRODUCTION_ENV = {
@@ -71,3 +77,31 @@ def test_a_malformed_timeout_is_a_clear_error():
     result = manage("check", env_overrides={"UMAMIAI_READ_TIMEOUT": "soon"})
     assert result.returncode != 0
     assert "UMAMIAI_READ_TIMEOUT must be a number of seconds" in result.stderr
+
+
+@pytest.mark.django_db
+def test_csrf_cookie_is_http_only_and_htmx_takes_the_token_from_the_page(user):
+    client = Client(enforce_csrf_checks=True)
+    client.force_login(user)
+    page = client.get(reverse("threads_app:thread_list"))
+    token = re.search(
+        r"<body hx-headers='\{\"X-CSRFToken\": \"([^\"]+)\"\}'>", page.content.decode()
+    )
+    bulk_delete = reverse("threads_app:thread_bulk_delete")
+
+    with_header = client.post(bulk_delete, HTTP_HX_REQUEST="true", HTTP_X_CSRFTOKEN=token[1])
+    without = client.post(bulk_delete, HTTP_HX_REQUEST="true")
+
+    assert page.cookies[settings.CSRF_COOKIE_NAME]["httponly"] is True
+    assert with_header.status_code == 400  # past the CSRF check: an empty selection
+    assert without.status_code == 403
+
+
+def test_the_configured_log_filter_redacts_api_keys():
+    make_filter = import_string(settings.LOGGING["filters"]["redact_secrets"]["()"])
+    record = logging.LogRecord(
+        "threads_app", logging.INFO, __file__, 1, "rejected %s", ("Bearer sk-live123456789",), None
+    )
+
+    assert make_filter().filter(record)
+    assert record.getMessage() == "rejected [redacted]"

@@ -6,8 +6,11 @@ log; the admin bypasses both, so here such records can be looked at and relabell
 The audit log itself cannot be touched at all, and a key's secret is never shown.
 """
 
+from typing import TYPE_CHECKING, Any, TypedDict
+
 from django.contrib import admin
-from django.db.models import Count
+from django.db.models import Count, Model, QuerySet
+from django.http import HttpRequest
 
 from threads_app.models import (
     ApiKey,
@@ -19,30 +22,42 @@ from threads_app.models import (
     TrackedThread,
 )
 
+if TYPE_CHECKING:  # django-stubs makes the admin classes generic; Django itself does not
+    from django_stubs_ext import WithAnnotations
+
+    ModelAdmin = admin.ModelAdmin[Any]
+    TabularInline = admin.TabularInline[Any, Any]
+
+    class _TeamCounts(TypedDict):
+        member_count: int
+        key_count: int
+
+    CountedTeam = WithAnnotations[Team, _TeamCounts]
+else:
+    ModelAdmin, TabularInline = admin.ModelAdmin, admin.TabularInline
+
 
 class NoAddOrDeleteMixin:
-    """Records are created and removed in the app only, where the change is audited."""
+    """Records are created and removed in the app only, where the change is audited.
 
-    def has_add_permission(self, request, obj=None):
+    Without the delete permission, Django also leaves out the "delete selected" action.
+    """
+
+    def has_add_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
         return False
 
-    def has_delete_permission(self, request, obj=None):
+    def has_delete_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
         return False
-
-    def get_actions(self, request):
-        actions = super().get_actions(request)
-        actions.pop("delete_selected", None)
-        return actions
 
 
 class ReadOnlyMixin(NoAddOrDeleteMixin):
     """View only: every field is shown read-only and nothing can be saved."""
 
-    def has_change_permission(self, request, obj=None):
+    def has_change_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
         return False
 
 
-class MembershipInline(ReadOnlyMixin, admin.TabularInline):
+class MembershipInline(ReadOnlyMixin, TabularInline):
     model = Membership
     fields = ("user", "role", "created_at")
     readonly_fields = ("created_at",)
@@ -50,34 +65,31 @@ class MembershipInline(ReadOnlyMixin, admin.TabularInline):
 
 
 @admin.register(Team)
-class TeamAdmin(NoAddOrDeleteMixin, admin.ModelAdmin):
+class TeamAdmin(NoAddOrDeleteMixin, ModelAdmin):
     list_display = ("name", "member_count", "key_count", "created_at")
     search_fields = ("name",)
     fields = ("name", "created_at")
     readonly_fields = ("created_at",)
     inlines = [MembershipInline]
 
-    def get_queryset(self, request):
-        return (
-            super()
-            .get_queryset(request)
-            .annotate(
-                member_count=Count("memberships", distinct=True),
-                key_count=Count("api_keys", distinct=True),
-            )
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Team]:
+        teams: QuerySet[Team] = super().get_queryset(request)
+        return teams.annotate(
+            member_count=Count("memberships", distinct=True),
+            key_count=Count("api_keys", distinct=True),
         )
 
     @admin.display(description="Members", ordering="member_count")
-    def member_count(self, team):
+    def member_count(self, team: "CountedTeam") -> int:
         return team.member_count
 
     @admin.display(description="Keys", ordering="key_count")
-    def key_count(self, team):
+    def key_count(self, team: "CountedTeam") -> int:
         return team.key_count
 
 
 @admin.register(Membership)
-class MembershipAdmin(ReadOnlyMixin, admin.ModelAdmin):
+class MembershipAdmin(ReadOnlyMixin, ModelAdmin):
     list_display = ("user", "team", "role", "created_at")
     list_filter = ("role", "team")
     search_fields = ("user__username", "user__email", "team__name")
@@ -85,7 +97,7 @@ class MembershipAdmin(ReadOnlyMixin, admin.ModelAdmin):
 
 
 @admin.register(ApiKey)
-class ApiKeyAdmin(NoAddOrDeleteMixin, admin.ModelAdmin):
+class ApiKeyAdmin(NoAddOrDeleteMixin, ModelAdmin):
     """No adding here: a new key is verified against the upstream and encrypted by the app.
 
     No deleting either: revoke the key in the app (audited). The secret and its fingerprint
@@ -124,7 +136,7 @@ class ApiKeyAdmin(NoAddOrDeleteMixin, admin.ModelAdmin):
 
 
 @admin.register(TrackedThread)
-class TrackedThreadAdmin(NoAddOrDeleteMixin, admin.ModelAdmin):
+class TrackedThreadAdmin(NoAddOrDeleteMixin, ModelAdmin):
     list_display = ("thread_id", "label", "api_key", "state", "tracked_by", "tracked_at")
     list_filter = ("state", "api_key__team")
     search_fields = ("thread_id", "label")
@@ -145,7 +157,7 @@ class TrackedThreadAdmin(NoAddOrDeleteMixin, admin.ModelAdmin):
 
 
 @admin.register(AuditEvent)
-class AuditEventAdmin(ReadOnlyMixin, admin.ModelAdmin):
+class AuditEventAdmin(ReadOnlyMixin, ModelAdmin):
     list_display = (
         "sequence",
         "created_at",
@@ -163,14 +175,14 @@ class AuditEventAdmin(ReadOnlyMixin, admin.ModelAdmin):
     show_full_result_count = False
 
 
-class BulkDeleteItemInline(ReadOnlyMixin, admin.TabularInline):
+class BulkDeleteItemInline(ReadOnlyMixin, TabularInline):
     model = BulkDeleteItem
     fields = ("thread_id", "outcome", "message", "request_id", "finished_at")
     extra = 0
 
 
 @admin.register(BulkDeleteJob)
-class BulkDeleteJobAdmin(ReadOnlyMixin, admin.ModelAdmin):
+class BulkDeleteJobAdmin(ReadOnlyMixin, ModelAdmin):
     list_display = ("id", "created_by", "created_at", "state", "finished_at")
     list_filter = ("state",)
     list_select_related = ("created_by",)

@@ -1,15 +1,18 @@
 """Django messages for htmx requests travel as toasts in the HX-Trigger header."""
 
 import json
+from collections.abc import Callable
+from typing import Any
 
 from django.contrib.messages import get_messages
+from django.http import HttpRequest, HttpResponse
 
 
 class HtmxMessagesMiddleware:
-    def __init__(self, get_response):
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
         self.get_response = get_response
 
-    def __call__(self, request):
+    def __call__(self, request: HttpRequest) -> HttpResponse:
         response = self.get_response(request)
         if not getattr(request, "htmx", False) or 300 <= response.status_code < 400:
             return response
@@ -18,7 +21,7 @@ class HtmxMessagesMiddleware:
         toasts = [{"message": str(m), "tags": m.tags} for m in get_messages(request)]
         if not toasts:
             return response
-        triggers = {}
+        triggers: dict[str, Any] = {}
         if "HX-Trigger" in response:
             existing = response["HX-Trigger"]
             if existing.startswith("{"):

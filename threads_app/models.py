@@ -4,7 +4,8 @@ The upstream API has no list endpoint, so `TrackedThread` is the dashboard's mem
 thread it created or was told about. Secrets live only in `ApiKey.secret_encrypted`.
 """
 
-from typing import Any
+from collections.abc import Iterable
+from typing import Any, NoReturn
 
 from django.conf import settings
 from django.db import models
@@ -18,7 +19,7 @@ class Team(models.Model):
     class Meta:
         ordering = ["name"]
 
-    def __str__(self):
+    def __str__(self) -> str:
         return self.name
 
 
@@ -40,7 +41,7 @@ class Membership(models.Model):
             models.UniqueConstraint(fields=["team", "user"], name="unique_membership"),
         ]
 
-    def __str__(self):
+    def __str__(self) -> str:
         return f"{self.user} in {self.team} ({self.role})"
 
 
@@ -94,11 +95,11 @@ class ApiKey(models.Model):
             ),
         ]
 
-    def __str__(self):
+    def __str__(self) -> str:
         return f"{self.label} ({self.hint})"
 
     @property
-    def is_revoked(self):
+    def is_revoked(self) -> bool:
         return self.revoked_at is not None
 
 
@@ -139,7 +140,7 @@ class TrackedThread(models.Model):
             models.Index(fields=["thread_id"], name="thread_upstream_id"),
         ]
 
-    def __str__(self):
+    def __str__(self) -> str:
         return self.label or self.thread_id
 
     def save(self, *args: Any, **kwargs: Any) -> None:
@@ -163,14 +164,16 @@ class AppendOnlyError(Exception):
     """Raised on any attempt to change or remove an audit event."""
 
 
-class AppendOnlyQuerySet(models.QuerySet):
-    def update(self, **kwargs):
+class AppendOnlyQuerySet(models.QuerySet["AuditEvent"]):
+    def update(self, **kwargs: Any) -> NoReturn:
         raise AppendOnlyError("Audit events cannot be updated.")
 
-    def delete(self):
+    def delete(self) -> NoReturn:
         raise AppendOnlyError("Audit events cannot be deleted.")
 
-    def bulk_update(self, objs, fields, batch_size=None):
+    def bulk_update(
+        self, objs: Iterable["AuditEvent"], fields: Iterable[str], batch_size: int | None = None
+    ) -> NoReturn:
         raise AppendOnlyError("Audit events cannot be updated.")
 
 
@@ -236,16 +239,16 @@ class AuditEvent(models.Model):
             models.Index(fields=["created_at"], name="audit_created"),
         ]
 
-    def __str__(self):
+    def __str__(self) -> str:
         return f"#{self.sequence} {self.action} {self.outcome}"
 
-    def save(self, *args, **kwargs):
+    def save(self, *args: Any, **kwargs: Any) -> None:
         if not self._state.adding:
             raise AppendOnlyError("Audit events cannot be updated.")
         kwargs["force_insert"] = True
         super().save(*args, **kwargs)
 
-    def delete(self, *args, **kwargs):
+    def delete(self, *args: Any, **kwargs: Any) -> NoReturn:
         raise AppendOnlyError("Audit events cannot be deleted.")
 
 
@@ -255,7 +258,7 @@ class AuditChainHead(models.Model):
     sequence = models.PositiveBigIntegerField(default=0)
     hash = models.CharField(max_length=64, blank=True)
 
-    def __str__(self):
+    def __str__(self) -> str:
         return f"audit chain head at #{self.sequence}"
 
 
@@ -277,7 +280,7 @@ class BulkDeleteJob(models.Model):
     class Meta:
         ordering = ["-id"]
 
-    def __str__(self):
+    def __str__(self) -> str:
         return f"bulk delete #{self.pk} ({self.state})"
 
 
@@ -302,5 +305,5 @@ class BulkDeleteItem(models.Model):
     class Meta:
         ordering = ["id"]
 
-    def __str__(self):
+    def __str__(self) -> str:
         return f"{self.thread_id}: {self.outcome}"

@@ -4,21 +4,33 @@ Every page costs the same however long the table is: the query walks an index fr
 cursor and fetches one row more than it shows, to know whether another page follows.
 """
 
+from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any, TypeVar
 
-from django.db.models import Q
+from django.db.models import Model, Q, QuerySet
+
+M = TypeVar("M", bound=Model)
 
 
 @dataclass(frozen=True)
 class Page:
-    """One page of rows, newest first, and the cursors to its neighbours (None: no link)."""
+    """One page of rows, newest first, and the cursors to its neighbours (None: no link).
 
-    rows: list
+    The rows are model instances; a view may set display attributes on them.
+    """
+
+    rows: list[Any]
     newer: int | None
     older: int | None
 
 
-def _within_firsts(queryset, order, limit, partitions):
+def _within_firsts(
+    queryset: QuerySet[M],
+    order: str,
+    limit: int,
+    partitions: tuple[str, Iterable[object]] | None,
+) -> QuerySet[M]:
     """`queryset` narrowed to the first `limit` rows in `order` of each partition.
 
     `partitions` is (field, values), e.g. ("api_key_id", the user's key ids): each part is
@@ -36,7 +48,15 @@ def _within_firsts(queryset, order, limit, partitions):
     return queryset.filter(firsts)
 
 
-def keyset_page(queryset, *, size, field="pk", before=None, after=None, partitions=None):
+def keyset_page(
+    queryset: QuerySet[M],
+    *,
+    size: int,
+    field: str = "pk",
+    before: int | None = None,
+    after: int | None = None,
+    partitions: tuple[str, Iterable[object]] | None = None,
+) -> Page:
     """Rows whose `field` is below `before` or above `after`, newest (highest) first.
 
     A cursor in the request means the page it came from exists, so the opposite link is

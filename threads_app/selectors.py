@@ -3,9 +3,10 @@
 An object outside these querysets is a 404 for that user, on full pages and partials alike.
 """
 
+from collections import Counter
 from collections.abc import Iterable
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time
 from itertools import groupby
 from typing import Any, TypedDict
 
@@ -14,7 +15,15 @@ from django.core.exceptions import PermissionDenied
 from django.db.models import Count, Exists, F, OuterRef, Q, QuerySet, Subquery
 from django.shortcuts import get_object_or_404
 
-from threads_app.models import ApiKey, AuditEvent, BulkDeleteJob, Membership, Team, TrackedThread
+from threads_app.models import (
+    ApiKey,
+    AuditEvent,
+    BulkDeleteItem,
+    BulkDeleteJob,
+    Membership,
+    Team,
+    TrackedThread,
+)
 from threads_app.upstream import Thread
 
 Role = Membership.Role
@@ -188,6 +197,108 @@ def get_visible_bulk_delete_job(user: User, pk: int) -> BulkDeleteJob:
     return get_object_or_404(visible_bulk_delete_jobs(user), pk=pk)
 
 
+MAX_BULK_DELETE = 500  # threads per bulk-delete job
+
+
+@dataclass(frozen=True)
+class BulkDeleteSelection:
+    """The threads a user asked to delete, sorted by what will happen to them."""
+
+    requested: int  # distinct ids asked for
+    deletable: list[TrackedThread] = field(default_factory=list)
+    read_only: list[TrackedThread] = field(default_factory=list)  # visible, not deletable
+    deleted: list[TrackedThread] = field(default_factory=list)  # nothing left to do
+    unknown: int = 0  # ids the user cannot see (or that do not exist): counted, never named
+
+    @property
+    def too_many(self) -> bool:
+        return self.requested > MAX_BULK_DELETE
+
+    def by_key(self) -> list[tuple[ApiKey, int]]:
+        """(key, number of deletable threads under it), by key label."""
+        counts = Counter(thread.api_key for thread in self.deletable)
+        return sorted(counts.items(), key=lambda pair: (pair[0].label, pair[0].pk))
+
+
+def _distinct_ids(values: Iterable[str | int]) -> tuple[list[int], int]:
+    """Distinct ids in the order given, and how many values were not ids."""
+    ids: dict[int, None] = {}
+    invalid = 0
+    for value in values:
+        try:
+            number = int(value)
+        except (TypeError, ValueError):
+            number = 0
+        if 0 < number < 2**63:  # what a primary key column can hold
+            ids[number] = None
+        else:
+            invalid += 1
+    return list(ids), invalid
+
+
+def bulk_delete_selection(user: User, thread_ids: Iterable[str | int]) -> BulkDeleteSelection:
+    """What deleting `thread_ids` (strings from a form) would do for this user."""
+    ids, invalid = _distinct_ids(thread_ids)
+    requested = len(ids) + invalid
+    if requested > MAX_BULK_DELETE:
+        return BulkDeleteSelection(requested)
+    visible = list(visible_threads(user).filter(pk__in=ids).order_by("-pk"))
+    writable = set(writable_threads(user).filter(pk__in=ids).values_list("pk", flat=True))
+    deletable, read_only, deleted = [], [], []
+    for thread in visible:
+        if thread.pk not in writable:
+            read_only.append(thread)
+        elif thread.deletion_begun:
+            deleted.append(thread)
+        else:
+            deletable.append(thread)
+    return BulkDeleteSelection(
+        requested, deletable, read_only, deleted, unknown=requested - len(visible)
+    )
+
+
+@dataclass(frozen=True)
+class BulkDeleteProgress:
+    """How far a job got: its items (with their threads) and the count of each outcome."""
+
+    job: BulkDeleteJob
+    items: list[BulkDeleteItem]
+
+    @property
+    def running(self) -> bool:
+        return self.job.state == BulkDeleteJob.State.RUNNING
+
+    @property
+    def total(self) -> int:
+        return len(self.items)
+
+    @property
+    def done(self) -> int:
+        return sum(item.outcome != BulkDeleteItem.Outcome.PENDING for item in self.items)
+
+    @property
+    def counts(self) -> list[tuple[str, str, int]]:
+        """(outcome, its label, how many items have it), for every outcome."""
+        counts = Counter(item.outcome for item in self.items)
+        return [(value, label, counts[value]) for value, label in BulkDeleteItem.Outcome.choices]
+
+    @property
+    def retryable(self) -> list[int]:
+        """The tracked threads of a finished job that failed or were refused (to try again)."""
+        if self.running:
+            return []
+        again = (BulkDeleteItem.Outcome.REFUSED, BulkDeleteItem.Outcome.FAILED)
+        return [
+            item.tracked_thread_id
+            for item in self.items
+            if item.outcome in again and item.tracked_thread_id is not None
+        ]
+
+
+def bulk_delete_progress(job: BulkDeleteJob) -> BulkDeleteProgress:
+    return BulkDeleteProgress(job, list(job.items.select_related("tracked_thread")))
+
+
 # --- Threads: the list's filters, and whether the upstream may be asked -----------------
 
 
@@ -309,3 +420,69 @@ def tracked_thread_count(api_key: ApiKey) -> int:
 
 
 # --- Audit log: the page's filters and its links to tracked threads ------------------------
+
+
+@dataclass(frozen=True)
+class AuditFilters:
+    """What the audit log is narrowed to (the filter form's cleaned values); empty: anything.
+
+    The dates are whole UTC days, both included.
+    """
+
+    action: str = ""
+    actor: str = ""  # a username, any case
+    team: Team | None = None
+    key: ApiKey | None = None
+    outcome: str = ""
+    date_from: date | None = None
+    date_to: date | None = None
+    thread: str = ""  # part of a thread id, any case
+
+
+def filtered_audit_events(user: User, filters: AuditFilters | None) -> QuerySet[AuditEvent]:
+    """The audit events the user may see that match `filters`, newest first, without their
+    transcripts (large, and neither the page nor the CSV shows them).
+
+    `None` (filters that could not be read) matches nothing, rather than being dropped.
+    """
+    events = visible_audit_events(user).defer("snapshot").order_by("-sequence")
+    if filters is None:
+        return events.none()
+    if filters.action:
+        events = events.filter(action=filters.action)
+    if filters.actor:
+        events = events.filter(actor_username__iexact=filters.actor)
+    if filters.team is not None:
+        events = events.filter(team_id=filters.team.pk)
+    if filters.key is not None:
+        events = events.filter(api_key_id=filters.key.pk)
+    if filters.outcome:
+        events = events.filter(outcome=filters.outcome)
+    if filters.date_from is not None:
+        events = events.filter(created_at__gte=datetime.combine(filters.date_from, time.min, UTC))
+    if filters.date_to is not None:
+        # Up to the day's last microsecond: its next midnight does not exist after 9999-12-31.
+        events = events.filter(created_at__lte=datetime.combine(filters.date_to, time.max, UTC))
+    if filters.thread:
+        events = events.filter(thread_id__icontains=filters.thread)
+    return events
+
+
+def with_snapshot_flag(events: QuerySet[AuditEvent]) -> QuerySet[AuditEvent]:
+    """`has_snapshot` on each event: whether it keeps a transcript (without reading it)."""
+    return events.annotate(has_snapshot=~Q(snapshot=""))
+
+
+def tracked_thread_pks(user: User, events: Iterable[AuditEvent]) -> dict[tuple[int, str], int]:
+    """{(key pk, thread id): tracked thread pk} for the events' threads that are still tracked
+    (not deleted) and visible to the user: one query."""
+    thread_ids = {event.thread_id for event in events if event.thread_id}
+    if not thread_ids:
+        return {}
+    rows = (
+        visible_threads(user)
+        .filter(thread_id__in=thread_ids)
+        .exclude(state=TrackedThread.State.DELETED)
+        .values_list("api_key_id", "thread_id", "pk")
+    )
+    return {(key_id, thread_id): pk for key_id, thread_id, pk in rows}

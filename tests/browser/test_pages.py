@@ -66,7 +66,7 @@ def console(user, api_key, make_user, make_team, make_key, make_thread, emulator
     batch = [make_thread(api_key, label=f"Batch {n}") for n in range(1, 4)]
     emulator.remove_thread(batch[1].thread_id)
     emulator.add_fault("DELETE", f"/v1/threads/{batch[2].thread_id}", "status", status=500)
-    job = bulk.start_bulk_delete(user, [t.pk for t in batch])
+    job = bulk.start_bulk_delete(actor=user, thread_ids=[t.pk for t in batch])
     job.refresh_from_db()
     assert job.state == BulkDeleteJob.State.FINISHED
 

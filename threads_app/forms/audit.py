@@ -1,18 +1,21 @@
-"""The audit log's filters: one form, and the one queryset the page and the CSV export share."""
+"""The audit log's filters: one form whose cleaned values are `selectors.AuditFilters`.
 
-from datetime import UTC, datetime, time, timedelta
+The query they imply is `selectors.filtered_audit_events`, which the page and the CSV share.
+"""
+
+from typing import Any, cast
 
 from django import forms
+from django.contrib.auth.models import User
+from django.http import QueryDict
 
 from threads_app import selectors
+from threads_app.forms.base import Form
 from threads_app.models import ApiKey, AuditEvent, Team
+from threads_app.selectors import AuditFilters
 
 
-def _start_of_day(day):
-    return datetime.combine(day, time.min, tzinfo=UTC)
-
-
-class AuditFilterForm(forms.Form):
+class AuditFilterForm(Form):
     action = forms.ChoiceField(
         label="Action", required=False, choices=[("", "Any action"), *AuditEvent.Action.choices]
     )
@@ -33,6 +36,7 @@ class AuditFilterForm(forms.Form):
         required=False,
         choices=[("", "Any outcome"), *AuditEvent.Outcome.choices],
     )
+    # Any date the field accepts (years 1 to 9999) can be filtered on, the last day included.
     date_from = forms.DateField(
         label="From (UTC)", required=False, widget=forms.DateInput(attrs={"type": "date"})
     )
@@ -48,51 +52,23 @@ class AuditFilterForm(forms.Form):
         ),
     )
 
-    def __init__(self, user, *args, **kwargs):
-        super().__init__(*args, label_suffix="", **kwargs)
+    def __init__(self, user: User, data: QueryDict | None = None) -> None:
+        super().__init__(data)
         # Only what the user may see can be chosen; anything else is "not a valid choice".
-        self.fields["team"].queryset = selectors.visible_teams(user)
-        self.fields["key"].queryset = selectors.visible_keys(user)
+        team = cast("forms.ModelChoiceField[Team]", self.fields["team"])
+        team.queryset = selectors.visible_teams(user)
+        key = cast("forms.ModelChoiceField[ApiKey]", self.fields["key"])
+        key.queryset = selectors.visible_keys(user)
 
-    def clean(self):
-        cleaned = super().clean()
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean() or {}
         date_from, date_to = cleaned.get("date_from"), cleaned.get("date_to")
         if date_from and date_to and date_from > date_to:
             self.add_error("date_to", "The end date is before the start date.")
         return cleaned
 
-    def apply(self, events):
-        data = self.cleaned_data
-        if data["action"]:
-            events = events.filter(action=data["action"])
-        if data["actor"]:
-            events = events.filter(actor_username__iexact=data["actor"])
-        if data["team"]:
-            events = events.filter(team_id=data["team"].pk)
-        if data["key"]:
-            events = events.filter(api_key_id=data["key"].pk)
-        if data["outcome"]:
-            events = events.filter(outcome=data["outcome"])
-        if data["date_from"]:
-            events = events.filter(created_at__gte=_start_of_day(data["date_from"]))
-        if data["date_to"]:
-            # The end date is inclusive: everything before the next day's midnight.
-            end = _start_of_day(data["date_to"] + timedelta(days=1))
-            events = events.filter(created_at__lt=end)
-        if data["thread"]:
-            events = events.filter(thread_id__icontains=data["thread"])
-        return events
-
-
-def filtered_audit_events(user, params):
-    """The audit events the user may see, narrowed by `params`: returns (form, queryset).
-
-    Invalid filters (a key or team the user cannot see, dates the wrong way round) match
-    nothing rather than being silently dropped; the form carries the errors.
-    """
-    form = AuditFilterForm(user, params)
-    # The pre-deletion transcript can be large and neither the page nor the CSV shows it.
-    events = selectors.visible_audit_events(user).defer("snapshot")
-    if not form.is_valid():
-        return form, events.none()
-    return form, form.apply(events)
+    def filters(self) -> AuditFilters | None:
+        """The filters to apply, or None when any is invalid (the form carries the errors)."""
+        if not self.is_valid():
+            return None
+        return AuditFilters(**self.cleaned_data)

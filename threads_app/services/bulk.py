@@ -4,151 +4,118 @@ The job and its items are rows, so the progress page (after a reload, on any app
 reads where a job is from the database. Each item goes through the steps of
 `services.deletions.delete_thread`, a batch at a time (see `run_bulk_delete`): every thread gets
 its own intent/outcome pair of audit events, and one failure never stops the others. Where a
-job runs is the setting `BULK_DELETE_RUNNER`, the dotted path of a callable `(job_id, origin)`:
-by default a background thread; tests and the benchmark use `run_bulk_delete` itself, which
-returns when the job is finished.
+job runs is the setting `BULK_DELETE_RUNNER`, the dotted path of a `Runner` `(job_id, *,
+origin)`: by default a background thread; tests and the benchmark use `run_bulk_delete`
+itself, which returns when the job is finished.
 """
 
 import logging
 import threading
 import time
-from collections import Counter
-from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
-from dataclasses import dataclass, field
+from collections.abc import Iterable
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from typing import Protocol
 
 from django.conf import settings
+from django.contrib.auth.models import User
 from django.db import connection, transaction
 from django.utils import timezone
 from django.utils.module_loading import import_string
 
-from threads_app import audit, selectors
-from threads_app.models import AuditEvent, BulkDeleteItem, BulkDeleteJob, TrackedThread
+from threads_app import selectors
+from threads_app.audit import Origin
+from threads_app.models import ApiKey, AuditEvent, BulkDeleteItem, BulkDeleteJob, TrackedThread
+from threads_app.selectors import MAX_BULK_DELETE, BulkDeleteSelection
 from threads_app.services import deletions
 from threads_app.services.deletions import Deletion
 from threads_app.services.keys import client_for
+from threads_app.services.refusals import Refused
 from threads_app.services.transcripts import SnapshotFailed, deletion_snapshot
+from threads_app.upstream import ThreadsClient
 
 logger = logging.getLogger(__name__)
 
-MAX_THREADS = 500  # per job
 WORKERS = 8  # deletions in flight at once
 BATCH = 25  # intents recorded, and finished deletions saved, this many at a time
 SAVE_EVERY = 1.0  # seconds: finished deletions are saved at least this often (progress)
 NOT_ALLOWED = "You may no longer delete this thread, so nothing was sent."
 DEFAULT_RUNNER = "threads_app.services.bulk.run_in_background"
 
-Item = BulkDeleteItem.Outcome
-Outcome = AuditEvent.Outcome
-_ITEM_OUTCOME = {
-    Outcome.SUCCESS: Item.DELETED,
-    Outcome.ALREADY_GONE: Item.ALREADY_GONE,
-    Outcome.REFUSED: Item.REFUSED,
-    Outcome.FAILED: Item.FAILED,
+ItemOutcome = BulkDeleteItem.Outcome  # what became of one thread of a job (its page shows it)
+AuditOutcome = AuditEvent.Outcome  # what a deletion's audit event records
+_ITEM_OUTCOME: dict[str, str] = {
+    AuditOutcome.SUCCESS: ItemOutcome.DELETED,
+    AuditOutcome.ALREADY_GONE: ItemOutcome.ALREADY_GONE,
+    AuditOutcome.REFUSED: ItemOutcome.REFUSED,
+    AuditOutcome.FAILED: ItemOutcome.FAILED,
 }
 
 
-@dataclass(frozen=True)
-class Selection:
-    """The threads a user asked to delete, sorted by what will happen to them."""
+class Runner(Protocol):
+    """Where a job runs (the setting `BULK_DELETE_RUNNER` names one): returns at once, or when
+    the job is finished."""
 
-    requested: int  # distinct ids asked for
-    deletable: list = field(default_factory=list)
-    read_only: list = field(default_factory=list)  # visible, but the user may not delete them
-    deleted: list = field(default_factory=list)  # already deleted: nothing left to do
-    unknown: int = 0  # ids the user cannot see (or that do not exist): counted, never named
-
-    @property
-    def too_many(self):
-        return self.requested > MAX_THREADS
-
-    def by_key(self):
-        """(key, number of deletable threads under it), by key label."""
-        counts = Counter(thread.api_key for thread in self.deletable)
-        return sorted(counts.items(), key=lambda pair: (pair[0].label, pair[0].pk))
+    def __call__(self, job_id: int, *, origin: Origin | None = None) -> None: ...
 
 
-def _parse_ids(values):
-    """Distinct ids in the order given, and how many values were not ids."""
-    ids, invalid = {}, 0
-    for value in values:
-        try:
-            number = int(value)
-        except (TypeError, ValueError):
-            number = 0
-        if 0 < number < 2**63:  # what a primary key column can hold
-            ids[number] = None
-        else:
-            invalid += 1
-    return list(ids), invalid
-
-
-def select_threads(user, thread_ids):
-    """What deleting `thread_ids` (strings from a form) would do for this user."""
-    ids, invalid = _parse_ids(thread_ids)
-    requested = len(ids) + invalid
-    if requested > MAX_THREADS:
-        return Selection(requested)
-    visible = list(selectors.visible_threads(user).filter(pk__in=ids).order_by("-pk"))
-    writable = set(selectors.writable_threads(user).filter(pk__in=ids).values_list("pk", flat=True))
-    deletable, read_only, deleted = [], [], []
-    for thread in visible:
-        if thread.pk not in writable:
-            read_only.append(thread)
-        elif thread.state == TrackedThread.State.DELETED:
-            deleted.append(thread)
-        else:
-            deletable.append(thread)
-    return Selection(requested, deletable, read_only, deleted, unknown=requested - len(visible))
-
-
-class NothingToDelete(Exception):
+class NothingToDelete(Refused):
     """No job was started: none of the selected threads may be deleted. `.selection` says why."""
 
-    def __init__(self, selection):
-        super().__init__("None of the selected threads can be deleted.")
+    def __init__(self, selection: BulkDeleteSelection) -> None:
+        if selection.too_many:
+            message = f"At most {MAX_BULK_DELETE} threads can be deleted in one go."
+        else:
+            message = "None of the selected threads can be deleted."
+        super().__init__(message)
         self.selection = selection
 
 
-def start_bulk_delete(user, thread_ids, origin=None, snapshot=False):
+def start_bulk_delete(
+    *,
+    actor: User,
+    thread_ids: Iterable[str | int],
+    origin: Origin | None = None,
+    snapshot: bool = False,
+) -> BulkDeleteJob:
     """Create a job with one pending item per deletable thread and start it once committed.
 
-    Raises `NothingToDelete`. The threads the user may not delete are left out, as the
+    Raises `NothingToDelete`. The threads the actor may not delete are left out, as the
     confirmation page said. With `snapshot`, each thread's transcript is saved with its
     deletion's audit event first; a thread whose transcript cannot be fetched is not deleted.
     """
-    selection = select_threads(user, thread_ids)
+    selection = selectors.bulk_delete_selection(actor, thread_ids)
     if selection.too_many or not selection.deletable:
         raise NothingToDelete(selection)
-    runner = import_string(getattr(settings, "BULK_DELETE_RUNNER", DEFAULT_RUNNER))
+    runner: Runner = import_string(getattr(settings, "BULK_DELETE_RUNNER", DEFAULT_RUNNER))
     with transaction.atomic():
-        job = BulkDeleteJob.objects.create(created_by=user, snapshot_before_delete=snapshot)
+        job = BulkDeleteJob.objects.create(created_by=actor, snapshot_before_delete=snapshot)
         BulkDeleteItem.objects.bulk_create(
             BulkDeleteItem(job=job, tracked_thread=thread, thread_id=thread.thread_id)
             for thread in selection.deletable
         )
-        transaction.on_commit(lambda: runner(job.pk, origin))
+        transaction.on_commit(lambda: runner(job.pk, origin=origin))
     return job
 
 
-def run_in_background(job_id, origin=None):
+def run_in_background(job_id: int, *, origin: Origin | None = None) -> None:
     """The default runner: the job in a daemon thread of this process."""
 
-    def run():
+    def run() -> None:
         try:
-            run_bulk_delete(job_id, origin)
+            run_bulk_delete(job_id, origin=origin)
         finally:
             connection.close()
 
     threading.Thread(target=run, name=f"bulk-delete-{job_id}", daemon=True).start()
 
 
-def run_bulk_delete(job_id, origin=None):
+def run_bulk_delete(job_id: int, *, origin: Origin | None = None) -> None:
     """Delete the job's pending items, WORKERS requests at a time; return when it is finished.
 
     This thread keeps the database and the audit chain; the workers only talk to the
     upstream. Items go BATCH at a time through the steps of `services.deletions.delete_thread`:
-    their intents are appended at once (`audit.record_many`, committed) before any of their
-    DELETEs is sent; then the user's permission is checked once for the batch (a thread they
+    their threads are claimed and their intents appended at once (`deletions.begin_deletions`,
+    committed) before any of their DELETEs is sent; then the actor's permission is checked once for the batch (a thread they
     may no longer delete gets a "not sent" outcome), and the workers send the others. The
     next batch starts while fewer than BATCH requests are left to send, so the workers never
     wait for it. Finished deletions are saved together (outcome events, thread states and
@@ -158,16 +125,18 @@ def run_bulk_delete(job_id, origin=None):
     """
     job = BulkDeleteJob.objects.select_related("created_by").get(pk=job_id)
     items = list(
-        job.items.filter(outcome=Item.PENDING).select_related("tracked_thread__api_key__team")
+        job.items.filter(outcome=ItemOutcome.PENDING).select_related(
+            "tracked_thread__api_key__team"
+        )
     )
-    keys = {}  # one object per key, so its "last used" is written once, not once per item
+    keys: dict[int, ApiKey] = {}  # one object per key: its "last used" is written once
     for item in items:
         if item.tracked_thread is not None:
             thread = item.tracked_thread
             thread.api_key = keys.setdefault(thread.api_key_id, thread.api_key)
     try:
         with ThreadPoolExecutor(WORKERS, thread_name_prefix=f"bulk-delete-{job_id}") as pool:
-            run = _Run(job, origin, pool)
+            run = _Run(job, origin=origin, pool=pool)
             while items or run.sending:
                 if items and len(run.sending) < BATCH:
                     run.start(items[:BATCH])
@@ -185,101 +154,105 @@ def run_bulk_delete(job_id, origin=None):
 class _Run:
     """The state of one `run_bulk_delete`: requests in flight, and results not yet saved."""
 
-    def __init__(self, job, origin, pool):
-        self.job, self.user, self.origin, self.pool = job, job.created_by, origin, pool
-        self.clients = {}  # key pk: its client, or what creating it raised
-        self.sending = {}  # future of `send_deletion`: (item, its committed intent)
-        self.pairs = []  # (intent, Deletion) whose outcome is not recorded yet
-        self.settled = []  # items with their outcome set, not saved yet
+    def __init__(
+        self, job: BulkDeleteJob, *, origin: Origin | None, pool: ThreadPoolExecutor
+    ) -> None:
+        self.job, self.actor, self.origin, self.pool = job, job.created_by, origin, pool
+        self.clients: dict[int, ThreadsClient | Exception] = {}  # key pk: client, or its error
+        # A future of `send_deletion`: its item, the item's thread and committed intent.
+        self.sending: dict[Future[Deletion], tuple[BulkDeleteItem, TrackedThread, AuditEvent]]
+        self.sending = {}
+        self.pairs: list[tuple[AuditEvent, Deletion]] = []  # outcomes not recorded yet
+        self.settled: list[BulkDeleteItem] = []  # items with their outcome set, not saved yet
         self.saved_at = time.monotonic()
 
-    def start(self, batch):
+    def start(self, batch: list[BulkDeleteItem]) -> None:
         """Send the batch's DELETEs, each once its intent is committed.
 
-        The user's permission is checked for the whole batch before the intents are recorded
+        The actor's permission is checked for the whole batch before the intents are recorded
         (a thread out of reach gets neither an intent nor a request, as with
         `delete_thread`), and again once they are committed, right before the DELETEs go to
         the workers: a thread that went out of reach in between gets a "not sent" outcome.
         """
-        usable = self._usable_keys(batch)
-        candidates = []
+        usable = self._usable_keys([item.tracked_thread for item in batch])
+        candidates: list[tuple[BulkDeleteItem, TrackedThread, ThreadsClient]] = []
         for item in batch:
             thread = item.tracked_thread
             if thread is None:
-                self._settle(item, Item.FAILED, "No longer tracked here, so nothing was sent.")
-            elif thread.api_key_id not in usable:
-                self._settle(item, Item.FAILED, NOT_ALLOWED)
-            elif isinstance(client := self._client(thread.api_key), Exception):
-                self._settle(item, Item.FAILED, _unexpected(item, client))
-            else:
-                candidates.append(item)
-        ready = []  # (item, its transcript or "")
-        for item, snapshot in zip(candidates, self._snapshots(candidates), strict=True):
-            if isinstance(snapshot, SnapshotFailed):
-                self._settle(item, Item.FAILED, str(snapshot))
-            elif isinstance(snapshot, Exception):
-                self._settle(item, Item.FAILED, _unexpected(item, snapshot))
-            else:
-                ready.append((item, snapshot))
-        intents = audit.record_many(
-            [
-                deletions.deletion_intent(
-                    item.tracked_thread, actor=self.user, origin=self.origin, snapshot=text
+                self._settle(
+                    item, ItemOutcome.FAILED, "No longer tracked here, so nothing was sent."
                 )
-                for item, text in ready
-            ],
-            durable=True,
+            elif thread.api_key_id not in usable:
+                self._settle(item, ItemOutcome.FAILED, NOT_ALLOWED)
+            elif isinstance(client := self._client(thread.api_key), Exception):
+                self._settle(item, ItemOutcome.FAILED, _unexpected(item, client))
+            else:
+                candidates.append((item, thread, client))
+        ready = []  # (item, thread, client, the transcript or "")
+        threads = [thread for _, thread, _ in candidates]
+        for (item, thread, client), snapshot in zip(
+            candidates, self._snapshots(threads), strict=True
+        ):
+            if isinstance(snapshot, SnapshotFailed):
+                self._settle(item, ItemOutcome.FAILED, str(snapshot))
+            elif isinstance(snapshot, Exception):
+                self._settle(item, ItemOutcome.FAILED, _unexpected(item, snapshot))
+            else:
+                ready.append((item, thread, client, snapshot))
+        claims = deletions.begin_deletions(
+            [(thread, text) for _, thread, _, text in ready], actor=self.actor, origin=self.origin
         )
-        usable = self._usable_keys([item for item, _ in ready])
-        for (item, _), intent in zip(ready, intents, strict=True):
-            thread = item.tracked_thread
-            if thread.api_key_id in usable:
-                client = self._client(thread.api_key)
+        usable = self._usable_keys([thread for _, thread, _, _ in ready])
+        for (item, thread, client, _), intent in zip(ready, claims, strict=True):
+            if isinstance(intent, Refused):  # deleted, or being deleted, meanwhile: not sent
+                already = isinstance(intent, deletions.AlreadyDeleted)
+                outcome = ItemOutcome.ALREADY_GONE if already else ItemOutcome.FAILED
+                self._settle(item, outcome, str(intent))
+            elif thread.api_key_id in usable:
                 future = self.pool.submit(deletions.send_deletion, thread, client=client)
-                self.sending[future] = (item, intent)
+                self.sending[future] = (item, thread, intent)
             else:
                 self._finish(item, intent, Deletion.not_sent(thread, NOT_ALLOWED))
 
-    def collect(self, timeout):
+    def collect(self, *, timeout: float) -> None:
         """Take the DELETEs that finished (waiting up to `timeout` for a first one)."""
         done, _ = wait(self.sending, timeout=timeout, return_when=FIRST_COMPLETED)
         for future in done:
-            item, intent = self.sending.pop(future)
+            item, thread, intent = self.sending.pop(future)
             try:
                 deletion = future.result()
             except Exception as exc:
                 message, error = _unexpected(item, exc), type(exc).__name__
-                deletion = Deletion(
-                    item.tracked_thread, Outcome.FAILED, message, details={"error": error}
-                )
+                deletion = Deletion(thread, AuditOutcome.FAILED, message, details={"error": error})
             self._finish(item, intent, deletion)
 
-    def save_due(self):
-        return self.settled and time.monotonic() - self.saved_at >= SAVE_EVERY
+    def save_due(self) -> bool:
+        return bool(self.settled) and time.monotonic() - self.saved_at >= SAVE_EVERY
 
-    def save(self):
+    def save(self) -> None:
         """Record the finished deletions' outcomes and save the settled items, together."""
         with transaction.atomic():
-            deletions.record_deletions(self.pairs, actor=self.user, origin=self.origin)
+            deletions.record_deletions(self.pairs, actor=self.actor, origin=self.origin)
             for item in self.settled:  # an UPDATE each: far cheaper than bulk_update's CASEs
                 item.save(update_fields=["outcome", "message", "request_id", "finished_at"])
         self.pairs, self.settled, self.saved_at = [], [], time.monotonic()
 
-    def _usable_keys(self, items):
-        """The pks of the items' keys that the user may use now: one query."""
-        key_ids = {item.tracked_thread.api_key_id for item in items if item.tracked_thread}
+    def _usable_keys(self, threads: Iterable[TrackedThread | None]) -> set[int]:
+        """The pks of the threads' keys that the actor may use now: one query."""
+        key_ids = {thread.api_key_id for thread in threads if thread is not None}
         if not key_ids:
             return set()
-        usable = selectors.usable_keys(self.user).filter(pk__in=key_ids)
+        usable = selectors.usable_keys(self.actor).filter(pk__in=key_ids)
         return set(usable.values_list("pk", flat=True))
 
-    def _snapshots(self, items):
-        """Each item's transcript, or what fetching it raised (fetched by the workers); or ""."""
+    def _snapshots(self, threads: list[TrackedThread]) -> list[str | Exception]:
+        """Each thread's transcript, or what fetching it raised (fetched by the workers); or
+        "" when the job keeps none."""
         if not self.job.snapshot_before_delete:
-            return [""] * len(items)
-        return list(self.pool.map(_snapshot, [item.tracked_thread for item in items]))
+            return [""] * len(threads)
+        return list(self.pool.map(_snapshot, threads))
 
-    def _client(self, api_key):
+    def _client(self, api_key: ApiKey) -> ThreadsClient | Exception:
         """The key's client (one per key per run), or what creating it raised."""
         if api_key.pk not in self.clients:
             try:
@@ -288,17 +261,19 @@ class _Run:
                 self.clients[api_key.pk] = exc
         return self.clients[api_key.pk]
 
-    def _finish(self, item, intent, deletion):
+    def _finish(self, item: BulkDeleteItem, intent: AuditEvent, deletion: Deletion) -> None:
         self.pairs.append((intent, deletion))
         self._settle(item, _ITEM_OUTCOME[deletion.outcome], deletion.message, deletion.request_id)
 
-    def _settle(self, item, outcome, message, request_id=""):
+    def _settle(
+        self, item: BulkDeleteItem, outcome: str, message: str, request_id: str = ""
+    ) -> None:
         item.outcome, item.message = outcome, message[:500]
         item.request_id, item.finished_at = request_id[:100], timezone.now()
         self.settled.append(item)
 
 
-def _unexpected(item, exc):
+def _unexpected(item: BulkDeleteItem, exc: Exception) -> str:
     """Log what a bug raised while deleting the item's thread; the message for the item."""
     logger.error(
         "Bulk delete job %s: deleting %s failed", item.job_id, item.thread_id, exc_info=exc
@@ -307,7 +282,7 @@ def _unexpected(item, exc):
     return f"An unexpected error ({error}) stopped this deletion; see the server log."
 
 
-def _snapshot(thread):
+def _snapshot(thread: TrackedThread) -> str | Exception:
     """A worker's task: the thread's transcript, or what fetching it raised."""
     try:
         return deletion_snapshot(thread)

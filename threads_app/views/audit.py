@@ -4,18 +4,19 @@ import csv
 import itertools
 import json
 from datetime import UTC
+from typing import Any, cast
 
-from django.db.models import Q
-from django.http import StreamingHttpResponse
-from django.shortcuts import render
+from django.contrib.auth.models import User
+from django.db.models import QuerySet
+from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.utils import timezone
-from django.utils.cache import patch_vary_headers
 from django.views.decorators.http import require_GET
 
 from threads_app import selectors
-from threads_app.forms.audit import filtered_audit_events
-from threads_app.models import TrackedThread
+from threads_app.forms.audit import AuditFilterForm
+from threads_app.models import AuditEvent
 from threads_app.paging import keyset_page
+from threads_app.views.htmx import render_page
 
 PAGE_SIZE = 50
 CSV_CHUNK_SIZE = 1000
@@ -39,31 +40,23 @@ CSV_HEADER = [
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 
 
-def _cursor(value):
+def _cursor(value: str | None) -> int | None:
+    """A page cursor (an event's sequence), or None for anything else."""
     try:
-        cursor = int(value)
-    except (TypeError, ValueError):
+        cursor = int(value or "")
+    except ValueError:
         return None
-    return cursor if cursor > 0 else None
+    return cursor if 0 < cursor < 2**63 else None
 
 
-def _link_tracked_threads(user, events):
-    """Set `thread_pk` on events whose thread is still tracked and visible (one query)."""
-    thread_ids = {event.thread_id for event in events if event.thread_id}
-    tracked = {}
-    if thread_ids:
-        rows = (
-            selectors.visible_threads(user)
-            .filter(thread_id__in=thread_ids)
-            .exclude(state=TrackedThread.State.DELETED)
-            .values_list("api_key_id", "thread_id", "pk")
-        )
-        tracked = {(key_id, thread_id): pk for key_id, thread_id, pk in rows}
-    for event in events:
-        event.thread_pk = tracked.get((event.api_key_id, event.thread_id))
+def _filtered(request: HttpRequest) -> tuple[AuditFilterForm, QuerySet[AuditEvent]]:
+    """The filter form and the events it selects (none while a filter is invalid)."""
+    user = cast(User, request.user)
+    form = AuditFilterForm(user, request.GET)
+    return form, selectors.filtered_audit_events(user, form.filters())
 
 
-def _details_summary(details):
+def _details_summary(details: dict[str, Any]) -> str:
     return ", ".join(
         f"{name}: {value if isinstance(value, str) else json.dumps(value)}"
         for name, value in sorted(details.items())
@@ -71,44 +64,38 @@ def _details_summary(details):
 
 
 @require_GET
-def audit_list(request):
-    form, events = filtered_audit_events(request.user, request.GET)
-    # Transcripts can be large: the page only needs to know which events keep one.
-    events = events.defer("snapshot").annotate(has_snapshot=~Q(snapshot=""))
+def audit_list(request: HttpRequest) -> HttpResponse:
+    form, events = _filtered(request)
     page = keyset_page(
-        events,
+        selectors.with_snapshot_flag(events),
         size=PAGE_SIZE,
         field="sequence",
         before=_cursor(request.GET.get("before")),
         after=_cursor(request.GET.get("after")),
     )
-    _link_tracked_threads(request.user, page.rows)
+    tracked = selectors.tracked_thread_pks(cast(User, request.user), page.rows)
     for event in page.rows:
+        event.thread_pk = tracked.get((event.api_key_id, event.thread_id))
         event.details_summary = _details_summary(event.details)
-    template = "threads_app/audit_list.html"
-    if request.htmx and not request.htmx.history_restore_request:
-        template += "#rows"
-    response = render(request, template, {"form": form, "page": page, "nav": "audit"})
-    # The same URL answers with a page or a partial: caches must tell them apart.
-    patch_vary_headers(response, ["HX-Request"])
-    return response
+    context = {"form": form, "page": page, "nav": "audit"}
+    return render_page(request, "audit_list", context, partial="rows")
 
 
 class _Echo:
     """A file-like object whose write() hands the line back (Django's streaming CSV recipe)."""
 
-    def write(self, value):
+    def write(self, value: str) -> str:
         return value
 
 
-def _cell(value):
+def _cell(value: object) -> str:
     if value is None:
         return ""
     text = str(value)
     return "'" + text if text.startswith(FORMULA_PREFIXES) else text
 
 
-def _csv_row(event):
+def _csv_row(event: AuditEvent) -> list[str]:
     return [
         _cell(value)
         for value in (
@@ -131,11 +118,10 @@ def _csv_row(event):
 
 
 @require_GET
-def audit_export(request):
+def audit_export(request: HttpRequest) -> StreamingHttpResponse:
     """Exactly the filtered set, streamed, so a large log never sits in memory."""
-    _form, events = filtered_audit_events(request.user, request.GET)
+    _form, events = _filtered(request)
     writer = csv.writer(_Echo())
-    events = events.defer("snapshot").order_by("-sequence")
     rows = (_csv_row(event) for event in events.iterator(CSV_CHUNK_SIZE))
     lines = (writer.writerow(row) for row in itertools.chain([CSV_HEADER], rows))
     filename = timezone.now().strftime("audit-%Y%m%d-%H%M%S.csv")

@@ -4,6 +4,9 @@ Put the new Fernet key first, run this, check with `--check` that nothing is lef
 older key, then remove the old key from the setting.
 """
 
+from argparse import ArgumentParser
+from typing import Any
+
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
@@ -14,7 +17,7 @@ from threads_app.models import ApiKey
 class Command(BaseCommand):
     help = "Re-encrypt stored API keys under the first CREDENTIAL_ENCRYPTION_KEYS key."
 
-    def add_arguments(self, parser):
+    def add_arguments(self, parser: ArgumentParser) -> None:
         parser.add_argument(
             "--batch-size", type=int, default=500, help="Rows per transaction (default 500)."
         )
@@ -24,7 +27,7 @@ class Command(BaseCommand):
             help="Only count the rows not yet encrypted under the first key; change nothing.",
         )
 
-    def handle(self, *args, batch_size, check, **options):
+    def handle(self, *args: Any, batch_size: int, check: bool, **options: Any) -> None:
         if batch_size < 1:
             raise CommandError("--batch-size must be at least 1.")
         if check:
@@ -32,7 +35,7 @@ class Command(BaseCommand):
         else:
             self.rotate(batch_size)
 
-    def check_only(self):
+    def check_only(self) -> None:
         tokens = ApiKey.objects.values_list("secret_encrypted", flat=True)
         total = stale = 0
         for token in tokens.iterator(chunk_size=2000):
@@ -46,9 +49,9 @@ class Command(BaseCommand):
         else:
             self.stdout.write("Keys other than the first can be removed safely.")
 
-    def rotate(self, batch_size):
+    def rotate(self, batch_size: int) -> None:
         rotated = current = 0
-        failed = []
+        failed: list[int] = []
         last_pk = 0
         while True:
             with transaction.atomic():

@@ -1,4 +1,7 @@
-"""Defence in depth: no log line may carry anything shaped like an API key."""
+"""Defence in depth: no log line may carry anything shaped like an API key.
+
+`RedactSecretsFilter` sits on every log handler (settings' LOGGING).
+"""
 
 import logging
 import re
@@ -6,12 +9,12 @@ import re
 SECRET_PATTERN = re.compile(r"(Bearer\s+)?\bsk-[A-Za-z0-9_\-]{6,}")
 
 
-def redact(text):
+def redact(text: str) -> str:
     return SECRET_PATTERN.sub("[redacted]", text)
 
 
 class RedactSecretsFilter(logging.Filter):
-    def filter(self, record):
+    def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
         cleaned = redact(message)
         if cleaned != message:
