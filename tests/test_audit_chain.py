@@ -42,11 +42,11 @@ def raw(sql, *params):
         cursor.execute(sql, params)
 
 
-def run_verify_audit():
-    """(exit status, stdout, stderr) of `manage.py verify_audit`."""
+def run_verify_audit(*args):
+    """(exit status, stdout, stderr) of `manage.py verify_audit *args`."""
     out, err = io.StringIO(), io.StringIO()
     try:
-        call_command("verify_audit", stdout=out, stderr=err)
+        call_command("verify_audit", *args, stdout=out, stderr=err)
     except SystemExit as exit_:
         return exit_.code, out.getvalue(), err.getvalue()
     return 0, out.getvalue(), err.getvalue()

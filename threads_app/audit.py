@@ -375,7 +375,7 @@ def verify_checkpoints(lines: Iterable[str]) -> Verification:
 
 def _hashes_at(sequences: set[int]) -> dict[int, str]:
     """The stored hash of each of these events that exists, a bounded query at a time."""
-    ordered, hashes = sorted(sequences), {}
+    ordered, hashes = sorted(sequences), dict[int, str]()
     for start in range(0, len(ordered), 500):
         chunk = ordered[start : start + 500]
         hashes.update(AuditEvent.objects.filter(sequence__in=chunk).values_list("sequence", "hash"))
