@@ -55,6 +55,26 @@ def written(path):
     return [(checkpoint.sequence, checkpoint.hash) for checkpoint in checkpoints]
 
 
+def removed(sequence, held):
+    """What `verify_audit --checkpoints` says when the first checkpoint is past the log's end."""
+    return (
+        1,
+        "",
+        f"BROKEN at event #{sequence}: the log holds {held} events, fewer than the checkpoint "
+        "on line 1 vouches for (events were removed)\n",
+    )
+
+
+def rewritten(sequence):
+    """... and when the log's event at the first checkpoint has another hash."""
+    return (
+        1,
+        "",
+        f"BROKEN at event #{sequence}: its hash differs from the checkpoint on line 1 "
+        "(the log was rewritten)\n",
+    )
+
+
 def run_audit_checkpoint():
     out = io.StringIO()
     call_command("audit_checkpoint", stdout=out)
@@ -244,12 +264,7 @@ class TestVerifyAuditWithCheckpoints:
     def test_a_checkpoint_of_another_hash(self, checkpoint_file):
         append(3)
         checkpoint_file.write_text(Checkpoint.sign(2, A_HASH).to_json() + "\n")
-        assert run_verify_audit("--checkpoints", str(checkpoint_file)) == (
-            1,
-            "",
-            "BROKEN at event #2: its hash differs from the checkpoint on line 1 "
-            "(the log was rewritten)\n",
-        )
+        assert run_verify_audit("--checkpoints", str(checkpoint_file)) == rewritten(2)
 
     def test_a_broken_chain_is_reported_first(self, checkpoint_file):
         append(3)
@@ -293,12 +308,7 @@ class TestAttacks:
         head_triggers.remove_triggers(connection)
         _set_head(4, events[3].hash)
         assert audit.verify_chain() == audit.Verification(ok=True, count=4)  # the head is fooled
-        assert run_verify_audit("--checkpoints", str(every_five)) == (
-            1,
-            "",
-            "BROKEN at event #5: the log holds 4 events, fewer than the checkpoint on line 1 "
-            "vouches for (events were removed)\n",
-        )
+        assert run_verify_audit("--checkpoints", str(every_five)) == removed(5, held=4)
 
     def test_tail_removed_then_written_again(self, every_five, committed):
         """New events in place of the removed ones: the app checkpoints them too, but the
@@ -310,12 +320,7 @@ class TestAttacks:
             append(3)
         assert audit.verify_chain() == audit.Verification(ok=True, count=7)
         assert [sequence for sequence, _ in written(every_five)] == [5, 5]
-        status, _out, err = run_verify_audit("--checkpoints", str(every_five))
-        assert (status, err) == (
-            1,
-            "BROKEN at event #5: its hash differs from the checkpoint on line 1 "
-            "(the log was rewritten)\n",
-        )
+        assert run_verify_audit("--checkpoints", str(every_five)) == rewritten(5)
 
     def test_both_tables_emptied(self, checkpoint_file):
         append(3)
@@ -333,9 +338,4 @@ class TestAttacks:
         head_triggers.remove_triggers(connection)
         raw(f"DELETE FROM {HEAD_TABLE}")  # noqa: S608
         assert run_verify_audit() == (0, "OK: 0 events, chain intact\n", "")  # fooled
-        assert run_verify_audit("--checkpoints", str(checkpoint_file)) == (
-            1,
-            "",
-            "BROKEN at event #3: the log holds 0 events, fewer than the checkpoint on line 1 "
-            "vouches for (events were removed)\n",
-        )
+        assert run_verify_audit("--checkpoints", str(checkpoint_file)) == removed(3, held=0)
