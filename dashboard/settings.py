@@ -41,6 +41,15 @@ if not CREDENTIAL_ENCRYPTION_KEYS:
         "CREDENTIAL_ENCRYPTION_KEYS must be set when DJANGO_DEBUG is off (see README)."
     )
 AUDIT_HMAC_KEY = _secret("AUDIT_HMAC_KEY", "dev-only-insecure-audit-hmac-key")
+# Signed checkpoints of the audit chain's end, kept outside the database: logged on
+# "threads_app.audit.checkpoints" and, if this is set, appended to this file (one JSON line each).
+AUDIT_CHECKPOINT_FILE = env("AUDIT_CHECKPOINT_FILE", "")
+# A checkpoint each time the chain passes a multiple of this many events; 0: only on
+# `manage.py audit_checkpoint`.
+_checkpoint_every = env("AUDIT_CHECKPOINT_EVERY", "1000").strip()
+if not _checkpoint_every.isdecimal():
+    raise ImproperlyConfigured("AUDIT_CHECKPOINT_EVERY must be a whole number, 0 or more.")
+AUDIT_CHECKPOINT_EVERY = int(_checkpoint_every)
 
 ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"])
 CSRF_TRUSTED_ORIGINS = env_list("DJANGO_CSRF_TRUSTED_ORIGINS", [])
@@ -189,4 +198,6 @@ LOGGING = {
         }
     },
     "root": {"handlers": ["console"], "level": env("DJANGO_LOG_LEVEL", "INFO")},
+    # Audit checkpoints are logged whatever DJANGO_LOG_LEVEL says: ship them off the machine.
+    "loggers": {"threads_app.audit.checkpoints": {"level": "INFO"}},
 }

@@ -29,10 +29,13 @@ def emulator(emulator_server):
 
 # Audit triggers vs. transactional tests. A transactional test (`transactional_db`,
 # `live_server`, `django_db(transaction=True)`) ends with a flush of every table, which the
-# append-only audit triggers reject. The triggers are lifted for that flush only: dropped after
-# the test (the fixture below is torn down before pytest-django's flush) and re-installed once
-# the item's teardown is over (the hook below).
-_audit_triggers = importlib.import_module("threads_app.migrations.0002_audit_append_only_triggers")
+# append-only audit triggers (and the chain head's) reject. The triggers are lifted for that
+# flush only: dropped after the test (the fixture below is torn down before pytest-django's
+# flush) and re-installed once the item's teardown is over (the hook below).
+_audit_triggers = [
+    importlib.import_module(f"threads_app.migrations.{name}")
+    for name in ("0002_audit_append_only_triggers", "0003_audit_head_forward_only_triggers")
+]
 _LIFTED_TRIGGERS = pytest.StashKey[object]()
 
 
@@ -51,7 +54,8 @@ def _lift_audit_triggers_for_flush(request, django_db_blocker):
         return
     request.getfixturevalue("transactional_db")
     yield
-    _audit_triggers.remove_triggers(connection)
+    for triggers in _audit_triggers:
+        triggers.remove_triggers(connection)
     request.node.stash[_LIFTED_TRIGGERS] = django_db_blocker
 
 
@@ -64,4 +68,5 @@ def pytest_runtest_teardown(item, nextitem):
         # After the last item the test database is already destroyed: nothing to restore.
         if blocker is not None and nextitem is not None:
             with blocker.unblock():
-                _audit_triggers.install_triggers(connection)
+                for triggers in _audit_triggers:
+                    triggers.install_triggers(connection)

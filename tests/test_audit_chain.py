@@ -1,9 +1,11 @@
 """The audit chain: append-only in code and in the database, tamper evidence, `verify_audit`,
 and concurrent appends making one chain."""
 
+import copy
 import importlib
 import io
 import threading
+from datetime import UTC, datetime
 
 import pytest
 from django.core.management import call_command
@@ -16,7 +18,11 @@ from threads_app.models import AppendOnlyError, AuditChainHead, AuditEvent
 
 Action, Outcome = AuditEvent.Action, AuditEvent.Outcome
 TABLE = AuditEvent._meta.db_table
+HEAD_TABLE = AuditChainHead._meta.db_table
 triggers = importlib.import_module("threads_app.migrations.0002_audit_append_only_triggers")
+head_triggers = importlib.import_module(
+    "threads_app.migrations.0003_audit_head_forward_only_triggers"
+)
 
 
 def append(count, **extra):
@@ -36,11 +42,11 @@ def raw(sql, *params):
         cursor.execute(sql, params)
 
 
-def run_verify_audit():
-    """(exit status, stdout, stderr) of `manage.py verify_audit`."""
+def run_verify_audit(*args):
+    """(exit status, stdout, stderr) of `manage.py verify_audit *args`."""
     out, err = io.StringIO(), io.StringIO()
     try:
-        call_command("verify_audit", stdout=out, stderr=err)
+        call_command("verify_audit", *args, stdout=out, stderr=err)
     except SystemExit as exit_:
         return exit_.code, out.getvalue(), err.getvalue()
     return 0, out.getvalue(), err.getvalue()
@@ -48,11 +54,13 @@ def run_verify_audit():
 
 @pytest.fixture
 def attacker_with_db_access():
-    """Drop the append-only triggers, as someone with direct database access could.
+    """Drop the audit triggers (the events' and the head's), as someone with direct database
+    access could.
 
     The test's transaction rolls the DROP back (SQLite and PostgreSQL DDL is transactional).
     """
     triggers.remove_triggers(connection)
+    head_triggers.remove_triggers(connection)
 
 
 @pytest.mark.django_db
@@ -210,21 +218,76 @@ class TestAppendOnlyInDatabase:
             e.hash for e in events
         ]
 
+    @pytest.mark.parametrize(
+        ("sql", "refusal"),
+        [
+            (f"UPDATE {HEAD_TABLE} SET sequence = 1", "only moves forward"),  # noqa: S608
+            (f"UPDATE {HEAD_TABLE} SET sequence = 0, hash = ''", "only moves forward"),  # noqa: S608
+            (f"UPDATE {HEAD_TABLE} SET hash = 'forged'", "only moves forward"),  # noqa: S608
+            (f"UPDATE {HEAD_TABLE} SET id = 2, sequence = 3", "only moves forward"),  # noqa: S608
+            (f"DELETE FROM {HEAD_TABLE}", "cannot be deleted"),  # noqa: S608
+        ],
+        ids=["back", "reset", "same-sequence", "other-id", "delete"],
+    )
+    def test_chain_head_only_moves_forward(self, sql, refusal):
+        events = append(2)
+        with pytest.raises(DatabaseError, match=refusal), transaction.atomic():
+            raw(sql)
+        head = AuditChainHead.objects.get()
+        assert (head.pk, head.sequence, head.hash) == (1, 2, events[-1].hash)
+
+    def test_chain_head_moves_forward(self):
+        append(2)
+        raw(f"UPDATE {HEAD_TABLE} SET sequence = 3, hash = 'next'")  # noqa: S608
+        assert AuditChainHead.objects.get().sequence == 3
+
+    @pytest.mark.parametrize(
+        ("table", "refusal"), [(TABLE, "append-only"), (HEAD_TABLE, "cannot be deleted")]
+    )
+    def test_truncate_is_rejected_on_postgresql(self, table, refusal):
+        if connection.vendor != "postgresql":
+            pytest.skip("TRUNCATE is PostgreSQL's")
+        append(2)
+        with pytest.raises(DatabaseError, match=refusal), transaction.atomic():
+            raw(f"TRUNCATE {table}")
+        assert (AuditEvent.objects.count(), AuditChainHead.objects.get().sequence) == (2, 2)
+
+
+# A different value for each column of the event `append` writes (an attacker's raw UPDATE).
+# `sequence` and `prev_hash` are named by other checks (gap, previous-hash) before the hash.
+CHANGED_VALUES = {
+    "actor_id": 999,
+    "actor_username": "mallory",
+    "action": "thread.created",
+    "outcome": "failed",
+    "team_id": 77,
+    "team_name": "Other team",
+    "owner_id": 88,
+    "api_key_id": 99,
+    "key_hint": "...zzzz",
+    "thread_id": "thread_someone_else",
+    "http_status": 500,
+    "request_id": "req_forged",
+    "client_ip": "203.0.113.9",
+    "user_agent": "forged-agent",
+    "created_at": "2020-01-01 00:00:00",
+    "details": '{"reason": "rewritten"}',
+    "snapshot": "a different transcript",
+}
+# The same changes as Python values, where the database's text form is not one.
+OTHER_VALUES = {
+    "sequence": 30,
+    "prev_hash": "f" * 64,
+    "created_at": datetime(2020, 1, 1, tzinfo=UTC),
+    "details": {"reason": "rewritten"},
+}
+PYTHON_VALUES = {**CHANGED_VALUES, **OTHER_VALUES}
+
 
 @pytest.mark.django_db
 @pytest.mark.usefixtures("attacker_with_db_access")
 class TestTamperEvidence:
-    @pytest.mark.parametrize(
-        ("column", "value"),
-        [
-            ("thread_id", "thread_someone_else"),
-            ("actor_username", "mallory"),
-            ("outcome", "failed"),
-            ("created_at", "2020-01-01 00:00:00"),
-            ("details", '{"reason": "rewritten"}'),
-            ("snapshot", "a different transcript"),
-        ],
-    )
+    @pytest.mark.parametrize(("column", "value"), CHANGED_VALUES.items(), ids=CHANGED_VALUES)
     def test_changed_row_is_named(self, column, value):
         append(5)
         raw(f"UPDATE {TABLE} SET {column} = %s WHERE sequence = 3", value)  # noqa: S608
@@ -245,9 +308,18 @@ class TestTamperEvidence:
         result = audit.verify_chain()
         assert (result.ok, result.bad_sequence) == (False, 1)
 
-    def test_removed_row_is_a_gap(self):
+    @pytest.mark.parametrize(
+        "sql",
+        [
+            f"DELETE FROM {TABLE} WHERE sequence = 2",  # noqa: S608
+            # `sequence` is hashed too, but a renumbered row shows first as a gap.
+            f"UPDATE {TABLE} SET sequence = 30 WHERE sequence = 2",  # noqa: S608
+        ],
+        ids=["removed", "renumbered"],
+    )
+    def test_removed_row_is_a_gap(self, sql):
         append(4)
-        raw(f"DELETE FROM {TABLE} WHERE sequence = 2")  # noqa: S608
+        raw(sql)
         result = audit.verify_chain()
         assert (result.ok, result.bad_sequence, result.count) == (False, 2, 1)
         assert "missing (gap)" in result.reason
@@ -281,6 +353,39 @@ class TestTamperEvidence:
         append(3)
         AuditChainHead.objects.all().delete()
         assert audit.verify_chain().ok is False
+
+    def test_chain_head_with_another_hash_is_found(self):
+        """The head's sequence is right but its hash is not the last event's."""
+        events = append(3)
+        AuditChainHead.objects.update(hash=events[1].hash)
+        result = audit.verify_chain()
+        assert (result.ok, result.bad_sequence, result.count) == (False, 3, 3)
+        assert "chain head" in result.reason
+        assert run_verify_audit()[0] == 1
+
+
+class TestWhatIsHashed:
+    """Every column of the audit table is hashed, or excluded on purpose with a reason."""
+
+    def test_every_column_is_hashed_or_excluded_with_a_reason(self):
+        columns = {field.attname for field in AuditEvent._meta.concrete_fields}
+        hashed, excluded = set(audit._HASHED_FIELDS), audit._NOT_IN_HASHED_FIELDS
+        assert hashed | set(excluded) == columns
+        assert not hashed & set(excluded)
+        assert all(reason.strip() for reason in excluded.values())
+
+    @pytest.mark.parametrize("column", PYTHON_VALUES)
+    def test_every_column_but_the_excluded_changes_the_hash(self, column):
+        """Held to this file's own list: dropping a column from `_HASHED_FIELDS` fails here."""
+        event = audit.event(action=Action.THREAD_DELETED, outcome=Outcome.SUCCESS)
+        event.sequence, event.prev_hash = 1, audit.GENESIS_HASH
+        event.created_at = datetime(2026, 1, 1, tzinfo=UTC)
+        changed = copy.copy(event)
+        setattr(changed, column, PYTHON_VALUES[column])
+        assert audit.compute_hash(changed) != audit.compute_hash(event)
+
+    def test_the_tests_cover_every_hashed_column(self):
+        assert set(PYTHON_VALUES) == set(audit._HASHED_FIELDS) | {"created_at", "snapshot"}
 
 
 @pytest.mark.django_db
@@ -406,3 +511,5 @@ def test_triggers_are_back_after_the_flush_of_a_transactional_test():
         raw(f"UPDATE {TABLE} SET outcome = 'failed'")  # noqa: S608
     with pytest.raises(DatabaseError, match="append-only"):
         raw(f"DELETE FROM {TABLE}")  # noqa: S608
+    with pytest.raises(DatabaseError, match="cannot be deleted"):
+        raw(f"DELETE FROM {HEAD_TABLE}")  # noqa: S608

@@ -3,22 +3,33 @@
 Each event stores HMAC-SHA256(AUDIT_HMAC_KEY, previous hash + the event's canonical JSON).
 The key lives outside the database, so rewriting a row, or the whole chain, is detectable
 by `manage.py verify_audit`. Appends lock the single `AuditChainHead` row, so concurrent
-requests still produce one unbroken chain; the head also exposes a truncated tail.
+requests still produce one unbroken chain; the head also exposes a truncated tail, and
+database triggers let it only move forward.
+
+Someone who can drop those triggers can still remove the tail and set the head back. For
+that, signed checkpoints of the chain's end leave the database (a dedicated logger, and
+`AUDIT_CHECKPOINT_FILE`): every `AUDIT_CHECKPOINT_EVERY` events and on
+`manage.py audit_checkpoint`. `verify_audit --checkpoints FILE` holds the log to them.
 """
 
+import functools
 import hashlib
 import hmac
 import ipaddress
 import json
+import logging
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC
+from typing import Any
 
 from django.conf import settings
+from django.contrib.auth.base_user import AbstractBaseUser
 from django.db import transaction
 from django.http import HttpRequest
 from django.utils import timezone
 
-from threads_app.models import AuditChainHead, AuditEvent
+from threads_app.models import ApiKey, AuditChainHead, AuditEvent, Team
 
 GENESIS_HASH = "0" * 64
 _HASHED_FIELDS = (
@@ -40,18 +51,31 @@ _HASHED_FIELDS = (
     "details",
     "prev_hash",
 )
+# Every other column of the audit table, with the reason it is not among `_HASHED_FIELDS`.
+# A test holds the two to the table: a new column must be hashed or explained here.
+_NOT_IN_HASHED_FIELDS = {
+    "id": "the database's row number; the chain's order is `sequence`, which is hashed",
+    "hash": "the result of the hash itself",
+    "created_at": "hashed by `canonical_json` as UTC ISO-8601 text (a datetime is not JSON)",
+    "snapshot": "hashed by `canonical_json` as its SHA-256, not as the whole transcript",
+}
 
 
-def canonical_json(event):
+def canonical_json(event: AuditEvent) -> str:
     data = {name: getattr(event, name) for name in _HASHED_FIELDS}
     data["created_at"] = event.created_at.astimezone(UTC).isoformat()
     data["snapshot_sha256"] = hashlib.sha256(event.snapshot.encode()).hexdigest()
     return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
-def compute_hash(event):
+def compute_hash(event: AuditEvent) -> str:
     message = (event.prev_hash + "\n" + canonical_json(event)).encode()
     return hmac.new(settings.AUDIT_HMAC_KEY.encode(), message, hashlib.sha256).hexdigest()
+
+
+def _same(stored: str, expected: str) -> bool:
+    """Constant-time comparison that also takes what a tampered row may hold (non-ASCII)."""
+    return hmac.compare_digest(stored.encode(), expected.encode())
 
 
 @dataclass(frozen=True)
@@ -84,18 +108,18 @@ class Origin:
 
 def event(
     *,
-    action,
-    outcome,
-    actor=None,
-    api_key=None,
-    team=None,
-    thread_id="",
-    http_status=None,
-    request_id="",
-    origin=None,
-    details=None,
-    snapshot="",
-):
+    action: str,
+    outcome: str,
+    actor: AbstractBaseUser | None = None,
+    api_key: ApiKey | None = None,
+    team: Team | None = None,
+    thread_id: str | None = "",
+    http_status: int | None = None,
+    request_id: str | None = "",
+    origin: Origin | None = None,
+    details: dict[str, Any] | None = None,
+    snapshot: str = "",
+) -> AuditEvent:
     """An event not yet appended: pass it to `record_many`.
 
     `team` defaults to the key's team; a personal key's events belong to its owner.
@@ -124,7 +148,7 @@ def event(
     )
 
 
-def record(*, durable=False, **fields):
+def record(*, durable: bool = False, **fields: Any) -> AuditEvent:
     """Append one event (the keyword arguments of `event`) and return it.
 
     `durable=True` refuses to run inside an outer transaction, so the event is committed
@@ -135,12 +159,14 @@ def record(*, durable=False, **fields):
     return appended
 
 
-def record_many(events, *, durable=False):
+def record_many(events: list[AuditEvent], *, durable: bool = False) -> list[AuditEvent]:
     """Append `events` (from `event`), in order, as consecutive links; return them.
 
     One lock of the chain head, one INSERT and one transaction for all of them, which is what
     makes a bulk job's audit trail cheap: the chain is the same as with one `record` each.
     `durable` as for `record`: all of them are committed when this returns.
+    When the append passes a multiple of `AUDIT_CHECKPOINT_EVERY`, a checkpoint of its last
+    event is written once it is committed.
     """
     if not events:
         return events
@@ -151,29 +177,38 @@ def record_many(events, *, durable=False):
             # The very first append: there is no row to lock yet. Concurrent first appends
             # all try to create it; the others wait for the winner's commit, then lock it.
             AuditChainHead.objects.get_or_create(pk=1)
-            locked = head.values_list("sequence", "hash").first()
-        sequence, prev_hash = locked
+            locked = head.values_list("sequence", "hash").get()
+        first, prev_hash = locked
         # Stamped under the lock, so time order follows sequence order.
         now = timezone.now()
         prev_hash = prev_hash or GENESIS_HASH
+        sequence = first
         for appended in events:
             sequence += 1
             appended.created_at, appended.sequence, appended.prev_hash = now, sequence, prev_hash
             appended.hash = prev_hash = compute_hash(appended)
         AuditEvent.objects.bulk_create(events)
         head.update(sequence=sequence, hash=prev_hash)
+        every = settings.AUDIT_CHECKPOINT_EVERY
+        if every and sequence // every > first // every:
+            # After the commit: a rolled-back append must leave no checkpoint behind.
+            transaction.on_commit(functools.partial(_checkpoint_after_commit, sequence, prev_hash))
     return events
 
 
 @dataclass(frozen=True)
 class Verification:
+    """The outcome of a check: `count` things were found sound (events, or checkpoints)
+    before the first problem, if any: `bad_sequence` (the event it is at, when known) and
+    `reason`."""
+
     ok: bool
     count: int
     bad_sequence: int | None = None
     reason: str = ""
 
 
-def verify_chain():
+def verify_chain() -> Verification:
     """Recompute the whole chain; report the first broken link."""
     expected_sequence, prev_hash, count = 1, GENESIS_HASH, 0
     for event in AuditEvent.objects.order_by("sequence").iterator(chunk_size=2000):
@@ -185,13 +220,13 @@ def verify_chain():
             return Verification(
                 False, count, event.sequence, "its previous-hash does not match the event before"
             )
-        if not hmac.compare_digest(event.hash, compute_hash(event)):
+        if not _same(event.hash, compute_hash(event)):
             return Verification(False, count, event.sequence, "its content was changed")
         expected_sequence, prev_hash, count = expected_sequence + 1, event.hash, count + 1
     return _verify_head(count, prev_hash)
 
 
-def _verify_head(count, last_hash):
+def _verify_head(count: int, last_hash: str) -> Verification:
     """The chain head remembers the last append: it exposes a removed tail."""
     head = AuditChainHead.objects.filter(pk=1).first()
     head_sequence, head_hash = (head.sequence, head.hash) if head else (0, "")
@@ -202,8 +237,146 @@ def _verify_head(count, last_hash):
             count + 1,
             f"events {count + 1} to {head_sequence} are missing (truncated tail)",
         )
-    if count and (head_sequence != count or not hmac.compare_digest(head_hash, last_hash)):
+    if count and (head_sequence != count or not _same(head_hash, last_hash)):
         return Verification(
             False, count, count, "it is the last event but the chain head does not point at it"
         )
     return Verification(True, count)
+
+
+# --- Checkpoints: the chain's end, signed, kept outside the database
+
+CHECKPOINT_LOGGER = logging.getLogger("threads_app.audit.checkpoints")
+# A checkpoint is signed under a key derived from AUDIT_HMAC_KEY with this label, never under
+# AUDIT_HMAC_KEY itself: its MAC cannot pass for an event's hash, nor an event's for its MAC.
+_CHECKPOINT_KEY_LABEL = b"threads-console audit checkpoint v1"
+_CHECKPOINT_FIELDS = {"sequence", "hash", "at", "mac"}
+
+
+def _checkpoint_mac(sequence: int, hash_: str, at: str) -> str:
+    key = hmac.new(settings.AUDIT_HMAC_KEY.encode(), _CHECKPOINT_KEY_LABEL, hashlib.sha256)
+    signed = {"sequence": sequence, "hash": hash_, "at": at}
+    message = json.dumps(signed, sort_keys=True, separators=(",", ":")).encode()
+    return hmac.new(key.digest(), message, hashlib.sha256).hexdigest()
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """Event `sequence` had hash `hash` at time `at` (UTC ISO-8601), signed by `mac`."""
+
+    sequence: int
+    hash: str
+    at: str
+    mac: str
+
+    @classmethod
+    def sign(cls, sequence: int, hash_: str) -> "Checkpoint":
+        at = timezone.now().astimezone(UTC).isoformat()
+        return cls(sequence, hash_, at, _checkpoint_mac(sequence, hash_, at))
+
+    @classmethod
+    def from_json(cls, line: str) -> "Checkpoint":
+        """The checkpoint a line of a checkpoint file holds; ValueError if it holds none."""
+        data = json.loads(line)
+        if not isinstance(data, dict) or set(data) != _CHECKPOINT_FIELDS:
+            raise ValueError("not a checkpoint")
+        sequence, hash_, at, mac = data["sequence"], data["hash"], data["at"], data["mac"]
+        if type(sequence) is not int or not all(isinstance(v, str) for v in (hash_, at, mac)):
+            raise ValueError("not a checkpoint")
+        return cls(sequence, hash_, at, mac)
+
+    def to_json(self) -> str:
+        data = {"sequence": self.sequence, "hash": self.hash, "at": self.at, "mac": self.mac}
+        return json.dumps(data, sort_keys=True, separators=(",", ":"))
+
+    @property
+    def signed(self) -> bool:
+        """Whether `mac` is this checkpoint's signature under the audit key."""
+        return _same(self.mac, _checkpoint_mac(self.sequence, self.hash, self.at))
+
+
+def write_checkpoint(checkpoint: Checkpoint) -> None:
+    """Log it (one JSON line, the message) and append it to AUDIT_CHECKPOINT_FILE if set.
+
+    The file is opened for appending and the line written at once, so processes appending
+    side by side do not interleave lines. OSError if the file cannot be written.
+    """
+    line = checkpoint.to_json()
+    CHECKPOINT_LOGGER.info("%s", line)
+    if settings.AUDIT_CHECKPOINT_FILE:
+        with open(settings.AUDIT_CHECKPOINT_FILE, "a", encoding="utf-8") as file:
+            file.write(line + "\n")
+
+
+def _checkpoint_after_commit(sequence: int, hash_: str) -> None:
+    """The automatic checkpoint: the append is committed, so a full disk must not fail it."""
+    try:
+        write_checkpoint(Checkpoint.sign(sequence, hash_))
+    except OSError:
+        CHECKPOINT_LOGGER.exception(
+            "Could not append the audit checkpoint at event #%d to AUDIT_CHECKPOINT_FILE",
+            sequence,
+        )
+
+
+def checkpoint_head() -> Checkpoint | None:
+    """Sign the chain's end as its head stands, and write it; None if the log is empty."""
+    head = AuditChainHead.objects.filter(pk=1).values_list("sequence", "hash").first()
+    if head is None or head[0] == 0:
+        return None
+    checkpoint = Checkpoint.sign(*head)
+    write_checkpoint(checkpoint)
+    return checkpoint
+
+
+def verify_checkpoints(lines: Iterable[str]) -> Verification:
+    """Hold the log to checkpoints written earlier: one JSON line each, blank lines skipped.
+
+    Each must carry a valid signature, and the log must still hold its event, with its hash.
+    `count` is the number of checkpoints that matched.
+    """
+    checkpoints: list[tuple[int, Checkpoint]] = []
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            checkpoint = Checkpoint.from_json(line)
+        except ValueError:
+            return Verification(False, 0, None, f"line {number} is not a checkpoint")
+        if not checkpoint.signed:
+            return Verification(
+                False,
+                0,
+                None,
+                f"the checkpoint on line {number} has a wrong signature "
+                "(forged, or signed under another AUDIT_HMAC_KEY)",
+            )
+        checkpoints.append((number, checkpoint))
+    stored = _hashes_at({checkpoint.sequence for _, checkpoint in checkpoints})
+    for matched, (number, checkpoint) in enumerate(checkpoints):
+        if checkpoint.sequence not in stored:
+            held = AuditEvent.objects.count()
+            reason = (
+                f"the log holds {held} events, fewer than the checkpoint on line {number} "
+                "vouches for (events were removed)"
+                if held < checkpoint.sequence
+                else f"it is missing, and the checkpoint on line {number} vouches for it"
+            )
+            return Verification(False, matched, checkpoint.sequence, reason)
+        if not _same(stored[checkpoint.sequence], checkpoint.hash):
+            return Verification(
+                False,
+                matched,
+                checkpoint.sequence,
+                f"its hash differs from the checkpoint on line {number} (the log was rewritten)",
+            )
+    return Verification(True, len(checkpoints))
+
+
+def _hashes_at(sequences: set[int]) -> dict[int, str]:
+    """The stored hash of each of these events that exists, a bounded query at a time."""
+    ordered, hashes = sorted(sequences), dict[int, str]()
+    for start in range(0, len(ordered), 500):
+        chunk = ordered[start : start + 500]
+        hashes.update(AuditEvent.objects.filter(sequence__in=chunk).values_list("sequence", "hash"))
+    return hashes

@@ -253,7 +253,10 @@ class AuditEvent(models.Model):
 
 
 class AuditChainHead(models.Model):
-    """The single row locked while appending, so concurrent appends make one chain."""
+    """The single row locked while appending, so concurrent appends make one chain.
+
+    Database triggers (migration 0003) refuse to delete it or to move it back.
+    """
 
     sequence = models.PositiveBigIntegerField(default=0)
     hash = models.CharField(max_length=64, blank=True)

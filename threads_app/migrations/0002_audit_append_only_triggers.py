@@ -36,22 +36,26 @@ STATEMENTS = {
 }
 
 
-def _run(connection, execute, index):
-    install_remove = STATEMENTS.get(connection.vendor)
+def _run(connection, execute, index, statements=STATEMENTS):
+    """Run the install (index 0) or remove (1) statements for the connection's database.
+
+    `statements` is this module's by default; 0003 passes the chain head's.
+    """
+    install_remove = statements.get(connection.vendor)
     if install_remove is None:
-        raise NotImplementedError(f"No append-only audit trigger for {connection.vendor}.")
+        raise NotImplementedError(f"No audit trigger for {connection.vendor}.")
     for statement in install_remove[index]:
         execute(statement)
 
 
-def install_triggers(connection):
+def install_triggers(connection, statements=STATEMENTS):
     with connection.cursor() as cursor:
-        _run(connection, cursor.execute, 0)
+        _run(connection, cursor.execute, 0, statements)
 
 
-def remove_triggers(connection):
+def remove_triggers(connection, statements=STATEMENTS):
     with connection.cursor() as cursor:
-        _run(connection, cursor.execute, 1)
+        _run(connection, cursor.execute, 1, statements)
 
 
 def install(apps, schema_editor):
