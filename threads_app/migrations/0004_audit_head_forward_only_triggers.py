@@ -75,6 +75,6 @@ def remove(apps, schema_editor):
 
 
 class Migration(migrations.Migration):
-    dependencies = [("threads_app", "0002_audit_append_only_triggers")]
+    dependencies = [("threads_app", "0003_thread_deleting_state")]
 
     operations = [migrations.RunPython(install, remove)]
