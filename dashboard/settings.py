@@ -18,7 +18,7 @@ BASE_DIR = Path(__file__).resolve().parent.parent
 DEBUG = env_bool("DJANGO_DEBUG", False)
 
 
-def _secret(name, dev_value):
+def _secret(name: str, dev_value: str) -> str:
     """A required secret in production; a fixed development value when DEBUG is on."""
     value = env(name, "")
     if value:

@@ -34,7 +34,7 @@ def emulator(emulator_server):
 # flush) and re-installed once the item's teardown is over (the hook below).
 _audit_triggers = [
     importlib.import_module(f"threads_app.migrations.{name}")
-    for name in ("0002_audit_append_only_triggers", "0003_audit_head_forward_only_triggers")
+    for name in ("0002_audit_append_only_triggers", "0004_audit_head_forward_only_triggers")
 ]
 _LIFTED_TRIGGERS = pytest.StashKey[object]()
 

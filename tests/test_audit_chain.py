@@ -21,7 +21,7 @@ TABLE = AuditEvent._meta.db_table
 HEAD_TABLE = AuditChainHead._meta.db_table
 triggers = importlib.import_module("threads_app.migrations.0002_audit_append_only_triggers")
 head_triggers = importlib.import_module(
-    "threads_app.migrations.0003_audit_head_forward_only_triggers"
+    "threads_app.migrations.0004_audit_head_forward_only_triggers"
 )
 
 

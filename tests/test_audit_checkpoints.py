@@ -23,7 +23,7 @@ Action, Outcome = AuditEvent.Action, AuditEvent.Outcome
 LOGGER = "threads_app.audit.checkpoints"
 event_triggers = importlib.import_module("threads_app.migrations.0002_audit_append_only_triggers")
 head_triggers = importlib.import_module(
-    "threads_app.migrations.0003_audit_head_forward_only_triggers"
+    "threads_app.migrations.0004_audit_head_forward_only_triggers"
 )
 A_HASH = "ab" * 32
 

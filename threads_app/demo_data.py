@@ -23,7 +23,7 @@ CONVERSATION = [
 ]
 
 
-def seed():
+def seed() -> None:
     User = get_user_model()
     users = {}
     for username, password, _ in DEMO_LOGINS:

@@ -115,8 +115,9 @@ def run_bulk_delete(job_id: int, *, origin: Origin | None = None) -> None:
     This thread keeps the database and the audit chain; the workers only talk to the
     upstream. Items go BATCH at a time through the steps of `services.deletions.delete_thread`:
     their threads are claimed and their intents appended at once (`deletions.begin_deletions`,
-    committed) before any of their DELETEs is sent; then the actor's permission is checked once for the batch (a thread they
-    may no longer delete gets a "not sent" outcome), and the workers send the others. The
+    committed) before any of their DELETEs is sent; then the actor's permission is checked
+    once for the batch (a thread they may no longer delete gets a "not sent" outcome), and the
+    workers send the others. The
     next batch starts while fewer than BATCH requests are left to send, so the workers never
     wait for it. Finished deletions are saved together (outcome events, thread states and
     item rows in one transaction) every BATCH items or SAVE_EVERY seconds: that is the

@@ -4,11 +4,10 @@ import csv
 import itertools
 import json
 from datetime import UTC
-from typing import Any, cast
+from typing import Any
 
-from django.contrib.auth.models import User
 from django.db.models import QuerySet
-from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
+from django.http import HttpResponse, StreamingHttpResponse
 from django.utils import timezone
 from django.views.decorators.http import require_GET
 
@@ -16,7 +15,7 @@ from threads_app import selectors
 from threads_app.forms.audit import AuditFilterForm
 from threads_app.models import AuditEvent
 from threads_app.paging import keyset_page
-from threads_app.views.htmx import render_page
+from threads_app.views.htmx import AuthenticatedHttpRequest, render_page
 
 PAGE_SIZE = 50
 CSV_CHUNK_SIZE = 1000
@@ -49,9 +48,9 @@ def _cursor(value: str | None) -> int | None:
     return cursor if 0 < cursor < 2**63 else None
 
 
-def _filtered(request: HttpRequest) -> tuple[AuditFilterForm, QuerySet[AuditEvent]]:
+def _filtered(request: AuthenticatedHttpRequest) -> tuple[AuditFilterForm, QuerySet[AuditEvent]]:
     """The filter form and the events it selects (none while a filter is invalid)."""
-    user = cast(User, request.user)
+    user = request.user
     form = AuditFilterForm(user, request.GET)
     return form, selectors.filtered_audit_events(user, form.filters())
 
@@ -64,7 +63,7 @@ def _details_summary(details: dict[str, Any]) -> str:
 
 
 @require_GET
-def audit_list(request: HttpRequest) -> HttpResponse:
+def audit_list(request: AuthenticatedHttpRequest) -> HttpResponse:
     form, events = _filtered(request)
     page = keyset_page(
         selectors.with_snapshot_flag(events),
@@ -73,7 +72,7 @@ def audit_list(request: HttpRequest) -> HttpResponse:
         before=_cursor(request.GET.get("before")),
         after=_cursor(request.GET.get("after")),
     )
-    tracked = selectors.tracked_thread_pks(cast(User, request.user), page.rows)
+    tracked = selectors.tracked_thread_pks(request.user, page.rows)
     for event in page.rows:
         event.thread_pk = tracked.get((event.api_key_id, event.thread_id))
         event.details_summary = _details_summary(event.details)
@@ -118,7 +117,7 @@ def _csv_row(event: AuditEvent) -> list[str]:
 
 
 @require_GET
-def audit_export(request: HttpRequest) -> StreamingHttpResponse:
+def audit_export(request: AuthenticatedHttpRequest) -> StreamingHttpResponse:
     """Exactly the filtered set, streamed, so a large log never sits in memory."""
     _form, events = _filtered(request)
     writer = csv.writer(_Echo())

@@ -4,10 +4,7 @@ The job runs away from the request (`services.bulk`); its page reads the job's r
 reload shows where it is, and while it runs its progress region polls itself through htmx.
 """
 
-from typing import cast
-
-from django.contrib.auth.models import User
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpResponse
 from django.urls import reverse
 from django.utils.http import urlencode
 from django.views.decorators.http import require_GET, require_http_methods
@@ -16,15 +13,15 @@ from threads_app import selectors
 from threads_app.audit import Origin
 from threads_app.selectors import BulkDeleteSelection
 from threads_app.services import bulk
-from threads_app.views.htmx import go_to, render_page
+from threads_app.views.htmx import AuthenticatedHttpRequest, go_to, render_page
 
 
 @require_http_methods(["GET", "POST"])
-def thread_bulk_delete(request: HttpRequest) -> HttpResponse:
+def thread_bulk_delete(request: AuthenticatedHttpRequest) -> HttpResponse:
     """GET `?thread=<pk>&…`: what would be deleted, and what not and why. POST: start the job
     and go to its page. A POST that starts nothing answers the confirmation again: 400 for no
     selection or too large a one, 403 when the user may delete none of the threads named."""
-    actor = cast(User, request.user)
+    actor = request.user
     if request.method == "GET":
         selection = selectors.bulk_delete_selection(actor, request.GET.getlist("thread"))
         return _confirm(request, selection)
@@ -43,16 +40,16 @@ def thread_bulk_delete(request: HttpRequest) -> HttpResponse:
 
 
 def _confirm(
-    request: HttpRequest, selection: BulkDeleteSelection, *, status: int = 200
+    request: AuthenticatedHttpRequest, selection: BulkDeleteSelection, *, status: int = 200
 ) -> HttpResponse:
     context = {"nav": "threads", "selection": selection, "max_threads": selectors.MAX_BULK_DELETE}
     return render_page(request, "bulk_delete_confirm", context, partial="confirm", status=status)
 
 
 @require_GET
-def bulk_delete_job(request: HttpRequest, pk: int) -> HttpResponse:
+def bulk_delete_job(request: AuthenticatedHttpRequest, pk: int) -> HttpResponse:
     """The job's progress: the whole page, or (htmx, polling) its progress region."""
-    job = selectors.get_visible_bulk_delete_job(cast(User, request.user), pk)
+    job = selectors.get_visible_bulk_delete_job(request.user, pk)
     progress = selectors.bulk_delete_progress(job)
     context = {
         "nav": "threads",
