@@ -1,8 +1,11 @@
 """Django messages for htmx requests travel as toasts in the HX-Trigger header."""
 
 import json
+from collections.abc import Callable
 
 from django.contrib.messages import get_messages
+from django.http import HttpRequest, HttpResponse
+from django.utils.cache import add_never_cache_headers
 
 
 class HtmxMessagesMiddleware:
@@ -27,4 +30,18 @@ class HtmxMessagesMiddleware:
                 triggers = {name.strip(): None for name in existing.split(",")}
         triggers["messages"] = toasts
         response["HX-Trigger"] = json.dumps(triggers)
+        return response
+
+
+class PrivatePagesMiddleware:
+    """A signed-in user's pages are theirs alone: no shared cache keeps them, no browser
+    stores them (`Cache-Control: private, no-store`, as `never_cache` sends)."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        response = self.get_response(request)
+        if request.user.is_authenticated:
+            add_never_cache_headers(response)
         return response
