@@ -9,6 +9,7 @@ from datetime import timedelta
 from django.contrib.auth.models import User
 from django.db import IntegrityError, transaction
 from django.utils import timezone
+from django.views.decorators.debug import sensitive_variables
 
 from threads_app import audit, selectors
 from threads_app.audit import Origin
@@ -64,6 +65,7 @@ def note_key_result(api_key: ApiKey, error: UpstreamError | None = None) -> None
         setattr(api_key, name, value)
 
 
+@sensitive_variables("secret")
 def verify_secret(secret: str) -> None:
     """Ask the upstream whether it accepts the secret; raise KeyRejected or KeyUnverified."""
     try:
@@ -107,6 +109,7 @@ def _check_manageable(api_key: ApiKey, *, actor: User) -> None:
         raise NotAllowed("Only the key's owner or a team owner can change this key.")
 
 
+@sensitive_variables("secret")
 def add_key(
     *,
     actor: User,
@@ -149,6 +152,7 @@ def add_key(
     return api_key
 
 
+@sensitive_variables("secret")
 def rotate_key(
     api_key: ApiKey,
     *,

@@ -2,6 +2,7 @@
 
 from django.contrib import messages
 from django.http import HttpResponse
+from django.views.decorators.debug import sensitive_post_parameters, sensitive_variables
 from django.views.decorators.http import require_GET, require_http_methods
 
 from threads_app import selectors
@@ -21,7 +22,10 @@ def key_list(request: AuthenticatedHttpRequest) -> HttpResponse:
     return render_page(request, "key_list", {"nav": "keys", "groups": groups}, partial="keys")
 
 
+# The secret never reaches an error report: neither the POST field nor this frame's locals.
+@sensitive_post_parameters("secret")
 @require_http_methods(["GET", "POST"])
+@sensitive_variables()  # innermost: it hides the locals of the function it wraps
 def key_create(request: AuthenticatedHttpRequest) -> HttpResponse:
     actor = request.user
     form = KeyCreateForm(actor, posted(request))
@@ -45,7 +49,10 @@ def key_create(request: AuthenticatedHttpRequest) -> HttpResponse:
     return render_page(request, "key_create", {"nav": "keys", "form": form}, partial="form")
 
 
+# The secret never reaches an error report: neither the POST field nor this frame's locals.
+@sensitive_post_parameters("secret")
 @require_http_methods(["GET", "POST"])
+@sensitive_variables()  # innermost: it hides the locals of the function it wraps
 def key_rotate(request: AuthenticatedHttpRequest, pk: int) -> HttpResponse:
     actor = request.user
     api_key = selectors.get_manageable_key(actor, pk)
