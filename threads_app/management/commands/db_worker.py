@@ -117,13 +117,11 @@ class Worker(db_worker.Worker):
         self._running = value
 
     def sweep(self) -> None:
+        """`tasks.sweep()` (it logs what it finds); a database error is logged, not fatal."""
         try:
-            abandoned = tasks.sweep()
+            tasks.sweep()
         except DatabaseError:
             logger.exception("Worker %s could not sweep for abandoned tasks", self.worker_id)
-            return
-        for result in abandoned:
-            logger.warning("Abandoned task %s (%s) marked failed", result.pk, result.task_path)
 
     def shutdown(self, signum: int, frame: FrameType | None) -> None:
         self._stopping = True
