@@ -18,7 +18,7 @@ BASE_DIR = Path(__file__).resolve().parent.parent
 DEBUG = env_bool("DJANGO_DEBUG", False)
 
 
-def _secret(name, dev_value):
+def _secret(name: str, dev_value: str) -> str:
     """A required secret in production; a fixed development value when DEBUG is on."""
     value = env(name, "")
     if value:
@@ -159,6 +159,8 @@ if WORKER_LEASE_SECONDS < 2 * WORKER_HEARTBEAT_SECONDS:
 # METRICS_PATH to its scraper (README, "Operability").
 METRICS_ENABLED = env_bool("METRICS_ENABLED", False)
 METRICS_PATH = env("METRICS_PATH", "metrics/").strip("/") + "/"
+if METRICS_PATH == "/":
+    raise ImproperlyConfigured("METRICS_PATH must name a path, e.g. metrics/.")
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 

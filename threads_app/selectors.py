@@ -147,6 +147,38 @@ def database_problem() -> str | None:
     return "migrations pending" if pending else None
 
 
+class Health(TypedDict):
+    """What the health endpoint tells a load balancer; nothing else."""
+
+    database: str  # "ok" or "unreachable"
+    migrations: str  # "applied", "pending" or "unknown" (the database is unreachable)
+    worker_heartbeat_age_seconds: float | None  # None: no worker has beaten (or unknown)
+    queue_depth: int | None  # None: unknown
+
+
+def health() -> Health:
+    problem = database_problem()
+    if problem == "unreachable":
+        return Health(
+            database="unreachable",
+            migrations="unknown",
+            worker_heartbeat_age_seconds=None,
+            queue_depth=None,
+        )
+    report = Health(
+        database="ok",
+        migrations="pending" if problem else "applied",
+        worker_heartbeat_age_seconds=None,
+        queue_depth=None,
+    )
+    try:  # with migrations pending, the tables may not be there yet
+        report["worker_heartbeat_age_seconds"] = newest_heartbeat_age()
+        report["queue_depth"] = queue_depth()
+    except DatabaseError:
+        pass
+    return report
+
+
 def newest_heartbeat_age(now: datetime | None = None) -> float | None:
     """Seconds since the most recent worker heartbeat, or None if no worker ever beat."""
     newest: datetime | None = WorkerHeartbeat.objects.aggregate(newest=Max("beat_at"))["newest"]
