@@ -4,9 +4,6 @@ Each test here commits (the worker is another process) and runs a worker subproc
 (tests/worker_fixtures.py) against the test database, SQLite or PostgreSQL.
 """
 
-import os
-import subprocess
-import sys
 from datetime import timedelta
 from io import StringIO
 
@@ -16,7 +13,8 @@ from django.utils import timezone
 from django_tasks_db.compat import TaskResultStatus
 from django_tasks_db.models import DBTaskResult
 
-from tests.worker_fixtures import ROOT, wait_for
+from tests.test_settings import manage  # a manage.py subprocess with production settings
+from tests.worker_fixtures import wait_for
 from tests.worker_tasks import explode, sleep_for
 from threads_app import tasks
 from threads_app.models import TrackedThread, WorkerHeartbeat
@@ -29,6 +27,13 @@ worker_test = pytest.mark.django_db(transaction=True)
 def finished(result):
     result.refresh()
     return result.status in FINISHED
+
+
+def wait_until_running(result):
+    wait_for(
+        lambda: DBTaskResult.objects.filter(pk=result.id, status="RUNNING").exists(),
+        what="the task to start",
+    )
 
 
 @worker_test
@@ -74,10 +79,7 @@ def test_a_task_that_raises_is_recorded_as_failed_with_its_error(start_worker):
 def test_a_worker_beats_while_a_long_task_runs_and_removes_its_row_when_stopped(start_worker):
     result = sleep_for.enqueue(2.5)
     worker = start_worker("beater")
-    wait_for(
-        lambda: DBTaskResult.objects.filter(pk=result.id, status="RUNNING").exists(),
-        what="the task to start",
-    )
+    wait_until_running(result)
     first = WorkerHeartbeat.objects.get(worker_id="beater")
     assert first.pid == worker.pid
     wait_for(
@@ -96,10 +98,7 @@ def test_a_worker_beats_while_a_long_task_runs_and_removes_its_row_when_stopped(
 def test_a_task_whose_worker_was_killed_is_swept_by_another_worker(start_worker):
     result = sleep_for.enqueue(60)
     doomed = start_worker("doomed")
-    wait_for(
-        lambda: DBTaskResult.objects.filter(pk=result.id, status="RUNNING").exists(),
-        what="the task to start",
-    )
+    wait_until_running(result)
     doomed.kill()  # kill -9: the task stays RUNNING, the heartbeat stops
     survivor = start_worker("survivor")
     wait_for(lambda: finished(result), timeout=15, what="the sweep")
@@ -153,29 +152,14 @@ def test_sweep_fails_only_tasks_whose_worker_stopped_beating_for_the_lease(setti
 
 
 def test_manage_py_db_worker_is_threads_apps_worker():
-    result = subprocess.run(
-        [sys.executable, "manage.py", "help", "db_worker"],
-        cwd=ROOT,
-        env={**os.environ, "DJANGO_SETTINGS_MODULE": "dashboard.settings_test"},
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    result = manage("help", "db_worker")
     assert result.returncode == 0, result.stderr
     assert "with a heartbeat every WORKER_HEARTBEAT_SECONDS" in " ".join(result.stdout.split())
 
 
 def _worker_exit(database_url):
-    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "dashboard.settings_test"}
-    env["DATABASE_URL"] = database_url
-    return subprocess.run(
-        [sys.executable, "manage.py", "db_worker", "--no-reload", "--no-startup-delay"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    database = {"DATABASE_URL": database_url}
+    return manage("db_worker", "--no-reload", "--no-startup-delay", env_overrides=database)
 
 
 @pytest.mark.parametrize(

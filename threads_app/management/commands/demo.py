@@ -56,6 +56,9 @@ class Command(BaseCommand):
             [sys.executable, "manage.py", "db_worker", "--no-reload", "--interval", "0.5"],
             cwd=settings.BASE_DIR,
             env={**os.environ, "UMAMIAI_BASE_URL": base_url},
+            # Its own process group: Ctrl+C stops the demo, which then stops the worker once
+            # (a second signal would make the worker abandon its task).
+            start_new_session=True,
         )
         try:
             self.stdout.write(self.style.SUCCESS(f"Worker running (pid {worker.pid})"))
