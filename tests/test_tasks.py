@@ -198,3 +198,17 @@ def test_reconcile_threads_enqueue_queues_the_task_instead_of_running_it(
     assert queued.args_kwargs == {"args": [], "kwargs": {"batch_size": 200, "workers": 2}}
     assert f"Queued: task {queued.pk}" in out.getvalue()
     assert emulator.request_log == []  # nothing was checked yet
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"TASKS_BACKEND": "celery"}, "TASKS_BACKEND must be one of database, immediate"),
+        ({"WORKER_LEASE_SECONDS": "5"}, "WORKER_LEASE_SECONDS must be at least twice"),
+        ({"METRICS_PATH": "/"}, "METRICS_PATH must name a path"),
+    ],
+)
+def test_bad_task_and_metrics_settings_are_clear_errors(overrides, message):
+    result = manage("check", env_overrides=overrides)
+    assert result.returncode != 0
+    assert message in result.stderr
