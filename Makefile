@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 PYTHON ?= python3
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint format run bench conformance clean
+.PHONY: demo test lint format run worker bench conformance clean
 
 $(STAMP): requirements.txt requirements-dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -21,7 +21,7 @@ POSTGRES_TESTS := tests/test_audit_chain.py tests/test_audit_page.py tests/test_
 	tests/test_keys.py tests/test_rotate_encryption_keys.py tests/test_teams.py \
 	tests/test_threads_create.py tests/test_threads_detail.py tests/test_threads_edit_delete.py \
 	tests/test_threads_import.py tests/test_threads_list.py tests/test_reconcile.py \
-	tests/test_transcripts.py tests/test_bulk_delete.py
+	tests/test_transcripts.py tests/test_bulk_delete.py tests/test_tasks.py tests/test_operability.py
 
 ## Lint (ruff, mypy), then the whole suite (browser tests included) on SQLite, then POSTGRES_TESTS on PostgreSQL
 test: $(STAMP) lint
@@ -48,6 +48,10 @@ run: $(STAMP)
 	$(PY) manage.py collectstatic --noinput
 	$(PY) manage.py migrate --noinput
 	$(VENV)/bin/gunicorn dashboard.wsgi --bind $${BIND:-127.0.0.1:8000} --workers $${WORKERS:-2}
+
+## The background worker that runs queued tasks; production runs it beside `make run`
+worker: $(STAMP)
+	$(PY) manage.py db_worker --no-reload
 
 bench: $(STAMP)
 	for script in bench/*.py; do $(PY) $$script || exit 1; done

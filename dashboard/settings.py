@@ -70,10 +70,18 @@ INSTALLED_APPS = [
     "template_partials",
     "csp",
     "axes",
+    "django_prometheus",
+    # threads_app comes before django_tasks_db: Django runs the first app's management command
+    # of a name, so `manage.py db_worker` is threads_app's (the worker with a heartbeat).
     "threads_app",
+    "django_tasks",
+    "django_tasks_db",
 ]
 
 MIDDLEWARE = [
+    # Requests and latency per view, always counted in process; served only when
+    # METRICS_ENABLED is on (see "Operability" below).
+    "django_prometheus.middleware.PrometheusBeforeMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -88,6 +96,7 @@ MIDDLEWARE = [
     "threads_app.middleware.HtmxMessagesMiddleware",
     "threads_app.middleware.PrivatePagesMiddleware",
     "axes.middleware.AxesMiddleware",
+    "django_prometheus.middleware.PrometheusAfterMiddleware",
 ]
 
 AUTHENTICATION_BACKENDS = [
@@ -138,6 +147,36 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         "timeout": 20,
         "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
     }
+
+# Background work: Django's tasks framework (the django-tasks backport), queued in the database
+# and run by `manage.py db_worker`. TASKS_BACKEND=immediate runs a task inside the caller
+# instead (no worker: a one-off script, a debugging session); never for production.
+TASK_BACKENDS = {
+    "database": "django_tasks_db.DatabaseBackend",
+    "immediate": "django_tasks.backends.immediate.ImmediateBackend",
+}
+_task_backend = env("TASKS_BACKEND", "database")
+if _task_backend not in TASK_BACKENDS:
+    raise ImproperlyConfigured(f"TASKS_BACKEND must be one of {', '.join(TASK_BACKENDS)}.")
+TASKS = {"default": {"BACKEND": TASK_BACKENDS[_task_backend]}}
+# Every worker writes a heartbeat this often; a RUNNING task whose worker has not beaten for
+# WORKER_LEASE_SECONDS is abandoned, and the sweep (at most every WORKER_SWEEP_SECONDS, by any
+# live worker) marks it failed so that the work behind it can be resumed.
+WORKER_HEARTBEAT_SECONDS = env_float("WORKER_HEARTBEAT_SECONDS", 5.0)
+WORKER_LEASE_SECONDS = env_float("WORKER_LEASE_SECONDS", 30.0)
+WORKER_SWEEP_SECONDS = env_float("WORKER_SWEEP_SECONDS", 10.0)
+if WORKER_LEASE_SECONDS < 2 * WORKER_HEARTBEAT_SECONDS:
+    raise ImproperlyConfigured(
+        "WORKER_LEASE_SECONDS must be at least twice WORKER_HEARTBEAT_SECONDS: one late beat "
+        "must not make a live worker look dead."
+    )
+
+# Operability: Prometheus metrics are off unless METRICS_ENABLED; the deployment restricts
+# METRICS_PATH to its scraper (README, "Operability").
+METRICS_ENABLED = env_bool("METRICS_ENABLED", False)
+METRICS_PATH = env("METRICS_PATH", "metrics/").strip("/") + "/"
+if METRICS_PATH == "/":
+    raise ImproperlyConfigured("METRICS_PATH must name a path, e.g. metrics/.")
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 

@@ -1,6 +1,9 @@
+from django.conf import settings
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
+
+from threads_app.views import operations
 
 urlpatterns = [
     path(
@@ -10,5 +13,7 @@ urlpatterns = [
     ),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("admin/", admin.site.urls),
+    # Off (404) unless METRICS_ENABLED; the deployment keeps this path to its scraper.
+    path(settings.METRICS_PATH, operations.metrics, name="metrics"),
     path("", include("threads_app.urls")),
 ]

@@ -1,25 +1,35 @@
 """`manage.py demo` seeds what the README promises, and runs only in debug mode."""
 
 import os
+import re
+import signal
+import socket
 import sqlite3
 import subprocess
 import sys
+import time
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def run_demo(tmp_path, debug="1", database_name="demo.sqlite3"):
+def demo_environment(tmp_path, debug="1", database_name="demo.sqlite3"):
     env = {k: v for k, v in os.environ.items() if k != "DJANGO_SETTINGS_MODULE"}
     env.update(
         DJANGO_SETTINGS_MODULE="dashboard.settings",
         DJANGO_DEBUG=debug,
         DATABASE_URL=f"sqlite:///{tmp_path / database_name}",
     )
+    return env
+
+
+def run_demo(tmp_path, debug="1", database_name="demo.sqlite3"):
     return subprocess.run(
         [sys.executable, "manage.py", "demo", "--no-serve"],
         cwd=ROOT,
-        env=env,
+        env=demo_environment(tmp_path, debug, database_name),
         capture_output=True,
         text=True,
         timeout=120,
@@ -70,3 +80,53 @@ def test_demo_refuses_outside_debug_mode(tmp_path, monkeypatch):
     assert result.returncode != 0
     assert "The demo runs only with DJANGO_DEBUG=1" in result.stderr
     assert not (tmp_path / "demo.sqlite3").exists()
+
+
+def test_demo_serves_with_a_worker_that_reaches_the_emulator_and_stops_with_it(tmp_path):
+    env = demo_environment(tmp_path)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    demo = subprocess.Popen(
+        [sys.executable, "manage.py", "demo", "--port", str(port)],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        output = ""
+        while "Serving on" not in output:
+            line = demo.stdout.readline()
+            assert line, output
+            output += line
+        worker_pid = int(re.search(r"Worker running \(pid (\d+)\)", output).group(1))
+        queued = subprocess.run(
+            [sys.executable, "manage.py", "reconcile_threads", "--enqueue"],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert queued.returncode == 0, queued.stderr
+        db = sqlite3.connect(tmp_path / "demo.sqlite3", timeout=20)
+        deadline = time.monotonic() + 60
+        status = None
+        while status != "SUCCESSFUL" and time.monotonic() < deadline:
+            time.sleep(0.2)
+            status = db.execute("SELECT status FROM django_tasks_database_dbtaskresult").fetchone()
+            status = status and status[0]
+        assert status == "SUCCESSFUL"  # the worker reached the in-process emulator
+        checked = db.execute(
+            "SELECT count(*) FROM threads_app_trackedthread WHERE last_checked_at IS NOT NULL"
+        ).fetchone()[0]
+        assert checked == 5
+        assert db.execute("SELECT count(*) FROM threads_app_workerheartbeat").fetchone()[0] == 1
+    finally:
+        demo.send_signal(signal.SIGINT)  # Ctrl+C on the demo alone
+        demo.communicate(timeout=60)
+    with pytest.raises(ProcessLookupError):  # the worker stopped with the demo
+        os.kill(worker_pid, 0)
+    assert db.execute("SELECT count(*) FROM threads_app_workerheartbeat").fetchone()[0] == 0

@@ -310,3 +310,23 @@ class BulkDeleteItem(models.Model):
 
     def __str__(self) -> str:
         return f"{self.thread_id}: {self.outcome}"
+
+
+class WorkerHeartbeat(models.Model):
+    """A live `db_worker` process: written at start and every WORKER_HEARTBEAT_SECONDS.
+
+    A worker stopped cleanly removes its row; one killed leaves a row that stops beating, and
+    after WORKER_LEASE_SECONDS the tasks it was running are abandoned (`threads_app.tasks.sweep`).
+    """
+
+    worker_id = models.CharField(max_length=64, unique=True)
+    hostname = models.CharField(max_length=255)
+    pid = models.PositiveIntegerField()
+    started_at = models.DateTimeField()
+    beat_at = models.DateTimeField(db_index=True)
+
+    class Meta:
+        ordering = ["-beat_at"]
+
+    def __str__(self) -> str:
+        return f"worker {self.worker_id} ({self.hostname}:{self.pid})"

@@ -6,14 +6,19 @@ An object outside these querysets is a 404 for that user, on full pages and part
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, time
+from datetime import UTC, date, datetime, time, timedelta
 from itertools import groupby
 from typing import Any, TypedDict
 
 from django.contrib.auth.models import User
 from django.core.exceptions import PermissionDenied
-from django.db.models import Count, Exists, F, OuterRef, Q, QuerySet, Subquery
+from django.db import DatabaseError, connection
+from django.db.migrations.executor import MigrationExecutor
+from django.db.models import Count, Exists, F, Max, OuterRef, Q, QuerySet, Subquery
 from django.shortcuts import get_object_or_404
+from django.utils import timezone
+from django_tasks_db.compat import TaskResultStatus
+from django_tasks_db.models import DBTaskResult
 
 from threads_app.models import (
     ApiKey,
@@ -23,6 +28,7 @@ from threads_app.models import (
     Membership,
     Team,
     TrackedThread,
+    WorkerHeartbeat,
 )
 from threads_app.upstream import Thread
 
@@ -127,6 +133,85 @@ def get_manageable_key(user: User, pk: int) -> ApiKey:
 
 def get_visible_team(user: User, pk: int) -> Team:
     return get_object_or_404(visible_teams(user), pk=pk)
+
+
+# --- Operations: what the health endpoint, the metrics and the worker read -------------------
+
+
+def database_problem() -> str | None:
+    """Why the app cannot use its database (unreachable, or migrations not applied), or None."""
+    try:
+        connection.ensure_connection()
+        executor = MigrationExecutor(connection)
+        pending = executor.migration_plan(executor.loader.graph.leaf_nodes())
+    except DatabaseError:
+        return "unreachable"
+    return "migrations pending" if pending else None
+
+
+class Health(TypedDict):
+    """What the health endpoint tells a load balancer; nothing else."""
+
+    database: str  # "ok" or "unreachable"
+    migrations: str  # "applied", "pending" or "unknown" (the database is unreachable)
+    worker_heartbeat_age_seconds: float | None  # None: no worker has beaten (or unknown)
+    queue_depth: int | None  # None: unknown
+
+
+def health() -> Health:
+    problem = database_problem()
+    if problem == "unreachable":
+        return Health(
+            database="unreachable",
+            migrations="unknown",
+            worker_heartbeat_age_seconds=None,
+            queue_depth=None,
+        )
+    report = Health(
+        database="ok",
+        migrations="pending" if problem else "applied",
+        worker_heartbeat_age_seconds=None,
+        queue_depth=None,
+    )
+    try:  # with migrations pending, the tables may not be there yet
+        report["worker_heartbeat_age_seconds"] = newest_heartbeat_age()
+        report["queue_depth"] = queue_depth()
+    except DatabaseError:
+        pass
+    return report
+
+
+def newest_heartbeat_age(now: datetime | None = None) -> float | None:
+    """Seconds since the most recent worker heartbeat, or None if no worker ever beat."""
+    newest: datetime | None = WorkerHeartbeat.objects.aggregate(newest=Max("beat_at"))["newest"]
+    if newest is None:
+        return None
+    return max(0.0, ((now or timezone.now()) - newest).total_seconds())
+
+
+def live_worker_ids(*, lease_seconds: float) -> set[str]:
+    """Workers that beat within the lease."""
+    since = timezone.now() - timedelta(seconds=lease_seconds)
+    return set(
+        WorkerHeartbeat.objects.filter(beat_at__gte=since).values_list("worker_id", flat=True)
+    )
+
+
+def queue_depth() -> int:
+    """Tasks ready to run now (queued, not waiting for a later time)."""
+    return DBTaskResult.objects.ready().count()
+
+
+def task_counts() -> dict[str, int]:
+    """Background tasks by status (READY, RUNNING, SUCCESSFUL, FAILED)."""
+    rows = DBTaskResult.objects.order_by().values_list("status").annotate(count=Count("pk"))
+    return {status: 0 for status in TaskResultStatus.values} | dict(rows)
+
+
+def bulk_delete_job_counts() -> dict[str, int]:
+    """Bulk-delete jobs by state."""
+    rows = BulkDeleteJob.objects.order_by().values_list("state").annotate(count=Count("pk"))
+    return {state: 0 for state in BulkDeleteJob.State.values} | dict(rows)
 
 
 # --- Teams: overview, members, keys, and who may manage them -----------------------------

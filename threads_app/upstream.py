@@ -20,6 +20,7 @@ from urllib.parse import quote
 
 import requests
 from django.conf import settings
+from prometheus_client import Counter, Histogram
 from requests.adapters import HTTPAdapter
 from urllib3.connectionpool import ConnectionPool
 from urllib3.exceptions import InvalidHeader, ReadTimeoutError
@@ -52,6 +53,26 @@ MAX_TIMESTAMP = 253402300799
 # tool_resources, message content and attachments are a few levels deep in the real API;
 # a deeper tree is refused before it reaches a template, a JSON column or json.dumps.
 MAX_NESTING = 32
+
+
+# Metrics (served by the app's metrics view when METRICS_ENABLED): one count per call with its
+# final status (an HTTP status, or the failure's name when no answer came: "ConnectTimeout"),
+# and every retry urllib3 made on the way (a 429 retried into a 200 shows up only here).
+UPSTREAM_CALLS = Counter(
+    "threads_upstream_requests",
+    "Calls to the Threads API, by method and final status.",
+    ["method", "status"],
+)
+UPSTREAM_SECONDS = Histogram(
+    "threads_upstream_request_duration_seconds",
+    "Time a call to the Threads API took, retries included, by method.",
+    ["method"],
+)
+UPSTREAM_RETRIES = Counter(
+    "threads_upstream_retries",
+    "Retries of calls to the Threads API, by method and the status that caused them.",
+    ["method", "status"],
+)
 
 
 class _BearerAuth(requests.auth.AuthBase):
@@ -385,7 +406,10 @@ class _Retry(Retry):
             return Retry.increment(
                 self.new(total=0), method, url, response, error, _pool, _stacktrace
             )
-        return super().increment(method, url, response, error, _pool, _stacktrace)
+        retry = super().increment(method, url, response, error, _pool, _stacktrace)
+        cause = str(response.status) if response is not None else type(error).__name__
+        UPSTREAM_RETRIES.labels(method=(method or "").upper(), status=cause).inc()
+        return retry
 
     def parse_retry_after(self, retry_after: str) -> float:
         try:
@@ -611,12 +635,16 @@ class ThreadsClient:
         except requests.RequestException as exc:
             failure = type(exc).__name__
             message = _failure_message(exc, self.connect_timeout, self.read_timeout)
-        elapsed_ms = (time.monotonic() - started) * 1000
+        elapsed = time.monotonic() - started
+        elapsed_ms = elapsed * 1000
+        UPSTREAM_SECONDS.labels(method=method).observe(elapsed)
         if response is None:
+            UPSTREAM_CALLS.labels(method=method, status=failure).inc()
             logger.info("%s %s -> %s in %.0f ms", method, path, failure, elapsed_ms)
             raise UpstreamUnavailableError(message)
 
         status = response.status_code
+        UPSTREAM_CALLS.labels(method=method, status=str(status)).inc()
         request_id = _request_id(response.headers.get("x-request-id"))
         logger.info(
             "%s %s -> %s (request %s) in %.0f ms", method, path, status, request_id, elapsed_ms

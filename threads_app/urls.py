@@ -1,6 +1,6 @@
 from django.urls import path
 
-from threads_app.views import audit, bulk, keys, teams, threads, transcripts
+from threads_app.views import audit, bulk, keys, operations, teams, threads, transcripts
 
 app_name = "threads_app"
 
@@ -50,4 +50,8 @@ audit_urls = [
     path("audit/<int:pk>/snapshot.json", transcripts.audit_snapshot, name="audit_snapshot"),
 ]
 
-urlpatterns = thread_urls + key_urls + team_urls + audit_urls
+operations_urls = [
+    path("health/", operations.health, name="health"),
+]
+
+urlpatterns = thread_urls + key_urls + team_urls + audit_urls + operations_urls

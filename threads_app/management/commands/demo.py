@@ -2,9 +2,15 @@
 
 Starts the Threads API emulator in-process on a free loopback port, points the app at it,
 resets and seeds the demo database (users, a team with every role, keys and threads) and
-serves on http://127.0.0.1:8000. Demo mode only: it refuses to run unless DJANGO_DEBUG is on.
+serves on http://127.0.0.1:8000, with a background worker (`manage.py db_worker`) beside the
+dev server: a subprocess with the same environment plus the emulator's URL, as production
+runs it, stopped when the demo stops. Demo mode only: it refuses to run unless DJANGO_DEBUG
+is on.
 """
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -40,10 +46,30 @@ class Command(BaseCommand):
             for username, password, role in demo_data.DEMO_LOGINS:
                 self.stdout.write(f"  log in as {username} / {password}  ({role})")
             if not no_serve:
-                self.stdout.write(self.style.SUCCESS(f"Serving on http://127.0.0.1:{port}/"))
-                call_command("runserver", f"127.0.0.1:{port}", use_reloader=False)
+                self._serve(port, emulator.base_url)
         finally:
             emulator.close()
+
+    def _serve(self, port: int, base_url: str) -> None:
+        """The dev server in this process, the worker in a child that reaches the emulator."""
+        worker = subprocess.Popen(
+            [sys.executable, "manage.py", "db_worker", "--no-reload", "--interval", "0.5"],
+            cwd=settings.BASE_DIR,
+            env={**os.environ, "UMAMIAI_BASE_URL": base_url},
+            # Its own process group: Ctrl+C stops the demo, which then stops the worker once
+            # (a second signal would make the worker abandon its task).
+            start_new_session=True,
+        )
+        try:
+            self.stdout.write(self.style.SUCCESS(f"Worker running (pid {worker.pid})"))
+            self.stdout.write(self.style.SUCCESS(f"Serving on http://127.0.0.1:{port}/"))
+            call_command("runserver", f"127.0.0.1:{port}", use_reloader=False)
+        finally:
+            worker.terminate()  # SIGTERM: it finishes its task, then exits
+            try:
+                worker.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                worker.kill()
 
     def _reset_demo_database(self) -> None:
         """The emulator forgets everything on exit, so the demo starts from a clean database.

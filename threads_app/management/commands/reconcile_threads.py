@@ -1,4 +1,8 @@
-"""`manage.py reconcile_threads`: check every tracked thread against the upstream."""
+"""`manage.py reconcile_threads`: check every tracked thread against the upstream.
+
+Inline by default (from cron, it reports when done); `--enqueue` queues `reconcile_all_task`
+for a `manage.py db_worker` instead and returns at once.
+"""
 
 from argparse import ArgumentParser, ArgumentTypeError
 from typing import Any
@@ -6,6 +10,7 @@ from typing import Any
 from django.core.management.base import BaseCommand
 
 from threads_app.services.reconcile import reconcile_all
+from threads_app.tasks import reconcile_all_task
 
 
 def positive_int(value: str) -> int:
@@ -31,8 +36,19 @@ class Command(BaseCommand):
             default=200,
             help="Threads read per query (default 200).",
         )
+        parser.add_argument(
+            "--enqueue",
+            action="store_true",
+            help="Queue the reconciliation for a worker (manage.py db_worker) and return.",
+        )
 
-    def handle(self, *args: Any, workers: int, batch_size: int, **options: Any) -> None:
+    def handle(
+        self, *args: Any, workers: int, batch_size: int, enqueue: bool, **options: Any
+    ) -> None:
+        if enqueue:
+            queued = reconcile_all_task.enqueue(batch_size=batch_size, workers=workers)
+            self.stdout.write(f"Queued: task {queued.id} (a db_worker runs it).")
+            return
         summary = reconcile_all(batch_size=batch_size, workers=workers)
         self.stdout.write(
             f"Checked: {summary.checked} threads. Gone upstream: {summary.gone}. "

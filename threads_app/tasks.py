@@ -1,0 +1,82 @@
+"""Background tasks, run by `manage.py db_worker`, and the worker's sweep.
+
+Tasks use the django-tasks backport of Django 6's `django.tasks` (on Django 6 the import
+becomes `from django.tasks import task`); the database backend (django-tasks-db) queues them
+in the `DBTaskResult` table. A task's return value must be JSON: it is stored with its result.
+"""
+
+import logging
+from datetime import timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db.models import Q
+from django.utils import timezone
+from django_tasks import task
+from django_tasks_db.compat import TaskResultStatus
+from django_tasks_db.models import DBTaskResult
+
+from threads_app import selectors
+from threads_app.models import WorkerHeartbeat
+from threads_app.services.reconcile import reconcile_all
+
+logger = logging.getLogger(__name__)
+
+
+class WorkerLost(Exception):
+    """Recorded as the error of a task whose worker stopped beating while running it."""
+
+
+@task()
+def reconcile_all_task(*, batch_size: int = 200, workers: int = 4) -> dict[str, int]:
+    """`services.reconcile.reconcile_all` in the background; its summary in numbers."""
+    summary = reconcile_all(batch_size=batch_size, workers=workers)
+    return {
+        "checked": summary.checked,
+        "gone": summary.gone,
+        "skipped": summary.skipped,
+        "keys_failing": len(summary.rejected_keys),
+        "errors": len(summary.errors),
+    }
+
+
+def sweep() -> list[DBTaskResult[..., Any]]:
+    """Fail the RUNNING tasks whose worker is gone; return them (the crash-safety hook).
+
+    A task is abandoned when it started more than WORKER_LEASE_SECONDS ago and the worker
+    that claimed it last has not beaten within that lease (killed with -9, its machine lost).
+    It is marked FAILED with a `WorkerLost` error, once: the update is conditional on the
+    task still being RUNNING from the same start, so two workers sweeping at once cannot both
+    report it. Heartbeat rows older than the lease are then removed. Called by every
+    `db_worker` between tasks (at most every WORKER_SWEEP_SECONDS); safe to call anywhere.
+    """
+    lease = settings.WORKER_LEASE_SECONDS
+    now = timezone.now()
+    cutoff = now - timedelta(seconds=lease)
+    live = selectors.live_worker_ids(lease_seconds=lease)
+    abandoned = []
+    for result in DBTaskResult.objects.running().filter(
+        Q(started_at__lt=cutoff) | Q(started_at__isnull=True)
+    ):
+        worker_id = result.worker_ids[-1] if result.worker_ids else ""
+        if worker_id in live:
+            continue
+        error = WorkerLost(
+            f"Abandoned: worker {worker_id or '?'} stopped beating while running this task "
+            f"(no heartbeat for {lease:g} s)."
+        )
+        claimed = DBTaskResult.objects.filter(
+            pk=result.pk, status=TaskResultStatus.RUNNING, started_at=result.started_at
+        )
+        if claimed.update(
+            status=TaskResultStatus.FAILED,
+            finished_at=now,
+            exception_class_path=f"{WorkerLost.__module__}.{WorkerLost.__qualname__}",
+            traceback=f"{WorkerLost.__module__}.{WorkerLost.__qualname__}: {error}\n",
+            return_value=None,
+        ):
+            result.refresh_from_db()
+            logger.warning("Task %s (%s): %s", result.pk, result.task_path, error)
+            abandoned.append(result)
+    WorkerHeartbeat.objects.filter(beat_at__lt=cutoff).delete()
+    return abandoned
