@@ -78,6 +78,7 @@ def thread_list(request):
         },
         "writable_key_ids": set(selectors.usable_keys(user).values_list("pk", flat=True)),
         "has_keys": bool(keys),
+        "pending_invitations": selectors.my_pending_invitations(user).count(),
     }
     return _render(request, "thread_list", "rows", context)
 
