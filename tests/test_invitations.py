@@ -5,9 +5,8 @@ import json
 import re
 
 import pytest
-from django.contrib.messages import get_messages
-from django.urls import reverse
 
+from tests.test_teams import HX, as_user, events, flashed, roles, url
 from threads_app import audit
 from threads_app.models import AuditEvent, Invitation, Membership
 from threads_app.services import teams as team_services
@@ -15,7 +14,6 @@ from threads_app.services.refusals import NotAllowed, Refused
 
 pytestmark = pytest.mark.django_db
 
-HX = {"HTTP_HX_REQUEST": "true"}
 OWNER, MEMBER, VIEWER = Membership.Role.OWNER, Membership.Role.MEMBER, Membership.Role.VIEWER
 Status = Invitation.Status
 Action = AuditEvent.Action
@@ -36,27 +34,6 @@ def team(make_team, user, carol):
 def invitation(team, user, other_user):
     """alice invited bob (by username) as a viewer."""
     return team_services.invite_member(team, actor=user, identifier="bob", role=VIEWER)
-
-
-def url(name, *args):
-    return reverse(f"threads_app:{name}", args=args)
-
-
-def as_user(client, user):
-    client.force_login(user)
-    return client
-
-
-def flashed(response):
-    return [str(m) for m in get_messages(response.wsgi_request)]
-
-
-def events(action):
-    return list(AuditEvent.objects.filter(action=action).order_by("sequence"))
-
-
-def roles(team):
-    return dict(team.memberships.values_list("user__username", "role"))
 
 
 def invite(client, team, identifier, role=VIEWER, **headers):

@@ -85,7 +85,7 @@ class Invitation(models.Model):
         ]
         indexes = [models.Index(fields=["identifier", "status"], name="invitation_invitee")]
 
-    def __str__(self):
+    def __str__(self) -> str:
         return f"{self.identifier} to {self.team} ({self.status})"
 
 
