@@ -40,6 +40,7 @@ from threads_app.models import (
     AuditEvent,
     BulkDeleteItem,
     BulkDeleteJob,
+    Invitation,
     Membership,
     Team,
     TrackedThread,
@@ -53,14 +54,16 @@ NEW_SECRET = "sk-matrix-new-secret-0123456789abcdef"
 SECRETS = (TEST_KEY, OTHER_TEST_KEY, NEW_SECRET)
 
 ANONYMOUS = "anonymous"
-# What each actor may do in each scope: team A, team B, the other user's personal things (P)
-# and the A member's own bulk-delete job (J). Anything not listed is NONE.
+# What each actor may do in each scope: team A, team B, the other user's personal things (P),
+# the A member's own bulk-delete job (J) and invitations addressed to the other user (I; the
+# invitee's alone, superusers included: nobody answers someone else's). Anything not listed
+# is NONE.
 ACCESS = {
     "A_owner": {"A": MANAGE},
     "A_member": {"A": USE, "J": MANAGE},
     "A_viewer": {"A": SEE},
     "B_owner": {"B": MANAGE},
-    "other_user": {"P": MANAGE},
+    "other_user": {"P": MANAGE, "I": MANAGE},
     "superuser": {"A": MANAGE, "B": MANAGE, "P": MANAGE, "J": MANAGE},
     ANONYMOUS: {},
 }
@@ -98,6 +101,17 @@ MEMBERSHIPS = (
 )
 JOBS = (Target("job_of_A_member", "job", "J"), Target("job_of_other_user", "job", "P"))
 EVENTS = tuple(Target(f"event_{scope}", "event", scope) for scope in "ABP")
+# Pending invitations as a team's owners see them (revoke), and as the invitee does (accept,
+# decline): one to the other user, one to someone who is no actor (scope X: nobody's).
+TEAM_INVITATIONS = (
+    Target("invitation_A", "invitation", "A"),
+    Target("invitation_B", "invitation", "B"),
+    Target("invitation_B_via_A", "invitation", "A", crossed=True),
+)
+MY_INVITATIONS = (
+    Target("invitation_to_other_user", "my_invitation", "I"),
+    Target("invitation_to_spare", "my_invitation", "X"),
+)
 # key_create's POST names the new key's owner: nobody (personal) or a team.
 KEY_OWNERS = (Target("personal", "", OWN), *TEAMS)
 PATH_KWARGS = {
@@ -108,6 +122,8 @@ PATH_KWARGS = {
     "job": {"pk"},
     "event": {"pk"},
     "membership": {"pk", "membership_pk"},
+    "invitation": {"pk", "invitation_pk"},
+    "my_invitation": {"pk"},
 }
 
 
@@ -220,11 +236,15 @@ ROUTES = {
     "team_create": Route(get=ANYONE, post=ANYONE),
     "team_detail": Route(TEAMS, get=Rule(SEE)),
     "team_delete": Route(TEAMS, get=Rule(MANAGE), post=Rule(MANAGE, REDIRECTS)),
-    "team_member_add": Route(
+    "team_invite": Route(
         TEAMS,
         post=Rule(MANAGE, REDIRECTS),
-        params=lambda world, target: {"identifier": "spare", "role": Role.VIEWER},
+        params=lambda world, target: {"identifier": "spare-mx", "role": Role.VIEWER},
     ),
+    "team_invitation_revoke": Route(TEAM_INVITATIONS, post=Rule(MANAGE, REDIRECTS)),
+    "invitation_list": Route(get=ANYONE),
+    "invitation_accept": Route(MY_INVITATIONS, post=Rule(MANAGE, REDIRECTS)),
+    "invitation_decline": Route(MY_INVITATIONS, post=Rule(MANAGE, REDIRECTS)),
     "team_member_role": Route(
         MEMBERSHIPS,
         post=Rule(MANAGE, REDIRECTS),
@@ -308,6 +328,7 @@ class World:
     memberships: dict  # target name -> membership
     jobs: dict  # scope -> bulk-delete job
     events: dict  # scope -> audit event with a snapshot
+    invitations: dict  # target name -> pending invitation
     names: dict  # scope -> strings that name its objects
     sessions: dict  # actor -> session cookie (one login each, not one per cell)
 
@@ -324,6 +345,10 @@ class World:
             args = []
         elif target.kind == "membership":
             args = [self.teams[target.scope].pk, self.memberships[target.name].pk]
+        elif target.kind == "invitation":
+            args = [self.teams[target.scope].pk, self.invitations[target.name].pk]
+        elif target.kind == "my_invitation":
+            args = [self.invitations[target.name].pk]
         else:
             args = [path_objects[target.kind][target.scope].pk]
         return reverse(f"threads_app:{cell.url_name}", args=args)
@@ -359,7 +384,7 @@ def _build_world():
         "other_user": _user("lou"),
         "superuser": _user("root", is_superuser=True, is_staff=True),
     }
-    _user("spare")  # the user team_member_add adds
+    _user("spare")  # invited to both teams: nobody the matrix logs in as
     ben = _user("ben")
     teams = {
         "A": Team.objects.create(name="Alpha-team-mx"),
@@ -419,12 +444,32 @@ def _build_world():
         "membership_B": Membership.objects.get(team=teams["B"], user=ben),
     }
     memberships["membership_B_via_A"] = memberships["membership_B"]
+    # The other user's invitation is to a team of its own: the invitee sees the team's name.
+    charlie = Team.objects.create(name="Charlie-team-mx")
+    Membership.objects.create(team=charlie, user=ben, role=Role.OWNER)
+    invitations = {
+        "invitation_A": Invitation.objects.create(
+            team=teams["A"], identifier="spare", role="viewer"
+        ),
+        "invitation_B": Invitation.objects.create(
+            team=teams["B"], identifier="spare", role="member"
+        ),
+        "invitation_to_other_user": Invitation.objects.create(
+            team=charlie, identifier="lou@example.test", role="member"
+        ),
+        "invitation_to_spare": Invitation.objects.create(
+            team=charlie, identifier="spare@example.test", role="member"
+        ),
+    }
+    invitations["invitation_B_via_A"] = invitations["invitation_B"]
     sessions = {}
     for actor, user in users.items():
         client = Client()
         client.force_login(user)
         sessions[actor] = client.cookies[settings.SESSION_COOKIE_NAME].value
-    return World(users, teams, keys, threads, memberships, jobs, events, names, sessions)
+    return World(
+        users, teams, keys, threads, memberships, jobs, events, invitations, names, sessions
+    )
 
 
 @pytest.fixture(scope="module")

@@ -160,15 +160,17 @@ def test_team_page_shows_members_and_keys_but_never_a_secret(client, team, dave,
 
     page = response.content.decode()
     assert response.status_code == 200
-    for text in ("alice", "carol@example.test", "dave", "Owner", "Viewer", "shared prod"):
+    for text in ("alice", "carol", "dave", "Owner", "Viewer", "shared prod"):
         assert text in page
+    assert "@example.test" not in page  # members' emails are for owners
     assert key.hint in page
     assert [k.thread_count for k in response.context["keys"]] == [2]
     assert TEST_KEY not in page
     assert key.secret_encrypted not in page
     assert url("key_list") in page
-    # A viewer sees no management controls.
-    assert "Add a member" not in page
+    # A viewer sees no management controls, and no invitations.
+    assert "Invite someone" not in page
+    assert "Pending invitations" not in page
     assert url("team_member_role", team.pk, membership(team, carol).pk) not in page
     assert url("team_delete", team.pk) not in page
     assert url("team_member_remove", team.pk, membership(team, carol).pk) not in page
@@ -179,8 +181,9 @@ def test_team_page_shows_members_and_keys_but_never_a_secret(client, team, dave,
 def test_owner_sees_management_controls(user_client, team, carol):
     page = user_client.get(url("team_detail", team.pk)).content.decode()
 
-    assert "Add a member" in page
-    assert url("team_member_add", team.pk) in page
+    assert "Invite someone" in page
+    assert url("team_invite", team.pk) in page
+    assert "carol@example.test" in page
     assert url("team_member_role", team.pk, membership(team, carol).pk) in page
     assert url("team_member_remove", team.pk, membership(team, carol).pk) in page
     assert "hx-confirm=" in page
@@ -204,7 +207,7 @@ def test_team_page_htmx_gets_the_members_partial(user_client, team, make_key):
 ROUTES = {  # url name -> (allowed methods, needs a membership pk)
     "team_detail": ({"GET"}, False),
     "team_delete": ({"GET", "POST"}, False),
-    "team_member_add": ({"POST"}, False),
+    "team_invite": ({"POST"}, False),
     "team_member_role": ({"POST"}, True),
     "team_member_remove": ({"GET", "POST"}, True),
 }
@@ -269,7 +272,7 @@ def test_a_membership_of_another_team_is_404_even_for_an_owner(
 @pytest.mark.parametrize(
     ("name", "method"),
     [
-        ("team_member_add", "POST"),
+        ("team_invite", "POST"),
         ("team_member_role", "POST"),
         ("team_member_remove", "GET"),
         ("team_member_remove", "POST"),
@@ -293,7 +296,9 @@ def test_members_and_viewers_may_not_manage_the_team(
 
 def test_services_enforce_the_owner_rule_on_their_own(team, carol, dave, other_user):
     with pytest.raises(PermissionDenied):
-        team_services.add_member(team, actor=carol, identifier="bob", role=VIEWER)
+        team_services.invite_member(team, actor=carol, identifier="bob", role=VIEWER)
+    with pytest.raises(PermissionDenied):
+        team_services.add_member(team, actor=carol, user=other_user, role=VIEWER)
     with pytest.raises(PermissionDenied):
         team_services.change_role(membership(team, dave), actor=carol, role=OWNER)
     with pytest.raises(PermissionDenied):
@@ -310,11 +315,11 @@ def test_service_refusals_are_one_family_and_name_their_field(user, team, carol,
     with pytest.raises(Refused, match="already exists") as taken:
         team_services.create_team(actor=user, name="blue")
     assert taken.value.field == "name"
-    with pytest.raises(Refused, match="No user has") as unknown:
-        team_services.add_member(team, actor=user, identifier="nobody", role=MEMBER)
-    assert unknown.value.field == "identifier"
+    with pytest.raises(Refused, match="already a member") as member:
+        team_services.invite_member(team, actor=user, identifier="carol", role=MEMBER)
+    assert member.value.field == "identifier"
     with pytest.raises(Refused, match="is not a role") as bad_role:
-        team_services.add_member(team, actor=user, identifier="bob", role="admin")
+        team_services.invite_member(team, actor=user, identifier="bob", role="admin")
     assert bad_role.value.field == "role"
     make_key(team=team)
     with pytest.raises(Refused, match="cannot be deleted yet") as blocked:
@@ -327,90 +332,25 @@ def test_team_pages_with_a_partial_vary_on_hx_request(user_client, team, headers
     """A cache must never serve a page's partial for the page itself."""
     for path in (url("team_list"), url("team_create"), url("team_detail", team.pk)):
         assert "HX-Request" in user_client.get(path, **headers)["Vary"], path
-    refused = user_client.post(url("team_member_add", team.pk), {"identifier": "x", "role": MEMBER})
+    refused = user_client.post(url("team_invite", team.pk), {"identifier": "", "role": MEMBER})
     assert "HX-Request" in refused["Vary"]
 
 
 # --- owners manage members ----------------------------------------------------------------
 
 
-def test_owner_adds_a_member_by_username(user_client, user, team, other_user):
-    response = user_client.post(
-        url("team_member_add", team.pk), {"identifier": "bob", "role": VIEWER}
-    )
+def test_add_member_service_adds_at_once_for_the_demo_and_the_shell(user, team, other_user):
+    membership = team_services.add_member(team, actor=user, user=other_user, role=VIEWER)
 
-    assert response.status_code == 302
-    assert response["Location"] == url("team_detail", team.pk)
-    assert flashed(response) == ["bob added to Blue as viewer."]
-    assert roles(team)["bob"] == VIEWER
+    assert (membership.user, membership.role) == (other_user, VIEWER)
     [event] = events(AuditEvent.Action.MEMBER_ADDED)
     assert (event.team_id, event.actor_id) == (team.pk, user.pk)
     assert event.details == {"username": "bob", "role": VIEWER}
-
-
-def test_owner_adds_a_member_by_email_on_the_htmx_path(user_client, team, other_user):
-    response = user_client.post(
-        url("team_member_add", team.pk), {"identifier": "BOB@example.test", "role": MEMBER}, **HX
-    )
-
-    assert response.status_code == 200
-    assert response.content.lstrip().startswith(b'<section id="members"')
-    assert b"bob@example.test" in response.content
-    assert toasts(response) == ["bob added to Blue as member."]
-    assert roles(team)["bob"] == MEMBER
-
-
-@pytest.mark.parametrize("headers", [{}, HX], ids=["full", "htmx"])
-@pytest.mark.parametrize(
-    ("identifier", "error"),
-    [
-        ("nobody", "No user has the username or email “nobody”."),
-        ("nobody@example.test", "No user has the username or email “nobody@example.test”."),
-        ("carol", "carol is already a member of Blue (as member)."),
-        ("dave@example.test", "dave is already a member of Blue (as viewer)."),
-    ],
-)
-def test_adding_an_unknown_user_or_an_existing_member_is_refused(
-    user_client, team, headers, identifier, error
-):
-    response = user_client.post(
-        url("team_member_add", team.pk), {"identifier": identifier, "role": OWNER}, **headers
-    )
-
-    assert response.status_code == 200
-    assert error in response.content.decode()
-    assert f'value="{identifier}"'.encode() in response.content
-    assert (b"<html" in response.content) == (not headers)
-    assert roles(team) == {"alice": OWNER, "carol": MEMBER, "dave": VIEWER}
-    assert not events(AuditEvent.Action.MEMBER_ADDED)
-
-
-def test_adding_by_an_email_several_users_share_asks_for_the_username(
-    user_client, team, make_user, django_user_model
-):
-    make_user("twin1"), make_user("twin2")
-    django_user_model.objects.filter(username__startswith="twin").update(email="twins@example.test")
-
-    response = user_client.post(
-        url("team_member_add", team.pk), {"identifier": "twins@example.test", "role": MEMBER}
-    )
-
-    assert "Several users have this email address; add them by username." in (
-        response.content.decode()
-    )
-    assert "twin1" not in roles(team)
-
-
-def test_adding_with_an_invalid_role_is_refused(user_client, user, team, other_user):
-    response = user_client.post(
-        url("team_member_add", team.pk), {"identifier": "bob", "role": "admin"}
-    )
-
-    assert response.status_code == 200
-    assert b"Select a valid choice." in response.content
-    assert "bob" not in roles(team)
-    with pytest.raises(Refused):
-        team_services.add_member(team, actor=user, identifier="bob", role="admin")
+    with pytest.raises(Refused, match="bob is already a member of Blue"):
+        team_services.add_member(team, actor=user, user=other_user, role=MEMBER)
+    with pytest.raises(Refused, match="is not a role"):
+        team_services.add_member(team, actor=user, user=other_user, role="admin")
+    assert roles(team)["bob"] == VIEWER
 
 
 @pytest.mark.parametrize("headers", [{}, HX], ids=["full", "htmx"])

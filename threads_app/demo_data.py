@@ -52,8 +52,8 @@ def seed() -> None:
     )
 
     team = teams.create_team(actor=demo, name="Demo team")
-    teams.add_member(team, actor=demo, identifier="mia", role=Membership.Role.MEMBER)
-    teams.add_member(team, actor=demo, identifier="victor", role=Membership.Role.VIEWER)
+    teams.add_member(team, actor=demo, user=users["mia"], role=Membership.Role.MEMBER)
+    teams.add_member(team, actor=demo, user=users["victor"], role=Membership.Role.VIEWER)
     shared = keys.add_key(actor=demo, label="Demo team key", secret=DEMO_SECRETS["team"], team=team)
     for label, project in [("Onboarding assistant", "onboarding"), ("Release notes", "docs")]:
         threads.create_thread(

@@ -45,6 +45,53 @@ class Membership(models.Model):
         return f"{self.user} in {self.team} ({self.role})"
 
 
+def normalise_identifier(identifier: str) -> str:
+    """How an invitation names its invitee: trimmed, and an email (anything with an "@")
+    lower-cased, as emails match regardless of case. Usernames otherwise match exactly."""
+    identifier = identifier.strip()
+    return identifier.lower() if "@" in identifier else identifier
+
+
+class Invitation(models.Model):
+    """An owner's invitation to join a team, addressed to a username or an email as typed.
+
+    It names no user: whether an account answers to the identifier is known only when
+    someone logged in under it accepts or declines. Nothing here is secret, so a link
+    token and an expiry for email invitations can be added as two more columns.
+    """
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        ACCEPTED = "accepted", "Accepted"
+        DECLINED = "declined", "Declined"
+        REVOKED = "revoked", "Revoked"
+
+    team = models.ForeignKey(Team, on_delete=models.CASCADE, related_name="invitations")
+    # Normalised with `normalise_identifier`; long enough for any email.
+    identifier = models.CharField(max_length=254)
+    role = models.CharField(max_length=10, choices=Membership.Role.choices)
+    invited_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
+    responded_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["team", "identifier"],
+                condition=Q(status="pending"),
+                name="unique_pending_invitation",
+            ),
+        ]
+        indexes = [models.Index(fields=["identifier", "status"], name="invitation_invitee")]
+
+    def __str__(self) -> str:
+        return f"{self.identifier} to {self.team} ({self.status})"
+
+
 class ApiKey(models.Model):
     """An upstream API key, owned by exactly one user or exactly one team."""
 
@@ -197,6 +244,10 @@ class AuditEvent(models.Model):
         MEMBER_ADDED = "member.added", "Member added"
         MEMBER_REMOVED = "member.removed", "Member removed"
         MEMBER_ROLE_CHANGED = "member.role_changed", "Member role changed"
+        INVITATION_SENT = "invitation.sent", "Invitation sent"
+        INVITATION_ACCEPTED = "invitation.accepted", "Invitation accepted"
+        INVITATION_DECLINED = "invitation.declined", "Invitation declined"
+        INVITATION_REVOKED = "invitation.revoked", "Invitation revoked"
         TEAM_CREATED = "team.created", "Team created"
         TEAM_DELETED = "team.deleted", "Team deleted"
 

@@ -25,10 +25,12 @@ from threads_app.models import (
     AuditEvent,
     BulkDeleteItem,
     BulkDeleteJob,
+    Invitation,
     Membership,
     Team,
     TrackedThread,
     WorkerHeartbeat,
+    normalise_identifier,
 )
 from threads_app.upstream import Thread
 
@@ -267,6 +269,50 @@ def get_removable_membership(user: User, team: Team, membership_pk: int) -> Memb
     if not may_remove_member(user, membership):
         raise PermissionDenied("Only the team's owners can remove other members.")
     return membership
+
+
+# --- Invitations: the invitee's, and a team's pending ones ---------------------------------
+
+PENDING = Invitation.Status.PENDING
+
+
+def may_see_member_emails(user: User, team: Team) -> bool:
+    """Members' emails are for the team's owners (and superusers) alone."""
+    return is_team_owner(user, team)
+
+
+def invitations_for(user: User) -> QuerySet[Invitation]:
+    """Invitations addressed to the user: their exact username, or their email (any case)."""
+    identifiers = {normalise_identifier(user.get_username())}
+    if user.email:
+        identifiers.add(normalise_identifier(user.email))
+    return Invitation.objects.filter(identifier__in=identifiers).select_related(
+        "team", "invited_by"
+    )
+
+
+def my_pending_invitations(user: User) -> QuerySet[Invitation]:
+    return invitations_for(user).filter(status=PENDING).order_by("team__name", "id")
+
+
+def get_my_invitation(user: User, pk: int) -> Invitation:
+    """404 for an invitation addressed to someone else, whoever is asking (superusers too)."""
+    return get_object_or_404(invitations_for(user), pk=pk)
+
+
+def team_pending_invitations(team: Team) -> QuerySet[Invitation]:
+    return team.invitations.filter(status=PENDING).select_related("invited_by")
+
+
+def get_team_invitation(team: Team, invitation_pk: int) -> Invitation:
+    return get_object_or_404(team.invitations.all(), pk=invitation_pk)
+
+
+def member_answering_to(team: Team, identifier: str) -> Membership | None:
+    """The team's member with this username or email, if any (owners see them all anyway)."""
+    identifier = identifier.strip()
+    named = Q(user__username=identifier) | Q(user__email__iexact=identifier)
+    return team_members(team).filter(named).first()
 
 
 # --- Bulk delete jobs ---------------------------------------------------------------------

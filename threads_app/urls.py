@@ -1,6 +1,15 @@
 from django.urls import path
 
-from threads_app.views import audit, bulk, keys, operations, teams, threads, transcripts
+from threads_app.views import (
+    audit,
+    bulk,
+    invitations,
+    keys,
+    operations,
+    teams,
+    threads,
+    transcripts,
+)
 
 app_name = "threads_app"
 
@@ -31,7 +40,12 @@ team_urls = [
     path("teams/new/", teams.team_create, name="team_create"),
     path("teams/<int:pk>/", teams.team_detail, name="team_detail"),
     path("teams/<int:pk>/delete/", teams.team_delete, name="team_delete"),
-    path("teams/<int:pk>/members/add/", teams.team_member_add, name="team_member_add"),
+    path("teams/<int:pk>/invite/", teams.team_invite, name="team_invite"),
+    path(
+        "teams/<int:pk>/invitations/<int:invitation_pk>/revoke/",
+        teams.team_invitation_revoke,
+        name="team_invitation_revoke",
+    ),
     path(
         "teams/<int:pk>/members/<int:membership_pk>/role/",
         teams.team_member_role,
@@ -41,6 +55,14 @@ team_urls = [
         "teams/<int:pk>/members/<int:membership_pk>/remove/",
         teams.team_member_remove,
         name="team_member_remove",
+    ),
+]
+
+invitation_urls = [
+    path("invitations/", invitations.invitation_list, name="invitation_list"),
+    path("invitations/<int:pk>/accept/", invitations.invitation_accept, name="invitation_accept"),
+    path(
+        "invitations/<int:pk>/decline/", invitations.invitation_decline, name="invitation_decline"
     ),
 ]
 
@@ -54,4 +76,4 @@ operations_urls = [
     path("health/", operations.health, name="health"),
 ]
 
-urlpatterns = thread_urls + key_urls + team_urls + audit_urls + operations_urls
+urlpatterns = thread_urls + key_urls + team_urls + invitation_urls + audit_urls + operations_urls

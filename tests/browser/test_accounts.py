@@ -6,6 +6,7 @@ from playwright.sync_api import expect
 
 from tests.conftest import TEST_KEY
 from threads_app.models import ApiKey, AuditEvent, TrackedThread
+from threads_app.services import teams as team_services
 
 
 def test_a_wrong_password_is_refused_then_the_right_one_logs_in(page, user, live_server):
@@ -60,31 +61,62 @@ def _team_with_thread(make_user, make_team, make_key, make_thread, members):
     return owner, team, thread
 
 
-def test_an_owner_adds_a_member_who_then_sees_the_team_thread(
-    new_page, log_in, make_user, make_team, make_key, make_thread
+def test_an_owner_invites_and_the_invitee_accepts_then_sees_the_team_thread(
+    new_page, log_in, make_user, make_team, make_key, make_thread, check_accessibility
 ):
     mia = make_user("mia")
     owner, team, thread = _team_with_thread(make_user, make_team, make_key, make_thread, {})
-    member_page = log_in(new_page(), mia)
-    expect(member_page.get_by_text("No threads yet")).to_be_visible()
 
     owner_page = log_in(new_page(), owner)
     owner_page.goto(f"/teams/{team.pk}/")
-    owner_page.get_by_label("Username or email").fill("mia@example.test")
+    owner_page.get_by_label("Username or email").fill("MIA@example.test")
     owner_page.get_by_label("Role", exact=True).select_option("member")
-    owner_page.get_by_role("button", name="Add member").click()
-    expect(owner_page.locator("#toasts")).to_contain_text("mia added to Blue as member.")
-    expect(owner_page.get_by_label("Role of mia")).to_have_value("member")
-    # The members region was swapped in place, with an empty form for the next one.
+    owner_page.get_by_role("button", name="Send invitation").click()
+    expect(owner_page.locator("#toasts")).to_contain_text(
+        "Invitation to Blue sent to “mia@example.test” as member."
+    )
+    # The members region was swapped in place: the pending invitation, an empty form.
+    pending = owner_page.get_by_role("row", name=re.compile("mia@example.test"))
+    expect(pending).to_contain_text("Member")
     expect(owner_page.get_by_label("Username or email")).to_have_value("")
+    check_accessibility(owner_page, "team detail, pending invitation")
 
-    member_page.reload()
-    row = member_page.get_by_role("row", name=re.compile("Team plan"))
-    expect(row).to_contain_text(thread.thread_id)
-    expect(row.get_by_role("button", name=re.compile("^Delete"))).to_be_visible()
-    row.get_by_role("link", name="Team plan").click()
-    expect(member_page.get_by_role("heading", level=1)).to_have_text("Team plan")
-    expect(member_page.get_by_text("team Blue")).to_be_visible()
+    member_page = log_in(new_page(), mia)
+    expect(member_page.get_by_text("You have 1 pending team invitation.")).to_be_visible()
+    member_page.get_by_role("link", name="See your invitations").click()
+    expect(member_page.get_by_role("heading", level=1)).to_have_text("Invitations")
+    row = member_page.get_by_role("row", name=re.compile("Blue"))
+    expect(row).to_contain_text("olivia")
+    check_accessibility(member_page, "invitations")
+    member_page.emulate_media(color_scheme="dark")
+    check_accessibility(member_page, "invitations")
+    member_page.emulate_media(color_scheme="light")
+
+    row.get_by_role("button", name="Accept the invitation to Blue").click()
+    expect(member_page.get_by_role("heading", level=1)).to_have_text("Blue")
+    expect(member_page.locator(".messages")).to_contain_text("You joined Blue as member.")
+    member_page.goto("/")
+    expect(member_page.get_by_text("pending team invitation")).to_have_count(0)
+    thread_row = member_page.get_by_role("row", name=re.compile("Team plan"))
+    expect(thread_row).to_contain_text(thread.thread_id)
+    expect(thread_row.get_by_role("button", name=re.compile("^Delete"))).to_be_visible()
+
+    owner_page.reload()
+    expect(owner_page.get_by_label("Role of mia")).to_have_value("member")
+    expect(owner_page.get_by_text("No pending invitations.")).to_be_visible()
+
+
+def test_an_invitee_declines_without_javascript(new_page, log_in, make_user, make_team):
+    owner, vera = make_user("olivia"), make_user("vera")
+    team = make_team("Blue", {owner: "owner"})
+    team_services.invite_member(team, actor=owner, identifier="vera", role="viewer")
+
+    page = log_in(new_page(java_script_enabled=False), vera)
+    page.get_by_role("link", name="See your invitations").click()
+    page.get_by_role("button", name="Decline the invitation to Blue").click()
+    expect(page.locator(".messages")).to_contain_text("You declined the invitation to Blue.")
+    expect(page.get_by_text("No pending invitations.")).to_be_visible()
+    assert not team.memberships.filter(user=vera).exists()
 
 
 def test_a_viewer_has_no_delete_button_and_is_refused_when_posting_anyway(

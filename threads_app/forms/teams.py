@@ -1,19 +1,20 @@
-"""Forms for the team pages. Uniqueness and membership rules live in services.teams."""
+"""Forms for the team pages. Uniqueness, membership and invitation rules live in
+services.teams."""
 
 from django import forms
 
 from threads_app.forms.base import Form
-from threads_app.models import Membership, Team
+from threads_app.models import Invitation, Membership, Team
 
 
 class TeamForm(Form):
     name = forms.CharField(label="Team name", max_length=Team._meta.get_field("name").max_length)
 
 
-class AddMemberForm(Form):
+class InviteForm(Form):
     identifier = forms.CharField(
         label="Username or email",
-        max_length=254,
+        max_length=Invitation._meta.get_field("identifier").max_length,
         widget=forms.TextInput(attrs={"autocomplete": "off"}),
     )
     role = forms.ChoiceField(choices=Membership.Role.choices, initial=Membership.Role.MEMBER)

@@ -1,17 +1,25 @@
-"""Writes for teams and memberships: permission checks, the last-owner rule, and audit.
+"""Writes for teams, invitations and memberships: permission checks, the last-owner rule,
+and audit.
 
 Views hand in objects already scoped by selectors; the checks are repeated here because a
 POST can be sent directly. Membership changes lock the team row first, so two owners
 demoting each other at the same moment cannot leave a team without an owner.
 """
 
-from django.contrib.auth import get_user_model
 from django.contrib.auth.models import User
-from django.db import transaction
+from django.db import IntegrityError, transaction
+from django.utils import timezone
 
 from threads_app import audit, selectors
 from threads_app.audit import Origin
-from threads_app.models import AuditEvent, Membership, Team, TrackedThread
+from threads_app.models import (
+    AuditEvent,
+    Invitation,
+    Membership,
+    Team,
+    TrackedThread,
+    normalise_identifier,
+)
 from threads_app.services.refusals import NotAllowed, Refused
 
 Role = Membership.Role
@@ -74,44 +82,24 @@ def create_team(*, actor: User, name: str, origin: Origin | None = None) -> Team
     return team
 
 
-def _find_user(identifier: str) -> User:
-    """An existing user by exact username, else by email (case-insensitive)."""
-    users = get_user_model().objects
-    identifier = identifier.strip()
-    user = users.filter(username=identifier).first()
-    if user is not None:
-        return user
-    by_email = list(users.filter(email__iexact=identifier)[:2])
-    if len(by_email) > 1:
-        raise Refused(
-            "Several users have this email address; add them by username.", field="identifier"
-        )
-    if not by_email:
-        raise Refused(
-            f"No user has the username or email “{identifier}”. "
-            "They need an account before they can join.",
-            field="identifier",
-        )
-    return by_email[0]
+def _add_membership(team: Team, *, user: User, role: str) -> Membership | None:
+    """The new membership, or None when the user already is a member."""
+    membership, created = Membership.objects.get_or_create(
+        team=team, user=user, defaults={"role": role}
+    )
+    return membership if created else None
 
 
 def add_member(
-    team: Team, *, actor: User, identifier: str, role: str, origin: Origin | None = None
+    team: Team, *, actor: User, user: User, role: str, origin: Origin | None = None
 ) -> Membership:
-    """Add an existing user (by username or email) to the team with `role`."""
+    """Make `user` a member straight away: for the demo and the shell. The pages invite."""
     _require_owner(team, actor=actor)
     _check_role(role)
-    user = _find_user(identifier)
     with transaction.atomic():
-        membership, created = Membership.objects.get_or_create(
-            team=team, user=user, defaults={"role": role}
-        )
-        if not created:
-            raise Refused(
-                f"{user} is already a member of {team} "
-                f"(as {membership.get_role_display().lower()}).",
-                field="identifier",
-            )
+        membership = _add_membership(team, user=user, role=role)
+        if membership is None:
+            raise Refused(f"{user} is already a member of {team}.")
         audit.record(
             action=Action.MEMBER_ADDED,
             outcome=SUCCESS,
@@ -121,6 +109,131 @@ def add_member(
             details={"username": user.get_username(), "role": role},
         )
     return membership
+
+
+# --- Invitations --------------------------------------------------------------------------
+# The owner's side never looks up a user: the answer, and the audit row, are the same
+# whether or not an account answers to the identifier.
+
+
+def invite_member(
+    team: Team, *, actor: User, identifier: str, role: str, origin: Origin | None = None
+) -> Invitation:
+    """Invite whoever logs in under `identifier` (a username, or an email in any case)."""
+    _require_owner(team, actor=actor)
+    _check_role(role)
+    identifier = normalise_identifier(identifier)
+    if not identifier:
+        raise Refused("Enter a username or an email address.", field="identifier")
+    member = selectors.member_answering_to(team, identifier)
+    if member is not None:
+        raise Refused(
+            f"{member.user} is already a member of {team} "
+            f"(as {member.get_role_display().lower()}).",
+            field="identifier",
+        )
+    pending = f"“{identifier}” already has a pending invitation to {team}."
+    with transaction.atomic():
+        if selectors.team_pending_invitations(team).filter(identifier=identifier).exists():
+            raise Refused(pending, field="identifier")
+        try:
+            with transaction.atomic():
+                invitation = Invitation.objects.create(
+                    team=team, identifier=identifier, role=role, invited_by=actor
+                )
+        except IntegrityError:  # the same invitation, sent a moment ago
+            raise Refused(pending, field="identifier") from None
+        _record_invitation(invitation, Action.INVITATION_SENT, actor=actor, origin=origin)
+    return invitation
+
+
+def _record_invitation(
+    invitation: Invitation,
+    action: str,
+    *,
+    actor: User,
+    origin: Origin | None,
+    **details: object,
+) -> None:
+    """An invitation's audit row names it by the identifier typed, never by a user id."""
+    audit.record(
+        action=action,
+        outcome=SUCCESS,
+        actor=actor,
+        team=invitation.team,
+        origin=origin,
+        details={
+            "invitation": invitation.pk,
+            "identifier": invitation.identifier,
+            "role": invitation.role,
+            **details,
+        },
+    )
+
+
+def _close(invitation: Invitation, status: str, *, refusal: str) -> Invitation:
+    """Lock and re-read the invitation; refuse unless it is still pending, else close it."""
+    invitation = Invitation.objects.select_for_update().select_related("team").get(pk=invitation.pk)
+    if invitation.status != Invitation.Status.PENDING:
+        raise Refused(f"{refusal}: it was {invitation.get_status_display().lower()} already.")
+    invitation.status = status
+    invitation.responded_at = timezone.now()
+    invitation.save(update_fields=["status", "responded_at"])
+    return invitation
+
+
+def _require_invitee(invitation: Invitation, *, actor: User) -> None:
+    if not selectors.invitations_for(actor).filter(pk=invitation.pk).exists():
+        raise NotAllowed("Only the person invited can answer this invitation.")
+
+
+def accept_invitation(
+    invitation: Invitation, *, actor: User, origin: Origin | None = None
+) -> tuple[Membership, bool]:
+    """Join the team with the invited role. Returns the membership and whether it is new:
+    someone already in the team keeps their role, and the invitation is closed all the same."""
+    _require_invitee(invitation, actor=actor)
+    with transaction.atomic():
+        invitation = _close(
+            invitation, Invitation.Status.ACCEPTED, refusal="This invitation cannot be accepted"
+        )
+        team = invitation.team
+        membership = _add_membership(team, user=actor, role=invitation.role)
+        joined = membership is not None
+        if membership is None:
+            membership = team.memberships.get(user=actor)
+        _record_invitation(
+            invitation,
+            Action.INVITATION_ACCEPTED,
+            actor=actor,
+            origin=origin,
+            already_member=not joined,
+        )
+    return membership, joined
+
+
+def decline_invitation(
+    invitation: Invitation, *, actor: User, origin: Origin | None = None
+) -> Invitation:
+    _require_invitee(invitation, actor=actor)
+    with transaction.atomic():
+        invitation = _close(
+            invitation, Invitation.Status.DECLINED, refusal="This invitation cannot be declined"
+        )
+        _record_invitation(invitation, Action.INVITATION_DECLINED, actor=actor, origin=origin)
+    return invitation
+
+
+def revoke_invitation(
+    invitation: Invitation, *, actor: User, origin: Origin | None = None
+) -> Invitation:
+    _require_owner(invitation.team, actor=actor)
+    with transaction.atomic():
+        invitation = _close(
+            invitation, Invitation.Status.REVOKED, refusal="This invitation cannot be revoked"
+        )
+        _record_invitation(invitation, Action.INVITATION_REVOKED, actor=actor, origin=origin)
+    return invitation
 
 
 def change_role(

@@ -1,7 +1,9 @@
-"""Team pages: my teams, create a team, a team's members and keys, membership changes, delete.
+"""Team pages: my teams, create a team, a team's members and keys, invitations, membership
+changes, delete.
 
-Member changes on the htmx path re-render the `#members` region; plain POSTs redirect back
-to the team page with a message.
+Member changes and invitations on the htmx path re-render the `#members` region; plain POSTs
+redirect back to the team page with a message. Inviting answers the same whether or not an
+account answers to the username or email.
 """
 
 from django.contrib import messages
@@ -11,7 +13,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from threads_app import selectors
 from threads_app.audit import Origin
 from threads_app.forms.base import posted
-from threads_app.forms.teams import AddMemberForm, RoleForm, TeamForm
+from threads_app.forms.teams import InviteForm, RoleForm, TeamForm
 from threads_app.models import Membership, Team
 from threads_app.services import teams as team_services
 from threads_app.services.refusals import Refused
@@ -45,17 +47,20 @@ def team_create(request: AuthenticatedHttpRequest) -> HttpResponse:
 
 
 def _render_detail(
-    request: AuthenticatedHttpRequest, team: Team, add_form: AddMemberForm | None = None
+    request: AuthenticatedHttpRequest, team: Team, invite_form: InviteForm | None = None
 ) -> HttpResponse:
     """The team page, or its `#members` region on the htmx path."""
     user = request.user
+    is_owner = selectors.is_team_owner(user, team)
     context = {
         "nav": "teams",
         "team": team,
-        "is_owner": selectors.is_team_owner(user, team),
+        "is_owner": is_owner,
+        "show_emails": selectors.may_see_member_emails(user, team),
         "members": selectors.team_members(team),
+        "invitations": selectors.team_pending_invitations(team) if is_owner else [],
         "keys": selectors.team_keys(user, team),
-        "add_form": add_form or AddMemberForm(),
+        "invite_form": invite_form or InviteForm(),
         "role_choices": Membership.Role.choices,
     }
     return render_page(request, "team_detail", context, partial="members")
@@ -73,13 +78,13 @@ def team_detail(request: AuthenticatedHttpRequest, pk: int) -> HttpResponse:
 
 
 @require_POST
-def team_member_add(request: AuthenticatedHttpRequest, pk: int) -> HttpResponse:
+def team_invite(request: AuthenticatedHttpRequest, pk: int) -> HttpResponse:
     actor = request.user
     team = selectors.get_manageable_team(actor, pk)
-    form = AddMemberForm(posted(request))
+    form = InviteForm(posted(request))
     if form.is_valid():
         try:
-            membership = team_services.add_member(
+            invitation = team_services.invite_member(
                 team,
                 actor=actor,
                 identifier=form.cleaned_data["identifier"],
@@ -89,10 +94,30 @@ def team_member_add(request: AuthenticatedHttpRequest, pk: int) -> HttpResponse:
         except Refused as exc:
             form.refuse(exc)
         else:
-            role = membership.get_role_display().lower()
-            messages.success(request, f"{membership.user} added to {team} as {role}.")
+            role = invitation.get_role_display().lower()
+            messages.success(
+                request, f"Invitation to {team} sent to “{invitation.identifier}” as {role}."
+            )
             return _after_member_change(request, team)
-    return _render_detail(request, team, add_form=form)
+    return _render_detail(request, team, invite_form=form)
+
+
+@require_POST
+def team_invitation_revoke(
+    request: AuthenticatedHttpRequest, pk: int, invitation_pk: int
+) -> HttpResponse:
+    actor = request.user
+    team = selectors.get_manageable_team(actor, pk)
+    invitation = selectors.get_team_invitation(team, invitation_pk)
+    try:
+        team_services.revoke_invitation(
+            invitation, actor=actor, origin=Origin.from_request(request)
+        )
+    except Refused as exc:
+        messages.error(request, str(exc))
+    else:
+        messages.success(request, f"The invitation of “{invitation.identifier}” was revoked.")
+    return _after_member_change(request, team)
 
 
 @require_POST

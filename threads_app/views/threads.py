@@ -63,6 +63,7 @@ def thread_list(request: AuthenticatedHttpRequest) -> HttpResponse:
         "pager": _pager(filters, page),
         "writable_key_ids": set(selectors.usable_keys(request.user).values_list("pk", flat=True)),
         "has_keys": bool(keys),
+        "pending_invitations": selectors.my_pending_invitations(request.user).count(),
     }
     return render_page(request, "thread_list", context, partial="rows")
 
