@@ -63,6 +63,15 @@ def _refuse_last_owner(membership: Membership, *, actor: User, consequence: str)
     )
 
 
+def _record_team_change(
+    team: Team, action: str, *, actor: User, origin: Origin | None, **details: object
+) -> None:
+    """The audit row of a team write: a success, in the team's log."""
+    audit.record(
+        action=action, outcome=SUCCESS, actor=actor, team=team, origin=origin, details=details
+    )
+
+
 def create_team(*, actor: User, name: str, origin: Origin | None = None) -> Team:
     """Create a team with `actor` as its owner. Names are unique regardless of case."""
     name = name.strip()
@@ -71,14 +80,7 @@ def create_team(*, actor: User, name: str, origin: Origin | None = None) -> Team
         if not created:
             raise Refused(f"A team named “{team}” already exists.", field="name")
         Membership.objects.create(team=team, user=actor, role=Role.OWNER)
-        audit.record(
-            action=Action.TEAM_CREATED,
-            outcome=SUCCESS,
-            actor=actor,
-            team=team,
-            origin=origin,
-            details={"name": team.name},
-        )
+        _record_team_change(team, Action.TEAM_CREATED, actor=actor, origin=origin, name=team.name)
     return team
 
 
@@ -100,13 +102,13 @@ def add_member(
         membership = _add_membership(team, user=user, role=role)
         if membership is None:
             raise Refused(f"{user} is already a member of {team}.")
-        audit.record(
-            action=Action.MEMBER_ADDED,
-            outcome=SUCCESS,
+        _record_team_change(
+            team,
+            Action.MEMBER_ADDED,
             actor=actor,
-            team=team,
             origin=origin,
-            details={"username": user.get_username(), "role": role},
+            username=user.get_username(),
+            role=role,
         )
     return membership
 
@@ -156,29 +158,44 @@ def _record_invitation(
     **details: object,
 ) -> None:
     """An invitation's audit row names it by the identifier typed, never by a user id."""
-    audit.record(
-        action=action,
-        outcome=SUCCESS,
+    _record_team_change(
+        invitation.team,
+        action,
         actor=actor,
-        team=invitation.team,
         origin=origin,
-        details={
-            "invitation": invitation.pk,
-            "identifier": invitation.identifier,
-            "role": invitation.role,
-            **details,
-        },
+        invitation=invitation.pk,
+        identifier=invitation.identifier,
+        role=invitation.role,
+        **details,
     )
 
 
-def _close(invitation: Invitation, status: str, *, refusal: str) -> Invitation:
-    """Lock and re-read the invitation; refuse unless it is still pending, else close it."""
+_ANSWERS = {
+    Invitation.Status.ACCEPTED: ("accepted", Action.INVITATION_ACCEPTED),
+    Invitation.Status.DECLINED: ("declined", Action.INVITATION_DECLINED),
+    Invitation.Status.REVOKED: ("revoked", Action.INVITATION_REVOKED),
+}
+
+
+def _close(
+    invitation: Invitation,
+    status: Invitation.Status,
+    *,
+    actor: User,
+    origin: Origin | None,
+    **details: object,
+) -> Invitation:
+    """Lock and re-read the invitation; refuse unless it is still pending, else close it and
+    record how. Runs inside the caller's transaction."""
+    verb, action = _ANSWERS[status]
     invitation = Invitation.objects.select_for_update().select_related("team").get(pk=invitation.pk)
     if invitation.status != Invitation.Status.PENDING:
-        raise Refused(f"{refusal}: it was {invitation.get_status_display().lower()} already.")
+        was = invitation.get_status_display().lower()
+        raise Refused(f"This invitation cannot be {verb}: it was {was} already.")
     invitation.status = status
     invitation.responded_at = timezone.now()
     invitation.save(update_fields=["status", "responded_at"])
+    _record_invitation(invitation, action, actor=actor, origin=origin, **details)
     return invitation
 
 
@@ -194,22 +211,18 @@ def accept_invitation(
     someone already in the team keeps their role, and the invitation is closed all the same."""
     _require_invitee(invitation, actor=actor)
     with transaction.atomic():
-        invitation = _close(
-            invitation, Invitation.Status.ACCEPTED, refusal="This invitation cannot be accepted"
-        )
+        # A refusal to close (not pending any more) rolls the new membership back with it.
         team = invitation.team
         membership = _add_membership(team, user=actor, role=invitation.role)
         joined = membership is not None
-        if membership is None:
-            membership = team.memberships.get(user=actor)
-        _record_invitation(
+        _close(
             invitation,
-            Action.INVITATION_ACCEPTED,
+            Invitation.Status.ACCEPTED,
             actor=actor,
             origin=origin,
             already_member=not joined,
         )
-    return membership, joined
+    return membership or team.memberships.get(user=actor), joined
 
 
 def decline_invitation(
@@ -217,11 +230,7 @@ def decline_invitation(
 ) -> Invitation:
     _require_invitee(invitation, actor=actor)
     with transaction.atomic():
-        invitation = _close(
-            invitation, Invitation.Status.DECLINED, refusal="This invitation cannot be declined"
-        )
-        _record_invitation(invitation, Action.INVITATION_DECLINED, actor=actor, origin=origin)
-    return invitation
+        return _close(invitation, Invitation.Status.DECLINED, actor=actor, origin=origin)
 
 
 def revoke_invitation(
@@ -229,11 +238,7 @@ def revoke_invitation(
 ) -> Invitation:
     _require_owner(invitation.team, actor=actor)
     with transaction.atomic():
-        invitation = _close(
-            invitation, Invitation.Status.REVOKED, refusal="This invitation cannot be revoked"
-        )
-        _record_invitation(invitation, Action.INVITATION_REVOKED, actor=actor, origin=origin)
-    return invitation
+        return _close(invitation, Invitation.Status.REVOKED, actor=actor, origin=origin)
 
 
 def change_role(
@@ -250,17 +255,14 @@ def change_role(
         _refuse_last_owner(membership, actor=actor, consequence="cannot stop being an owner")
         membership.role = role
         membership.save(update_fields=["role"])
-        audit.record(
-            action=Action.MEMBER_ROLE_CHANGED,
-            outcome=SUCCESS,
+        _record_team_change(
+            membership.team,
+            Action.MEMBER_ROLE_CHANGED,
             actor=actor,
-            team=membership.team,
             origin=origin,
-            details={
-                "username": membership.user.get_username(),
-                "old_role": old_role,
-                "new_role": role,
-            },
+            username=membership.user.get_username(),
+            old_role=old_role,
+            new_role=role,
         )
     return True
 
@@ -276,17 +278,14 @@ def remove_member(membership: Membership, *, actor: User, origin: Origin | None 
         consequence = "cannot leave" if leaving else "cannot be removed"
         _refuse_last_owner(membership, actor=actor, consequence=consequence)
         membership.delete()
-        audit.record(
-            action=Action.MEMBER_REMOVED,
-            outcome=SUCCESS,
+        _record_team_change(
+            membership.team,
+            Action.MEMBER_REMOVED,
             actor=actor,
-            team=membership.team,
             origin=origin,
-            details={
-                "username": membership.user.get_username(),
-                "role": membership.role,
-                "left": leaving,
-            },
+            username=membership.user.get_username(),
+            role=membership.role,
+            left=leaving,
         )
 
 
@@ -318,13 +317,13 @@ def delete_team(team: Team, *, actor: User, origin: Origin | None = None) -> Non
         if steps:
             raise Refused(f"{team} cannot be deleted yet: first {', then '.join(steps)}.")
         revoked_keys = team.api_keys.count()
-        audit.record(
-            action=Action.TEAM_DELETED,
-            outcome=SUCCESS,
+        _record_team_change(
+            team,
+            Action.TEAM_DELETED,
             actor=actor,
-            team=team,
             origin=origin,
-            details={"name": team.name, "revoked_keys_deleted": revoked_keys},
+            name=team.name,
+            revoked_keys_deleted=revoked_keys,
         )
         team.api_keys.all().delete()
         team.delete()
