@@ -23,6 +23,8 @@ from threads_app.upstream import (
     UpstreamError,
 )
 
+Action = AuditEvent.Action
+
 # Any id works: the check only needs the upstream's verdict on the key.
 KEY_CHECK_THREAD_ID = "thread_key_check"
 
@@ -109,6 +111,20 @@ def _check_manageable(api_key: ApiKey, *, actor: User) -> None:
         raise NotAllowed("Only the key's owner or a team owner can change this key.")
 
 
+def _record_key_change(
+    api_key: ApiKey, action: str, *, actor: User, origin: Origin | None, **details: object
+) -> None:
+    """The audit row of a key write: a success, in the key's team's or owner's log."""
+    audit.record(
+        action=action,
+        outcome=AuditEvent.Outcome.SUCCESS,
+        actor=actor,
+        api_key=api_key,
+        origin=origin,
+        details=details,
+    )
+
+
 @sensitive_variables("secret")
 def add_key(
     *,
@@ -139,13 +155,8 @@ def add_key(
                 created_by=actor,
                 last_checked_at=timezone.now() if verify else None,
             )
-            audit.record(
-                action=AuditEvent.Action.KEY_ADDED,
-                outcome=AuditEvent.Outcome.SUCCESS,
-                actor=actor,
-                api_key=api_key,
-                origin=origin,
-                details={"verified": verify},
+            _record_key_change(
+                api_key, Action.KEY_ADDED, actor=actor, origin=origin, verified=verify
             )
     except IntegrityError:
         raise _duplicate_race() from None
@@ -190,14 +201,8 @@ def rotate_key(
                     "last_error",
                 ]
             )
-            audit.record(
-                action=AuditEvent.Action.KEY_ROTATED,
-                outcome=AuditEvent.Outcome.SUCCESS,
-                actor=actor,
-                api_key=api_key,
-                origin=origin,
-                details={"verified": verify, "previous_hint": previous_hint},
-            )
+            details = {"verified": verify, "previous_hint": previous_hint}
+            _record_key_change(api_key, Action.KEY_ROTATED, actor=actor, origin=origin, **details)
     except IntegrityError:
         api_key.refresh_from_db()
         raise _duplicate_race() from None
@@ -213,12 +218,7 @@ def revoke_key(api_key: ApiKey, *, actor: User, origin: Origin | None = None) ->
     api_key.revoked_at = timezone.now()
     with transaction.atomic():
         api_key.save(update_fields=["revoked_at"])
-        audit.record(
-            action=AuditEvent.Action.KEY_REVOKED,
-            outcome=AuditEvent.Outcome.SUCCESS,
-            actor=actor,
-            api_key=api_key,
-            origin=origin,
-            details={"tracked_threads": threads},
+        _record_key_change(
+            api_key, Action.KEY_REVOKED, actor=actor, origin=origin, tracked_threads=threads
         )
     return threads

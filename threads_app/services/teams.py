@@ -102,14 +102,8 @@ def add_member(
         membership = _add_membership(team, user=user, role=role)
         if membership is None:
             raise Refused(f"{user} is already a member of {team}.")
-        _record_team_change(
-            team,
-            Action.MEMBER_ADDED,
-            actor=actor,
-            origin=origin,
-            username=user.get_username(),
-            role=role,
-        )
+        details = {"username": user.get_username(), "role": role}
+        _record_team_change(team, Action.MEMBER_ADDED, actor=actor, origin=origin, **details)
     return membership
 
 
@@ -255,14 +249,13 @@ def change_role(
         _refuse_last_owner(membership, actor=actor, consequence="cannot stop being an owner")
         membership.role = role
         membership.save(update_fields=["role"])
+        details = {
+            "username": membership.user.get_username(),
+            "old_role": old_role,
+            "new_role": role,
+        }
         _record_team_change(
-            membership.team,
-            Action.MEMBER_ROLE_CHANGED,
-            actor=actor,
-            origin=origin,
-            username=membership.user.get_username(),
-            old_role=old_role,
-            new_role=role,
+            membership.team, Action.MEMBER_ROLE_CHANGED, actor=actor, origin=origin, **details
         )
     return True
 
@@ -278,14 +271,13 @@ def remove_member(membership: Membership, *, actor: User, origin: Origin | None 
         consequence = "cannot leave" if leaving else "cannot be removed"
         _refuse_last_owner(membership, actor=actor, consequence=consequence)
         membership.delete()
+        details = {
+            "username": membership.user.get_username(),
+            "role": membership.role,
+            "left": leaving,
+        }
         _record_team_change(
-            membership.team,
-            Action.MEMBER_REMOVED,
-            actor=actor,
-            origin=origin,
-            username=membership.user.get_username(),
-            role=membership.role,
-            left=leaving,
+            membership.team, Action.MEMBER_REMOVED, actor=actor, origin=origin, **details
         )
 
 
@@ -317,13 +309,7 @@ def delete_team(team: Team, *, actor: User, origin: Origin | None = None) -> Non
         if steps:
             raise Refused(f"{team} cannot be deleted yet: first {', then '.join(steps)}.")
         revoked_keys = team.api_keys.count()
-        _record_team_change(
-            team,
-            Action.TEAM_DELETED,
-            actor=actor,
-            origin=origin,
-            name=team.name,
-            revoked_keys_deleted=revoked_keys,
-        )
+        details = {"name": team.name, "revoked_keys_deleted": revoked_keys}
+        _record_team_change(team, Action.TEAM_DELETED, actor=actor, origin=origin, **details)
         team.api_keys.all().delete()
         team.delete()

@@ -64,6 +64,28 @@ def _call(api_key: ApiKey, call: Callable[[ThreadsClient], T]) -> T:
     return result
 
 
+def _record_thread_change(
+    thread: TrackedThread,
+    action: str,
+    *,
+    actor: User,
+    origin: Origin | None,
+    request_id: str | None = None,
+    **details: object,
+) -> None:
+    """The audit row of a thread write that happened (a success), with the API's request id."""
+    audit.record(
+        action=action,
+        outcome=Outcome.SUCCESS,
+        actor=actor,
+        api_key=thread.api_key,
+        thread_id=thread.thread_id,
+        request_id=request_id or "",
+        origin=origin,
+        details=details,
+    )
+
+
 def create_thread(
     *,
     actor: User,
@@ -92,15 +114,14 @@ def create_thread(
             tracked_by=actor,
             **selectors.live_fields(live, checked_at=timezone.now()),
         )
-        audit.record(
-            action=Action.THREAD_CREATED,
-            outcome=Outcome.SUCCESS,
+        details = {"label": label, "messages": len(messages or ())}
+        _record_thread_change(
+            thread,
+            Action.THREAD_CREATED,
             actor=actor,
-            api_key=api_key,
-            thread_id=live.id,
-            request_id=live.request_id or "",
             origin=origin,
-            details={"label": label, "messages": len(messages or ())},
+            request_id=live.request_id,
+            **details,
         )
     return thread
 
@@ -181,14 +202,8 @@ def _import_one(
         )
         if not created:  # tracked meanwhile by a concurrent import
             return ImportResult(thread_id, ImportResult.ALREADY_TRACKED, thread=thread)
-        audit.record(
-            action=Action.THREAD_IMPORTED,
-            outcome=Outcome.SUCCESS,
-            actor=actor,
-            api_key=api_key,
-            thread_id=live.id,
-            request_id=live.request_id or "",
-            origin=origin,
+        _record_thread_change(
+            thread, Action.THREAD_IMPORTED, actor=actor, origin=origin, request_id=live.request_id
         )
     return ImportResult(thread_id, ImportResult.TRACKED, thread=thread)
 
@@ -258,15 +273,14 @@ def update_thread(
         setattr(thread, name, value)
     with transaction.atomic():
         thread.save(update_fields=list(fields))
-        audit.record(
-            action=Action.THREAD_UPDATED,
-            outcome=Outcome.SUCCESS,
+        details = {"metadata_before": before, "metadata_after": live.metadata}
+        _record_thread_change(
+            thread,
+            Action.THREAD_UPDATED,
             actor=actor,
-            api_key=thread.api_key,
-            thread_id=thread.thread_id,
-            request_id=live.request_id or "",
             origin=origin,
-            details={"metadata_before": before, "metadata_after": live.metadata},
+            request_id=live.request_id,
+            **details,
         )
     return thread
 
@@ -276,12 +290,7 @@ def untrack_thread(thread: TrackedThread, *, actor: User, origin: Origin | None 
     require_writable(thread, actor=actor)
     with transaction.atomic():
         thread.delete()
-        audit.record(
-            action=Action.THREAD_UNTRACKED,
-            outcome=Outcome.SUCCESS,
-            actor=actor,
-            api_key=thread.api_key,
-            thread_id=thread.thread_id,
-            origin=origin,
-            details={"label": thread.label, "state": thread.state},
+        details = {"label": thread.label, "state": thread.state}
+        _record_thread_change(
+            thread, Action.THREAD_UNTRACKED, actor=actor, origin=origin, **details
         )
