@@ -5,15 +5,21 @@ it announces with `Event`, so the page/partial switch, `Vary: HX-Request` and th
 redirect live here alone (after django-htmx's example and Luke Plant's `for_htmx`).
 """
 
+from collections.abc import Callable
 from enum import StrEnum
-from typing import Any
+from typing import Any, TypeVar
 
+from django.contrib import messages
 from django.contrib.auth.models import User
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render, resolve_url
 from django.utils.cache import patch_vary_headers
 from django_htmx.http import HttpResponseClientRedirect, trigger_client_event
 from django_htmx.middleware import HtmxDetails
+
+from threads_app.services.refusals import Refused
+
+T = TypeVar("T")
 
 
 class AuthenticatedHttpRequest(HttpRequest):
@@ -65,3 +71,16 @@ def go_to(request: AuthenticatedHttpRequest, to: str, *args: Any) -> HttpRespons
 def announce(response: HttpResponse, event: Event) -> HttpResponse:
     """Add the client event to the response (`HX-Trigger`)."""
     return trigger_client_event(response, event.value)
+
+
+def attempt(request: HttpRequest, change: Callable[[], T], *, done: Callable[[T], str]) -> bool:
+    """Make a change that needs no form: a service's refusal becomes an error message, its
+    success the message `done(result)` says (none when it says ""). True when it was made."""
+    try:
+        result = change()
+    except Refused as refusal:
+        messages.error(request, str(refusal))
+        return False
+    if message := done(result):
+        messages.success(request, message)
+    return True

@@ -5,6 +5,8 @@ superusers included. Accepting goes to the team's page, declining back to the li
 page load on the htmx path too, so the message shows on the page it is about).
 """
 
+from functools import partial
+
 from django.contrib import messages
 from django.http import HttpResponse
 from django.views.decorators.http import require_GET, require_POST
@@ -13,7 +15,7 @@ from threads_app import selectors
 from threads_app.audit import Origin
 from threads_app.services import teams as team_services
 from threads_app.services.refusals import Refused
-from threads_app.views.htmx import AuthenticatedHttpRequest, go_to, render_page
+from threads_app.views.htmx import AuthenticatedHttpRequest, attempt, go_to, render_page
 
 INVITATION_LIST = "threads_app:invitation_list"
 
@@ -47,12 +49,11 @@ def invitation_accept(request: AuthenticatedHttpRequest, pk: int) -> HttpRespons
 def invitation_decline(request: AuthenticatedHttpRequest, pk: int) -> HttpResponse:
     actor = request.user
     invitation = selectors.get_my_invitation(actor, pk)
-    try:
-        team_services.decline_invitation(
-            invitation, actor=actor, origin=Origin.from_request(request)
-        )
-    except Refused as exc:
-        messages.error(request, str(exc))
-    else:
-        messages.success(request, f"You declined the invitation to {invitation.team}.")
+    decline = partial(
+        team_services.decline_invitation,
+        invitation,
+        actor=actor,
+        origin=Origin.from_request(request),
+    )
+    attempt(request, decline, done=lambda _: f"You declined the invitation to {invitation.team}.")
     return go_to(request, INVITATION_LIST)

@@ -1,5 +1,7 @@
 """Stored API keys: list, add, rotate, revoke. The secret never travels back to a browser."""
 
+from functools import partial
+
 from django.contrib import messages
 from django.http import HttpResponse
 from django.views.decorators.debug import sensitive_post_parameters, sensitive_variables
@@ -11,7 +13,14 @@ from threads_app.forms.base import posted
 from threads_app.forms.keys import KeyCreateForm, KeyRotateForm
 from threads_app.services import keys as key_service
 from threads_app.services.refusals import Refused
-from threads_app.views.htmx import AuthenticatedHttpRequest, Event, announce, go_to, render_page
+from threads_app.views.htmx import (
+    AuthenticatedHttpRequest,
+    Event,
+    announce,
+    attempt,
+    go_to,
+    render_page,
+)
 
 KEY_LIST = "threads_app:key_list"
 
@@ -91,16 +100,14 @@ def key_revoke(request: AuthenticatedHttpRequest, pk: int) -> HttpResponse:
         count = selectors.tracked_thread_count(api_key)
         context = {"nav": "keys", "api_key": api_key, "tracked_count": count}
         return render_page(request, "key_revoke", context, partial="confirm")
-    try:
-        threads = key_service.revoke_key(api_key, actor=actor, origin=Origin.from_request(request))
-    except Refused as exc:
-        messages.error(request, str(exc))
-    else:
-        messages.success(
-            request,
-            f"Revoked the key “{api_key.label}”; its tracked threads ({threads}) "
-            "stay listed, read-only.",
-        )
+    attempt(
+        request,
+        partial(key_service.revoke_key, api_key, actor=actor, origin=Origin.from_request(request)),
+        done=lambda threads: (
+            f"Revoked the key “{api_key.label}”; its tracked threads "
+            f"({threads}) stay listed, read-only."
+        ),
+    )
     if not request.htmx:
         return go_to(request, KEY_LIST)
     row = selectors.listed_keys(actor).get(pk=api_key.pk)

@@ -6,6 +6,8 @@ redirect back to the team page with a message. Inviting answers the same whether
 account answers to the username or email.
 """
 
+from functools import partial
+
 from django.contrib import messages
 from django.http import HttpResponse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
@@ -17,7 +19,7 @@ from threads_app.forms.teams import InviteForm, RoleForm, TeamForm
 from threads_app.models import Membership, Team
 from threads_app.services import teams as team_services
 from threads_app.services.refusals import Refused
-from threads_app.views.htmx import AuthenticatedHttpRequest, go_to, render_page
+from threads_app.views.htmx import AuthenticatedHttpRequest, attempt, go_to, render_page
 
 TEAM_LIST, TEAM_DETAIL = "threads_app:team_list", "threads_app:team_detail"
 
@@ -109,14 +111,15 @@ def team_invitation_revoke(
     actor = request.user
     team = selectors.get_manageable_team(actor, pk)
     invitation = selectors.get_team_invitation(team, invitation_pk)
-    try:
-        team_services.revoke_invitation(
-            invitation, actor=actor, origin=Origin.from_request(request)
-        )
-    except Refused as exc:
-        messages.error(request, str(exc))
-    else:
-        messages.success(request, f"The invitation of “{invitation.identifier}” was revoked.")
+    revoke = partial(
+        team_services.revoke_invitation,
+        invitation,
+        actor=actor,
+        origin=Origin.from_request(request),
+    )
+    attempt(
+        request, revoke, done=lambda _: f"The invitation of “{invitation.identifier}” was revoked."
+    )
     return _after_member_change(request, team)
 
 
@@ -132,16 +135,21 @@ def team_member_role(
         messages.error(request, "Choose a role: owner, member or viewer.")
         return _after_member_change(request, team)
     role = form.cleaned_data["role"]
-    try:
-        changed = team_services.change_role(
-            membership, actor=actor, role=role, origin=Origin.from_request(request)
-        )
-    except Refused as exc:
-        messages.error(request, str(exc))
-    else:
-        if changed:
-            label = Membership.Role(role).label.lower()
-            messages.success(request, f"{membership.user}'s role in {team} is now {label}.")
+    label = Membership.Role(role).label.lower()
+    change = partial(
+        team_services.change_role,
+        membership,
+        actor=actor,
+        role=role,
+        origin=Origin.from_request(request),
+    )
+    attempt(
+        request,
+        change,
+        done=lambda changed: (
+            f"{membership.user}'s role in {team} is now {label}." if changed else ""
+        ),
+    )
     return _after_member_change(request, team)
 
 
