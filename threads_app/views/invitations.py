@@ -49,11 +49,7 @@ def invitation_accept(request: AuthenticatedHttpRequest, pk: int) -> HttpRespons
 def invitation_decline(request: AuthenticatedHttpRequest, pk: int) -> HttpResponse:
     actor = request.user
     invitation = selectors.get_my_invitation(actor, pk)
-    decline = partial(
-        team_services.decline_invitation,
-        invitation,
-        actor=actor,
-        origin=Origin.from_request(request),
-    )
+    origin = Origin.from_request(request)
+    decline = partial(team_services.decline_invitation, invitation, actor=actor, origin=origin)
     attempt(request, decline, done=lambda _: f"You declined the invitation to {invitation.team}.")
     return go_to(request, INVITATION_LIST)

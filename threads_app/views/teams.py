@@ -111,12 +111,8 @@ def team_invitation_revoke(
     actor = request.user
     team = selectors.get_manageable_team(actor, pk)
     invitation = selectors.get_team_invitation(team, invitation_pk)
-    revoke = partial(
-        team_services.revoke_invitation,
-        invitation,
-        actor=actor,
-        origin=Origin.from_request(request),
-    )
+    origin = Origin.from_request(request)
+    revoke = partial(team_services.revoke_invitation, invitation, actor=actor, origin=origin)
     attempt(
         request, revoke, done=lambda _: f"The invitation of “{invitation.identifier}” was revoked."
     )
@@ -136,13 +132,8 @@ def team_member_role(
         return _after_member_change(request, team)
     role = form.cleaned_data["role"]
     label = Membership.Role(role).label.lower()
-    change = partial(
-        team_services.change_role,
-        membership,
-        actor=actor,
-        role=role,
-        origin=Origin.from_request(request),
-    )
+    origin = Origin.from_request(request)
+    change = partial(team_services.change_role, membership, actor=actor, role=role, origin=origin)
     attempt(
         request,
         change,
