@@ -104,6 +104,12 @@ def visible_audit_events(user: User) -> QuerySet[AuditEvent]:
     )
 
 
+def _forbid_unless(allowed: bool, reason: str) -> None:
+    """The one 403 of the lookups below: the object is in sight, the action is not allowed."""
+    if not allowed:
+        raise PermissionDenied(reason)
+
+
 def get_visible_thread(user: User, pk: int) -> TrackedThread:
     return get_object_or_404(visible_threads(user), pk=pk)
 
@@ -116,8 +122,9 @@ def can_change_thread(user: User, thread: TrackedThread) -> bool:
 def get_writable_thread(user: User, pk: int) -> TrackedThread:
     """404 when the user may not see the thread, 403 when they may only look at it."""
     thread = get_visible_thread(user, pk)
-    if not can_change_thread(user, thread):
-        raise PermissionDenied("You may look at this thread but not change it.")
+    _forbid_unless(
+        can_change_thread(user, thread), "You may look at this thread but not change it."
+    )
     return thread
 
 
@@ -128,8 +135,10 @@ def get_visible_key(user: User, pk: int) -> ApiKey:
 def get_manageable_key(user: User, pk: int) -> ApiKey:
     """404 when the user may not see the key, 403 when they may see but not manage it."""
     key = get_visible_key(user, pk)
-    if not manageable_keys(user).filter(pk=key.pk).exists():
-        raise PermissionDenied("Only the key's owner or a team owner can change this key.")
+    _forbid_unless(
+        manageable_keys(user).filter(pk=key.pk).exists(),
+        "Only the key's owner or a team owner can change this key.",
+    )
     return key
 
 
@@ -249,8 +258,7 @@ def team_keys(user: User, team: Team) -> QuerySet[ApiKey]:
 def get_manageable_team(user: User, pk: int) -> Team:
     """404 when the user is not in the team, 403 when they are but not as an owner."""
     team = get_visible_team(user, pk)
-    if not is_team_owner(user, team):
-        raise PermissionDenied("Only the team's owners can do this.")
+    _forbid_unless(is_team_owner(user, team), "Only the team's owners can do this.")
     return team
 
 
@@ -266,8 +274,9 @@ def get_team_membership(team: Team, membership_pk: int) -> Membership:
 def get_removable_membership(user: User, team: Team, membership_pk: int) -> Membership:
     """404 outside the (already visible) team, 403 for someone else's membership."""
     membership = get_team_membership(team, membership_pk)
-    if not may_remove_member(user, membership):
-        raise PermissionDenied("Only the team's owners can remove other members.")
+    _forbid_unless(
+        may_remove_member(user, membership), "Only the team's owners can remove other members."
+    )
     return membership
 
 
