@@ -1,6 +1,15 @@
 from django.urls import path
 
-from threads_app.views import audit, bulk, keys, operations, teams, threads, transcripts
+from threads_app.views import (
+    audit,
+    bulk,
+    keys,
+    operations,
+    retention,
+    teams,
+    threads,
+    transcripts,
+)
 
 app_name = "threads_app"
 
@@ -24,6 +33,7 @@ key_urls = [
     path("keys/new/", keys.key_create, name="key_create"),
     path("keys/<int:pk>/rotate/", keys.key_rotate, name="key_rotate"),
     path("keys/<int:pk>/revoke/", keys.key_revoke, name="key_revoke"),
+    path("keys/<int:pk>/retention/", retention.key_retention, name="key_retention"),
 ]
 
 team_urls = [
