@@ -39,9 +39,12 @@ class RetentionPolicyForm(Form):
         return self.cleaned_data.get("action") == self.ENABLE
 
     def preview_days(self) -> int | None:
-        """The days to preview: those entered (when valid), or the initial ones."""
+        """The days to preview: those entered (when valid, whatever a service refused), or
+        the initial ones."""
         if not self.is_bound:
             days = self.initial.get("max_age_days")
-            return days if isinstance(days, int) else None
-        days = self.cleaned_data.get("max_age_days") if self.is_valid() else None
+        elif "max_age_days" in self.errors:  # `errors` cleans the form once
+            days = None
+        else:
+            days = self.cleaned_data.get("max_age_days")
         return days if isinstance(days, int) else None
