@@ -1,11 +1,14 @@
 """`manage.py enforce_retention`: delete the threads that enabled retention policies let go.
 
-For cron, e.g. nightly: `15 3 * * * cd /srv/threads-console && .venv/bin/python manage.py
-enforce_retention`. Each key's threads go in bulk-delete jobs (the audited pipeline); by
-default the command waits for them and reports their outcomes (`--no-wait` returns once they
-are started: right when `db_worker` runs bulk deletes, wrong when they run in a thread of this
-process). `--dry-run` prints, per key, how many threads would go and their ids, and changes
-nothing. `--enqueue` queues `enforce_retention_task` for a `manage.py db_worker` instead.
+For cron, with the app's environment, e.g. nightly:
+
+    15 3 * * * cd /srv/threads-console && .venv/bin/python manage.py enforce_retention
+
+Each key's threads go in bulk-delete jobs (the audited pipeline). By default the command
+waits for them and reports their outcomes; `--no-wait` returns once they are started (right
+when `db_worker` runs bulk deletes, wrong when they run in a thread of this process).
+`--dry-run` prints, per key, how many threads would go and their ids, and changes nothing.
+`--enqueue` queues `enforce_retention_task` for a `manage.py db_worker` instead.
 """
 
 import time
