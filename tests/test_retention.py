@@ -449,3 +449,36 @@ def test_enqueue_queues_the_task_instead_of_enforcing(user, api_key, aged, emula
     assert queued.status == TaskResultStatus.READY
     assert f"Queued: task {queued.pk}" in output
     assert deletes_sent(emulator) == [] and not BulkDeleteJob.objects.exists()
+
+
+def hold(job_id, origin):
+    """A runner that runs nothing: the job stays running."""
+
+
+@committed
+def test_the_command_waits_for_jobs_run_in_the_background(user, api_key, aged, emulator):
+    """With the default runner the jobs run in threads of the command's own process: it waits
+    for them before it exits (else they would die with it)."""
+    emulator.set_latency(0.2)  # the job is still running when the command starts waiting
+    old = [aged(api_key, 100 + n) for n in range(3)]
+    enable(api_key, user, days=30)
+
+    output = run_command()
+
+    job = BulkDeleteJob.objects.get()
+    assert job.state == BulkDeleteJob.State.FINISHED
+    assert output.endswith(f"Job #{job.pk} finished: deleted: 3.\n")
+    assert deletes_sent(emulator) == sorted(t.thread_id for t in old)
+
+
+@committed
+def test_no_wait_returns_once_the_jobs_are_started(settings, user, api_key, aged, emulator):
+    settings.BULK_DELETE_RUNNER = "tests.test_retention.hold"
+    aged(api_key, 100)
+    enable(api_key, user, days=30)
+
+    output = run_command("--no-wait")
+
+    job = BulkDeleteJob.objects.get()
+    assert job.state == BulkDeleteJob.State.RUNNING
+    assert f"1 thread to delete, job #{job.pk}" in output and "finished" not in output
