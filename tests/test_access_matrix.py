@@ -232,6 +232,8 @@ ROUTES = {
     ),
     "key_rotate": Route(KEYS, get=Rule(MANAGE), post=Rule(MANAGE)),
     "key_revoke": Route(KEYS, get=Rule(MANAGE), post=Rule(MANAGE, REDIRECTS)),
+    # An empty POST is a form error (no days): 200 for whoever may manage the key.
+    "key_retention": Route(KEYS, get=Rule(MANAGE), post=Rule(MANAGE)),
     "team_list": Route(get=ANYONE),
     "team_create": Route(get=ANYONE, post=ANYONE),
     "team_detail": Route(TEAMS, get=Rule(SEE)),

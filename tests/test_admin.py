@@ -11,6 +11,7 @@ from threads_app.models import (
     BulkDeleteItem,
     BulkDeleteJob,
     Membership,
+    RetentionPolicy,
     Team,
     TrackedThread,
 )
@@ -57,10 +58,11 @@ def objects(user, api_key, make_team, make_thread):
         TrackedThread: thread,
         AuditEvent: event,
         BulkDeleteJob: job,
+        RetentionPolicy: RetentionPolicy.objects.create(api_key=api_key, max_age_days=30),
     }
 
 
-MODELS = [Team, Membership, ApiKey, TrackedThread, AuditEvent, BulkDeleteJob]
+MODELS = [Team, Membership, ApiKey, TrackedThread, AuditEvent, BulkDeleteJob, RetentionPolicy]
 ids = [model.__name__ for model in MODELS]
 
 

@@ -18,6 +18,7 @@ from threads_app.models import (
     BulkDeleteItem,
     BulkDeleteJob,
     Membership,
+    RetentionPolicy,
     Team,
     TrackedThread,
 )
@@ -187,3 +188,12 @@ class BulkDeleteJobAdmin(ReadOnlyMixin, ModelAdmin):
     list_filter = ("state",)
     list_select_related = ("created_by",)
     inlines = [BulkDeleteItemInline]
+
+
+@admin.register(RetentionPolicy)
+class RetentionPolicyAdmin(ReadOnlyMixin, ModelAdmin):
+    """Policies change on their page only, where the change is audited."""
+
+    list_display = ("api_key", "max_age_days", "enabled", "set_by", "updated_at", "last_run_at")
+    list_filter = ("enabled",)
+    list_select_related = ("api_key", "set_by")

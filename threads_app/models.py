@@ -8,6 +8,7 @@ from collections.abc import Iterable
 from typing import Any, NoReturn
 
 from django.conf import settings
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import Q
 
@@ -250,6 +251,9 @@ class AuditEvent(models.Model):
         INVITATION_REVOKED = "invitation.revoked", "Invitation revoked"
         TEAM_CREATED = "team.created", "Team created"
         TEAM_DELETED = "team.deleted", "Team deleted"
+        RETENTION_SET = "retention.set", "Retention policy set"
+        RETENTION_ENABLED = "retention.enabled", "Retention policy enabled"
+        RETENTION_DISABLED = "retention.disabled", "Retention policy disabled"
 
     class Outcome(models.TextChoices):
         PENDING = "pending", "Pending"
@@ -330,12 +334,28 @@ class BulkDeleteJob(models.Model):
     finished_at = models.DateTimeField(null=True, blank=True)
     state = models.CharField(max_length=10, choices=State.choices, default=State.RUNNING)
     snapshot_before_delete = models.BooleanField(default=False)
+    # The retention policy that started the job (its setter is `created_by`), or None.
+    policy = models.ForeignKey(
+        "RetentionPolicy",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="bulk_delete_jobs",
+    )
 
     class Meta:
         ordering = ["-id"]
 
     def __str__(self) -> str:
         return f"bulk delete #{self.pk} ({self.state})"
+
+    @property
+    def audit_details(self) -> dict[str, Any]:
+        """What each deletion of the job adds to its audit events' details: the retention
+        policy that started it and who set it (the job's creator, the events' actor)."""
+        if self.policy_id is None:
+            return {}
+        return {"policy": self.policy_id, "set_by": self.created_by.get_username()}
 
 
 class BulkDeleteItem(models.Model):
@@ -361,6 +381,44 @@ class BulkDeleteItem(models.Model):
 
     def __str__(self) -> str:
         return f"{self.thread_id}: {self.outcome}"
+
+
+class RetentionPolicy(models.Model):
+    """ "Delete the key's threads created more than `max_age_days` ago": off until enabled.
+
+    Enforced by `manage.py enforce_retention` (services.retention) as bulk-delete jobs started
+    in the name of `set_by`, who must still be allowed to manage and use the key.
+    """
+
+    MIN_DAYS = 1
+    MAX_DAYS = 3650
+
+    api_key = models.OneToOneField(
+        ApiKey, on_delete=models.CASCADE, related_name="retention_policy"
+    )
+    max_age_days = models.PositiveIntegerField(
+        validators=[MinValueValidator(MIN_DAYS), MaxValueValidator(MAX_DAYS)]
+    )
+    enabled = models.BooleanField(default=False)
+    set_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    updated_at = models.DateTimeField(auto_now=True)
+    last_run_at = models.DateTimeField(null=True, blank=True)
+    last_result = models.CharField(max_length=500, blank=True)
+
+    class Meta:
+        ordering = ["api_key_id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(max_age_days__gte=1, max_age_days__lte=3650),
+                name="retention_max_age_in_bounds",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        state = "on" if self.enabled else "off"
+        return f"retention of {self.api_key}: {self.max_age_days} days ({state})"
 
 
 class WorkerHeartbeat(models.Model):

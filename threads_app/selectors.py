@@ -15,6 +15,7 @@ from django.core.exceptions import PermissionDenied
 from django.db import DatabaseError, connection
 from django.db.migrations.executor import MigrationExecutor
 from django.db.models import Count, Exists, F, Max, OuterRef, Q, QuerySet, Subquery
+from django.db.models.functions import Coalesce
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
 from django_tasks_db.compat import TaskResultStatus
@@ -27,6 +28,7 @@ from threads_app.models import (
     BulkDeleteJob,
     Invitation,
     Membership,
+    RetentionPolicy,
     Team,
     TrackedThread,
     WorkerHeartbeat,
@@ -626,3 +628,88 @@ def tracked_thread_pks(user: User, events: Iterable[AuditEvent]) -> dict[tuple[i
         .values_list("api_key_id", "thread_id", "pk")
     )
     return {(key_id, thread_id): pk for key_id, thread_id, pk in rows}
+
+
+# --- Retention policies: what a policy would delete, and whether it may be enforced ---------
+
+
+RETENTION_PREVIEW = 50  # threads a policy's preview lists (it counts them all)
+RETAINABLE_STATES = (TrackedThread.State.ACTIVE, TrackedThread.State.GONE)  # may be deleted
+
+
+def retention_candidates(
+    api_key: ApiKey, *, max_age_days: int, now: datetime | None = None
+) -> QuerySet[TrackedThread]:
+    """The key's threads a policy of `max_age_days` deletes, oldest first: neither deleted
+    nor being deleted, and created more than that many days ago.
+
+    A thread's age counts from its creation upstream (`upstream_created_at`) or, where that
+    is not known, from when the dashboard began tracking it (`tracked_at`): a thread is never
+    tracked before it exists, so the fallback can make a thread look younger than it is,
+    never older; a policy never deletes a thread too early. `counted_from` on each thread is
+    the time its age counts from.
+    """
+    cutoff = (now or timezone.now()) - timedelta(days=max_age_days)
+    return (
+        TrackedThread.objects.filter(api_key=api_key, state__in=RETAINABLE_STATES)
+        .annotate(counted_from=Coalesce("upstream_created_at", "tracked_at"))
+        .filter(counted_from__lt=cutoff)
+        .order_by("counted_from", "pk")
+    )
+
+
+@dataclass(frozen=True)
+class RetentionPreview:
+    """What a policy of `max_age_days` would delete now: how many threads, and the first."""
+
+    max_age_days: int
+    cutoff: datetime  # threads created before this go
+    count: int
+    first: list[TrackedThread]  # the oldest RETENTION_PREVIEW of them
+
+    @property
+    def more(self) -> int:
+        """How many are not listed."""
+        return self.count - len(self.first)
+
+
+def retention_preview(
+    api_key: ApiKey, *, max_age_days: int, now: datetime | None = None
+) -> RetentionPreview:
+    now = now or timezone.now()
+    threads = retention_candidates(api_key, max_age_days=max_age_days, now=now)
+    return RetentionPreview(
+        max_age_days,
+        now - timedelta(days=max_age_days),
+        threads.count(),
+        list(threads[:RETENTION_PREVIEW]),
+    )
+
+
+def retention_policy(api_key: ApiKey) -> RetentionPolicy | None:
+    """The key's policy, if one was ever set."""
+    return RetentionPolicy.objects.select_related("set_by").filter(api_key=api_key).first()
+
+
+def enabled_retention_policies() -> QuerySet[RetentionPolicy]:
+    return RetentionPolicy.objects.filter(enabled=True).select_related(
+        "api_key__team", "api_key__owner", "set_by"
+    )
+
+
+def retention_not_enforced(policy: RetentionPolicy) -> str | None:
+    """Why the policy cannot be enforced now, or None: the key is revoked, or whoever set the
+    policy may no longer manage or use the key (left the team, lost the owner's role)."""
+    key = policy.api_key
+    if key.is_revoked:
+        return "The key is revoked, so no thread is deleted with it."
+    setter = policy.set_by
+    if setter is None:
+        return "The account of whoever set it is gone. An owner of the key must save it again."
+    may_manage = manageable_keys(setter).filter(pk=key.pk).exists()
+    if not (setter.is_active and may_manage and usable_keys(setter).filter(pk=key.pk).exists()):
+        return (
+            f"{setter.get_username()}, who set it, may no longer manage this key. "
+            "An owner of the key must save it again."
+        )
+    return None

@@ -6,6 +6,7 @@ from threads_app.views import (
     invitations,
     keys,
     operations,
+    retention,
     teams,
     threads,
     transcripts,
@@ -33,6 +34,7 @@ key_urls = [
     path("keys/new/", keys.key_create, name="key_create"),
     path("keys/<int:pk>/rotate/", keys.key_rotate, name="key_rotate"),
     path("keys/<int:pk>/revoke/", keys.key_revoke, name="key_revoke"),
+    path("keys/<int:pk>/retention/", retention.key_retention, name="key_retention"),
 ]
 
 team_urls = [

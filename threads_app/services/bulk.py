@@ -24,7 +24,14 @@ from django.utils.module_loading import import_string
 
 from threads_app import selectors
 from threads_app.audit import Origin
-from threads_app.models import ApiKey, AuditEvent, BulkDeleteItem, BulkDeleteJob, TrackedThread
+from threads_app.models import (
+    ApiKey,
+    AuditEvent,
+    BulkDeleteItem,
+    BulkDeleteJob,
+    RetentionPolicy,
+    TrackedThread,
+)
 from threads_app.selectors import MAX_BULK_DELETE, BulkDeleteSelection
 from threads_app.services import deletions
 from threads_app.services.deletions import Deletion
@@ -76,19 +83,24 @@ def start_bulk_delete(
     thread_ids: Iterable[str | int],
     origin: Origin | None = None,
     snapshot: bool = False,
+    policy: RetentionPolicy | None = None,
 ) -> BulkDeleteJob:
     """Create a job with one pending item per deletable thread and start it once committed.
 
     Raises `NothingToDelete`. The threads the actor may not delete are left out, as the
     confirmation page said. With `snapshot`, each thread's transcript is saved with its
     deletion's audit event first; a thread whose transcript cannot be fetched is not deleted.
+    A retention `policy` starting the job (with its setter as the actor) is kept on the job
+    and named in each deletion's audit events (`BulkDeleteJob.audit_details`).
     """
     selection = selectors.bulk_delete_selection(actor, thread_ids)
     if selection.too_many or not selection.deletable:
         raise NothingToDelete(selection)
     runner: Runner = import_string(getattr(settings, "BULK_DELETE_RUNNER", DEFAULT_RUNNER))
     with transaction.atomic():
-        job = BulkDeleteJob.objects.create(created_by=actor, snapshot_before_delete=snapshot)
+        job = BulkDeleteJob.objects.create(
+            created_by=actor, snapshot_before_delete=snapshot, policy=policy
+        )
         BulkDeleteItem.objects.bulk_create(
             BulkDeleteItem(job=job, tracked_thread=thread, thread_id=thread.thread_id)
             for thread in selection.deletable
@@ -201,7 +213,10 @@ class _Run:
             else:
                 ready.append((item, thread, client, snapshot))
         claims = deletions.begin_deletions(
-            [(thread, text) for _, thread, _, text in ready], actor=self.actor, origin=self.origin
+            [(thread, text) for _, thread, _, text in ready],
+            actor=self.actor,
+            origin=self.origin,
+            details=self.job.audit_details,
         )
         usable = self._usable_keys([thread for _, thread, _, _ in ready])
         for (item, thread, client, _), intent in zip(ready, claims, strict=True):
@@ -233,7 +248,9 @@ class _Run:
     def save(self) -> None:
         """Record the finished deletions' outcomes and save the settled items, together."""
         with transaction.atomic():
-            deletions.record_deletions(self.pairs, actor=self.actor, origin=self.origin)
+            deletions.record_deletions(
+                self.pairs, actor=self.actor, origin=self.origin, details=self.job.audit_details
+            )
             for item in self.settled:  # an UPDATE each: far cheaper than bulk_update's CASEs
                 item.save(update_fields=["outcome", "message", "request_id", "finished_at"])
         self.pairs, self.settled, self.saved_at = [], [], time.monotonic()

@@ -14,7 +14,7 @@ to be tried again. A thread left `deleting` by a process that died between its i
 its outcome is resolved by `resolve_interrupted_deletion`.
 """
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -141,9 +141,11 @@ def begin_deletions(
     *,
     actor: User,
     origin: Origin | None = None,
+    details: Mapping[str, Any] | None = None,
 ) -> list[AuditEvent | Refused]:
     """Claim each `(thread, transcript or "")` for deletion and append its intent: committed
     together (`durable=True`: never call this inside a transaction) before any DELETE is sent.
+    `details` go into every intent's details (a retention policy's job names the policy).
 
     One answer per thread, in order: its committed intent, or the `Refused` that says why it
     was not claimed (`AlreadyDeleted`, `BeingDeleted`), with nothing recorded for it. The
@@ -172,7 +174,9 @@ def begin_deletions(
         tracked = {pk for pk, *_ in rows}
         intents = audit.record_many(
             [
-                deletion_intent(thread, actor=actor, origin=origin, snapshot=transcript)
+                deletion_intent(
+                    thread, actor=actor, origin=origin, snapshot=transcript, details=details
+                )
                 for thread, transcript in threads
                 if thread.pk in claimed
             ]
@@ -189,7 +193,12 @@ def begin_deletions(
 
 
 def deletion_intent(
-    thread: TrackedThread, *, actor: User, origin: Origin | None = None, snapshot: str = ""
+    thread: TrackedThread,
+    *,
+    actor: User,
+    origin: Origin | None = None,
+    snapshot: str = "",
+    details: Mapping[str, Any] | None = None,
 ) -> AuditEvent:
     """The intent event of a deletion, to append (committed) before its DELETE is sent."""
     return audit.event(
@@ -199,7 +208,7 @@ def deletion_intent(
         api_key=thread.api_key,
         thread_id=thread.thread_id,
         origin=origin,
-        details={"label": thread.label},
+        details={"label": thread.label, **(details or {})},
         snapshot=snapshot,
     )
 
@@ -230,9 +239,14 @@ def send_deletion(thread: TrackedThread, *, client: ThreadsClient) -> Deletion:
 
 
 def record_deletions(
-    pairs: Sequence[tuple[AuditEvent, Deletion]], *, actor: User, origin: Origin | None = None
+    pairs: Sequence[tuple[AuditEvent, Deletion]],
+    *,
+    actor: User,
+    origin: Origin | None = None,
+    details: Mapping[str, Any] | None = None,
 ) -> None:
-    """Record the outcomes of `(committed intent, Deletion)` pairs, in one transaction.
+    """Record the outcomes of `(committed intent, Deletion)` pairs, in one transaction
+    (`details` go into every outcome's details, as `begin_deletions` puts them in intents).
 
     Each outcome event names its intent's sequence; the threads removed upstream are marked
     deleted with it, and those that were not go back from `deleting` to the state they had,
@@ -252,7 +266,7 @@ def record_deletions(
             http_status=deletion.http_status,
             request_id=deletion.request_id,
             origin=origin,
-            details={"intent": intent.sequence, **deletion.details},
+            details={"intent": intent.sequence, **deletion.details, **(details or {})},
         )
         for intent, deletion in pairs
     ]
