@@ -384,6 +384,17 @@ def bulk_delete_progress(job: BulkDeleteJob) -> BulkDeleteProgress:
     return BulkDeleteProgress(job, list(job.items.select_related("tracked_thread")))
 
 
+def bulk_delete_outcome_counts(job_id: int) -> dict[str, int]:
+    """How many of the job's items have each outcome (pending included)."""
+    rows = (
+        BulkDeleteItem.objects.filter(job_id=job_id)
+        .order_by()
+        .values_list("outcome")
+        .annotate(count=Count("pk"))
+    )
+    return {outcome: 0 for outcome in BulkDeleteItem.Outcome.values} | dict(rows)
+
+
 # --- Threads: the list's filters, and whether the upstream may be asked -----------------
 
 
