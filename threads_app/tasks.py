@@ -116,8 +116,10 @@ def sweep() -> list[DBTaskResult[..., Any]]:
 def _resume_bulk_delete(result: DBTaskResult[..., Any]) -> None:
     """Queue a new run of the abandoned task's job, if that task still ran it."""
     kwargs = result.args_kwargs.get("kwargs", {})
-    job = BulkDeleteJob.objects.filter(
-        pk=kwargs.get("job_id"), state=BulkDeleteJob.State.RUNNING, task_id=str(result.pk)
-    ).first()
-    if job is not None:
-        bulk.resume_job(job, origin=kwargs.get("origin"), note=bulk.RESUMED_AFTER_WORKER_STOPPED)
+    bulk.resume_job(
+        kwargs.get("job_id"),
+        task_id=str(result.pk),
+        state=BulkDeleteJob.State.RUNNING,
+        origin=kwargs.get("origin"),
+        note=bulk.RESUMED_AFTER_WORKER_STOPPED,
+    )

@@ -31,7 +31,7 @@ from django.utils import timezone
 from threads_app import selectors
 from threads_app.audit import Origin
 from threads_app.models import ApiKey, AuditEvent, BulkDeleteItem, BulkDeleteJob, TrackedThread
-from threads_app.selectors import MAX_BULK_DELETE, BulkDeleteSelection
+from threads_app.selectors import MAX_BULK_DELETE, BulkDeleteSelection, StuckJob
 from threads_app.services import deletions
 from threads_app.services.concurrency import AdaptiveConcurrency, run_adaptively
 from threads_app.services.deletions import Deletion
@@ -46,7 +46,8 @@ WORKERS = 8  # transcripts fetched, and interrupted deletions resolved, this man
 BATCH = 25  # intents recorded, and finished deletions saved, this many at a time
 SAVE_EVERY = 1.0  # seconds: finished deletions are saved at least this often (progress)
 NOT_ALLOWED = "You may no longer delete this thread, so nothing was sent."
-RESUMED_AFTER_WORKER_STOPPED = "Resumed after the worker stopped."
+RESUMED_AFTER_WORKER_STOPPED = "Resumed after the worker stopped"
+RESUMED_BY_COMMAND = "Resumed by an operator (manage.py resume_jobs)"
 
 ItemOutcome = BulkDeleteItem.Outcome  # what became of one thread of a job (its page shows it)
 AuditOutcome = AuditEvent.Outcome  # what a deletion's audit event records
@@ -99,7 +100,7 @@ def start_bulk_delete(
             BulkDeleteItem(job=job, tracked_thread=thread, thread_id=thread.thread_id)
             for thread in selection.deletable
         )
-        transaction.on_commit(lambda: _enqueue_first_run(job.pk, origin=origin))
+        transaction.on_commit(lambda: _enqueue(job.pk, origin=origin_data(origin)))
     return job
 
 
@@ -114,34 +115,45 @@ def origin_from_data(data: OriginData | None) -> Origin | None:
     return Origin(ip=data.get("ip"), user_agent=data.get("user_agent") or "")
 
 
-def _enqueue_first_run(job_id: int, *, origin: Origin | None) -> None:
+def _enqueue(job_id: int, *, origin: OriginData | None) -> str:
+    """Queue a run of the job (which names no task); name the task on the job; return its id."""
     from threads_app.tasks import bulk_delete_task  # the task module imports this one
 
-    result = bulk_delete_task.enqueue(job_id=job_id, origin=origin_data(origin))
-    # An immediate backend has run the job already and named its task: kept as it is.
+    result = bulk_delete_task.enqueue(job_id=job_id, origin=origin)
+    # An immediate backend has run the job already, and named its task: kept as it is.
     BulkDeleteJob.objects.filter(pk=job_id, task_id="").update(task_id=result.id)
+    return result.id
 
 
-def resume_job(job: BulkDeleteJob, *, origin: OriginData | None, note: str) -> str:
-    """Queue a new run of a job whose task is gone (its worker stopped, or it failed); return
-    the new task's id. The job is the new task's from now on (a run of an older task that
-    still goes on stops at its next save). Call inside the transaction that established the
-    old task was gone, so that a job is resumed once."""
-    from threads_app.tasks import bulk_delete_task  # the task module imports this one
-
-    result = bulk_delete_task.enqueue(job_id=job.pk, origin=origin)
-    now = timezone.now()
-    BulkDeleteJob.objects.filter(pk=job.pk).update(
-        task_id=result.id,
+def resume_job(
+    job_id: int, *, task_id: str, state: str, origin: OriginData | None, note: str
+) -> str | None:
+    """Queue a new run of a job whose task is gone (its worker stopped, or it raised), unless
+    the job changed since it was found so (`task_id` and `state` as seen then): the new task's
+    id, or None. The conditional UPDATE makes one resumer of many win; an older run of the
+    job that still goes on stops at its next save (`JobTakenOver`). With the database
+    backend, call inside the transaction that found the old task gone (as the sweep does):
+    the resume is then committed with that finding, or not at all."""
+    resumed = BulkDeleteJob.objects.filter(pk=job_id, task_id=task_id, state=state).update(
+        task_id="",
         state=JobState.RUNNING,
         finished_at=None,
         error="",
-        resumed_at=now,
+        resumed_at=timezone.now(),
         resume_count=F("resume_count") + 1,
         resume_note=note[:200],
     )
-    logger.warning("Bulk delete job %s: %s (task %s)", job.pk, note, result.id)
-    return result.id
+    if not resumed:
+        return None
+    new_task_id = _enqueue(job_id, origin=origin)
+    logger.warning("Bulk delete job %s: %s (task %s)", job_id, note, new_task_id)
+    return new_task_id
+
+
+def resume_stuck_job(stuck: StuckJob, *, note: str = RESUMED_BY_COMMAND) -> str | None:
+    """Resume a job `selectors.stuck_bulk_delete_jobs` found (see `resume_job`)."""
+    job = stuck.job
+    return resume_job(job.pk, task_id=job.task_id, state=job.state, origin=stuck.origin, note=note)
 
 
 def fail_job(job_id: int, error: BaseException, *, task_id: str | None = None) -> None:
