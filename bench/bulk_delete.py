@@ -17,14 +17,12 @@ Exits 1 when a target is missed.
 """
 
 import argparse
-import json
 import logging
 import os
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -46,6 +44,7 @@ from django.contrib.auth.models import User  # noqa: E402
 from django.core.management import call_command  # noqa: E402
 from django.test.utils import override_settings  # noqa: E402
 
+from bench.rate_limited import control  # noqa: E402  (the emulator's control API)
 from threads_app import audit  # noqa: E402
 from threads_app.crypto import encrypt_secret, secret_fingerprint, secret_hint  # noqa: E402
 from threads_app.models import ApiKey, BulkDeleteItem, BulkDeleteJob, TrackedThread  # noqa: E402
@@ -78,16 +77,6 @@ def emulator_process(*options: str) -> Iterator[str]:
     finally:
         process.terminate()
         process.wait(timeout=10)
-
-
-def control(base_url: str, method: str, name: str, body: object = None) -> dict[str, object]:
-    """One call to the emulator's control API (`/__emulator__/<name>`)."""
-    url = base_url.removesuffix("/v1") + "/__emulator__/" + name
-    data = None if body is None else json.dumps(body).encode()
-    request = urllib.request.Request(url, data=data, method=method)  # noqa: S310 - loopback
-    with urllib.request.urlopen(request, timeout=5) as answer:  # noqa: S310
-        result: dict[str, object] = json.load(answer)
-        return result
 
 
 def tracked_threads(
@@ -209,6 +198,7 @@ def main() -> None:
     )
     args = parser.parse_args()
     logging.getLogger("threads_app.upstream").setLevel(logging.WARNING)  # a line per request
+    logging.getLogger("django_tasks").setLevel(logging.WARNING)  # a line per task state
     call_command("migrate", verbosity=0)
     user = get_user_model().objects.create_user("bench", password="bench-password-1")
     api_key = ApiKey.objects.create(

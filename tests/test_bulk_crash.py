@@ -10,17 +10,19 @@ first, and sends the rest.
 
 import time
 from collections import Counter
+from datetime import timedelta
 from io import StringIO
 
 import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
+from django.utils import timezone
 from django_tasks_db.compat import TaskResultStatus
 from django_tasks_db.models import DBTaskResult
 
 from tests.threads_helpers import body, url
 from tests.worker_fixtures import wait_for
-from threads_app import audit, selectors
+from threads_app import audit, selectors, tasks
 from threads_app.models import AuditEvent, BulkDeleteItem, BulkDeleteJob, TrackedThread
 from threads_app.services import bulk
 
@@ -212,3 +214,30 @@ def test_resume_jobs_lists_stuck_jobs_and_resumes_them(
     assert set(job.items.values_list("outcome", flat=True)) == {Item.DELETED}
     page = body(user_client.get(url("bulk_delete_job", job.pk)))
     assert "Resumed by an operator (manage.py resume_jobs), at <time" in page
+
+
+@pytest.mark.django_db
+def test_the_sweep_resumes_an_abandoned_bulk_job_once(user, api_key, make_thread, settings):
+    settings.WORKER_LEASE_SECONDS = 30
+    job = BulkDeleteJob.objects.create(created_by=user)
+    origin = {"ip": "198.51.100.7", "user_agent": "curl"}
+    task = tasks.bulk_delete_task.enqueue(job_id=job.pk, origin=origin)
+    BulkDeleteJob.objects.filter(pk=job.pk).update(task_id=task.id)
+    DBTaskResult.objects.filter(pk=task.id).update(  # its worker died two minutes ago
+        status=TaskResultStatus.RUNNING,
+        started_at=timezone.now() - timedelta(seconds=120),
+        worker_ids=["dead"],
+    )
+
+    [swept] = tasks.sweep()
+
+    assert str(swept.pk) == task.id and swept.status == TaskResultStatus.FAILED
+    job.refresh_from_db()
+    assert (job.resume_count, job.resume_note) == (1, bulk.RESUMED_AFTER_WORKER_STOPPED)
+    assert job.resumed_at is not None and job.state == BulkDeleteJob.State.RUNNING
+    resumed = DBTaskResult.objects.get(pk=job.task_id)
+    assert resumed.status == TaskResultStatus.READY
+    assert resumed.args_kwargs["kwargs"] == {"job_id": job.pk, "origin": origin}
+    assert tasks.sweep() == []  # once only
+    assert DBTaskResult.objects.filter(task_path=tasks.BULK_DELETE_TASK).count() == 2
+    assert selectors.stuck_bulk_delete_jobs(lease_seconds=30) == []  # queued: not stuck

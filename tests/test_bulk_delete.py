@@ -647,3 +647,23 @@ def test_pages_with_a_partial_vary_on_hx_request(user_client, threads):
             assert "HX-Request" in response["Vary"]
         assert is_partial(body(fragment)) and body(fragment).lstrip().startswith(partial)
         assert not is_partial(body(page)) and not is_partial(body(restored))
+
+
+@committed
+def test_a_429_is_sent_again_after_its_retry_after_and_is_not_an_outcome(
+    user_client, threads, emulator, inline
+):
+    first = threads[0]
+    path = f"/v1/threads/{first.thread_id}"
+    emulator.add_fault("DELETE", path, status=429, times=2, retry_after=0.2)
+
+    user_client.post(url("thread_bulk_delete"), {"thread": [t.pk for t in threads]})
+
+    job = BulkDeleteJob.objects.get()
+    assert job.state == BulkDeleteJob.State.FINISHED
+    assert item_outcomes(job) == {t.thread_id: Item.DELETED for t in threads}
+    statuses = [status for method, p, status in emulator.answer_log if p == path]
+    assert statuses == [429, 429, 200]
+    # One intent and one outcome for it: the 429s recorded nothing.
+    assert audit_pairs() == {t.thread_id: AuditEvent.Outcome.SUCCESS for t in threads}
+    assert AuditEvent.objects.filter(thread_id=first.thread_id).count() == 2
