@@ -134,6 +134,7 @@ class Emulator:
         self._latency = latency
         self._faults: list[Fault] = []
         self._log: list[tuple[str, str]] = []
+        self._answers: list[tuple[str, str, int | None]] = []
         self._limiter = RateLimiter(self._initial_rate_limit)
         self._rate_limited = 0  # 429 answers sent (by the rate-limit mode or a fault)
         # What latency and hang faults wait on; see _wake_sleepers().
@@ -241,6 +242,7 @@ class Emulator:
         with self._lock:
             self._faults.clear()
             self._log.clear()
+            self._answers.clear()
             self._rate_limited = 0
             self._keys = set(self._initial_keys)
             self._latency = self._initial_latency
@@ -259,6 +261,13 @@ class Emulator:
         answered 429 or hit by a fault included)."""
         with self._lock:
             return list(self._log)
+
+    @property
+    def answer_log(self) -> list[tuple[str, str, int | None]]:
+        """(method, path with query, status) of every API request answered so far, in the
+        order of the answers (None: dropped without an answer)."""
+        with self._lock:
+            return list(self._answers)
 
     @property
     def rate_limited_count(self) -> int:
@@ -316,8 +325,9 @@ class Emulator:
                 self._limiter.release(key)
         else:
             response = refusal.response()
-        if response is not None and response.status == 429:
-            with self._lock:
+        with self._lock:
+            self._answers.append((method, target, None if response is None else response.status))
+            if response is not None and response.status == 429:
                 self._rate_limited += 1
         return response
 

@@ -7,7 +7,10 @@ from django.db import connection
 
 from emulator import Emulator
 from tests.django_fixtures import *  # noqa: F403  (users, keys, teams, threads)
-from tests.worker_fixtures import start_worker  # noqa: F401  (a real db_worker subprocess)
+from tests.worker_fixtures import (  # noqa: F401
+    immediate_tasks,  # tasks run as they are queued, in the caller
+    start_worker,  # a real db_worker subprocess
+)
 
 # PostgreSQL-only modules: not even collected on another database (a skip would be a defect).
 # test_scale_out.py runs app instances and workers against one database; on SQLite every

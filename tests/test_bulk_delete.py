@@ -1,22 +1,25 @@
 """Bulk delete: the list's selection, the confirmation, the job and its progress page.
 
 A job's workers have their own database connections, so the tests that run one commit their
-data (`transaction=True`). They run it inline (`BULK_DELETE_RUNNER` is `run_bulk_delete`
-itself, which returns when the job is done), except one that takes the real background path.
-In the other tests the job is created inside the test's transaction, whose on-commit
-callbacks never run: the job stays running, its items pending.
+data (`transaction=True`). Most run its task inline (`immediate_tasks`: the job runs as it is
+queued, and is finished when the POST answers); one takes the real queue path, through a
+`db_worker` subprocess (tests/test_bulk_crash.py kills one mid-job). In the other tests the
+job is created inside the test's transaction, whose on-commit callbacks never run: nothing is
+queued, the job stays running, its items pending.
 """
 
 import re
-import time
 
 import pytest
 from django.db import connection
 from django.test import Client
+from django_tasks_db.compat import TaskResultStatus
+from django_tasks_db.models import DBTaskResult
 
 from tests.conftest import OTHER_TEST_KEY
 from tests.threads_helpers import HX, body, is_partial, url
-from threads_app import audit, selectors
+from tests.worker_fixtures import wait_for
+from threads_app import audit, selectors, tasks
 from threads_app.models import (
     ApiKey,
     AuditEvent,
@@ -33,26 +36,27 @@ Item = BulkDeleteItem.Outcome
 State = TrackedThread.State
 Role = Membership.Role
 
-INLINE = "threads_app.services.bulk.run_bulk_delete"
 committed = pytest.mark.django_db(transaction=True)
-held_jobs = []
-
-
-def hold(job_id, origin):
-    """A runner that runs nothing: the test runs the job itself, later."""
-    held_jobs.append((job_id, origin))
 
 
 @pytest.fixture
-def inline(settings):
-    settings.BULK_DELETE_RUNNER = INLINE
+def inline(immediate_tasks):
+    """The job runs as its task is queued, inside the request."""
 
 
 @pytest.fixture
-def held(settings):
-    settings.BULK_DELETE_RUNNER = "tests.test_bulk_delete.hold"
-    held_jobs.clear()
-    return held_jobs
+def held():
+    """held() -> [(job id, origin)] of the bulk-delete tasks queued (no worker runs them):
+    the test runs the job itself, later."""
+
+    def queued():
+        results = DBTaskResult.objects.filter(task_path=tasks.BULK_DELETE_TASK).order_by("pk")
+        return [
+            (kwargs["job_id"], bulk.origin_from_data(kwargs["origin"]))
+            for kwargs in (result.args_kwargs["kwargs"] for result in results)
+        ]
+
+    return queued
 
 
 @pytest.fixture
@@ -391,7 +395,7 @@ def test_threads_out_of_reach_by_the_time_the_job_runs_fail_without_a_request(
         {"thread": [team_thread.pk, untracked.pk, kept.pk]},
         REMOTE_ADDR="198.51.100.7",
     )
-    [(job_id, origin)] = held
+    [(job_id, origin)] = held()
     assert origin.ip == "198.51.100.7"
     Membership.objects.filter(team=team, user=user).update(role=Role.VIEWER)
     untracked.delete()
@@ -572,19 +576,34 @@ def test_snapshots_are_saved_with_each_intent_and_a_failed_one_keeps_its_thread(
 
 
 @committed
-def test_job_in_the_background_finishes_on_its_own(user_client, api_key, make_thread, emulator):
+def test_job_runs_as_a_task_in_a_worker_and_finishes(
+    user_client, api_key, make_thread, emulator, start_worker
+):
     threads = [make_thread(api_key, label=f"Background {n}") for n in range(12)]
 
     response = user_client.post(url("thread_bulk_delete"), {"thread": [t.pk for t in threads]})
     job = BulkDeleteJob.objects.get()
     assert response["Location"] == url("bulk_delete_job", job.pk)
+    result = DBTaskResult.objects.get(task_path=tasks.BULK_DELETE_TASK)
+    assert (result.status, job.task_id) == (TaskResultStatus.READY, str(result.pk))
+    assert result.args_kwargs["kwargs"] == {
+        "job_id": job.pk,
+        "origin": {"ip": "127.0.0.1", "user_agent": ""},
+    }
+    assert emulator.request_log == []  # nothing runs in the web process
 
-    deadline = time.monotonic() + 15
-    while job.state == BulkDeleteJob.State.RUNNING:
-        assert time.monotonic() < deadline, "the background job did not finish within 15 s"
-        time.sleep(0.05)
-        job.refresh_from_db()
+    start_worker("bulk-worker")
+    wait_for(
+        lambda: BulkDeleteJob.objects.get(pk=job.pk).state != BulkDeleteJob.State.RUNNING,
+        timeout=15,
+        what="the job to finish",
+    )
 
+    job.refresh_from_db()
+    result.refresh_from_db()
+    assert (job.state, job.worker_id) == (BulkDeleteJob.State.FINISHED, "bulk-worker")
+    assert result.status == TaskResultStatus.SUCCESSFUL
+    assert result.return_value["deleted"] == 12
     assert item_outcomes(job) == {t.thread_id: Item.DELETED for t in threads}
     assert audit_pairs() == {t.thread_id: AuditEvent.Outcome.SUCCESS for t in threads}
     assert "hx-trigger" not in body(user_client.get(url("bulk_delete_job", job.pk), **HX))
@@ -628,3 +647,23 @@ def test_pages_with_a_partial_vary_on_hx_request(user_client, threads):
             assert "HX-Request" in response["Vary"]
         assert is_partial(body(fragment)) and body(fragment).lstrip().startswith(partial)
         assert not is_partial(body(page)) and not is_partial(body(restored))
+
+
+@committed
+def test_a_429_is_sent_again_after_its_retry_after_and_is_not_an_outcome(
+    user_client, threads, emulator, inline
+):
+    first = threads[0]
+    path = f"/v1/threads/{first.thread_id}"
+    emulator.add_fault("DELETE", path, status=429, times=2, retry_after=0.2)
+
+    user_client.post(url("thread_bulk_delete"), {"thread": [t.pk for t in threads]})
+
+    job = BulkDeleteJob.objects.get()
+    assert job.state == BulkDeleteJob.State.FINISHED
+    assert item_outcomes(job) == {t.thread_id: Item.DELETED for t in threads}
+    statuses = [status for method, p, status in emulator.answer_log if p == path]
+    assert statuses == [429, 429, 200]
+    # One intent and one outcome for it: the 429s recorded nothing.
+    assert audit_pairs() == {t.thread_id: AuditEvent.Outcome.SUCCESS for t in threads}
+    assert AuditEvent.objects.filter(thread_id=first.thread_id).count() == 2

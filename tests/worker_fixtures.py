@@ -99,6 +99,13 @@ class WorkerProcess:
 
 
 @pytest.fixture
+def immediate_tasks(settings):
+    """Tasks run inside the caller as they are queued (django-tasks' immediate backend): for
+    tests of a task's own logic. The queue path is tested with `start_worker`."""
+    settings.TASKS = {"default": {"BACKEND": "django_tasks.backends.immediate.ImmediateBackend"}}
+
+
+@pytest.fixture
 def start_worker(transactional_db, tmp_path, upstream_at_emulator):
     """start_worker(worker_id="w1", **env) -> a running WorkerProcess; all stopped after."""
     workers = []

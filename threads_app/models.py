@@ -321,11 +321,19 @@ class AuditChainHead(models.Model):
 
 
 class BulkDeleteJob(models.Model):
-    """A bulk deletion running in the background; its progress lives here, not in memory."""
+    """A bulk deletion run by a background task; its progress lives here, not in memory.
+
+    `task_id` is the task (a `DBTaskResult`) that runs it now: a run that finds another id
+    there has been taken over and stops. `worker_id` and `progress_at` say which worker runs
+    it and when that run last saved progress. A job whose worker stopped is resumed by a new
+    task (`threads_app.tasks.sweep`, `manage.py resume_jobs`): `resumed_at` and `resume_note`
+    say when and why. A job whose task raised is failed, with the task's `error`.
+    """
 
     class State(models.TextChoices):
         RUNNING = "running", "Running"
         FINISHED = "finished", "Finished"
+        FAILED = "failed", "Failed"
 
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="bulk_delete_jobs"
@@ -342,6 +350,13 @@ class BulkDeleteJob(models.Model):
         on_delete=models.SET_NULL,
         related_name="bulk_delete_jobs",
     )
+    task_id = models.CharField(max_length=64, blank=True)
+    worker_id = models.CharField(max_length=64, blank=True)
+    progress_at = models.DateTimeField(null=True, blank=True)
+    resumed_at = models.DateTimeField(null=True, blank=True)
+    resume_count = models.PositiveIntegerField(default=0)
+    resume_note = models.CharField(max_length=200, blank=True)
+    error = models.TextField(blank=True)
 
     class Meta:
         ordering = ["-id"]
@@ -375,6 +390,9 @@ class BulkDeleteItem(models.Model):
     message = models.CharField(max_length=500, blank=True)
     request_id = models.CharField(max_length=100, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
+    # The sequence of its deletion's intent, saved with the claim: a pending item that has one
+    # was interrupted between intent and outcome, and is resolved by asking the upstream first.
+    intent_sequence = models.PositiveBigIntegerField(null=True, blank=True)
 
     class Meta:
         ordering = ["id"]

@@ -3,6 +3,7 @@
 An object outside these querysets is a 404 for that user, on full pages and partials alike.
 """
 
+import uuid
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -405,10 +406,16 @@ class BulkDeleteProgress:
 
     job: BulkDeleteJob
     items: list[BulkDeleteItem]
+    # Why the job stopped short: the error its task raised ("" when none did).
+    failure: str = ""
 
     @property
     def running(self) -> bool:
-        return self.job.state == BulkDeleteJob.State.RUNNING
+        return self.job.state == BulkDeleteJob.State.RUNNING and not self.failure
+
+    @property
+    def failed(self) -> bool:
+        return bool(self.failure)
 
     @property
     def total(self) -> int:
@@ -438,7 +445,100 @@ class BulkDeleteProgress:
 
 
 def bulk_delete_progress(job: BulkDeleteJob) -> BulkDeleteProgress:
-    return BulkDeleteProgress(job, list(job.items.select_related("tracked_thread")))
+    """The job's items and, if its task raised, the error: from the job, or (when the job could
+    not record it) from its task's result."""
+    items = list(job.items.select_related("tracked_thread"))
+    failure = job.error if job.state == BulkDeleteJob.State.FAILED else ""
+    if job.state == BulkDeleteJob.State.RUNNING:
+        failure = _task_failure(job.task_id)
+    return BulkDeleteProgress(job, items, failure)
+
+
+@dataclass(frozen=True)
+class StuckJob:
+    """A bulk-delete job that nothing is running: why, and how many items are still pending.
+    `origin` is what its last task was given, if that was a database task (a resumed run
+    records the same)."""
+
+    job: BulkDeleteJob
+    reason: str
+    pending: int
+    origin: dict[str, str | None] | None = None
+
+
+def stuck_bulk_delete_jobs(*, lease_seconds: float) -> list[StuckJob]:
+    """Jobs not finished that no task will finish: their task is gone or ended, or its worker
+    stopped beating for `lease_seconds`; and failed jobs that still have pending items. A job
+    whose task waits in the queue, or runs on a live worker, is not stuck."""
+    jobs = list(
+        BulkDeleteJob.objects.filter(
+            state__in=[BulkDeleteJob.State.RUNNING, BulkDeleteJob.State.FAILED]
+        ).order_by("pk")
+    )
+    pending: dict[int, int] = dict(
+        BulkDeleteItem.objects.filter(job__in=jobs, outcome=BulkDeleteItem.Outcome.PENDING)
+        .order_by()
+        .values_list("job")
+        .annotate(count=Count("pk"))
+    )
+    task_ids = [pk for pk in (_uuid(job.task_id) for job in jobs) if pk is not None]
+    task_results = {str(r.pk): r for r in DBTaskResult.objects.filter(pk__in=task_ids)}
+    live = live_worker_ids(lease_seconds=lease_seconds)
+    stuck = []
+    for job in jobs:
+        result = task_results.get(job.task_id)
+        kwargs = result.args_kwargs.get("kwargs", {}) if result is not None else {}
+        reason = _why_stuck(job, result, live, pending=pending.get(job.pk, 0))
+        if reason:
+            stuck.append(StuckJob(job, reason, pending.get(job.pk, 0), kwargs.get("origin")))
+    return stuck
+
+
+def _why_stuck(
+    job: BulkDeleteJob, result: DBTaskResult[..., Any] | None, live: set[str], *, pending: int
+) -> str:
+    if job.state == BulkDeleteJob.State.FAILED:
+        return f"its task failed ({job.error})" if pending else ""
+    if result is None:
+        return "no task runs it"
+    if result.status == TaskResultStatus.READY:
+        return ""
+    if result.status == TaskResultStatus.RUNNING:
+        worker = result.worker_ids[-1] if result.worker_ids else "?"
+        return "" if worker in live else f"its worker {worker} stopped beating"
+    return f"its task ended ({result.status.lower()}) before the job did"
+
+
+def _uuid(value: str) -> uuid.UUID | None:
+    try:
+        return uuid.UUID(value)
+    except ValueError:  # no task yet, or another backend's (the immediate one runs at once)
+        return None
+
+
+def _task_failure(task_id: str) -> str:
+    """The error of a database task that failed (its traceback's last line), else ""."""
+    pk = _uuid(task_id)
+    if pk is None:
+        return ""
+    failed = DBTaskResult.objects.filter(pk=pk, status=TaskResultStatus.FAILED)
+    row = failed.values_list("traceback", "exception_class_path").first()
+    if row is None:
+        return ""
+    traceback, exception_class_path = row
+    lines = traceback.strip().splitlines()
+    return lines[-1] if lines else exception_class_path or "The task failed."
+
+
+def bulk_delete_outcome_counts(job_id: int) -> dict[str, int]:
+    """How many of the job's items have each outcome (pending included)."""
+    rows = (
+        BulkDeleteItem.objects.filter(job_id=job_id)
+        .order_by()
+        .values_list("outcome")
+        .annotate(count=Count("pk"))
+    )
+    return {outcome: 0 for outcome in BulkDeleteItem.Outcome.values} | dict(rows)
 
 
 # --- Threads: the list's filters, and whether the upstream may be asked -----------------

@@ -10,14 +10,16 @@ from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
+from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
-from django_tasks import task
+from django_tasks import TaskContext, task
 from django_tasks_db.compat import TaskResultStatus
 from django_tasks_db.models import DBTaskResult
 
 from threads_app import selectors
-from threads_app.models import WorkerHeartbeat
+from threads_app.models import BulkDeleteJob, WorkerHeartbeat
+from threads_app.services import bulk
 from threads_app.services.reconcile import reconcile_all
 from threads_app.services.retention import enforce_retention
 
@@ -53,6 +55,28 @@ def enforce_retention_task() -> dict[str, int]:
     }
 
 
+@task(takes_context=True)
+def bulk_delete_task(
+    context: TaskContext, *, job_id: int, origin: bulk.OriginData | None = None
+) -> dict[str, int]:
+    """`services.bulk.run_bulk_delete` for the job, as this task (see `sweep` for a worker
+    that dies while running it). If the run raises, the job is failed with the error (its
+    page shows it) and the task is recorded failed with it: never dropped silently."""
+    result = context.task_result
+    worker_id = result.worker_ids[-1] if result.worker_ids else ""
+    try:
+        bulk.run_bulk_delete(
+            job_id, origin=bulk.origin_from_data(origin), task_id=result.id, worker_id=worker_id
+        )
+    except Exception as exc:
+        bulk.fail_job(job_id, exc, task_id=result.id)
+        raise
+    return selectors.bulk_delete_outcome_counts(job_id)
+
+
+BULK_DELETE_TASK = bulk_delete_task.module_path
+
+
 def sweep() -> list[DBTaskResult[..., Any]]:
     """Fail the RUNNING tasks whose worker is gone; return them (the crash-safety hook).
 
@@ -60,8 +84,11 @@ def sweep() -> list[DBTaskResult[..., Any]]:
     that claimed it last has not beaten within that lease (killed with -9, its machine lost).
     It is marked FAILED with a `WorkerLost` error, once: the update is conditional on the
     task still being RUNNING from the same start, so two workers sweeping at once cannot both
-    report it. Heartbeat rows older than the lease are then removed. Called by every
-    `db_worker` between tasks (at most every WORKER_SWEEP_SECONDS); safe to call anywhere.
+    report it. An abandoned `bulk_delete_task` is resumed in the same transaction: its job
+    notes "resumed after the worker stopped" and a new task is queued for it (any live worker
+    takes it), so each abandoned job is resumed exactly once. Heartbeat rows older than the
+    lease are then removed. Called by every `db_worker` between tasks (at most every
+    WORKER_SWEEP_SECONDS); safe to call anywhere.
     """
     lease = settings.WORKER_LEASE_SECONDS
     now = timezone.now()
@@ -81,15 +108,31 @@ def sweep() -> list[DBTaskResult[..., Any]]:
         claimed = DBTaskResult.objects.filter(
             pk=result.pk, status=TaskResultStatus.RUNNING, started_at=result.started_at
         )
-        if claimed.update(
-            status=TaskResultStatus.FAILED,
-            finished_at=now,
-            exception_class_path=f"{WorkerLost.__module__}.{WorkerLost.__qualname__}",
-            traceback=f"{WorkerLost.__module__}.{WorkerLost.__qualname__}: {error}\n",
-            return_value=None,
-        ):
+        with transaction.atomic():
+            if not claimed.update(
+                status=TaskResultStatus.FAILED,
+                finished_at=now,
+                exception_class_path=f"{WorkerLost.__module__}.{WorkerLost.__qualname__}",
+                traceback=f"{WorkerLost.__module__}.{WorkerLost.__qualname__}: {error}\n",
+                return_value=None,
+            ):
+                continue
+            if result.task_path == BULK_DELETE_TASK:
+                _resume_bulk_delete(result)
             result.refresh_from_db()
             logger.warning("Task %s (%s): %s", result.pk, result.task_path, error)
             abandoned.append(result)
     WorkerHeartbeat.objects.filter(beat_at__lt=cutoff).delete()
     return abandoned
+
+
+def _resume_bulk_delete(result: DBTaskResult[..., Any]) -> None:
+    """Queue a new run of the abandoned task's job, if that task still ran it."""
+    kwargs = result.args_kwargs.get("kwargs", {})
+    bulk.resume_job(
+        kwargs.get("job_id"),
+        task_id=str(result.pk),
+        state=BulkDeleteJob.State.RUNNING,
+        origin=kwargs.get("origin"),
+        note=bulk.RESUMED_AFTER_WORKER_STOPPED,
+    )

@@ -27,7 +27,9 @@ class Console:
 
 
 @pytest.fixture
-def console(user, api_key, make_user, make_team, make_key, make_thread, emulator, settings):
+def console(
+    user, api_key, make_user, make_team, make_key, make_thread, emulator, settings, immediate_tasks
+):
     team = make_team("Blue", {user: "owner", make_user("vera"): "viewer"})
     team_key = make_key(team=team, label="Blue key", created_by=user)
     failing = make_key(owner=user, label="Old project", secret=OTHER_TEST_KEY)
@@ -62,7 +64,6 @@ def console(user, api_key, make_user, make_team, make_key, make_thread, emulator
     deletions.delete_thread(make_thread(api_key, label="Refused chat"), actor=user)
 
     # A finished bulk delete with a deleted, an already gone and a failed thread.
-    settings.BULK_DELETE_RUNNER = "threads_app.services.bulk.run_bulk_delete"
     batch = [make_thread(api_key, label=f"Batch {n}") for n in range(1, 4)]
     emulator.remove_thread(batch[1].thread_id)
     emulator.add_fault("DELETE", f"/v1/threads/{batch[2].thread_id}", "status", status=500)

@@ -152,35 +152,48 @@ def begin_deletions(
     claim is a conditional UPDATE per thread (active or gone to `deleting`), in pk order, so
     concurrent claims of the same threads neither both win nor deadlock.
     """
+    with transaction.atomic(durable=True):
+        return claim_deletions(threads, actor=actor, origin=origin, details=details)
+
+
+def claim_deletions(
+    threads: Sequence[tuple[TrackedThread, str]],
+    *,
+    actor: User,
+    origin: Origin | None = None,
+    details: Mapping[str, Any] | None = None,
+) -> list[AuditEvent | Refused]:
+    """`begin_deletions` inside the caller's transaction, which must be committed before any
+    of the DELETEs is sent: for a caller that saves where it keeps the intents (a bulk job's
+    items) in the same transaction as the claims."""
     now = timezone.now()
     by_pk = {thread.pk: thread for thread, _ in threads}
-    with transaction.atomic(durable=True):
-        claimed = {
-            pk
-            for pk in sorted(by_pk)
-            if TrackedThread.objects.filter(pk=pk, state__in=DELETABLE).update(
-                state=State.DELETING, state_before_deletion=F("state"), deletion_started_at=now
-            )
-        }
-        rows = list(
-            TrackedThread.objects.filter(pk__in=by_pk).values_list(
-                "pk", "state", "state_before_deletion", "deletion_started_at"
-            )
+    claimed = {
+        pk
+        for pk in sorted(by_pk)
+        if TrackedThread.objects.filter(pk=pk, state__in=DELETABLE).update(
+            state=State.DELETING, state_before_deletion=F("state"), deletion_started_at=now
         )
-        for pk, state, before, started_at in rows:
-            thread = by_pk[pk]
-            thread.state, thread.state_before_deletion = state, before
-            thread.deletion_started_at = started_at
-        tracked = {pk for pk, *_ in rows}
-        intents = audit.record_many(
-            [
-                deletion_intent(
-                    thread, actor=actor, origin=origin, snapshot=transcript, details=details
-                )
-                for thread, transcript in threads
-                if thread.pk in claimed
-            ]
+    }
+    rows = list(
+        TrackedThread.objects.filter(pk__in=by_pk).values_list(
+            "pk", "state", "state_before_deletion", "deletion_started_at"
         )
+    )
+    for pk, state, before, started_at in rows:
+        thread = by_pk[pk]
+        thread.state, thread.state_before_deletion = state, before
+        thread.deletion_started_at = started_at
+    tracked = {pk for pk, *_ in rows}
+    intents = audit.record_many(
+        [
+            deletion_intent(
+                thread, actor=actor, origin=origin, snapshot=transcript, details=details
+            )
+            for thread, transcript in threads
+            if thread.pk in claimed
+        ]
+    )
     committed = iter(intents)
     return [
         next(committed)

@@ -40,9 +40,13 @@ class KeyUnverified(Refused):
     """The upstream could not be asked; the caller may choose to save without verifying."""
 
 
-def client_for(api_key: ApiKey) -> ThreadsClient:
-    """An upstream client for a stored key; the secret is decrypted only here."""
-    return ThreadsClient(decrypt_secret(api_key.secret_encrypted))
+def client_for(api_key: ApiKey, *, retry_rate_limited: bool = True) -> ThreadsClient:
+    """An upstream client for a stored key; the secret is decrypted only here.
+
+    `retry_rate_limited=False`: a 429 raises `RateLimitedError` at once (a caller with its own
+    limiter, as a bulk job)."""
+    secret = decrypt_secret(api_key.secret_encrypted)
+    return ThreadsClient(secret, retry_rate_limited=retry_rate_limited)
 
 
 def note_key_result(api_key: ApiKey, error: UpstreamError | None = None) -> None:
