@@ -1,15 +1,16 @@
 """Retention policies: the page and its preview, who may set one, the audit of its changes,
 and `manage.py enforce_retention` deleting through the audited bulk-delete pipeline.
 
-The enforcement tests commit (`transaction=True`): a bulk job's workers have connections of
-their own. They run the job inline (`BULK_DELETE_RUNNER` is `run_bulk_delete`).
+The enforcement tests commit (`transaction=True`): a bulk job's threads have connections of
+their own. Most run the job's task as it is queued (`immediate_tasks`); the command's wait is
+tested with a real `db_worker`, and without one.
 """
 
 from datetime import timedelta
 from io import StringIO
 
 import pytest
-from django.core.management import call_command
+from django.core.management import CommandError, call_command
 from django.utils import timezone
 from django_tasks_db.compat import TaskResultStatus
 from django_tasks_db.models import DBTaskResult
@@ -31,13 +32,12 @@ from threads_app.tasks import enforce_retention_task
 Action = AuditEvent.Action
 Role = Membership.Role
 State = TrackedThread.State
-INLINE = "threads_app.services.bulk.run_bulk_delete"
 committed = pytest.mark.django_db(transaction=True)
 
 
 @pytest.fixture
-def inline(settings):
-    settings.BULK_DELETE_RUNNER = INLINE
+def inline(immediate_tasks):
+    """Bulk-delete jobs run as they are queued, inside the command."""
 
 
 @pytest.fixture
@@ -451,17 +451,14 @@ def test_enqueue_queues_the_task_instead_of_enforcing(user, api_key, aged, emula
     assert deletes_sent(emulator) == [] and not BulkDeleteJob.objects.exists()
 
 
-def hold(job_id, origin):
-    """A runner that runs nothing: the job stays running."""
-
-
 @committed
-def test_the_command_waits_for_jobs_run_in_the_background(user, api_key, aged, emulator):
-    """With the default runner the jobs run in threads of the command's own process: it waits
-    for them before it exits (else they would die with it)."""
+def test_the_command_waits_for_the_worker_to_run_the_jobs(
+    start_worker, user, api_key, aged, emulator
+):
     emulator.set_latency(0.2)  # the job is still running when the command starts waiting
     old = [aged(api_key, 100 + n) for n in range(3)]
     enable(api_key, user, days=30)
+    start_worker()
 
     output = run_command()
 
@@ -472,13 +469,30 @@ def test_the_command_waits_for_jobs_run_in_the_background(user, api_key, aged, e
 
 
 @committed
-def test_no_wait_returns_once_the_jobs_are_started(settings, user, api_key, aged, emulator):
-    settings.BULK_DELETE_RUNNER = "tests.test_retention.hold"
+def test_no_wait_returns_once_the_jobs_are_queued(user, api_key, aged, emulator):
     aged(api_key, 100)
     enable(api_key, user, days=30)
 
-    output = run_command("--no-wait")
+    output = run_command("--no-wait")  # no worker runs: the job waits in the queue
 
     job = BulkDeleteJob.objects.get()
     assert job.state == BulkDeleteJob.State.RUNNING
+    assert DBTaskResult.objects.get().status == TaskResultStatus.READY
     assert f"1 thread to delete, job #{job.pk}" in output and "finished" not in output
+    assert deletes_sent(emulator) == []
+
+
+@committed
+def test_without_a_worker_the_wait_ends_in_an_error_naming_the_jobs(
+    user, api_key, aged, emulator
+):
+    aged(api_key, 100)
+    enable(api_key, user, days=30)
+
+    with pytest.raises(CommandError) as refused:
+        run_command("--wait-seconds", "0.2")
+
+    job = BulkDeleteJob.objects.get()
+    assert f"Still running after the wait: job #{job.pk}." in str(refused.value)
+    assert "is a worker (manage.py db_worker) running?" in str(refused.value)
+    assert job.state == BulkDeleteJob.State.RUNNING  # it goes on once a worker runs

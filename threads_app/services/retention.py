@@ -121,8 +121,8 @@ def enforce_retention(
     more jobs for more) per key, started by the policy's setter and naming the policy.
 
     With `dry_run`, only say what would go: nothing is started or written. Otherwise each
-    policy keeps when it ran and what came of it (`last_run_at`, `last_result`). The jobs run
-    where bulk deletes run (the setting `BULK_DELETE_RUNNER`).
+    policy keeps when it ran and what came of it (`last_run_at`, `last_result`). The jobs are
+    queued like every bulk delete (`bulk_delete_task`, run by `db_worker`).
     """
     now = now or timezone.now()
     policies = selectors.enabled_retention_policies()

@@ -4,9 +4,10 @@ For cron, with the app's environment, e.g. nightly:
 
     15 3 * * * cd /srv/threads-console && .venv/bin/python manage.py enforce_retention
 
-Each key's threads go in bulk-delete jobs (the audited pipeline). By default the command
-waits for them and reports their outcomes; `--no-wait` returns once they are started (right
-when `db_worker` runs bulk deletes, wrong when they run in a thread of this process).
+Each key's threads go in bulk-delete jobs (the audited pipeline), which `db_worker` runs. By
+default the command waits for them (at most `--wait-seconds`) and reports their outcomes; a
+job still running then is an error (exit 1) that names it, so cron mails it. `--no-wait`
+returns once the jobs are queued.
 `--dry-run` prints, per key, how many threads would go and their ids, and changes nothing.
 `--enqueue` queues `enforce_retention_task` for a `manage.py db_worker` instead.
 """
@@ -15,7 +16,7 @@ import time
 from argparse import ArgumentParser
 from typing import Any
 
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
 
 from threads_app import selectors
 from threads_app.models import BulkDeleteJob
@@ -23,6 +24,7 @@ from threads_app.services.retention import Enforcement, enforce_retention
 from threads_app.tasks import enforce_retention_task
 
 POLL_SECONDS = 0.5
+WAIT_SECONDS = 600.0
 
 
 class Command(BaseCommand):
@@ -45,11 +47,23 @@ class Command(BaseCommand):
         parser.add_argument(
             "--no-wait",
             action="store_true",
-            help="Return once the jobs are started, without waiting for their outcomes.",
+            help="Return once the jobs are queued, without waiting for their outcomes.",
+        )
+        parser.add_argument(
+            "--wait-seconds",
+            type=float,
+            default=WAIT_SECONDS,
+            help=f"How long to wait for the jobs before giving up (default {WAIT_SECONDS:g}).",
         )
 
     def handle(
-        self, *args: Any, dry_run: bool, enqueue: bool, no_wait: bool, **options: Any
+        self,
+        *args: Any,
+        dry_run: bool,
+        enqueue: bool,
+        no_wait: bool,
+        wait_seconds: float,
+        **options: Any,
     ) -> None:
         if enqueue:
             queued = enforce_retention_task.enqueue()
@@ -64,7 +78,7 @@ class Command(BaseCommand):
             self._report(enforcement, dry_run=dry_run)
         jobs = [job for enforcement in done for job in enforcement.jobs]
         if jobs and not no_wait:
-            self._wait(jobs)
+            self._wait(jobs, deadline=time.monotonic() + wait_seconds)
 
     def _report(self, enforcement: Enforcement, *, dry_run: bool) -> None:
         policy = enforcement.policy
@@ -85,11 +99,22 @@ class Command(BaseCommand):
         for thread_id in enforcement.thread_ids:
             self.stdout.write(f"  {thread_id}")
 
-    def _wait(self, jobs: list[BulkDeleteJob]) -> None:
-        """Until the jobs are finished; then what became of each one's threads."""
+    def _wait(self, jobs: list[BulkDeleteJob], *, deadline: float) -> None:
+        """Until the jobs are finished, then what became of each one's threads; past the
+        deadline, a CommandError naming the jobs still running."""
         for job in jobs:
             job.refresh_from_db(fields=["state"])
             while job.state == BulkDeleteJob.State.RUNNING:
+                if time.monotonic() >= deadline:
+                    still = BulkDeleteJob.objects.filter(
+                        pk__in=[j.pk for j in jobs], state=BulkDeleteJob.State.RUNNING
+                    ).order_by("pk")
+                    running = ", ".join(f"#{pk}" for pk in still.values_list("pk", flat=True))
+                    raise CommandError(
+                        f"Still running after the wait: job {running}. They go on in the "
+                        "background: is a worker (manage.py db_worker) running? "
+                        "`manage.py resume_jobs` lists stuck jobs."
+                    )
                 time.sleep(POLL_SECONDS)
                 job.refresh_from_db(fields=["state"])
             counts = selectors.bulk_delete_progress(job).counts
