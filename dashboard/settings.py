@@ -236,7 +236,10 @@ if not DEBUG:
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "filters": {"redact_secrets": {"()": "threads_app.redaction.RedactSecretsFilter"}},
+    "filters": {
+        "redact_secrets": {"()": "threads_app.redaction.RedactSecretsFilter"},
+        "one_line": {"()": "threads_app.redaction.OneLineFilter"},
+    },
     "handlers": {
         "console": {
             "class": "logging.StreamHandler",
@@ -245,5 +248,9 @@ LOGGING = {
     },
     "root": {"handlers": ["console"], "level": env("DJANGO_LOG_LEVEL", "INFO")},
     # Audit checkpoints are logged whatever DJANGO_LOG_LEVEL says: ship them off the machine.
-    "loggers": {"threads_app.audit.checkpoints": {"level": "INFO"}},
+    "loggers": {
+        "threads_app.audit.checkpoints": {"level": "INFO"},
+        # A request for a Host not in ALLOWED_HOSTS: one line (Django adds a traceback).
+        "django.security.DisallowedHost": {"filters": ["one_line"]},
+    },
 }

@@ -1,6 +1,7 @@
 """Issue 11, items 7 to 9: lockout by username and address together, the client IP behind
 proxies, secrets kept out of error reports, and private caching of signed-in pages."""
 
+import logging
 import sys
 
 import pytest
@@ -159,3 +160,17 @@ class TestPrivateCaching:
     def test_a_signed_in_htmx_partial_too(self, user_client):
         response = user_client.get("/", HTTP_HX_REQUEST="true")
         assert "no-store" in response["Cache-Control"]
+
+
+def test_a_request_for_another_host_is_refused_and_logged_in_one_line(client, caplog):
+    caplog.set_level("INFO")
+    response = client.get("/", HTTP_HOST="evil.example")
+
+    assert response.status_code == 400
+    [record] = [r for r in caplog.records if r.name == "django.security.DisallowedHost"]
+    assert record.exc_info is None and record.exc_text is None
+    line = logging.Formatter().format(record)
+    assert (
+        line
+        == "Invalid HTTP_HOST header: 'evil.example'. You may need to add 'evil.example' to ALLOWED_HOSTS."
+    )

@@ -1,6 +1,8 @@
-"""Defence in depth: no log line may carry anything shaped like an API key.
+"""Log hygiene: no log line may carry anything shaped like an API key, and noise stays short.
 
-`RedactSecretsFilter` sits on every log handler (settings' LOGGING).
+`RedactSecretsFilter` sits on every log handler (settings' LOGGING). `OneLineFilter` sits on
+loggers whose events are routine and whose tracebacks say nothing (a request with a Host the
+app does not serve: every scanner sends them).
 """
 
 import logging
@@ -19,4 +21,12 @@ class RedactSecretsFilter(logging.Filter):
         cleaned = redact(message)
         if cleaned != message:
             record.msg, record.args = cleaned, ()
+        return True
+
+
+class OneLineFilter(logging.Filter):
+    """Drop the record's traceback: the message alone says what happened."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.exc_info, record.exc_text = None, None
         return True
