@@ -170,7 +170,7 @@ def test_a_request_for_another_host_is_refused_and_logged_in_one_line(client, ca
     [record] = [r for r in caplog.records if r.name == "django.security.DisallowedHost"]
     assert record.exc_info is None and record.exc_text is None
     line = logging.Formatter().format(record)
-    assert (
-        line
-        == "Invalid HTTP_HOST header: 'evil.example'. You may need to add 'evil.example' to ALLOWED_HOSTS."
+    assert line == (
+        "Invalid HTTP_HOST header: 'evil.example'. "
+        "You may need to add 'evil.example' to ALLOWED_HOSTS."
     )
