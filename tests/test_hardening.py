@@ -16,6 +16,8 @@ pytestmark = pytest.mark.django_db
 
 LOGIN = "/login/"
 PASSWORD = "a-long-password-for-tests"
+# Far from any frame of the error-report tests: a report quotes the source around each frame.
+SECRET = "sk-error-report-secret-0123456789"
 
 
 def _fail(client: Client, username: str, times: int = 5, **meta: str) -> None:
@@ -106,9 +108,6 @@ class TestClientIp:
         settings.CLIENT_IP_HEADER = "HTTP_X_REAL_IP"
         request = self.request(REMOTE_ADDR="192.0.2.1", HTTP_X_REAL_IP="203.0.113.4")
         assert client_ip(request) == "203.0.113.4"
-
-
-SECRET = "sk-error-report-secret-0123456789"
 
 
 class TestErrorReports:
