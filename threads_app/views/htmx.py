@@ -17,6 +17,7 @@ from django.utils.cache import patch_vary_headers
 from django_htmx.http import HttpResponseClientRedirect, trigger_client_event
 from django_htmx.middleware import HtmxDetails
 
+from threads_app.forms.base import Form
 from threads_app.services.refusals import Refused
 
 T = TypeVar("T")
@@ -75,7 +76,8 @@ def announce(response: HttpResponse, event: Event) -> HttpResponse:
 
 def attempt(request: HttpRequest, change: Callable[[], T], *, done: Callable[[T], str]) -> bool:
     """Make a change that needs no form: a service's refusal becomes an error message, its
-    success the message `done(result)` says (none when it says ""). True when it was made."""
+    success the message `done(result)` says (none when it says ""). True when it was made.
+    A form's change goes through `submit`."""
     try:
         result = change()
     except Refused as refusal:
@@ -84,3 +86,22 @@ def attempt(request: HttpRequest, change: Callable[[], T], *, done: Callable[[T]
     if message := done(result):
         messages.success(request, message)
     return True
+
+
+def submit(
+    request: HttpRequest, form: Form, change: Callable[[], T], *, done: Callable[[T], str]
+) -> T | None:
+    """Make the change a valid form asks for (`change` reads `form.cleaned_data`): a service's
+    refusal becomes the form's error (on its field, or above the form), its success the
+    message `done(result)` says. The result, or None when the form is unbound, invalid or
+    refused (the caller renders it again, with its errors): `change` returns what it made or
+    changed, never None."""
+    if not form.is_valid():
+        return None
+    try:
+        result = change()
+    except Refused as refusal:
+        form.refuse(refusal)
+        return None
+    messages.success(request, done(result))
+    return result

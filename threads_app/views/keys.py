@@ -2,7 +2,6 @@
 
 from functools import partial
 
-from django.contrib import messages
 from django.http import HttpResponse
 from django.views.decorators.debug import sensitive_post_parameters, sensitive_variables
 from django.views.decorators.http import require_GET, require_http_methods
@@ -12,7 +11,6 @@ from threads_app.audit import Origin
 from threads_app.forms.base import posted
 from threads_app.forms.keys import KeyCreateForm, KeyRotateForm
 from threads_app.services import keys as key_service
-from threads_app.services.refusals import Refused
 from threads_app.views.htmx import (
     AuthenticatedHttpRequest,
     Event,
@@ -20,6 +18,7 @@ from threads_app.views.htmx import (
     attempt,
     go_to,
     render_page,
+    submit,
 )
 
 KEY_LIST = "threads_app:key_list"
@@ -38,23 +37,25 @@ def key_list(request: AuthenticatedHttpRequest) -> HttpResponse:
 def key_create(request: AuthenticatedHttpRequest) -> HttpResponse:
     actor = request.user
     form = KeyCreateForm(actor, posted(request))
-    if form.is_valid():
-        data = form.cleaned_data
-        try:
-            api_key = key_service.add_key(
-                actor=actor,
-                label=data["label"],
-                secret=data["secret"],
-                team=data["team"],
-                verify=not data["save_unverified"],
-                origin=Origin.from_request(request),
-            )
-        except Refused as exc:
-            form.refuse(exc)
-        else:
-            unverified = " without verifying it" if data["save_unverified"] else ""
-            messages.success(request, f"Added the key “{api_key.label}”{unverified}.")
-            return go_to(request, KEY_LIST)
+    data = form.cleaned_data if form.is_valid() else {}
+    added = submit(
+        request,
+        form,
+        lambda: key_service.add_key(
+            actor=actor,
+            label=data["label"],
+            secret=data["secret"],
+            team=data["team"],
+            verify=not data["save_unverified"],
+            origin=Origin.from_request(request),
+        ),
+        done=lambda api_key: (
+            f"Added the key “{api_key.label}”"
+            + (" without verifying it." if data["save_unverified"] else ".")
+        ),
+    )
+    if added:
+        return go_to(request, KEY_LIST)
     return render_page(request, "key_create", {"nav": "keys", "form": form}, partial="form")
 
 
@@ -66,22 +67,24 @@ def key_rotate(request: AuthenticatedHttpRequest, pk: int) -> HttpResponse:
     actor = request.user
     api_key = selectors.get_manageable_key(actor, pk)
     form = KeyRotateForm(posted(request))
-    if form.is_valid():
-        verify = not form.cleaned_data["save_unverified"]
-        try:
-            key_service.rotate_key(
-                api_key,
-                actor=actor,
-                secret=form.cleaned_data["secret"],
-                verify=verify,
-                origin=Origin.from_request(request),
-            )
-        except Refused as exc:
-            form.refuse(exc)
-        else:
-            unverified = "" if verify else " without verifying the new secret"
-            messages.success(request, f"Rotated the key “{api_key.label}”{unverified}.")
-            return go_to(request, KEY_LIST)
+    verify = form.is_valid() and not form.cleaned_data["save_unverified"]
+    rotated = submit(
+        request,
+        form,
+        lambda: key_service.rotate_key(
+            api_key,
+            actor=actor,
+            secret=form.cleaned_data["secret"],
+            verify=verify,
+            origin=Origin.from_request(request),
+        ),
+        done=lambda key: (
+            f"Rotated the key “{key.label}”"
+            + ("." if verify else " without verifying the new secret.")
+        ),
+    )
+    if rotated:
+        return go_to(request, KEY_LIST)
     context = {
         "nav": "keys",
         "api_key": api_key,

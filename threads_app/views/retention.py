@@ -1,6 +1,5 @@
 """A key's retention policy: set the days, preview what would go, enable or turn it off."""
 
-from django.contrib import messages
 from django.http import HttpResponse
 from django.views.decorators.http import require_http_methods
 
@@ -9,9 +8,8 @@ from threads_app.audit import Origin
 from threads_app.forms.base import posted
 from threads_app.forms.retention import DEFAULT_DAYS, RetentionPolicyForm
 from threads_app.models import ApiKey, RetentionPolicy
-from threads_app.services.refusals import Refused
 from threads_app.services.retention import set_retention_policy
-from threads_app.views.htmx import AuthenticatedHttpRequest, go_to, render_page
+from threads_app.views.htmx import AuthenticatedHttpRequest, go_to, render_page, submit
 
 
 @require_http_methods(["GET", "POST"])
@@ -24,19 +22,20 @@ def key_retention(request: AuthenticatedHttpRequest, pk: int) -> HttpResponse:
     initial = {"max_age_days": policy.max_age_days if policy else DEFAULT_DAYS}
     form = RetentionPolicyForm(posted(request), initial=initial)
     if form.is_valid() and form.saves:
-        try:
-            saved = set_retention_policy(
+        saved = submit(
+            request,
+            form,
+            lambda: set_retention_policy(
                 api_key,
                 actor=actor,
                 max_age_days=form.cleaned_data["max_age_days"],
                 enabled=form.enables,
                 previewed_days=form.cleaned_data["previewed_days"],
                 origin=Origin.from_request(request),
-            )
-        except Refused as exc:
-            form.refuse(exc)
-        else:
-            messages.success(request, _saved_message(saved))
+            ),
+            done=_saved_message,
+        )
+        if saved:
             return go_to(request, "threads_app:key_retention", api_key.pk)
     return _page(request, api_key, policy, form)
 

@@ -18,8 +18,7 @@ from threads_app.forms.base import posted
 from threads_app.forms.teams import InviteForm, RoleForm, TeamForm
 from threads_app.models import Membership, Team
 from threads_app.services import teams as team_services
-from threads_app.services.refusals import Refused
-from threads_app.views.htmx import AuthenticatedHttpRequest, attempt, go_to, render_page
+from threads_app.views.htmx import AuthenticatedHttpRequest, attempt, go_to, render_page, submit
 
 TEAM_LIST, TEAM_DETAIL = "threads_app:team_list", "threads_app:team_detail"
 
@@ -33,18 +32,16 @@ def team_list(request: AuthenticatedHttpRequest) -> HttpResponse:
 @require_http_methods(["GET", "POST"])
 def team_create(request: AuthenticatedHttpRequest) -> HttpResponse:
     form = TeamForm(posted(request))
-    if form.is_valid():
-        try:
-            team = team_services.create_team(
-                actor=request.user,
-                name=form.cleaned_data["name"],
-                origin=Origin.from_request(request),
-            )
-        except Refused as exc:
-            form.refuse(exc)
-        else:
-            messages.success(request, f"Team “{team}” created. You are its owner.")
-            return go_to(request, TEAM_DETAIL, team.pk)
+    team = submit(
+        request,
+        form,
+        lambda: team_services.create_team(
+            actor=request.user, name=form.cleaned_data["name"], origin=Origin.from_request(request)
+        ),
+        done=lambda team: f"Team “{team}” created. You are its owner.",
+    )
+    if team:
+        return go_to(request, TEAM_DETAIL, team.pk)
     return render_page(request, "team_create", {"nav": "teams", "form": form}, partial="form")
 
 
@@ -84,23 +81,23 @@ def team_invite(request: AuthenticatedHttpRequest, pk: int) -> HttpResponse:
     actor = request.user
     team = selectors.get_manageable_team(actor, pk)
     form = InviteForm(posted(request))
-    if form.is_valid():
-        try:
-            invitation = team_services.invite_member(
-                team,
-                actor=actor,
-                identifier=form.cleaned_data["identifier"],
-                role=form.cleaned_data["role"],
-                origin=Origin.from_request(request),
-            )
-        except Refused as exc:
-            form.refuse(exc)
-        else:
-            role = invitation.get_role_display().lower()
-            messages.success(
-                request, f"Invitation to {team} sent to “{invitation.identifier}” as {role}."
-            )
-            return _after_member_change(request, team)
+    invited = submit(
+        request,
+        form,
+        lambda: team_services.invite_member(
+            team,
+            actor=actor,
+            identifier=form.cleaned_data["identifier"],
+            role=form.cleaned_data["role"],
+            origin=Origin.from_request(request),
+        ),
+        done=lambda invitation: (
+            f"Invitation to {team} sent to “{invitation.identifier}” as "
+            f"{invitation.get_role_display().lower()}."
+        ),
+    )
+    if invited:
+        return _after_member_change(request, team)
     return _render_detail(request, team, invite_form=form)
 
 
@@ -155,15 +152,16 @@ def team_member_remove(
     if request.method == "GET":
         context = {"nav": "teams", "team": team, "membership": membership, "leaving": leaving}
         return render_page(request, "team_member_remove", context)
-    try:
-        team_services.remove_member(membership, actor=actor, origin=Origin.from_request(request))
-    except Refused as exc:
-        messages.error(request, str(exc))
-        return _after_member_change(request, team)
-    if leaving:
-        messages.success(request, f"You left {team}.")
+    origin = Origin.from_request(request)
+    removed = attempt(
+        request,
+        partial(team_services.remove_member, membership, actor=actor, origin=origin),
+        done=lambda _: (
+            f"You left {team}." if leaving else f"{membership.user} was removed from {team}."
+        ),
+    )
+    if removed and leaving:
         return go_to(request, TEAM_LIST)
-    messages.success(request, f"{membership.user} was removed from {team}.")
     return _after_member_change(request, team)
 
 
@@ -173,10 +171,10 @@ def team_delete(request: AuthenticatedHttpRequest, pk: int) -> HttpResponse:
     team = selectors.get_manageable_team(actor, pk)
     if request.method == "GET":
         return render_page(request, "team_delete", {"nav": "teams", "team": team})
-    try:
-        team_services.delete_team(team, actor=actor, origin=Origin.from_request(request))
-    except Refused as exc:
-        messages.error(request, str(exc))
-        return go_to(request, TEAM_DETAIL, team.pk)
-    messages.success(request, f"Team “{team}” was deleted.")
-    return go_to(request, TEAM_LIST)
+    origin = Origin.from_request(request)
+    deleted = attempt(
+        request,
+        partial(team_services.delete_team, team, actor=actor, origin=origin),
+        done=lambda _: f"Team “{team}” was deleted.",
+    )
+    return go_to(request, TEAM_LIST) if deleted else go_to(request, TEAM_DETAIL, team.pk)
