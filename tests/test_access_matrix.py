@@ -595,7 +595,7 @@ def test_access(cell, live_threads, client, matrix_table):
     matrix_table[cell.row, cell.actor] = f"{status}{'' if status == cell.expected else '!'}"
     assert status == cell.expected
     if cell.actor == ANONYMOUS and cell.expected == 302:
-        assert response["Location"].startswith(reverse("login"))
+        assert response["Location"].startswith(reverse("account_login"))
     text = _text(response)
     for secret in SECRETS:
         assert secret not in text
@@ -603,3 +603,76 @@ def test_access(cell, live_threads, client, matrix_table):
         if level(cell.actor, scope) == NONE:
             for marker in world.markers(scope):
                 assert marker not in text, f"{cell.actor} was shown {marker!r} of scope {scope}"
+
+
+# --- the account pages (django-allauth's, dashboard/urls.py ACCOUNT_ROUTES) ------------------
+# Each is PUBLIC (the log-in, the password reset: for those who cannot log in) or LOGIN (an
+# anonymous GET or POST goes to the log-in page, back here after). Statuses: (anonymous GET,
+# anonymous POST, logged-in GET, logged-in POST), with empty POST bodies, for a user with a
+# password and no two-factor yet; a 302 is written as where it goes.
+PUBLIC, LOGIN = "public", "login required"
+TO_LOGIN = "login?next"
+ACCOUNT_PAGES = {
+    "account_login": (PUBLIC, (200, 200, "/", "/")),  # a logged-in user goes home
+    "account_logout": (PUBLIC, ("/accounts/login/", "/accounts/login/", 200, "/accounts/login/")),
+    "account_inactive": (PUBLIC, (200, 405, 200, 405)),
+    "account_reauthenticate": (LOGIN, (TO_LOGIN, TO_LOGIN, 200, 200)),
+    "account_change_password": (LOGIN, (TO_LOGIN, TO_LOGIN, 200, 200)),
+    # Someone with a password changes it instead.
+    "account_set_password": (
+        LOGIN,
+        (TO_LOGIN, TO_LOGIN, "/accounts/password/change/", "/accounts/password/change/"),
+    ),
+    "account_reset_password": (PUBLIC, (200, 200, 200, 200)),
+    "account_reset_password_done": (PUBLIC, (200, 405, 200, 405)),
+    "account_reset_password_from_key": (PUBLIC, (200, 200, 200, 200)),  # a bad key: a message
+    "account_reset_password_from_key_done": (PUBLIC, (200, 405, 200, 405)),
+    "mfa_index": (LOGIN, (TO_LOGIN, TO_LOGIN, 200, 405)),
+    # The log-in's second step: only inside a log-in, else back to its start (or home).
+    "mfa_authenticate": (PUBLIC, ("/accounts/login/", "/accounts/login/", "/", "/")),
+    # Without two-factor, reauthentication is by password.
+    "mfa_reauthenticate": (
+        LOGIN,
+        (TO_LOGIN, TO_LOGIN, "/accounts/reauthenticate/", "/accounts/reauthenticate/"),
+    ),
+    "mfa_activate_totp": (LOGIN, (TO_LOGIN, TO_LOGIN, 200, 200)),
+    # Nothing to turn off or show without two-factor: 404.
+    "mfa_deactivate_totp": (LOGIN, (TO_LOGIN, TO_LOGIN, 404, 404)),
+    "mfa_view_recovery_codes": (LOGIN, (TO_LOGIN, TO_LOGIN, 404, 405)),
+    "mfa_generate_recovery_codes": (LOGIN, (TO_LOGIN, TO_LOGIN, 200, 200)),
+    "mfa_download_recovery_codes": (LOGIN, (TO_LOGIN, TO_LOGIN, 404, 404)),
+    # Debug mode only: a 404 in every other (tests/test_accounts.py shows it in debug mode).
+    "sent_email_list": (PUBLIC, (404, 405, 404, 405)),
+}
+
+
+def _account_url(name):
+    from dashboard.urls import ACCOUNT_ROUTES
+
+    [route] = [route for route in ACCOUNT_ROUTES if route.name == name]
+    kwargs = {"uidb36": "1", "key": "not-a-key"} if "uidb36" in str(route.pattern) else {}
+    return reverse(name, kwargs=kwargs)
+
+
+def test_every_account_page_has_a_rule():
+    from dashboard.urls import ACCOUNT_ROUTES
+
+    assert {route.name for route in ACCOUNT_ROUTES} == set(ACCOUNT_PAGES)
+
+
+def _answer(response):
+    return response["Location"] if response.status_code == 302 else response.status_code
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("name", ACCOUNT_PAGES)
+def test_account_page_access(name, client, user):
+    rule, expected = ACCOUNT_PAGES[name]
+    url = _account_url(name)
+    answers = [_answer(client.get(url)), _answer(client.post(url))]
+    client.force_login(user)
+    answers += [_answer(client.get(url)), _answer(client.post(url))]
+    login = f"{reverse('account_login')}?next={url}"
+    assert answers == [login if status == TO_LOGIN else status for status in expected]
+    if rule == PUBLIC:
+        assert not any(str(answer).startswith(login) for answer in answers[:2])

@@ -13,17 +13,17 @@ from threads_app.views import keys as key_views
 
 pytestmark = pytest.mark.django_db
 
-LOGIN = "/login/"
+LOGIN = "/accounts/login/"
 PASSWORD = "a-long-password-for-tests"
 
 
 def _fail(client: Client, username: str, times: int = 5, **meta: str) -> None:
     for _ in range(times):
-        client.post(LOGIN, {"username": username, "password": "wrong"}, **meta)
+        client.post(LOGIN, {"login": username, "password": "wrong"}, **meta)
 
 
 def _log_in(client: Client, username: str, **meta: str):
-    return client.post(LOGIN, {"username": username, "password": PASSWORD}, **meta)
+    return client.post(LOGIN, {"login": username, "password": PASSWORD}, **meta)
 
 
 @pytest.fixture
@@ -54,7 +54,7 @@ class TestLockout:
         for n in range(5):
             Client().post(
                 LOGIN,
-                {"username": "sam", "password": "wrong"},
+                {"login": "sam", "password": "wrong"},
                 REMOTE_ADDR="198.51.100.1",
                 HTTP_X_FORWARDED_FOR=f"203.0.113.{n}",
             )

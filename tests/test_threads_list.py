@@ -243,4 +243,4 @@ def test_list_requires_login(client):
     response = client.get(url("thread_list"))
 
     assert response.status_code == 302
-    assert response["Location"].startswith("/login/")
+    assert response["Location"].startswith("/accounts/login/")

@@ -254,6 +254,15 @@ class AuditEvent(models.Model):
         RETENTION_SET = "retention.set", "Retention policy set"
         RETENTION_ENABLED = "retention.enabled", "Retention policy enabled"
         RETENTION_DISABLED = "retention.disabled", "Retention policy disabled"
+        LOGGED_IN = "account.logged_in", "Logged in"
+        LOGGED_OUT = "account.logged_out", "Logged out"
+        LOGIN_FAILED = "account.login_failed", "Log-in failed"
+        LOCKED_OUT = "account.locked_out", "Log-in locked out"
+        PASSWORD_CHANGED = "account.password_changed", "Password changed"
+        PASSWORD_RESET = "account.password_reset", "Password reset"
+        TWO_FACTOR_ENABLED = "account.two_factor_enabled", "Two-factor turned on"
+        TWO_FACTOR_DISABLED = "account.two_factor_disabled", "Two-factor turned off"
+        RECOVERY_CODES_RENEWED = "account.recovery_codes_renewed", "Recovery codes renewed"
 
     class Outcome(models.TextChoices):
         PENDING = "pending", "Pending"
