@@ -99,6 +99,7 @@ MIDDLEWARE = [
     "threads_app.middleware.HtmxMessagesMiddleware",
     "threads_app.middleware.PrivatePagesMiddleware",
     "allauth.account.middleware.AccountMiddleware",
+    "threads_app.middleware.TwoFactorEnrolmentMiddleware",
     "axes.middleware.AxesMiddleware",
     "django_prometheus.middleware.PrometheusAfterMiddleware",
 ]
@@ -198,6 +199,7 @@ LOGOUT_REDIRECT_URL = "account_login"
 # recovery codes, reauthentication. Nobody signs up on their own: administrators create
 # accounts, and an emailed invitation lets a new person set a password (services/accounts.py).
 ACCOUNT_ADAPTER = "threads_app.accounts.AccountAdapter"
+MFA_ADAPTER = "threads_app.accounts.MFAAdapter"
 ACCOUNT_LOGIN_METHODS = {"username"}
 ACCOUNT_SIGNUP_FIELDS = ["username*", "email*", "password1*", "password2*"]
 ACCOUNT_EMAIL_VERIFICATION = "none"

@@ -95,14 +95,13 @@ def force_login_counts_as_a_password_log_in(monkeypatch):
 
     def force_login(self, user, backend=None):
         original(self, user, backend)
-        authenticated_at(self, user, time.time())
+        authenticated_at(self.session, user, time.time())
 
     monkeypatch.setattr(Client, "force_login", force_login)
 
 
-def authenticated_at(client, user, at):
-    """Record in the client's session that `user` last entered their password at `at`."""
-    session = client.session
+def authenticated_at(session, user, at):
+    """Record in the session (a SessionStore) that `user` last entered their password at `at`."""
     session[login_flows.AUTHENTICATION_METHODS_SESSION_KEY] = [
         {"method": "password", "at": at, "username": user.get_username()}
     ]

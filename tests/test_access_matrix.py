@@ -22,6 +22,7 @@ says who may use it.
 
 import itertools
 import json
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,7 +33,7 @@ from django.db import transaction
 from django.test import Client
 from django.urls import get_resolver, reverse
 
-from tests.conftest import OTHER_TEST_KEY, TEST_KEY
+from tests.conftest import OTHER_TEST_KEY, TEST_KEY, authenticated_at
 from threads_app import audit
 from threads_app.crypto import encrypt_secret, secret_fingerprint, secret_hint
 from threads_app.models import (
@@ -244,6 +245,7 @@ ROUTES = {
         params=lambda world, target: {"identifier": "spare-mx", "role": Role.VIEWER},
     ),
     "team_invitation_revoke": Route(TEAM_INVITATIONS, post=Rule(MANAGE, REDIRECTS)),
+    "team_two_factor_rule": Route(TEAMS, post=Rule(MANAGE, REDIRECTS)),
     "invitation_list": Route(get=ANYONE),
     "invitation_accept": Route(MY_INVITATIONS, post=Rule(MANAGE, REDIRECTS)),
     "invitation_decline": Route(MY_INVITATIONS, post=Rule(MANAGE, REDIRECTS)),
@@ -468,6 +470,8 @@ def _build_world():
     for actor, user in users.items():
         client = Client()
         client.force_login(user)
+        # Logged in just now, for the module's few minutes: adding a key asks for no password.
+        authenticated_at(client.session, user, time.time())
         sessions[actor] = client.cookies[settings.SESSION_COOKIE_NAME].value
     return World(
         users, teams, keys, threads, memberships, jobs, events, invitations, names, sessions

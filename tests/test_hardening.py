@@ -2,12 +2,15 @@
 proxies, secrets kept out of error reports, and private caching of signed-in pages."""
 
 import sys
+import time
 
 import pytest
+from django.contrib.sessions.backends.db import SessionStore
 from django.test import Client, RequestFactory, override_settings
 from django.urls import reverse
 from django.views.debug import ExceptionReporter
 
+from tests.conftest import authenticated_at
 from threads_app.client_ip import client_ip
 from threads_app.views import keys as key_views
 
@@ -131,6 +134,8 @@ class TestErrorReports:
         request.user = user
         request.htmx = False
         request._dont_enforce_csrf_checks = True
+        request.session = SessionStore()  # logged in just now: no reauthentication asked
+        authenticated_at(request.session, user, time.time())
         return request
 
     def test_key_add(self, monkeypatch, user):

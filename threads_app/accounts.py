@@ -19,10 +19,14 @@ from allauth.account import app_settings as account_settings
 from allauth.account.adapter import DefaultAccountAdapter, get_adapter
 from allauth.account.internal.flows.login import get_authentication_records
 from allauth.core import context
+from allauth.mfa.adapter import DefaultMFAAdapter
+from allauth.mfa.models import Authenticator
 from django.contrib import messages
 from django.contrib.auth import REDIRECT_FIELD_NAME
+from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse
 
+from threads_app import selectors
 from threads_app.views.htmx import AuthenticatedHttpRequest, go_to
 
 V = TypeVar("V", bound=Callable[..., HttpResponse])
@@ -51,6 +55,8 @@ def reauthentication_needed(request: AuthenticatedHttpRequest) -> HttpResponse |
     if request.method == "POST":
         messages.info(request, "Confirm it is you, then do it again: nothing was changed.")
     methods = get_adapter(request).get_reauthentication_methods(request.user)
+    if not methods:  # no password and no two-factor: nothing to confirm it with
+        raise PermissionDenied("Set a password first (Forgot your password? on the log-in page).")
     back = request.get_full_path() if request.method == "GET" else request.path
     if request.htmx:
         back = request.htmx.current_url_abs_path or back
@@ -73,3 +79,9 @@ class AccountAdapter(DefaultAccountAdapter):  # type: ignore[misc]
 
     def is_reauthentication_required(self, *, app: str, **kwargs: Any) -> bool:
         return not recently_authenticated(context.request)
+
+
+class MFAAdapter(DefaultMFAAdapter):  # type: ignore[misc]
+    def can_delete_authenticator(self, authenticator: Authenticator) -> bool:
+        """Whoever must use two-factor authentication cannot turn it off."""
+        return selectors.two_factor_required_by(authenticator.user) is None

@@ -16,6 +16,8 @@ from django.db.models import Q
 class Team(models.Model):
     name = models.CharField(max_length=100, unique=True)
     created_at = models.DateTimeField(auto_now_add=True)
+    # Its owners must turn on two-factor authentication (threads_app/middleware.py).
+    owners_need_two_factor = models.BooleanField(default=False)
 
     class Meta:
         ordering = ["name"]
@@ -251,6 +253,7 @@ class AuditEvent(models.Model):
         INVITATION_REVOKED = "invitation.revoked", "Invitation revoked"
         TEAM_CREATED = "team.created", "Team created"
         TEAM_DELETED = "team.deleted", "Team deleted"
+        TEAM_TWO_FACTOR_RULE = "team.two_factor_rule", "Owners' two-factor rule changed"
         RETENTION_SET = "retention.set", "Retention policy set"
         RETENTION_ENABLED = "retention.enabled", "Retention policy enabled"
         RETENTION_DISABLED = "retention.disabled", "Retention policy disabled"

@@ -11,6 +11,8 @@ from datetime import UTC, date, datetime, time, timedelta
 from itertools import groupby
 from typing import Any, TypedDict
 
+from allauth.mfa.models import Authenticator
+from django.conf import settings
 from django.contrib.auth.models import User
 from django.core.exceptions import PermissionDenied
 from django.db import DatabaseError, connection
@@ -233,6 +235,23 @@ def bulk_delete_job_counts() -> dict[str, int]:
 
 def is_team_owner(user: User, team: Team) -> bool:
     return team_role(user, team) == Role.OWNER
+
+
+def two_factor_required_by(user: User) -> str | None:
+    """Why the user must use two-factor authentication (REQUIRE_2FA, or a team whose owners
+    must), or None when nothing requires it."""
+    if settings.REQUIRE_2FA:
+        return "This site requires two-factor authentication for everyone."
+    team = (
+        Team.objects.filter(owners_need_two_factor=True, id__in=_team_ids(user, [Role.OWNER]))
+        .order_by("name")
+        .first()
+    )
+    return f"{team} requires its owners to use two-factor authentication." if team else None
+
+
+def has_two_factor(user: User) -> bool:
+    return bool(Authenticator.objects.filter(user=user, type=Authenticator.Type.TOTP).exists())
 
 
 def teams_overview(user: User) -> QuerySet[Team]:

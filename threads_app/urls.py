@@ -41,6 +41,7 @@ ROUTES: list[tuple[str, Callable[..., HttpResponseBase]]] = [
     ("teams/<int:pk>/", teams.team_detail),
     ("teams/<int:pk>/delete/", teams.team_delete),
     ("teams/<int:pk>/invite/", teams.team_invite),
+    ("teams/<int:pk>/two-factor/", teams.team_two_factor_rule),
     ("teams/<int:pk>/invitations/<int:invitation_pk>/revoke/", teams.team_invitation_revoke),
     ("teams/<int:pk>/members/<int:membership_pk>/role/", teams.team_member_role),
     ("teams/<int:pk>/members/<int:membership_pk>/remove/", teams.team_member_remove),

@@ -20,5 +20,9 @@ class InviteForm(Form):
     role = forms.ChoiceField(choices=Membership.Role.choices, initial=Membership.Role.MEMBER)
 
 
+class TwoFactorRuleForm(Form):
+    required = forms.BooleanField(label="Owners must use two-factor authentication", required=False)
+
+
 class RoleForm(Form):
     role = forms.ChoiceField(choices=Membership.Role.choices)

@@ -281,6 +281,24 @@ def remove_member(membership: Membership, *, actor: User, origin: Origin | None 
         )
 
 
+def set_owners_need_two_factor(
+    team: Team, *, actor: User, required: bool, origin: Origin | None = None
+) -> bool:
+    """Make the team's owners use two-factor authentication, or not; False when it already
+    was so. An owner without it is asked to turn it on at their next page."""
+    _require_owner(team, actor=actor)
+    with transaction.atomic():
+        team = _lock_team(team.pk)
+        if team.owners_need_two_factor == required:
+            return False
+        team.owners_need_two_factor = required
+        team.save(update_fields=["owners_need_two_factor"])
+        _record_team_change(
+            team, Action.TEAM_TWO_FACTOR_RULE, actor=actor, origin=origin, required=required
+        )
+    return True
+
+
 def delete_team(team: Team, *, actor: User, origin: Origin | None = None) -> None:
     """Delete a team with no live keys and no tracked threads; its revoked keys go with it.
 
