@@ -23,6 +23,7 @@ says who may use it.
 import itertools
 import json
 import time
+from datetime import timedelta
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,10 +33,12 @@ from django.contrib.auth import get_user_model
 from django.db import transaction
 from django.test import Client
 from django.urls import get_resolver, reverse
+from django.utils import timezone
 
 from tests.conftest import OTHER_TEST_KEY, TEST_KEY, authenticated_at
 from threads_app import audit
 from threads_app.crypto import encrypt_secret, secret_fingerprint, secret_hint
+from threads_app.services.teams import invitation_token_hash
 from threads_app.models import (
     ApiKey,
     AuditEvent,
@@ -113,6 +116,9 @@ MY_INVITATIONS = (
     Target("invitation_to_other_user", "my_invitation", "I"),
     Target("invitation_to_spare", "my_invitation", "X"),
 )
+# An emailed invitation's link, to someone who is no actor: public, it names its team only.
+INVITATION_LINKS = (Target("invitation_link", "link", "X"),)
+LINK_TOKEN = "matrix-link-token-0123456789"
 # key_create's POST names the new key's owner: nobody (personal) or a team.
 KEY_OWNERS = (Target("personal", "", OWN), *TEAMS)
 PATH_KWARGS = {
@@ -125,6 +131,7 @@ PATH_KWARGS = {
     "membership": {"pk", "membership_pk"},
     "invitation": {"pk", "invitation_pk"},
     "my_invitation": {"pk"},
+    "link": {"token"},
 }
 
 
@@ -249,6 +256,9 @@ ROUTES = {
     "invitation_list": Route(get=ANYONE),
     "invitation_accept": Route(MY_INVITATIONS, post=Rule(MANAGE, REDIRECTS)),
     "invitation_decline": Route(MY_INVITATIONS, post=Rule(MANAGE, REDIRECTS)),
+    # Anyone with the link: the anonymous see the account form (an empty POST: its errors),
+    # the logged-in whether the invitation is theirs.
+    "invitation_link": Route(INVITATION_LINKS, get=ANYONE, post=ANYONE, public=True),
     "team_member_role": Route(
         MEMBERSHIPS,
         post=Rule(MANAGE, REDIRECTS),
@@ -353,6 +363,8 @@ class World:
             args = [self.teams[target.scope].pk, self.invitations[target.name].pk]
         elif target.kind == "my_invitation":
             args = [self.invitations[target.name].pk]
+        elif target.kind == "link":
+            args = [LINK_TOKEN]
         else:
             args = [path_objects[target.kind][target.scope].pk]
         return reverse(f"threads_app:{cell.url_name}", args=args)
@@ -463,6 +475,13 @@ def _build_world():
         ),
         "invitation_to_spare": Invitation.objects.create(
             team=charlie, identifier="spare@example.test", role="member"
+        ),
+        "invitation_link": Invitation.objects.create(
+            team=charlie,
+            identifier="newcomer-mx@example.test",
+            role="viewer",
+            token_hash=invitation_token_hash(LINK_TOKEN),
+            expires_at=timezone.now() + timedelta(days=7),
         ),
     }
     invitations["invitation_B_via_A"] = invitations["invitation_B"]

@@ -59,8 +59,8 @@ class Invitation(models.Model):
     """An owner's invitation to join a team, addressed to a username or an email as typed.
 
     It names no user: whether an account answers to the identifier is known only when
-    someone logged in under it accepts or declines. Nothing here is secret, so a link
-    token and an expiry for email invitations can be added as two more columns.
+    someone logged in under it accepts or declines. One to an email also goes out as a
+    link: its token is kept only as a hash, and the invitation expires (`expires_at`).
     """
 
     class Status(models.TextChoices):
@@ -79,6 +79,10 @@ class Invitation(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
     responded_at = models.DateTimeField(null=True, blank=True)
+    # An emailed invitation's link: the SHA-256 of its token (the token itself is only in the
+    # email), and when the invitation stops counting (it cannot be accepted any more).
+    token_hash = models.CharField(max_length=64, blank=True, db_index=True, editable=False)
+    expires_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at", "-id"]

@@ -312,14 +312,37 @@ def may_see_member_emails(user: User, team: Team) -> bool:
     return is_team_owner(user, team)
 
 
+def _unexpired() -> Q:
+    return Q(expires_at__isnull=True) | Q(expires_at__gt=timezone.now())
+
+
 def invitations_for(user: User) -> QuerySet[Invitation]:
-    """Invitations addressed to the user: their exact username, or their email (any case)."""
+    """Invitations addressed to the user: their exact username, or their email (any case);
+    an expired one is nobody's."""
     identifiers = {normalise_identifier(user.get_username())}
     if user.email:
         identifiers.add(normalise_identifier(user.email))
-    return Invitation.objects.filter(identifier__in=identifiers).select_related(
-        "team", "invited_by"
+    return (
+        Invitation.objects.filter(identifier__in=identifiers)
+        .filter(_unexpired())
+        .select_related("team", "invited_by")
     )
+
+
+def invitation_for_link(token_hash: str) -> Invitation | None:
+    """The pending, unexpired invitation an emailed link's token (its hash) stands for."""
+    if not token_hash:
+        return None
+    return (
+        Invitation.objects.filter(token_hash=token_hash, status=PENDING)
+        .filter(_unexpired())
+        .select_related("team", "invited_by")
+        .first()
+    )
+
+
+def account_with_email(email: str) -> User | None:
+    return User.objects.filter(email__iexact=email).order_by("pk").first()
 
 
 def my_pending_invitations(user: User) -> QuerySet[Invitation]:

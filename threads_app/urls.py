@@ -48,6 +48,7 @@ ROUTES: list[tuple[str, Callable[..., HttpResponseBase]]] = [
     ("invitations/", invitations.invitation_list),
     ("invitations/<int:pk>/accept/", invitations.invitation_accept),
     ("invitations/<int:pk>/decline/", invitations.invitation_decline),
+    ("invitations/link/<str:token>/", invitations.invitation_link),
     ("audit/", audit.audit_list),
     ("audit/export.csv", audit.audit_export),
     ("audit/<int:pk>/snapshot.json", transcripts.audit_snapshot),

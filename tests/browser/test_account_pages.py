@@ -110,3 +110,31 @@ def test_adding_a_key_after_a_while_asks_for_the_password_first(new_page, user, 
     page.get_by_role("button", name="Confirm").click()
     expect(page).to_have_url(re.compile(r"/keys/new/$"))
     expect(page.get_by_label("Secret")).to_be_visible()
+
+
+def test_someone_new_joins_from_an_emailed_invitation(
+    new_page, user, log_in, make_team, outbox, accessible
+):
+    team = make_team("Blue", {user: "owner"})
+    owner = log_in(new_page(java_script_enabled=False), user)
+    owner.goto(f"/teams/{team.pk}/")
+    owner.get_by_label("Username or email").fill("newbie@example.test")
+    owner.get_by_label("Role", exact=True).select_option("viewer")
+    owner.get_by_role("button", name="Send invitation").click()
+    expect(owner.get_by_role("row", name=re.compile("newbie@example.test"))).to_contain_text(
+        "emailed; expires"
+    )
+    accessible(owner, "team detail, emailed invitation")
+
+    page = new_page(java_script_enabled=False)
+    page.goto("/accounts/dev/emails/")
+    page.locator('a[href*="/invitations/link/"]').click()
+    expect(page.get_by_role("heading", level=1)).to_have_text("Join Blue")
+    accessible(page, "invitation link")
+    page.get_by_label("Username").fill("newbie")
+    page.get_by_label("Password", exact=True).fill("a-long-enough-password")
+    page.get_by_label("Password (again)").fill("a-long-enough-password")
+    page.get_by_role("button", name="Create account and join").click()
+    expect(page.get_by_role("heading", level=1)).to_have_text("Blue")
+    expect(page.locator(".messages")).to_contain_text("You joined Blue as viewer.")
+    expect(page.get_by_role("banner")).to_contain_text("newbie")

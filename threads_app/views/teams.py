@@ -93,6 +93,7 @@ def team_invite(request: AuthenticatedHttpRequest, pk: int) -> HttpResponse:
                 identifier=form.cleaned_data["identifier"],
                 role=form.cleaned_data["role"],
                 origin=Origin.from_request(request),
+                site=request.build_absolute_uri("/"),
             )
         except Refused as exc:
             form.refuse(exc)
