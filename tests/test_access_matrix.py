@@ -23,8 +23,8 @@ says who may use it.
 import itertools
 import json
 import time
-from datetime import timedelta
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -38,7 +38,6 @@ from django.utils import timezone
 from tests.conftest import OTHER_TEST_KEY, TEST_KEY, authenticated_at
 from threads_app import audit
 from threads_app.crypto import encrypt_secret, secret_fingerprint, secret_hint
-from threads_app.services.teams import invitation_token_hash
 from threads_app.models import (
     ApiKey,
     AuditEvent,
@@ -49,6 +48,7 @@ from threads_app.models import (
     Team,
     TrackedThread,
 )
+from threads_app.services.teams import invitation_token_hash
 
 Role = Membership.Role
 NONE, SEE, USE, MANAGE = range(4)
