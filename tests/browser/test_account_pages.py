@@ -86,6 +86,14 @@ def test_two_factor_is_turned_on_and_then_asked_at_the_log_in(new_page, user, lo
     page.get_by_role("button", name="Activate").click()
     expect(page.get_by_label("Unused codes")).to_be_visible()
     accessible(page, "recovery codes")
+    for path, name in [
+        ("/accounts/2fa/recovery-codes/generate/", "new recovery codes"),
+        ("/accounts/2fa/totp/deactivate/", "turn off two-factor"),
+        ("/accounts/2fa/reauthenticate/", "reauthenticate with a code"),
+    ]:
+        page.goto(path)
+        expect(page.get_by_role("heading", level=1)).to_be_visible()
+        accessible(page, name)
 
     page.get_by_role("button", name="Log out").click()
     page.get_by_label("Username").fill("alice")
