@@ -1,7 +1,7 @@
 """How django-allauth fits the dashboard: its adapters, and the rule for recent authentication.
 
 - Nobody signs up on their own (administrators create accounts; an emailed invitation lets a
-  new person choose a password, services/accounts.py).
+  new person choose a password, `services.teams.join_with_new_account`).
 - A sensitive action needs a recent authentication: the password or a two-factor code within
   `ACCOUNT_REAUTHENTICATION_TIMEOUT` (15 minutes). The log-in counts, as does a
   reauthentication; allauth's own rule counts only reauthentications, so the adapter answers

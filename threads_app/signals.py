@@ -5,6 +5,7 @@ Only allauth's log-in signal counts as a log-in: `Client.force_login` in tests a
 send Django's, and they are not someone signing in.
 """
 
+from collections.abc import Callable
 from typing import Any
 
 from allauth.account import signals as account_signals
@@ -66,7 +67,7 @@ def _password_reset(request: HttpRequest, user: User, **kwargs: Any) -> None:
     accounts.record_account_event(Action.PASSWORD_RESET, user=user, origin=_origin(request))
 
 
-def _totp_changed(action: str) -> Any:
+def _totp_changed(action: str) -> Callable[..., None]:
     """A receiver recording `action` for the TOTP authenticator: turning it on or off also
     creates or removes the recovery codes, and that is one event, not two."""
 
