@@ -27,6 +27,7 @@ from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse
 
 from threads_app import selectors
+from threads_app.crypto import decrypt_secret, encrypt_secret
 from threads_app.views.htmx import AuthenticatedHttpRequest, go_to
 
 V = TypeVar("V", bound=Callable[..., HttpResponse])
@@ -82,6 +83,15 @@ class AccountAdapter(DefaultAccountAdapter):  # type: ignore[misc]
 
 
 class MFAAdapter(DefaultMFAAdapter):  # type: ignore[misc]
+    """Two-factor secrets are encrypted as stored API keys are (CREDENTIAL_ENCRYPTION_KEYS;
+    `manage.py rotate_encryption_keys` re-encrypts both)."""
+
+    def encrypt(self, text: str) -> str:
+        return encrypt_secret(text)
+
+    def decrypt(self, encrypted_text: str) -> str:
+        return decrypt_secret(encrypted_text)
+
     def can_delete_authenticator(self, authenticator: Authenticator) -> bool:
         """Whoever must use two-factor authentication cannot turn it off."""
         return selectors.two_factor_required_by(authenticator.user) is None
