@@ -97,6 +97,7 @@ class TestPasswordReset:
         [message] = mail.outbox
         assert message.to == ["alice@example.test"]
         assert message.from_email == "Threads Console <threads-console@localhost>"
+        assert message.body.startswith("Hello from Threads Console,")
         link = _reset_link(message)
 
         form = client.get(link, follow=True)
