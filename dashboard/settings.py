@@ -11,7 +11,7 @@ import dj_database_url
 from csp.constants import NONE, SELF
 from django.core.exceptions import ImproperlyConfigured
 
-from dashboard.env import env, env_bool, env_float, env_int, env_list
+from dashboard.env import email_settings, env, env_bool, env_float, env_int, env_list
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -70,6 +70,9 @@ INSTALLED_APPS = [
     "template_partials",
     "csp",
     "axes",
+    "allauth",
+    "allauth.account",
+    "allauth.mfa",
     "django_prometheus",
     # threads_app comes before django_tasks_db: Django runs the first app's management command
     # of a name, so `manage.py db_worker` is threads_app's (the worker with a heartbeat).
@@ -95,13 +98,15 @@ MIDDLEWARE = [
     "django_htmx.middleware.HtmxMiddleware",
     "threads_app.middleware.HtmxMessagesMiddleware",
     "threads_app.middleware.PrivatePagesMiddleware",
+    "allauth.account.middleware.AccountMiddleware",
+    "threads_app.middleware.TwoFactorEnrolmentMiddleware",
     "axes.middleware.AxesMiddleware",
     "django_prometheus.middleware.PrometheusAfterMiddleware",
 ]
 
 AUTHENTICATION_BACKENDS = [
     "axes.backends.AxesStandaloneBackend",
-    "django.contrib.auth.backends.ModelBackend",
+    "allauth.account.auth_backends.AuthenticationBackend",
 ]
 # The client IP behind reverse proxies (threads_app/client_ip.py): off unless configured.
 TRUSTED_PROXY_COUNT = env_int("TRUSTED_PROXY_COUNT", 0)
@@ -186,9 +191,51 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
-LOGIN_URL = "login"
+LOGIN_URL = "account_login"
 LOGIN_REDIRECT_URL = "threads_app:thread_list"
-LOGOUT_REDIRECT_URL = "login"
+LOGOUT_REDIRECT_URL = "account_login"
+
+# Accounts (django-allauth): log in by username, password change and reset by email, TOTP with
+# recovery codes, reauthentication. Nobody signs up on their own: administrators create
+# accounts, and an emailed invitation lets a new person set a password (services/accounts.py).
+ACCOUNT_ADAPTER = "threads_app.accounts.AccountAdapter"
+MFA_ADAPTER = "threads_app.accounts.MFAAdapter"
+ACCOUNT_LOGIN_METHODS = {"username"}
+ACCOUNT_SIGNUP_FIELDS = ["username*", "email*", "password1*", "password2*"]
+ACCOUNT_EMAIL_VERIFICATION = "none"
+ACCOUNT_UNIQUE_EMAIL = False
+ACCOUNT_LOGOUT_ON_PASSWORD_CHANGE = False
+ACCOUNT_SESSION_REMEMBER = False
+ACCOUNT_EMAIL_SUBJECT_PREFIX = "[Threads Console] "
+# A reset asked for an unknown address answers the same and sends nothing (allauth's "no
+# account" email would invite to a sign-up that does not exist).
+ACCOUNT_EMAIL_UNKNOWN_ACCOUNTS = False
+# One lockout policy: django-axes (username + IP, above) locks log-ins; allauth's own log-in
+# limits are off. Its other limits stay: they cap emails sent (password resets) and codes tried
+# (two-factor), which axes does not see.
+ACCOUNT_RATE_LIMITS = {"login": False, "login_failed": False}
+# A sensitive action needs the password or a code within the last 15 minutes (the log-in
+# counts), see threads_app/accounts.py.
+ACCOUNT_REAUTHENTICATION_TIMEOUT = 15 * 60
+MFA_SUPPORTED_TYPES = ["totp", "recovery_codes"]
+MFA_TOTP_ISSUER = "Threads Console"
+# Accounts come from administrators and invitations, so their emails are not verified by allauth.
+MFA_ALLOW_UNVERIFIED_EMAIL = True
+# Everyone must turn on two-factor at their next log-in.
+REQUIRE_2FA = env_bool("REQUIRE_2FA", False)
+
+# Email: EMAIL_URL (dashboard/env.py reads it); by default in debug mode `outbox:`, which writes
+# to the console and keeps a copy that DEBUG's /dev/emails/ page lists.
+DEFAULT_FROM_EMAIL = env("DEFAULT_FROM_EMAIL", "Threads Console <threads-console@localhost>")
+SERVER_EMAIL = DEFAULT_FROM_EMAIL
+_email = email_settings(env("EMAIL_URL", "") or ("outbox:" if DEBUG else "smtp://localhost:25"))
+EMAIL_BACKEND = _email.backend
+EMAIL_HOST, EMAIL_PORT = _email.host, _email.port
+EMAIL_HOST_USER, EMAIL_HOST_PASSWORD = _email.user, _email.password
+EMAIL_USE_TLS, EMAIL_USE_SSL = _email.use_tls, _email.use_ssl
+# Where the `outbox:` backend keeps its copies.
+EMAIL_FILE_PATH = env("EMAIL_OUTBOX_DIR", str(BASE_DIR / "sent-emails"))
+EMAIL_TIMEOUT = 10
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"

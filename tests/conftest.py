@@ -1,9 +1,12 @@
 """Shared pytest fixtures."""
 
 import importlib
+import time
 
 import pytest
+from allauth.account.internal.flows import login as login_flows
 from django.db import connection
+from django.test import Client
 
 from emulator import Emulator
 from tests.django_fixtures import *  # noqa: F403  (users, keys, teams, threads)
@@ -80,3 +83,27 @@ def pytest_runtest_teardown(item, nextitem):
             with blocker.unblock():
                 for triggers in _audit_triggers:
                     triggers.install_triggers(connection)
+
+
+@pytest.fixture(autouse=True)
+def force_login_counts_as_a_password_log_in(monkeypatch):
+    """`Client.force_login` (and the browser tests' `log_in`, which uses it) leaves the session
+    as a log-in by password just now leaves it: recently authenticated (threads_app/accounts.py),
+    so a key can be added without asking for the password again. `authenticated_at` moves that
+    moment (tests of reauthentication)."""
+    original = Client.force_login
+
+    def force_login(self, user, backend=None):
+        original(self, user, backend)
+        authenticated_at(self.session, user, time.time())
+
+    monkeypatch.setattr(Client, "force_login", force_login)
+
+
+def authenticated_at(session, user, at):
+    """Record in the session (a SessionStore) that `user` last entered their password at `at`."""
+    session[login_flows.AUTHENTICATION_METHODS_SESSION_KEY] = [
+        {"method": "password", "at": at, "username": user.get_username()}
+    ]
+    session[login_flows._AUTHENTICATION_METHODS_USER_SESSION_KEY] = str(user.pk)
+    session.save()

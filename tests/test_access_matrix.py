@@ -22,7 +22,9 @@ says who may use it.
 
 import itertools
 import json
+import time
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -31,8 +33,9 @@ from django.contrib.auth import get_user_model
 from django.db import transaction
 from django.test import Client
 from django.urls import get_resolver, reverse
+from django.utils import timezone
 
-from tests.conftest import OTHER_TEST_KEY, TEST_KEY
+from tests.conftest import OTHER_TEST_KEY, TEST_KEY, authenticated_at
 from threads_app import audit
 from threads_app.crypto import encrypt_secret, secret_fingerprint, secret_hint
 from threads_app.models import (
@@ -45,6 +48,7 @@ from threads_app.models import (
     Team,
     TrackedThread,
 )
+from threads_app.services.teams import invitation_token_hash
 
 Role = Membership.Role
 NONE, SEE, USE, MANAGE = range(4)
@@ -112,6 +116,9 @@ MY_INVITATIONS = (
     Target("invitation_to_other_user", "my_invitation", "I"),
     Target("invitation_to_spare", "my_invitation", "X"),
 )
+# An emailed invitation's link, to someone who is no actor: public, it names its team only.
+INVITATION_LINKS = (Target("invitation_link", "link", "X"),)
+LINK_TOKEN = "matrix-link-token-0123456789"
 # key_create's POST names the new key's owner: nobody (personal) or a team.
 KEY_OWNERS = (Target("personal", "", OWN), *TEAMS)
 PATH_KWARGS = {
@@ -124,6 +131,7 @@ PATH_KWARGS = {
     "membership": {"pk", "membership_pk"},
     "invitation": {"pk", "invitation_pk"},
     "my_invitation": {"pk"},
+    "link": {"token"},
 }
 
 
@@ -244,9 +252,13 @@ ROUTES = {
         params=lambda world, target: {"identifier": "spare-mx", "role": Role.VIEWER},
     ),
     "team_invitation_revoke": Route(TEAM_INVITATIONS, post=Rule(MANAGE, REDIRECTS)),
+    "team_two_factor_rule": Route(TEAMS, post=Rule(MANAGE, REDIRECTS)),
     "invitation_list": Route(get=ANYONE),
     "invitation_accept": Route(MY_INVITATIONS, post=Rule(MANAGE, REDIRECTS)),
     "invitation_decline": Route(MY_INVITATIONS, post=Rule(MANAGE, REDIRECTS)),
+    # Anyone with the link: the anonymous see the account form (an empty POST: its errors),
+    # the logged-in whether the invitation is theirs.
+    "invitation_link": Route(INVITATION_LINKS, get=ANYONE, post=ANYONE, public=True),
     "team_member_role": Route(
         MEMBERSHIPS,
         post=Rule(MANAGE, REDIRECTS),
@@ -351,6 +363,8 @@ class World:
             args = [self.teams[target.scope].pk, self.invitations[target.name].pk]
         elif target.kind == "my_invitation":
             args = [self.invitations[target.name].pk]
+        elif target.kind == "link":
+            args = [LINK_TOKEN]
         else:
             args = [path_objects[target.kind][target.scope].pk]
         return reverse(f"threads_app:{cell.url_name}", args=args)
@@ -462,12 +476,21 @@ def _build_world():
         "invitation_to_spare": Invitation.objects.create(
             team=charlie, identifier="spare@example.test", role="member"
         ),
+        "invitation_link": Invitation.objects.create(
+            team=charlie,
+            identifier="newcomer-mx@example.test",
+            role="viewer",
+            token_hash=invitation_token_hash(LINK_TOKEN),
+            expires_at=timezone.now() + timedelta(days=7),
+        ),
     }
     invitations["invitation_B_via_A"] = invitations["invitation_B"]
     sessions = {}
     for actor, user in users.items():
         client = Client()
         client.force_login(user)
+        # Logged in just now, for the module's few minutes: adding a key asks for no password.
+        authenticated_at(client.session, user, time.time())
         sessions[actor] = client.cookies[settings.SESSION_COOKIE_NAME].value
     return World(
         users, teams, keys, threads, memberships, jobs, events, invitations, names, sessions
@@ -595,7 +618,7 @@ def test_access(cell, live_threads, client, matrix_table):
     matrix_table[cell.row, cell.actor] = f"{status}{'' if status == cell.expected else '!'}"
     assert status == cell.expected
     if cell.actor == ANONYMOUS and cell.expected == 302:
-        assert response["Location"].startswith(reverse("login"))
+        assert response["Location"].startswith(reverse("account_login"))
     text = _text(response)
     for secret in SECRETS:
         assert secret not in text
@@ -603,3 +626,76 @@ def test_access(cell, live_threads, client, matrix_table):
         if level(cell.actor, scope) == NONE:
             for marker in world.markers(scope):
                 assert marker not in text, f"{cell.actor} was shown {marker!r} of scope {scope}"
+
+
+# --- the account pages (django-allauth's, dashboard/urls.py ACCOUNT_ROUTES) ------------------
+# Each is PUBLIC (the log-in, the password reset: for those who cannot log in) or LOGIN (an
+# anonymous GET or POST goes to the log-in page, back here after). Statuses: (anonymous GET,
+# anonymous POST, logged-in GET, logged-in POST), with empty POST bodies, for a user with a
+# password and no two-factor yet; a 302 is written as where it goes.
+PUBLIC, LOGIN = "public", "login required"
+TO_LOGIN = "login?next"
+ACCOUNT_PAGES = {
+    "account_login": (PUBLIC, (200, 200, "/", "/")),  # a logged-in user goes home
+    "account_logout": (PUBLIC, ("/accounts/login/", "/accounts/login/", 200, "/accounts/login/")),
+    "account_inactive": (PUBLIC, (200, 405, 200, 405)),
+    "account_reauthenticate": (LOGIN, (TO_LOGIN, TO_LOGIN, 200, 200)),
+    "account_change_password": (LOGIN, (TO_LOGIN, TO_LOGIN, 200, 200)),
+    # Someone with a password changes it instead.
+    "account_set_password": (
+        LOGIN,
+        (TO_LOGIN, TO_LOGIN, "/accounts/password/change/", "/accounts/password/change/"),
+    ),
+    "account_reset_password": (PUBLIC, (200, 200, 200, 200)),
+    "account_reset_password_done": (PUBLIC, (200, 405, 200, 405)),
+    "account_reset_password_from_key": (PUBLIC, (200, 200, 200, 200)),  # a bad key: a message
+    "account_reset_password_from_key_done": (PUBLIC, (200, 405, 200, 405)),
+    "mfa_index": (LOGIN, (TO_LOGIN, TO_LOGIN, 200, 405)),
+    # The log-in's second step: only inside a log-in, else back to its start (or home).
+    "mfa_authenticate": (PUBLIC, ("/accounts/login/", "/accounts/login/", "/", "/")),
+    # Without two-factor, reauthentication is by password.
+    "mfa_reauthenticate": (
+        LOGIN,
+        (TO_LOGIN, TO_LOGIN, "/accounts/reauthenticate/", "/accounts/reauthenticate/"),
+    ),
+    "mfa_activate_totp": (LOGIN, (TO_LOGIN, TO_LOGIN, 200, 200)),
+    # Nothing to turn off or show without two-factor: 404.
+    "mfa_deactivate_totp": (LOGIN, (TO_LOGIN, TO_LOGIN, 404, 404)),
+    "mfa_view_recovery_codes": (LOGIN, (TO_LOGIN, TO_LOGIN, 404, 405)),
+    "mfa_generate_recovery_codes": (LOGIN, (TO_LOGIN, TO_LOGIN, 200, 200)),
+    "mfa_download_recovery_codes": (LOGIN, (TO_LOGIN, TO_LOGIN, 404, 404)),
+    # Debug mode only: a 404 in every other (tests/test_accounts.py shows it in debug mode).
+    "sent_email_list": (PUBLIC, (404, 405, 404, 405)),
+}
+
+
+def _account_url(name):
+    from dashboard.urls import ACCOUNT_ROUTES
+
+    [route] = [route for route in ACCOUNT_ROUTES if route.name == name]
+    kwargs = {"uidb36": "1", "key": "not-a-key"} if "uidb36" in str(route.pattern) else {}
+    return reverse(name, kwargs=kwargs)
+
+
+def test_every_account_page_has_a_rule():
+    from dashboard.urls import ACCOUNT_ROUTES
+
+    assert {route.name for route in ACCOUNT_ROUTES} == set(ACCOUNT_PAGES)
+
+
+def _answer(response):
+    return response["Location"] if response.status_code == 302 else response.status_code
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("name", ACCOUNT_PAGES)
+def test_account_page_access(name, client, user):
+    rule, expected = ACCOUNT_PAGES[name]
+    url = _account_url(name)
+    answers = [_answer(client.get(url)), _answer(client.post(url))]
+    client.force_login(user)
+    answers += [_answer(client.get(url)), _answer(client.post(url))]
+    login = f"{reverse('account_login')}?next={url}"
+    assert answers == [login if status == TO_LOGIN else status for status in expected]
+    if rule == PUBLIC:
+        assert not any(str(answer).startswith(login) for answer in answers[:2])

@@ -176,7 +176,7 @@ class TestVisibility:
         for url in (URL, EXPORT_URL):
             response = client.get(url)
             assert response.status_code == 302
-            assert response["Location"].startswith(reverse("login"))
+            assert response["Location"].startswith(reverse("account_login"))
 
     def test_only_get(self, client, world):
         client.force_login(world.alice)

@@ -1,5 +1,6 @@
 """`manage.py demo` seeds what the README promises, and runs only in debug mode."""
 
+import json
 import os
 import re
 import signal
@@ -11,6 +12,8 @@ import time
 from pathlib import Path
 
 import pytest
+
+from threads_app.crypto import decrypt_secret
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -46,7 +49,7 @@ def test_demo_seeds_users_team_keys_and_threads_afresh_each_time(tmp_path):
 
     db = sqlite3.connect(tmp_path / "demo.sqlite3")
     users = {row[0] for row in db.execute("SELECT username FROM auth_user")}
-    assert users == {"demo", "mia", "victor", "admin"}
+    assert users == {"demo", "mia", "victor", "admin", "tess"}
     roles = dict(
         db.execute(
             "SELECT u.username, m.role FROM threads_app_membership m "
@@ -54,7 +57,7 @@ def test_demo_seeds_users_team_keys_and_threads_afresh_each_time(tmp_path):
             "WHERE t.name = 'Demo team'"
         )
     )
-    assert roles == {"demo": "owner", "mia": "member", "victor": "viewer"}
+    assert roles == {"demo": "owner", "mia": "member", "victor": "viewer", "tess": "member"}
     key_rows = db.execute("SELECT label, hint, secret_encrypted FROM threads_app_apikey").fetchall()
     assert len(key_rows) == 2
     assert all("sk-demo" not in secret for _, _, secret in key_rows)
@@ -130,3 +133,28 @@ def test_demo_serves_with_a_worker_that_reaches_the_emulator_and_stops_with_it(t
     with pytest.raises(ProcessLookupError):  # the worker stopped with the demo
         os.kill(worker_pid, 0)
     assert db.execute("SELECT count(*) FROM threads_app_workerheartbeat").fetchone()[0] == 0
+
+
+def test_the_demo_prints_the_two_factor_user_s_secret_and_its_codes_log_in(tmp_path):
+    result = run_demo(tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "tess / tess-password" in result.stdout
+    secret = re.search(r"tess's two-factor \(TOTP\) secret: ([A-Z2-7]+)", result.stdout).group(1)
+    db = sqlite3.connect(tmp_path / "demo.sqlite3")
+    types = {
+        row[0]
+        for row in db.execute(
+            "SELECT a.type FROM mfa_authenticator a JOIN auth_user u ON u.id = a.user_id "
+            "WHERE u.username = 'tess'"
+        )
+    }
+    assert types == {"totp", "recovery_codes"}
+    # The printed secret is the one the log-in checks codes against (encrypted at rest under
+    # CREDENTIAL_ENCRYPTION_KEYS, as API keys are: the demo has this process's).
+    [data] = db.execute(
+        "SELECT a.data FROM mfa_authenticator a JOIN auth_user u ON u.id = a.user_id "
+        "WHERE u.username = 'tess' AND a.type = 'totp'"
+    ).fetchone()
+    stored = json.loads(data)["secret"]
+    assert secret not in stored
+    assert decrypt_secret(stored) == secret

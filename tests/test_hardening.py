@@ -3,18 +3,21 @@ proxies, secrets kept out of error reports, and private caching of signed-in pag
 
 import logging
 import sys
+import time
 
 import pytest
+from django.contrib.sessions.backends.db import SessionStore
 from django.test import Client, RequestFactory, override_settings
 from django.urls import reverse
 from django.views.debug import ExceptionReporter
 
+from tests.conftest import authenticated_at
 from threads_app.client_ip import client_ip
 from threads_app.views import keys as key_views
 
 pytestmark = pytest.mark.django_db
 
-LOGIN = "/login/"
+LOGIN = "/accounts/login/"
 PASSWORD = "a-long-password-for-tests"
 # Far from any frame of the error-report tests: a report quotes the source around each frame.
 SECRET = "sk-error-report-secret-0123456789"
@@ -22,11 +25,11 @@ SECRET = "sk-error-report-secret-0123456789"
 
 def _fail(client: Client, username: str, times: int = 5, **meta: str) -> None:
     for _ in range(times):
-        client.post(LOGIN, {"username": username, "password": "wrong"}, **meta)
+        client.post(LOGIN, {"login": username, "password": "wrong"}, **meta)
 
 
 def _log_in(client: Client, username: str, **meta: str):
-    return client.post(LOGIN, {"username": username, "password": PASSWORD}, **meta)
+    return client.post(LOGIN, {"login": username, "password": PASSWORD}, **meta)
 
 
 @pytest.fixture
@@ -57,7 +60,7 @@ class TestLockout:
         for n in range(5):
             Client().post(
                 LOGIN,
-                {"username": "sam", "password": "wrong"},
+                {"login": "sam", "password": "wrong"},
                 REMOTE_ADDR="198.51.100.1",
                 HTTP_X_FORWARDED_FOR=f"203.0.113.{n}",
             )
@@ -131,6 +134,8 @@ class TestErrorReports:
         request.user = user
         request.htmx = False
         request._dont_enforce_csrf_checks = True
+        request.session = SessionStore()  # logged in just now: no reauthentication asked
+        authenticated_at(request.session, user, time.time())
         return request
 
     def test_key_add(self, monkeypatch, user):

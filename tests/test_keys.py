@@ -189,7 +189,7 @@ def test_anonymous_users_are_sent_to_log_in(client, api_key):
     for url in (LIST_URL, CREATE_URL, rotate_url(api_key), revoke_url(api_key)):
         response = client.get(url)
         assert response.status_code == 302
-        assert response["Location"].startswith(reverse("login"))
+        assert response["Location"].startswith(reverse("account_login"))
 
 
 # --- add --------------------------------------------------------------------------------------

@@ -105,3 +105,62 @@ def test_batch_size_must_be_positive():
 def test_rotation_of_an_empty_table():
     out, _ = run()
     assert "Re-encrypted 0 stored API keys" in out
+
+
+# --- two-factor secrets (allauth's authenticators), encrypted like the API keys ------------
+
+
+@pytest.fixture
+def two_factor(settings, user, old_keys):
+    """alice has TOTP and recovery codes, stored under the old key."""
+    from allauth.mfa.recovery_codes.internal.auth import RecoveryCodes
+    from allauth.mfa.totp.internal.auth import TOTP
+
+    settings.CREDENTIAL_ENCRYPTION_KEYS = [old_keys["old"]]
+    TOTP.activate(user, "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP")
+    codes = RecoveryCodes.activate(user).get_unused_codes()
+    settings.CREDENTIAL_ENCRYPTION_KEYS = [old_keys["new"], old_keys["old"]]
+    return codes
+
+
+def _totp_secret(user):
+    from allauth.mfa.models import Authenticator
+
+    return Authenticator.objects.get(user=user, type="totp").data["secret"]
+
+
+def test_two_factor_secrets_are_encrypted_at_rest(two_factor, user):
+    stored = _totp_secret(user)
+    assert "JBSWY3DPEHPK3PXP" not in stored
+    assert decrypt_secret(stored) == "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP"
+
+
+def test_they_rotate_with_the_keys_and_still_work_with_the_old_key_removed(
+    settings, two_factor, user, old_keys
+):
+    from allauth.mfa.models import Authenticator
+
+    out, _ = run("--check")
+    assert "2 of 2 two-factor secrets are not yet encrypted under the first key." in out
+    out, _ = run()
+    assert "Re-encrypted the two-factor secrets of 2 authenticators; 0 could not be" in out
+    settings.CREDENTIAL_ENCRYPTION_KEYS = [old_keys["new"]]
+    assert decrypt_secret(_totp_secret(user)) == "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP"
+    codes = Authenticator.objects.get(user=user, type="recovery_codes").wrap()
+    assert codes.get_unused_codes() == two_factor  # the seed still makes the same codes
+    out, _ = run("--check")
+    assert "0 of 2 two-factor secrets" in out and "can be removed safely" in out
+
+
+def test_an_undecryptable_two_factor_secret_fails_the_run_naming_it(settings, two_factor, user):
+    from allauth.mfa.models import Authenticator
+
+    before = _totp_secret(user)
+    settings.CREDENTIAL_ENCRYPTION_KEYS = [new_key()]  # neither key any more
+    totp = Authenticator.objects.get(user=user, type="totp")
+    with pytest.raises(
+        CommandError, match="two-factor authenticators could not be decrypted"
+    ) as error:
+        run()
+    assert f"ids {totp.pk}," in str(error.value) or f"ids {totp.pk})" in str(error.value)
+    assert _totp_secret(user) == before  # left unchanged

@@ -156,13 +156,13 @@ class Visitor:
     def log_in(self, instance: Instance, username: str, password: str) -> None:
         """The login form over HTTP: GET it for the CSRF cookie and token, then POST."""
         with requests.Session() as session:
-            page = session.get(instance.base_url + "/login/", timeout=REQUEST_TIMEOUT)
+            page = session.get(instance.base_url + "/accounts/login/", timeout=REQUEST_TIMEOUT)
             self._note("GET", page)
             match = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page.text)
             assert match, "the login page has a CSRF token"
             answer = session.post(
-                instance.base_url + "/login/",
-                data={"csrfmiddlewaretoken": match[1], "username": username, "password": password},
+                instance.base_url + "/accounts/login/",
+                data={"csrfmiddlewaretoken": match[1], "login": username, "password": password},
                 allow_redirects=False,
                 timeout=REQUEST_TIMEOUT,
             )

@@ -247,7 +247,7 @@ def test_anonymous_visitors_are_sent_to_log_in(client, team, carol, name):
     response = client.get(route_url(name, team, membership(team, carol)))
 
     assert response.status_code == 302
-    assert response["Location"].startswith(reverse("login"))
+    assert response["Location"].startswith(reverse("account_login"))
 
 
 def test_a_team_that_does_not_exist_is_404(user_client):

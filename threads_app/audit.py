@@ -113,6 +113,7 @@ def event(
     actor: AbstractBaseUser | None = None,
     api_key: ApiKey | None = None,
     team: Team | None = None,
+    owner: AbstractBaseUser | None = None,
     thread_id: str | None = "",
     http_status: int | None = None,
     request_id: str | None = "",
@@ -122,7 +123,8 @@ def event(
 ) -> AuditEvent:
     """An event not yet appended: pass it to `record_many`.
 
-    `team` defaults to the key's team; a personal key's events belong to its owner.
+    `team` defaults to the key's team; a personal key's events belong to its owner, and so
+    do the events of `owner`'s own account (log-ins, password changes).
     """
     if team is None and api_key is not None:
         team = api_key.team
@@ -134,7 +136,13 @@ def event(
         outcome=outcome,
         team_id=team.pk if team else None,
         team_name=team.name if team else "",
-        owner_id=api_key.owner_id if api_key is not None and team is None else None,
+        owner_id=(
+            owner.pk
+            if owner is not None
+            else api_key.owner_id
+            if api_key is not None and team is None
+            else None
+        ),
         api_key_id=api_key.pk if api_key else None,
         key_hint=api_key.hint if api_key else "",
         thread_id=thread_id or "",

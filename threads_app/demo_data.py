@@ -3,6 +3,8 @@
 Demo secrets are made-up keys that only the in-process emulator accepts.
 """
 
+from allauth.mfa.recovery_codes.internal.auth import RecoveryCodes
+from allauth.mfa.totp.internal.auth import TOTP, generate_totp_secret
 from django.contrib.auth import get_user_model
 
 from threads_app.models import Membership
@@ -15,7 +17,10 @@ DEMO_LOGINS = [
     ("mia", "mia-password", "member of Demo team"),
     ("victor", "victor-password", "viewer of Demo team"),
     ("admin", "admin-password", "superuser"),
+    ("tess", "tess-password", "member of Demo team, with two-factor authentication on"),
 ]
+# The seeded user whose log-in asks for a code too: `manage.py demo` prints the secret.
+TWO_FACTOR_USER = "tess"
 CONVERSATION = [
     {"role": "user", "content": "Summarise last week's support tickets."},
     {"role": "assistant", "content": "Most tickets were about log-in problems after the update."},
@@ -23,7 +28,8 @@ CONVERSATION = [
 ]
 
 
-def seed() -> None:
+def seed() -> str:
+    """Seed the demo; returns the TOTP secret of `TWO_FACTOR_USER` (new each time)."""
     User = get_user_model()
     users = {}
     for username, password, _ in DEMO_LOGINS:
@@ -60,3 +66,10 @@ def seed() -> None:
             actor=demo, api_key=shared, label=label, metadata={"project": project, "team": "demo"}
         )
     threads.create_thread(actor=users["mia"], api_key=shared, label="Mia's scratch thread")
+
+    tess = users[TWO_FACTOR_USER]
+    teams.add_member(team, actor=demo, user=tess, role=Membership.Role.MEMBER)
+    secret = str(generate_totp_secret())
+    TOTP.activate(tess, secret)
+    RecoveryCodes.activate(tess)
+    return secret

@@ -1,12 +1,17 @@
-"""Response middleware: messages as htmx toasts, and no caching of signed-in pages."""
+"""Middleware: messages as htmx toasts, no caching of signed-in pages, and two-factor
+authentication for whoever must use it."""
 
 import json
 from collections.abc import Callable
 from typing import Any
 
+from django.contrib import messages
 from django.contrib.messages import get_messages
 from django.http import HttpRequest, HttpResponse
 from django.utils.cache import add_never_cache_headers
+
+from threads_app import selectors
+from threads_app.views.htmx import go_to
 
 
 class HtmxMessagesMiddleware:
@@ -48,3 +53,43 @@ class PrivatePagesMiddleware:
         if request.user.is_authenticated:
             add_never_cache_headers(response)
         return response
+
+
+# The pages someone who must turn on two-factor authentication may still open: turning it on
+# (with the reauthentication it may ask for), the recovery codes it then shows, and leaving.
+TWO_FACTOR_ENROLMENT_PAGES = {
+    "mfa_index",
+    "mfa_activate_totp",
+    "mfa_reauthenticate",
+    "mfa_view_recovery_codes",
+    "mfa_download_recovery_codes",
+    "mfa_generate_recovery_codes",
+    "account_reauthenticate",
+    "account_logout",
+}
+
+
+class TwoFactorEnrolmentMiddleware:
+    """Whoever must use two-factor authentication (REQUIRE_2FA, or an owner of a team whose
+    owners must) and has not turned it on is sent to turn it on, from any page but those."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        return self.get_response(request)
+
+    def process_view(
+        self, request: HttpRequest, view: Callable[..., Any], args: Any, kwargs: Any
+    ) -> HttpResponse | None:
+        user = request.user
+        if not user.is_authenticated:
+            return None
+        match = request.resolver_match
+        if match is not None and match.url_name in TWO_FACTOR_ENROLMENT_PAGES:
+            return None
+        reason = selectors.two_factor_required_by(user)
+        if reason is None or selectors.has_two_factor(user):
+            return None
+        messages.warning(request, f"{reason} Turn it on to continue.")
+        return go_to(request, "mfa_activate_totp")  # type: ignore[arg-type]

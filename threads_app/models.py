@@ -16,6 +16,8 @@ from django.db.models import Q
 class Team(models.Model):
     name = models.CharField(max_length=100, unique=True)
     created_at = models.DateTimeField(auto_now_add=True)
+    # Its owners must turn on two-factor authentication (threads_app/middleware.py).
+    owners_need_two_factor = models.BooleanField(default=False)
 
     class Meta:
         ordering = ["name"]
@@ -57,8 +59,8 @@ class Invitation(models.Model):
     """An owner's invitation to join a team, addressed to a username or an email as typed.
 
     It names no user: whether an account answers to the identifier is known only when
-    someone logged in under it accepts or declines. Nothing here is secret, so a link
-    token and an expiry for email invitations can be added as two more columns.
+    someone logged in under it accepts or declines. One to an email also goes out as a
+    link: its token is kept only as a hash, and the invitation expires (`expires_at`).
     """
 
     class Status(models.TextChoices):
@@ -77,6 +79,10 @@ class Invitation(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
     responded_at = models.DateTimeField(null=True, blank=True)
+    # An emailed invitation's link: the SHA-256 of its token (the token itself is only in the
+    # email), and when the invitation stops counting (it cannot be accepted any more).
+    token_hash = models.CharField(max_length=64, blank=True, db_index=True, editable=False)
+    expires_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at", "-id"]
@@ -251,9 +257,19 @@ class AuditEvent(models.Model):
         INVITATION_REVOKED = "invitation.revoked", "Invitation revoked"
         TEAM_CREATED = "team.created", "Team created"
         TEAM_DELETED = "team.deleted", "Team deleted"
+        TEAM_TWO_FACTOR_RULE = "team.two_factor_rule", "Owners' two-factor rule changed"
         RETENTION_SET = "retention.set", "Retention policy set"
         RETENTION_ENABLED = "retention.enabled", "Retention policy enabled"
         RETENTION_DISABLED = "retention.disabled", "Retention policy disabled"
+        LOGGED_IN = "account.logged_in", "Logged in"
+        LOGGED_OUT = "account.logged_out", "Logged out"
+        LOGIN_FAILED = "account.login_failed", "Log-in failed"
+        LOCKED_OUT = "account.locked_out", "Log-in locked out"
+        PASSWORD_CHANGED = "account.password_changed", "Password changed"
+        PASSWORD_RESET = "account.password_reset", "Password reset"
+        TWO_FACTOR_ENABLED = "account.two_factor_enabled", "Two-factor turned on"
+        TWO_FACTOR_DISABLED = "account.two_factor_disabled", "Two-factor turned off"
+        RECOVERY_CODES_RENEWED = "account.recovery_codes_renewed", "Recovery codes renewed"
 
     class Outcome(models.TextChoices):
         PENDING = "pending", "Pending"

@@ -11,6 +11,8 @@ from datetime import UTC, date, datetime, time, timedelta
 from itertools import groupby
 from typing import Any, TypedDict
 
+from allauth.mfa.models import Authenticator
+from django.conf import settings
 from django.contrib.auth.models import User
 from django.core.exceptions import PermissionDenied
 from django.db import DatabaseError, connection
@@ -235,6 +237,23 @@ def is_team_owner(user: User, team: Team) -> bool:
     return team_role(user, team) == Role.OWNER
 
 
+def two_factor_required_by(user: User) -> str | None:
+    """Why the user must use two-factor authentication (REQUIRE_2FA, or a team whose owners
+    must), or None when nothing requires it."""
+    if settings.REQUIRE_2FA:
+        return "This site requires two-factor authentication for everyone."
+    team = (
+        Team.objects.filter(owners_need_two_factor=True, id__in=_team_ids(user, [Role.OWNER]))
+        .order_by("name")
+        .first()
+    )
+    return f"{team} requires its owners to use two-factor authentication." if team else None
+
+
+def has_two_factor(user: User) -> bool:
+    return bool(Authenticator.objects.filter(user=user, type=Authenticator.Type.TOTP).exists())
+
+
 def teams_overview(user: User) -> QuerySet[Team]:
     """The user's teams with their own role (None for a superuser outside the team), member
     count and live key count."""
@@ -293,14 +312,37 @@ def may_see_member_emails(user: User, team: Team) -> bool:
     return is_team_owner(user, team)
 
 
+def _unexpired() -> Q:
+    return Q(expires_at__isnull=True) | Q(expires_at__gt=timezone.now())
+
+
 def invitations_for(user: User) -> QuerySet[Invitation]:
-    """Invitations addressed to the user: their exact username, or their email (any case)."""
+    """Invitations addressed to the user: their exact username, or their email (any case);
+    an expired one is nobody's."""
     identifiers = {normalise_identifier(user.get_username())}
     if user.email:
         identifiers.add(normalise_identifier(user.email))
-    return Invitation.objects.filter(identifier__in=identifiers).select_related(
-        "team", "invited_by"
+    return (
+        Invitation.objects.filter(identifier__in=identifiers)
+        .filter(_unexpired())
+        .select_related("team", "invited_by")
     )
+
+
+def invitation_for_link(token_hash: str) -> Invitation | None:
+    """The pending, unexpired invitation an emailed link's token (its hash) stands for."""
+    if not token_hash:
+        return None
+    return (
+        Invitation.objects.filter(token_hash=token_hash, status=PENDING)
+        .filter(_unexpired())
+        .select_related("team", "invited_by")
+        .first()
+    )
+
+
+def account_with_email(email: str) -> User | None:
+    return User.objects.filter(email__iexact=email).order_by("pk").first()
 
 
 def my_pending_invitations(user: User) -> QuerySet[Invitation]:

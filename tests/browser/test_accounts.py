@@ -11,12 +11,12 @@ from threads_app.services import teams as team_services
 
 def test_a_wrong_password_is_refused_then_the_right_one_logs_in(page, user, live_server):
     page.goto("/")
-    expect(page).to_have_url(re.compile(r"/login/\?next=/$"))
+    expect(page).to_have_url(re.compile(r"/accounts/login/\?next=/$"))
 
     page.get_by_label("Username").fill("alice")
     page.get_by_label("Password").fill("not-her-password")
     page.get_by_role("button", name="Log in").click()
-    expect(page.get_by_role("alert")).to_contain_text("correct username and password")
+    expect(page.get_by_role("alert")).to_contain_text("password you specified are not correct")
     expect(page.get_by_label("Username")).to_have_value("alice")
     expect(page.get_by_label("Password")).to_have_value("")
 

@@ -236,7 +236,7 @@ def test_copy_button_copies_the_thread_id(user_page, long_thread):
 )
 def test_follows_the_system_colour_scheme(new_page, scheme, background):
     page = new_page(color_scheme=scheme)
-    page.goto("/login/")
+    page.goto("/accounts/login/")
     expect(page.locator("body")).to_have_css("background-color", background)
 
 

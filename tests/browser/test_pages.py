@@ -82,7 +82,12 @@ def console(
 
 # (name, who is logged in, path). The names are also the screenshots' file names.
 PAGES = [
-    ("login", None, "/login/"),
+    ("login", None, "/accounts/login/"),
+    ("password reset", None, "/accounts/password/reset/"),
+    ("password reset sent", None, "/accounts/password/reset/done/"),
+    ("change password", "alice", "/accounts/password/change/"),
+    ("two-factor", "alice", "/accounts/2fa/"),
+    ("turn on two-factor", "alice", "/accounts/2fa/totp/activate/"),
     ("threads list, empty", "newcomer", "/"),
     ("threads list", "alice", "/"),
     ("create thread", "alice", "/threads/new/"),

@@ -1,6 +1,8 @@
 """Forms for the team pages. Uniqueness, membership and invitation rules live in
 services.teams."""
 
+from typing import Any
+
 from django import forms
 
 from threads_app.forms.base import Form
@@ -20,5 +22,37 @@ class InviteForm(Form):
     role = forms.ChoiceField(choices=Membership.Role.choices, initial=Membership.Role.MEMBER)
 
 
+class TwoFactorRuleForm(Form):
+    required = forms.BooleanField(label="Owners must use two-factor authentication", required=False)
+
+
 class RoleForm(Form):
     role = forms.ChoiceField(choices=Membership.Role.choices)
+
+
+class JoinForm(Form):
+    """Someone new, following an emailed invitation: the account they want."""
+
+    username = forms.CharField(
+        label="Username",
+        max_length=150,
+        widget=forms.TextInput(attrs={"autocomplete": "username"}),
+        help_text="Letters, digits and @ . + - _ only.",
+    )
+    password1 = forms.CharField(
+        label="Password",
+        strip=False,
+        widget=forms.PasswordInput(attrs={"autocomplete": "new-password"}),
+        help_text="At least 8 characters, not a common one, not only digits.",
+    )
+    password2 = forms.CharField(
+        label="Password (again)",
+        strip=False,
+        widget=forms.PasswordInput(attrs={"autocomplete": "new-password"}),
+    )
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean() or {}
+        if cleaned.get("password1") != cleaned.get("password2"):
+            self.add_error("password2", "The two passwords differ.")
+        return cleaned

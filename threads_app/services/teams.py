@@ -6,8 +6,19 @@ POST can be sent directly. Membership changes lock the team row first, so two ow
 demoting each other at the same moment cannot leave a team without an owner.
 """
 
+import hashlib
+import secrets
+from datetime import timedelta
+from functools import partial
+
+from django.contrib.auth import password_validation
 from django.contrib.auth.models import User
+from django.core.exceptions import ValidationError
+from django.core.mail import send_mail
+from django.core.validators import validate_email
 from django.db import IntegrityError, transaction
+from django.template.loader import render_to_string
+from django.urls import reverse
 from django.utils import timezone
 
 from threads_app import audit, selectors
@@ -25,6 +36,8 @@ from threads_app.services.refusals import NotAllowed, Refused
 Role = Membership.Role
 Action = AuditEvent.Action
 SUCCESS = AuditEvent.Outcome.SUCCESS
+# How long an emailed invitation's link works.
+INVITATION_LINK_LIFETIME = timedelta(days=7)
 
 
 def _require_owner(team: Team, *, actor: User) -> None:
@@ -113,14 +126,30 @@ def add_member(
 
 
 def invite_member(
-    team: Team, *, actor: User, identifier: str, role: str, origin: Origin | None = None
+    team: Team,
+    *,
+    actor: User,
+    identifier: str,
+    role: str,
+    origin: Origin | None = None,
+    site: str = "",
 ) -> Invitation:
-    """Invite whoever logs in under `identifier` (a username, or an email in any case)."""
+    """Invite whoever logs in under `identifier` (a username, or an email in any case).
+
+    An email also gets the invitation as a link (`site` is the dashboard's address the link
+    starts with, e.g. "https://console.example.com"): it works once, until the invitation
+    expires, and lets someone without an account choose a password and join.
+    """
     _require_owner(team, actor=actor)
     _check_role(role)
     identifier = normalise_identifier(identifier)
     if not identifier:
         raise Refused("Enter a username or an email address.", field="identifier")
+    if "@" in identifier:
+        try:
+            validate_email(identifier)
+        except ValidationError:
+            raise Refused(f"“{identifier}” is not an email address.", field="identifier") from None
     member = selectors.member_answering_to(team, identifier)
     if member is not None:
         raise Refused(
@@ -129,18 +158,57 @@ def invite_member(
             field="identifier",
         )
     pending = f"“{identifier}” already has a pending invitation to {team}."
+    token = secrets.token_urlsafe(32) if "@" in identifier else ""
     with transaction.atomic():
+        _close_expired(team, identifier, actor=actor, origin=origin)
         if selectors.team_pending_invitations(team).filter(identifier=identifier).exists():
             raise Refused(pending, field="identifier")
         try:
             with transaction.atomic():
                 invitation = Invitation.objects.create(
-                    team=team, identifier=identifier, role=role, invited_by=actor
+                    team=team,
+                    identifier=identifier,
+                    role=role,
+                    invited_by=actor,
+                    token_hash=invitation_token_hash(token) if token else "",
+                    expires_at=timezone.now() + INVITATION_LINK_LIFETIME if token else None,
                 )
         except IntegrityError:  # the same invitation, sent a moment ago
             raise Refused(pending, field="identifier") from None
         _record_invitation(invitation, Action.INVITATION_SENT, actor=actor, origin=origin)
+        if token:
+            # Once committed: a rolled-back invitation sends nothing.
+            transaction.on_commit(partial(_email_invitation, invitation, token=token, site=site))
     return invitation
+
+
+def invitation_token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def _close_expired(team: Team, identifier: str, *, actor: User, origin: Origin | None) -> None:
+    """An expired invitation to the same address makes way for the new one (revoked, with
+    `expired` in its audit row)."""
+    expired = selectors.team_pending_invitations(team).filter(
+        identifier=identifier, expires_at__lte=timezone.now()
+    )
+    for invitation in expired:
+        _close(invitation, Invitation.Status.REVOKED, actor=actor, origin=origin, expired=True)
+
+
+def _email_invitation(invitation: Invitation, *, token: str, site: str) -> None:
+    path = reverse("threads_app:invitation_link", args=[token])
+    context = {
+        "invitation": invitation,
+        "inviter": invitation.invited_by,
+        "link": site.rstrip("/") + path,
+    }
+    send_mail(
+        subject=f"[Threads Console] You are invited to join {invitation.team}",
+        message=render_to_string("threads_app/email/invitation.txt", context),
+        from_email=None,
+        recipient_list=[invitation.identifier],
+    )
 
 
 def _record_invitation(
@@ -219,6 +287,40 @@ def accept_invitation(
     return membership or team.memberships.get(user=actor), joined
 
 
+def join_with_new_account(
+    invitation: Invitation,
+    *,
+    username: str,
+    password: str,
+    origin: Origin | None = None,
+) -> User:
+    """Someone without an account, holding an emailed invitation's link: create their
+    account (the invited email, the username and password they chose) and join the team with
+    the invited role. Refused when the username is taken or the password too weak."""
+    username = username.strip()
+    candidate = User(username=username, email=invitation.identifier)
+    try:
+        candidate.full_clean(exclude=["password"])
+    except ValidationError as exc:
+        message = " ".join(exc.message_dict.get("username", exc.messages))
+        raise Refused(message, field="username") from None
+    try:
+        password_validation.validate_password(password, candidate)
+    except ValidationError as exc:
+        raise Refused(" ".join(exc.messages), field="password1") from None
+    with transaction.atomic():
+        if selectors.account_with_email(invitation.identifier) is not None:
+            raise Refused("An account has this email already: log in to accept.")
+        try:
+            with transaction.atomic():
+                user = User.objects.create_user(username, invitation.identifier, password)
+        except IntegrityError:
+            raise Refused(f"The username “{username}” is taken.", field="username") from None
+        _add_membership(invitation.team, user=user, role=invitation.role)
+        _close(invitation, Invitation.Status.ACCEPTED, actor=user, origin=origin, new_account=True)
+    return user
+
+
 def decline_invitation(
     invitation: Invitation, *, actor: User, origin: Origin | None = None
 ) -> Invitation:
@@ -279,6 +381,24 @@ def remove_member(membership: Membership, *, actor: User, origin: Origin | None 
         _record_team_change(
             membership.team, Action.MEMBER_REMOVED, actor=actor, origin=origin, **details
         )
+
+
+def set_owners_need_two_factor(
+    team: Team, *, actor: User, required: bool, origin: Origin | None = None
+) -> bool:
+    """Make the team's owners use two-factor authentication, or not; False when it already
+    was so. An owner without it is asked to turn it on at their next page."""
+    _require_owner(team, actor=actor)
+    with transaction.atomic():
+        team = _lock_team(team.pk)
+        if team.owners_need_two_factor == required:
+            return False
+        team.owners_need_two_factor = required
+        team.save(update_fields=["owners_need_two_factor"])
+        _record_team_change(
+            team, Action.TEAM_TWO_FACTOR_RULE, actor=actor, origin=origin, required=required
+        )
+    return True
 
 
 def delete_team(team: Team, *, actor: User, origin: Origin | None = None) -> None:

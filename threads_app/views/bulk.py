@@ -10,6 +10,7 @@ from django.utils.http import urlencode
 from django.views.decorators.http import require_GET, require_http_methods
 
 from threads_app import selectors
+from threads_app.accounts import recent_authentication_required
 from threads_app.audit import Origin
 from threads_app.selectors import BulkDeleteSelection
 from threads_app.services import bulk
@@ -17,6 +18,7 @@ from threads_app.views.htmx import AuthenticatedHttpRequest, go_to, render_page
 
 
 @require_http_methods(["GET", "POST"])
+@recent_authentication_required
 def thread_bulk_delete(request: AuthenticatedHttpRequest) -> HttpResponse:
     """GET `?thread=<pk>&…`: what would be deleted, and what not and why. POST: start the job
     and go to its page. A POST that starts nothing answers the confirmation again: 400 for no

@@ -1,18 +1,32 @@
-"""The invitee's side of team invitations: the list of their pending ones, accept, decline.
+"""The invitee's side of team invitations: the list of their pending ones, accept, decline,
+and the link an emailed invitation holds.
 
 Invitations are found by the logged-in user's username or email; anyone else's is a 404,
 superusers included. Accepting goes to the team's page, declining back to the list (a full
 page load on the htmx path too, so the message shows on the page it is about).
+
+The link needs no login: someone without an account chooses a username and password there
+and joins; someone with one logs in first and answers as above.
 """
 
 from functools import partial
 
+from allauth.account.internal.flows.login import record_authentication
 from django.contrib import messages
-from django.http import HttpResponse
-from django.views.decorators.http import require_GET, require_POST
+from django.contrib.auth import login
+from django.contrib.auth.decorators import login_not_required
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.views.decorators.cache import never_cache
+from django.views.decorators.debug import sensitive_post_parameters
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from threads_app import selectors
 from threads_app.audit import Origin
+from threads_app.forms.base import posted
+from threads_app.forms.teams import JoinForm
+from threads_app.models import AuditEvent
+from threads_app.services import accounts as account_services
 from threads_app.services import teams as team_services
 from threads_app.services.refusals import Refused
 from threads_app.views.htmx import AuthenticatedHttpRequest, attempt, go_to, render_page
@@ -53,3 +67,44 @@ def invitation_decline(request: AuthenticatedHttpRequest, pk: int) -> HttpRespon
     decline = partial(team_services.decline_invitation, invitation, actor=actor, origin=origin)
     attempt(request, decline, done=lambda _: f"You declined the invitation to {invitation.team}.")
     return go_to(request, INVITATION_LIST)
+
+
+@login_not_required
+@never_cache
+@sensitive_post_parameters("password1", "password2")
+@require_http_methods(["GET", "POST"])
+def invitation_link(request: HttpRequest, token: str) -> HttpResponse:
+    """An emailed invitation's link: a 404 page once used, revoked or expired."""
+    invitation = selectors.invitation_for_link(team_services.invitation_token_hash(token))
+    template = "threads_app/invitation_link.html"
+    if invitation is None:
+        return render(request, template, {"invitation": None}, status=404)
+    context: dict[str, object] = {"invitation": invitation, "team": invitation.team}
+    user = request.user
+    if user.is_authenticated:
+        context["addressed"] = selectors.invitations_for(user).filter(pk=invitation.pk).exists()
+        return render(request, template, context)
+    if selectors.account_with_email(invitation.identifier) is not None:
+        return render(request, template, {**context, "has_account": True})
+    form = JoinForm(posted(request))
+    if form.is_valid():
+        origin = Origin.from_request(request)
+        try:
+            new_user = team_services.join_with_new_account(
+                invitation,
+                username=form.cleaned_data["username"],
+                password=form.cleaned_data["password1"],
+                origin=origin,
+            )
+        except Refused as exc:
+            form.refuse(exc)
+        else:
+            login(request, new_user, backend="allauth.account.auth_backends.AuthenticationBackend")
+            record_authentication(request, new_user, method="password")
+            account_services.record_account_event(
+                AuditEvent.Action.LOGGED_IN, user=new_user, origin=origin, via="invitation"
+            )
+            role = invitation.get_role_display().lower()
+            messages.success(request, f"Welcome! You joined {invitation.team} as {role}.")
+            return redirect("threads_app:team_detail", invitation.team_id)
+    return render(request, template, {**context, "form": form})

@@ -7,6 +7,7 @@ from django.views.decorators.debug import sensitive_post_parameters, sensitive_v
 from django.views.decorators.http import require_GET, require_http_methods
 
 from threads_app import selectors
+from threads_app.accounts import recent_authentication_required
 from threads_app.audit import Origin
 from threads_app.forms.base import posted
 from threads_app.forms.keys import KeyCreateForm, KeyRotateForm
@@ -33,6 +34,7 @@ def key_list(request: AuthenticatedHttpRequest) -> HttpResponse:
 # The secret never reaches an error report: neither the POST field nor this frame's locals.
 @sensitive_post_parameters("secret")
 @require_http_methods(["GET", "POST"])
+@recent_authentication_required
 @sensitive_variables()  # innermost: it hides the locals of the function it wraps
 def key_create(request: AuthenticatedHttpRequest) -> HttpResponse:
     actor = request.user
@@ -62,6 +64,7 @@ def key_create(request: AuthenticatedHttpRequest) -> HttpResponse:
 # The secret never reaches an error report: neither the POST field nor this frame's locals.
 @sensitive_post_parameters("secret")
 @require_http_methods(["GET", "POST"])
+@recent_authentication_required
 @sensitive_variables()  # innermost: it hides the locals of the function it wraps
 def key_rotate(request: AuthenticatedHttpRequest, pk: int) -> HttpResponse:
     actor = request.user
@@ -95,6 +98,7 @@ def key_rotate(request: AuthenticatedHttpRequest, pk: int) -> HttpResponse:
 
 
 @require_http_methods(["GET", "POST"])
+@recent_authentication_required
 def key_revoke(request: AuthenticatedHttpRequest, pk: int) -> HttpResponse:
     """GET: the confirmation page. POST: revoke; the htmx path swaps the key's row."""
     actor = request.user

@@ -4,6 +4,7 @@ from django.http import HttpResponse
 from django.views.decorators.http import require_http_methods
 
 from threads_app import selectors
+from threads_app.accounts import reauthentication_needed
 from threads_app.audit import Origin
 from threads_app.forms.base import posted
 from threads_app.forms.retention import DEFAULT_DAYS, RetentionPolicyForm
@@ -21,6 +22,8 @@ def key_retention(request: AuthenticatedHttpRequest, pk: int) -> HttpResponse:
     policy = selectors.retention_policy(api_key)
     initial = {"max_age_days": policy.max_age_days if policy else DEFAULT_DAYS}
     form = RetentionPolicyForm(posted(request), initial=initial)
+    if form.is_valid() and form.enables and (stale := reauthentication_needed(request)):
+        return stale
     if form.is_valid() and form.saves:
         saved = submit(
             request,

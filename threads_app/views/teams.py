@@ -13,9 +13,10 @@ from django.http import HttpResponse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from threads_app import selectors
+from threads_app.accounts import recent_authentication_required
 from threads_app.audit import Origin
 from threads_app.forms.base import posted
-from threads_app.forms.teams import InviteForm, RoleForm, TeamForm
+from threads_app.forms.teams import InviteForm, RoleForm, TeamForm, TwoFactorRuleForm
 from threads_app.models import Membership, Team
 from threads_app.services import teams as team_services
 from threads_app.views.htmx import AuthenticatedHttpRequest, attempt, go_to, render_page, submit
@@ -90,6 +91,7 @@ def team_invite(request: AuthenticatedHttpRequest, pk: int) -> HttpResponse:
             identifier=form.cleaned_data["identifier"],
             role=form.cleaned_data["role"],
             origin=Origin.from_request(request),
+            site=request.build_absolute_uri("/"),
         ),
         done=lambda invitation: (
             f"Invitation to {team} sent to “{invitation.identifier}” as "
@@ -114,6 +116,31 @@ def team_invitation_revoke(
         request, revoke, done=lambda _: f"The invitation of “{invitation.identifier}” was revoked."
     )
     return _after_member_change(request, team)
+
+
+@require_POST
+def team_two_factor_rule(request: AuthenticatedHttpRequest, pk: int) -> HttpResponse:
+    actor = request.user
+    team = selectors.get_manageable_team(actor, pk)
+    form = TwoFactorRuleForm(posted(request))
+    required = form.is_valid() and form.cleaned_data["required"]
+    origin = Origin.from_request(request)
+    change = partial(
+        team_services.set_owners_need_two_factor,
+        team,
+        actor=actor,
+        required=required,
+        origin=origin,
+    )
+    verb = "must" if required else "no longer must"
+    attempt(
+        request,
+        change,
+        done=lambda changed: (
+            f"{team}'s owners {verb} use two-factor authentication." if changed else ""
+        ),
+    )
+    return go_to(request, TEAM_DETAIL, team.pk)
 
 
 @require_POST
@@ -166,6 +193,7 @@ def team_member_remove(
 
 
 @require_http_methods(["GET", "POST"])
+@recent_authentication_required
 def team_delete(request: AuthenticatedHttpRequest, pk: int) -> HttpResponse:
     actor = request.user
     team = selectors.get_manageable_team(actor, pk)

@@ -1,0 +1,53 @@
+"""Writes about accounts: the sign-in audit.
+
+Log-ins, log-outs, failed and locked-out log-ins, password changes and resets, and two-factor
+turned on or off go into the audit chain, in the account's own log (`owner`: the user sees
+them, and superusers). No password, code or secret is ever passed here. A failed log-in names
+the account only when one answers to the username typed: anything else typed there (a
+password typed in the wrong box) is not recorded.
+"""
+
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import User
+
+from threads_app import audit
+from threads_app.audit import Origin
+from threads_app.models import AuditEvent
+
+Action = AuditEvent.Action
+Outcome = AuditEvent.Outcome
+
+
+def record_account_event(
+    action: str,
+    *,
+    user: User,
+    outcome: str = Outcome.SUCCESS,
+    origin: Origin | None = None,
+    **details: object,
+) -> None:
+    """One event of `user`'s account, done by them (or in their name, for a failure)."""
+    audit.record(
+        action=action, outcome=outcome, actor=user, owner=user, origin=origin, details=details
+    )
+
+
+def record_failed_login(
+    *,
+    username: str,
+    locked_out: bool,
+    origin: Origin | None = None,
+    step: str = "password",
+) -> None:
+    """A wrong password (`step` "password") or two-factor code ("two-factor code"), or an
+    attempt refused because the lockout holds (`locked_out`)."""
+    action = Action.LOCKED_OUT if locked_out else Action.LOGIN_FAILED
+    outcome = Outcome.REFUSED if locked_out else Outcome.FAILED
+    user = get_user_model().objects.filter(username=username).first() if username else None
+    if user is None:
+        details = {"step": step, "known_account": False}
+        audit.record(action=action, outcome=outcome, origin=origin, details=details)
+        return
+    record_account_event(
+        action, user=user, outcome=outcome, origin=origin, step=step, known_account=True
+    )
