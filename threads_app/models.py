@@ -186,6 +186,8 @@ class TrackedThread(models.Model):
             models.Index(fields=["api_key", "-id"], name="thread_key_newest"),
             models.Index(fields=["state", "-id"], name="thread_state_newest"),
             models.Index(fields=["thread_id"], name="thread_upstream_id"),
+            # The overview's threads per key and state: counted from the index alone.
+            models.Index(fields=["api_key", "state"], name="thread_key_state"),
         ]
 
     def __str__(self) -> str:
@@ -292,6 +294,8 @@ class AuditEvent(models.Model):
         indexes = [
             models.Index(fields=["action", "-sequence"], name="audit_action_newest"),
             models.Index(fields=["created_at"], name="audit_created"),
+            # The overview's creations and deletions per day over the last 30 days.
+            models.Index(fields=["action", "created_at"], name="audit_action_created"),
         ]
 
     def __str__(self) -> str:

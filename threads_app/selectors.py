@@ -16,7 +16,7 @@ from django.core.exceptions import PermissionDenied
 from django.db import DatabaseError, connection
 from django.db.migrations.executor import MigrationExecutor
 from django.db.models import Count, Exists, F, Max, OuterRef, Q, QuerySet, Subquery
-from django.db.models.functions import Coalesce
+from django.db.models.functions import Coalesce, TruncDate
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
 from django_tasks_db.compat import TaskResultStatus
@@ -813,3 +813,123 @@ def retention_not_enforced(policy: RetentionPolicy) -> str | None:
             "An owner of the key must save it again."
         )
     return None
+
+
+# --- Overview: the first page after logging in ---------------------------------------------
+
+OVERVIEW_DAYS = 30  # the activity chart's days, and how long a key may go unused
+STATES = TrackedThread.State
+
+
+@dataclass(frozen=True)
+class KeyFigures:
+    """A visible key, its tracked threads per state, and why it needs attention ("" if not)."""
+
+    key: ApiKey
+    counts: dict[str, int]  # every state, 0 included
+    attention: str = ""
+
+    @property
+    def tracked(self) -> int:
+        """Threads still tracked (a deleted thread no longer counts)."""
+        return sum(n for state, n in self.counts.items() if state != STATES.DELETED)
+
+
+@dataclass(frozen=True)
+class DayActivity:
+    day: date
+    created: int = 0
+    deleted: int = 0
+
+
+@dataclass(frozen=True)
+class Overview:
+    keys: list[KeyFigures]
+    days: list[DayActivity]  # OVERVIEW_DAYS of them, oldest first, today last
+
+    @property
+    def totals(self) -> dict[str, int]:
+        return {state: sum(k.counts[state] for k in self.keys) for state in STATES.values}
+
+    @property
+    def tracked(self) -> int:
+        return sum(k.tracked for k in self.keys)
+
+    @property
+    def needing_attention(self) -> list[KeyFigures]:
+        return [k for k in self.keys if k.attention]
+
+    @property
+    def created(self) -> int:
+        return sum(day.created for day in self.days)
+
+    @property
+    def deleted(self) -> int:
+        return sum(day.deleted for day in self.days)
+
+
+def _key_attention(key: ApiKey, now: datetime) -> str:
+    """Why a live key needs looking at: the upstream rejects it, or nothing used it for
+    OVERVIEW_DAYS (a key added less long ago and not used yet is not late)."""
+    if key.is_revoked:
+        return ""
+    if key.failing:
+        return f"Failing: {key.last_error}" if key.last_error else "Failing"
+    cutoff = now - timedelta(days=OVERVIEW_DAYS)
+    if key.last_used_at is None and key.created_at < cutoff:
+        return f"Never used since it was added {(now - key.created_at).days} days ago"
+    if key.last_used_at is not None and key.last_used_at < cutoff:
+        return f"Unused for {(now - key.last_used_at).days} days"
+    return ""
+
+
+def overview(user: User, *, now: datetime | None = None) -> Overview:
+    """What the user may see, summed up in two queries: their visible keys with the count of
+    their threads in each state (one grouped join, read through the `thread_key_state` index),
+    and the threads created and deleted per day over the last OVERVIEW_DAYS days (one grouped
+    read of the audit log's visible events, through `audit_action_created`).
+
+    A deletion counts when its outcome removed the thread (deleted, or already gone); the
+    days are whole UTC days, today included.
+    """
+    now = now or timezone.now()
+    per_state = {state: Count("threads", filter=Q(threads__state=state)) for state in STATES.values}
+    keys = [
+        KeyFigures(
+            key,
+            {state: getattr(key, f"count_{state}") for state in STATES.values},
+            _key_attention(key, now),
+        )
+        for key in visible_keys(user)
+        .select_related("team")
+        .defer("secret_encrypted", "fingerprint")
+        .annotate(**{f"count_{state}": count for state, count in per_state.items()})
+        .order_by(F("team__name").asc(nulls_first=True), "label", "id")
+    ]
+    return Overview(keys, _activity(user, now.date()))
+
+
+def _activity(user: User, today: date) -> list[DayActivity]:
+    first = today - timedelta(days=OVERVIEW_DAYS - 1)
+    Action, Outcome = AuditEvent.Action, AuditEvent.Outcome
+    rows = (
+        visible_audit_events(user)
+        .filter(created_at__gte=datetime.combine(first, time.min, UTC))
+        .filter(
+            Q(action=Action.THREAD_CREATED)
+            | Q(action=Action.THREAD_DELETED, outcome__in=(Outcome.SUCCESS, Outcome.ALREADY_GONE))
+        )
+        .annotate(day=TruncDate("created_at"))
+        .order_by()
+        .values_list("day", "action")
+        .annotate(count=Count("pk"))
+    )
+    counts = {(day, action): count for day, action, count in rows}
+    return [
+        DayActivity(
+            day,
+            counts.get((day, Action.THREAD_CREATED), 0),
+            counts.get((day, Action.THREAD_DELETED), 0),
+        )
+        for day in (first + timedelta(days=n) for n in range(OVERVIEW_DAYS))
+    ]
