@@ -18,8 +18,15 @@ from threads_app.views.htmx import AuthenticatedHttpRequest, render_page
 # The chart's drawing box (the SVG's viewBox): narrow enough that its labels stay readable
 # when it shrinks to a phone's width, and it scales up with the page.
 WIDTH, HEIGHT = 360, 160
-LEFT, RIGHT, TOP, BOTTOM = 28, 4, 8, 20
+LEFT, RIGHT, TOP, BOTTOM = 30, 16, 10, 22
 LABEL_EVERY = 7  # days between two dates under the chart
+# The table's column headings: short, so that the five columns fit a phone.
+STATE_HEADINGS = {
+    selectors.STATES.ACTIVE: "Active",
+    selectors.STATES.GONE: "Gone",
+    selectors.STATES.DELETING: "Deleting",
+    selectors.STATES.DELETED: "Deleted",
+}
 
 
 @dataclass(frozen=True)
@@ -100,7 +107,7 @@ def overview(request: AuthenticatedHttpRequest) -> HttpResponse:
     context = {
         "nav": "overview",
         "overview": summary,
-        "states": selectors.STATES.choices,
+        "state_headings": STATE_HEADINGS.items(),
         "chart": activity_chart(summary.days),
         "days": selectors.OVERVIEW_DAYS,
         "pending_invitations": selectors.my_pending_invitations(request.user).count(),
