@@ -60,6 +60,7 @@ class Measurement:
     user: str  # "owner": the table's rows are theirs; "neighbour": 100 rows, the oldest
     params: dict
     targeted: bool = True  # counted in the exit status
+    view: str = "threads_app:thread_list"
 
 
 MEASUREMENTS = [
@@ -67,6 +68,7 @@ MEASUREMENTS = [
     Measurement("search, a third", "owner", {"q": "chat"}),
     Measurement("search, no rows", "owner", {"q": "nosuchthreadanywhere"}, targeted=False),
     Measurement("first page, 100 of N", "neighbour", {}),
+    Measurement("overview", "owner", {}, view="threads_app:overview"),
 ]
 
 
@@ -111,7 +113,6 @@ def measure(clients):
     """{label: (queries per request, median ms, best ms)} over RUNS rounds of every
     measurement (interleaved, so a burst of load elsewhere hits them alike), and the main SQL
     of each."""
-    url = reverse("threads_app:thread_list")
     gc.collect()  # the seeding's garbage is not the list's cost
     timings = {m.label: [] for m in MEASUREMENTS}
     counts, sql = {}, {}
@@ -119,11 +120,11 @@ def measure(clients):
         for m in MEASUREMENTS:
             with CaptureQueriesContext(connection) as queries:
                 start = time.perf_counter()
-                response = clients[m.user].get(url, m.params)
+                response = clients[m.user].get(reverse(m.view), m.params)
                 timings[m.label].append(time.perf_counter() - start)
             assert response.status_code == 200, response.status_code
             counts[m.label] = len(queries)
-            sql[m.label] = next(q["sql"] for q in queries if f'FROM "{MAIN_TABLE}"' in q["sql"])
+            sql[m.label] = next(q["sql"] for q in queries if f'"{MAIN_TABLE}"' in q["sql"])
     figures = {}
     for label, times in timings.items():
         counted = times[WARM_UP:]
