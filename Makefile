@@ -23,7 +23,8 @@ POSTGRES_TESTS := tests/test_audit_chain.py tests/test_audit_page.py tests/test_
 	tests/test_threads_import.py tests/test_threads_list.py tests/test_reconcile.py \
 	tests/test_transcripts.py tests/test_bulk_delete.py tests/test_tasks.py tests/test_operability.py \
 	tests/test_deletion_idempotence.py tests/test_audit_checkpoints.py tests/test_audit_promise.py \
-	tests/test_hardening.py tests/test_scale_out.py tests/test_bulk_crash.py
+	tests/test_hardening.py tests/test_scale_out.py tests/test_bulk_crash.py \
+	tests/test_overview.py tests/test_thread_counts.py tests/test_thread_counts_postgres.py
 
 ## Lint (ruff, mypy), then the whole suite (browser tests included) on SQLite, then POSTGRES_TESTS on PostgreSQL
 test: $(STAMP) lint

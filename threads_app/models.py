@@ -186,8 +186,6 @@ class TrackedThread(models.Model):
             models.Index(fields=["api_key", "-id"], name="thread_key_newest"),
             models.Index(fields=["state", "-id"], name="thread_state_newest"),
             models.Index(fields=["thread_id"], name="thread_upstream_id"),
-            # The overview's threads per key and state: counted from the index alone.
-            models.Index(fields=["api_key", "state"], name="thread_key_state"),
         ]
 
     def __str__(self) -> str:
@@ -208,6 +206,34 @@ class TrackedThread(models.Model):
     def deletion_begun(self) -> bool:
         """Deleted, or being deleted: not to be deleted, edited or asked about again."""
         return self.state in (self.State.DELETING, self.State.DELETED)
+
+
+class ThreadCount(models.Model):
+    """How many tracked threads a key has in a state: what the overview reads, so that its
+    cost does not grow with the threads.
+
+    Kept by database triggers on `TrackedThread` (migration 0010): every insert, delete and
+    change of a row's key or state adds +1 or -1 here, whichever code (or SQL) made it. The
+    count of (key, state) is the sum over its shards. On PostgreSQL each connection adds to a
+    shard of its own (its backend's pid), so concurrent writers never wait for one another
+    here, and never deadlock; `services.counts.fold_thread_counts` (the worker's sweep) folds
+    the shards into shard 0. On SQLite, one writer at a time, everything is shard 0.
+    """
+
+    api_key = models.ForeignKey(ApiKey, on_delete=models.CASCADE, related_name="thread_counts")
+    state = models.CharField(max_length=10, choices=TrackedThread.State.choices)
+    shard = models.IntegerField(default=0)
+    threads = models.IntegerField(default=0)  # a shard other than 0 may be below zero
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["api_key", "state", "shard"], name="unique_thread_count_shard"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.api_key_id}/{self.state}/{self.shard}: {self.threads}"
 
 
 class AppendOnlyError(Exception):

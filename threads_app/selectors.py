@@ -15,7 +15,7 @@ from django.contrib.auth.models import User
 from django.core.exceptions import PermissionDenied
 from django.db import DatabaseError, connection
 from django.db.migrations.executor import MigrationExecutor
-from django.db.models import Count, Exists, F, Max, OuterRef, Q, QuerySet, Subquery
+from django.db.models import Count, Exists, F, Max, OuterRef, Q, QuerySet, Subquery, Sum
 from django.db.models.functions import Coalesce, TruncDate
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
@@ -885,15 +885,19 @@ def _key_attention(key: ApiKey, now: datetime) -> str:
 
 def overview(user: User, *, now: datetime | None = None) -> Overview:
     """What the user may see, summed up in two queries: their visible keys with the count of
-    their threads in each state (one grouped join, read through the `thread_key_state` index),
-    and the threads created and deleted per day over the last OVERVIEW_DAYS days (one grouped
-    read of the audit log's visible events, through `audit_action_created`).
+    their threads in each state (from the counters the database keeps, `ThreadCount`: a few
+    rows a key, however many threads it has), and the threads created and deleted per day
+    over the last OVERVIEW_DAYS days (one grouped read of the audit log's visible events,
+    through `audit_action_created`).
 
     A deletion counts when its outcome removed the thread (deleted, or already gone); the
     days are whole UTC days, today included.
     """
     now = now or timezone.now()
-    per_state = {state: Count("threads", filter=Q(threads__state=state)) for state in STATES.values}
+    per_state = {
+        state: Coalesce(Sum("thread_counts__threads", filter=Q(thread_counts__state=state)), 0)
+        for state in STATES.values
+    }
     keys = [
         KeyFigures(
             key,
