@@ -40,7 +40,7 @@ from django.test.utils import CaptureQueriesContext  # noqa: E402
 from django.urls import reverse  # noqa: E402
 
 from threads_app.crypto import encrypt_secret, secret_fingerprint, secret_hint  # noqa: E402
-from threads_app.models import ApiKey, TrackedThread  # noqa: E402
+from threads_app.models import ApiKey, ThreadCount, TrackedThread  # noqa: E402
 
 SIZES = (100, 100_000)
 BATCH = 5_000
@@ -52,6 +52,7 @@ MAX_QUERIES = 6
 MAX_RATIO = 1.3
 CHANNELS = ("email", "chat", "phone")  # metadata values: "chat" matches a third of the rows
 MAIN_TABLE = TrackedThread._meta.db_table
+COUNTS_TABLE = ThreadCount._meta.db_table
 
 
 @dataclass(frozen=True)
@@ -61,6 +62,7 @@ class Measurement:
     params: dict
     targeted: bool = True  # counted in the exit status
     view: str = "threads_app:thread_list"
+    table: str = MAIN_TABLE  # its main query is the one that reads this table
 
 
 MEASUREMENTS = [
@@ -68,7 +70,7 @@ MEASUREMENTS = [
     Measurement("search, a third", "owner", {"q": "chat"}),
     Measurement("search, no rows", "owner", {"q": "nosuchthreadanywhere"}, targeted=False),
     Measurement("first page, 100 of N", "neighbour", {}),
-    Measurement("overview", "owner", {}, view="threads_app:overview"),
+    Measurement("overview", "owner", {}, view="threads_app:overview", table=COUNTS_TABLE),
 ]
 
 
@@ -124,7 +126,7 @@ def measure(clients):
                 timings[m.label].append(time.perf_counter() - start)
             assert response.status_code == 200, response.status_code
             counts[m.label] = len(queries)
-            sql[m.label] = next(q["sql"] for q in queries if f'"{MAIN_TABLE}"' in q["sql"])
+            sql[m.label] = next(q["sql"] for q in queries if f'"{m.table}"' in q["sql"])
     figures = {}
     for label, times in timings.items():
         counted = times[WARM_UP:]

@@ -38,22 +38,49 @@ SQLITE_REMOVE = [
 
 # Each connection adds to its own shard (its backend's pid): no two transactions ever lock
 # the same counter row, so counting adds no wait and no deadlock to concurrent writers.
+# Statement triggers with transition tables: one grouped upsert a statement, however many rows
+# it wrote (a bulk insert or COPY pays once). An UPDATE that moved no row's key or state
+# changes no count (HAVING), and writes nothing.
+def _add_grouped(changes: str) -> str:
+    """Add the (api_key_id, state, delta) rows of `changes` to this connection's shard."""
+    return (
+        f"INSERT INTO {COUNTS} (api_key_id, state, shard, threads) "
+        f"SELECT api_key_id, state, pg_backend_pid(), SUM(delta) FROM ({changes}) AS changes "
+        "GROUP BY api_key_id, state HAVING SUM(delta) <> 0 ORDER BY api_key_id, state "
+        "ON CONFLICT (api_key_id, state, shard) "
+        f"DO UPDATE SET threads = {COUNTS}.threads + excluded.threads;"
+    )
+
+
+_ROWS = {
+    "inserted": "SELECT api_key_id, state, 1 AS delta FROM new_rows",
+    "deleted": "SELECT api_key_id, state, -1 AS delta FROM old_rows",
+    "updated": "SELECT api_key_id, state, -1 AS delta FROM old_rows "
+    "UNION ALL SELECT api_key_id, state, 1 FROM new_rows",
+}
+_EVENTS = {
+    "inserted": ("INSERT", "NEW TABLE AS new_rows"),
+    "deleted": ("DELETE", "OLD TABLE AS old_rows"),
+    "updated": ("UPDATE", "OLD TABLE AS old_rows NEW TABLE AS new_rows"),
+}
 POSTGRES_INSTALL = [
-    "CREATE OR REPLACE FUNCTION threads_app_count_threads() RETURNS trigger AS $$ BEGIN "
-    f"IF TG_OP <> 'INSERT' THEN {_add('OLD', -1, 'pg_backend_pid()')} END IF; "
-    f"IF TG_OP <> 'DELETE' THEN {_add('NEW', 1, 'pg_backend_pid()')} END IF; "
-    "RETURN NULL; END; $$ LANGUAGE plpgsql;",
-    f"CREATE TRIGGER thread_count_insert_delete AFTER INSERT OR DELETE ON {THREADS} "
-    "FOR EACH ROW EXECUTE FUNCTION threads_app_count_threads();",
-    f"CREATE TRIGGER thread_count_update AFTER UPDATE OF api_key_id, state ON {THREADS} "
-    "FOR EACH ROW WHEN (OLD.api_key_id IS DISTINCT FROM NEW.api_key_id "
-    "OR OLD.state IS DISTINCT FROM NEW.state) "
-    "EXECUTE FUNCTION threads_app_count_threads();",
+    statement
+    for name, (event, tables) in _EVENTS.items()
+    for statement in (
+        f"CREATE OR REPLACE FUNCTION threads_app_count_{name}() RETURNS trigger AS $$ "
+        f"BEGIN {_add_grouped(_ROWS[name])} RETURN NULL; END; $$ LANGUAGE plpgsql;",
+        f"CREATE TRIGGER thread_count_{name} AFTER {event} ON {THREADS} "
+        f"REFERENCING {tables} FOR EACH STATEMENT "
+        f"EXECUTE FUNCTION threads_app_count_{name}();",
+    )
 ]
 POSTGRES_REMOVE = [
-    f"DROP TRIGGER IF EXISTS thread_count_insert_delete ON {THREADS};",
-    f"DROP TRIGGER IF EXISTS thread_count_update ON {THREADS};",
-    "DROP FUNCTION IF EXISTS threads_app_count_threads();",
+    statement
+    for name in _EVENTS
+    for statement in (
+        f"DROP TRIGGER IF EXISTS thread_count_{name} ON {THREADS};",
+        f"DROP FUNCTION IF EXISTS threads_app_count_{name}();",
+    )
 ]
 
 STATEMENTS = {
