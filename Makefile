@@ -24,7 +24,7 @@ POSTGRES_TESTS := tests/test_audit_chain.py tests/test_audit_page.py tests/test_
 	tests/test_transcripts.py tests/test_bulk_delete.py tests/test_tasks.py tests/test_operability.py \
 	tests/test_deletion_idempotence.py tests/test_audit_checkpoints.py tests/test_audit_promise.py \
 	tests/test_hardening.py tests/test_scale_out.py tests/test_bulk_crash.py \
-	tests/test_overview.py tests/test_thread_counts.py tests/test_thread_counts_postgres.py
+	tests/test_overview.py tests/test_overview_counters.py tests/test_overview_counters_postgres.py
 
 ## Lint (ruff, mypy), then the whole suite (browser tests included) on SQLite, then POSTGRES_TESTS on PostgreSQL
 test: $(STAMP) lint

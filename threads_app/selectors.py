@@ -16,7 +16,7 @@ from django.core.exceptions import PermissionDenied
 from django.db import DatabaseError, connection
 from django.db.migrations.executor import MigrationExecutor
 from django.db.models import Count, Exists, F, Max, OuterRef, Q, QuerySet, Subquery, Sum
-from django.db.models.functions import Coalesce, TruncDate
+from django.db.models.functions import Coalesce
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
 from django_tasks_db.compat import TaskResultStatus
@@ -27,6 +27,7 @@ from threads_app.models import (
     AuditEvent,
     BulkDeleteItem,
     BulkDeleteJob,
+    DailyThreadActivity,
     Invitation,
     Membership,
     RetentionPolicy,
@@ -99,12 +100,16 @@ def writable_threads(user: User) -> QuerySet[TrackedThread]:
     return visible_threads(user).filter(api_key__in=usable_keys(user))
 
 
+def _audit_scope(user: User, *, no_team: int | None = None) -> Q:
+    """What of the audit log a user may see: their teams', and their personal keys' (the rows
+    whose team is `no_team`)."""
+    return Q(team_id__in=_team_ids(user)) | Q(team_id=no_team, owner_id=user.pk)
+
+
 def visible_audit_events(user: User) -> QuerySet[AuditEvent]:
     if user.is_superuser:
         return AuditEvent.objects.all()
-    return AuditEvent.objects.filter(
-        Q(team_id__in=_team_ids(user)) | Q(team_id__isnull=True, owner_id=user.pk)
-    )
+    return AuditEvent.objects.filter(_audit_scope(user))
 
 
 def _forbid_unless(allowed: bool, reason: str) -> None:
@@ -887,8 +892,8 @@ def overview(user: User, *, now: datetime | None = None) -> Overview:
     """What the user may see, summed up in two queries: their visible keys with the count of
     their threads in each state (from the counters the database keeps, `ThreadCount`: a few
     rows a key, however many threads it has), and the threads created and deleted per day
-    over the last OVERVIEW_DAYS days (one grouped read of the audit log's visible events,
-    through `audit_action_created`).
+    over the last OVERVIEW_DAYS days (from `DailyThreadActivity`, which the database keeps
+    from the audit log: a row a day and scope), both scoped as the audit log is.
 
     A deletion counts when its outcome removed the thread (deleted, or already gone); the
     days are whole UTC days, today included.
@@ -915,25 +920,16 @@ def overview(user: User, *, now: datetime | None = None) -> Overview:
 
 def _activity(user: User, today: date) -> list[DayActivity]:
     first = today - timedelta(days=OVERVIEW_DAYS - 1)
-    Action, Outcome = AuditEvent.Action, AuditEvent.Outcome
-    rows = (
-        visible_audit_events(user)
-        .filter(created_at__gte=datetime.combine(first, time.min, UTC))
-        .filter(
-            Q(action=Action.THREAD_CREATED)
-            | Q(action=Action.THREAD_DELETED, outcome__in=(Outcome.SUCCESS, Outcome.ALREADY_GONE))
-        )
-        .annotate(day=TruncDate("created_at"))
-        .order_by()
-        .values_list("day", "action")
-        .annotate(count=Count("pk"))
-    )
-    counts = {(day, action): count for day, action, count in rows}
+    rows = DailyThreadActivity.objects.filter(day__gte=first)
+    if not user.is_superuser:
+        rows = rows.filter(_audit_scope(user, no_team=DailyThreadActivity.NO_TEAM))
+    per_day = {
+        day: (created, deleted)
+        for day, created, deleted in rows.order_by()
+        .values_list("day")
+        .annotate(Sum("created"), Sum("deleted"))
+    }
     return [
-        DayActivity(
-            day,
-            counts.get((day, Action.THREAD_CREATED), 0),
-            counts.get((day, Action.THREAD_DELETED), 0),
-        )
+        DayActivity(day, *per_day.get(day, (0, 0)))
         for day in (first + timedelta(days=n) for n in range(OVERVIEW_DAYS))
     ]

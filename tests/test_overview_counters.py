@@ -1,20 +1,38 @@
-"""The thread counters (`ThreadCount`) that database triggers keep: they always equal a count
-of the rows, whatever wrote them (the ORM, bulk inserts, queryset updates, raw SQL), and the
-migration starts them from the rows already there."""
+"""The overview's counters, which database triggers keep: `ThreadCount` always equals a count
+of the tracked threads, whatever wrote them (the ORM, bulk inserts, queryset updates, raw SQL);
+`DailyThreadActivity` counts the audit log's creations and deletions on their UTC day; the
+migration starts both from the rows already there."""
 
 import random
+from datetime import UTC, datetime
+from unittest import mock
 
 import pytest
 from django.db import connection
 from django.db.migrations.executor import MigrationExecutor
 from django.db.models import Count, Sum
 
-from threads_app.models import ThreadCount, TrackedThread
+from threads_app import audit, selectors
+from threads_app.models import AuditEvent, DailyThreadActivity, ThreadCount, TrackedThread
 from threads_app.services.counts import fold_thread_counts
 
 pytestmark = pytest.mark.django_db
 
 State = TrackedThread.State
+Action, Outcome = AuditEvent.Action, AuditEvent.Outcome
+
+
+def record_at(when, api_key, action, outcome=Outcome.SUCCESS):
+    """An audit event appended as at `when` (the chain stamps its events with `now`)."""
+    with mock.patch("threads_app.audit.timezone.now", return_value=when):
+        audit.record(action=action, outcome=outcome, api_key=api_key, thread_id="thread_at")
+
+
+def activity():
+    return {
+        (row.day.isoformat(), row.team_id, row.owner_id): (row.created, row.deleted)
+        for row in DailyThreadActivity.objects.all()
+    }
 
 
 def counted():
@@ -110,6 +128,37 @@ def test_a_fold_changes_no_count(make_key, user):
     assert set(ThreadCount.objects.values_list("shard", flat=True)) == {0}
 
 
+def test_events_count_on_their_utc_day_in_their_scope(make_key, make_team, user):
+    team = make_team("Blue", {user: "owner"})
+    team_key, own_key = make_key(team=team, created_by=user), make_key(owner=user)
+    late = datetime(2026, 11, 30, 23, 59, 59, 999999, tzinfo=UTC)
+    midnight = datetime(2026, 12, 1, tzinfo=UTC)
+
+    record_at(late, team_key, Action.THREAD_CREATED)
+    record_at(midnight, team_key, Action.THREAD_CREATED)
+    record_at(midnight, team_key, Action.THREAD_DELETED, Outcome.ALREADY_GONE)
+    record_at(midnight, own_key, Action.THREAD_DELETED)
+    for action, outcome in [
+        (Action.THREAD_DELETED, Outcome.FAILED),
+        (Action.THREAD_DELETED, Outcome.REFUSED),
+        (Action.THREAD_DELETE_INTENT, Outcome.PENDING),
+        (Action.THREAD_IMPORTED, Outcome.SUCCESS),
+        (Action.KEY_ADDED, Outcome.SUCCESS),
+    ]:
+        record_at(midnight, own_key, action, outcome)
+
+    assert activity() == {
+        ("2026-11-30", team.pk, 0): (1, 0),
+        ("2026-12-01", team.pk, 0): (1, 1),
+        ("2026-12-01", DailyThreadActivity.NO_TEAM, user.pk): (0, 1),
+    }
+    days = selectors.overview(user, now=midnight).days
+    assert [(d.day.isoformat(), d.created, d.deleted) for d in days[-2:]] == [
+        ("2026-11-30", 1, 0),
+        ("2026-12-01", 1, 2),
+    ]
+
+
 @pytest.mark.django_db(transaction=True)
 def test_the_migration_counts_the_rows_already_there(make_key, user):
     api_key = make_key(owner=user)
@@ -125,11 +174,15 @@ def test_the_migration_counts_the_rows_already_there(make_key, user):
                     "search_text) VALUES (%s, %s, '', CURRENT_TIMESTAMP, '{}', '{}', %s, '', '')",
                     [f"thread_old{n}", api_key.pk, state],
                 )
+        record_at(datetime(2026, 11, 2, 8, tzinfo=UTC), api_key, Action.THREAD_CREATED)
     finally:
         executor = MigrationExecutor(connection)
         executor.loader.build_graph()
         executor.migrate(executor.loader.graph.leaf_nodes())
 
     assert counted() == actual() == {(api_key.pk, State.ACTIVE): 2, (api_key.pk, State.GONE): 1}
+    assert activity() == {("2026-11-02", DailyThreadActivity.NO_TEAM, user.pk): (1, 0)}
     TrackedThread.objects.create(thread_id="thread_new", api_key=api_key)  # triggers are back
     assert counted()[api_key.pk, State.ACTIVE] == 3
+    record_at(datetime(2026, 11, 2, 9, tzinfo=UTC), api_key, Action.THREAD_CREATED)
+    assert activity() == {("2026-11-02", DailyThreadActivity.NO_TEAM, user.pk): (2, 0)}

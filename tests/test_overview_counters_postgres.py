@@ -10,7 +10,7 @@ import threading
 import pytest
 from django.db import connection, transaction
 
-from tests.test_thread_counts import actual, counted, new
+from tests.test_overview_counters import actual, counted, new
 from threads_app.models import ThreadCount, TrackedThread
 from threads_app.services.counts import fold_thread_counts
 
