@@ -37,10 +37,12 @@ SECRET = "sk-bench-rate-limited-0001"
 
 
 @contextmanager
-def emulator_process(rate: float, latency: float) -> Iterator[str]:
-    """`python -m emulator --rate R` on a free port; yields its base URL."""
-    command = [sys.executable, "-m", "emulator", "--key", SECRET]
-    command += ["--rate", str(rate), "--latency", str(latency)]
+def emulator_process(rate: float | None, latency: float, secret: str = SECRET) -> Iterator[str]:
+    """`python -m emulator --rate R` (no limit when R is None) on a free port; yields its
+    base URL."""
+    command = [sys.executable, "-m", "emulator", "--key", secret, "--latency", str(latency)]
+    if rate is not None:
+        command += ["--rate", str(rate)]
     process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, text=True)
     try:
         assert process.stdout is not None

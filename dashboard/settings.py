@@ -192,7 +192,7 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
 LOGIN_URL = "account_login"
-LOGIN_REDIRECT_URL = "threads_app:thread_list"
+LOGIN_REDIRECT_URL = "threads_app:overview"
 LOGOUT_REDIRECT_URL = "account_login"
 
 # Accounts (django-allauth): log in by username, password change and reset by email, TOTP with

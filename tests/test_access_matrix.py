@@ -197,6 +197,8 @@ def key_create_params(world, target):
 
 # Expected outcomes per URL name. Every URL of the app must be here, and nothing else.
 ROUTES = {
+    # Sums up what the actor may see: the leak checks below keep other scopes' keys out.
+    "overview": Route(get=ANYONE),
     # Lists filtered by someone else's key show nothing of theirs.
     "thread_list": Route((NOTHING, *KEYS), get=ANYONE, target_in=PARAMS, params=key_filter_params),
     "thread_create": Route(

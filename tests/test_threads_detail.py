@@ -3,12 +3,15 @@
 import re
 
 import pytest
+from django.db import connection
 from django.test import Client
+from django.test.utils import CaptureQueriesContext
 from django.utils.html import escape
 
 from tests.conftest import TEST_KEY
-from tests.threads_helpers import FAILURES, HX, body, is_partial, url
+from tests.threads_helpers import FAILURES, HX, UPSTREAM_FAULTS, body, is_partial, url
 from threads_app.models import ApiKey, Membership, TrackedThread
+from threads_app.services.keys import client_for
 
 pytestmark = pytest.mark.django_db
 
@@ -216,3 +219,89 @@ def test_secret_never_reaches_the_page(user_client, conversation):
     text = body(user_client.get(url("thread_detail", conversation.pk)))
 
     assert TEST_KEY not in text and TEST_KEY[-12:] not in text
+
+
+def test_thread_and_messages_are_asked_for_at_once(user_client, conversation, emulator):
+    """With one request in flight allowed per key, the second of two sent together is
+    answered 429 (and retried after its Retry-After): one sent after the other never is."""
+    emulator.set_latency(0.3)
+    emulator.set_rate_limit(max_in_flight=1)
+
+    text = body(user_client.get(url("thread_detail", conversation.pk)))
+
+    assert "<code>customer</code></dt><dd>ACME</dd>" in text
+    assert len(message_ids(text)) == 20
+    assert emulator.rate_limited_count == 1
+    paths = [path.split("?")[0] for method, path in emulator.request_log if method == "GET"]
+    assert sorted(set(paths)) == [
+        f"/v1/threads/{conversation.thread_id}",
+        f"/v1/threads/{conversation.thread_id}/messages",
+    ]
+
+
+@pytest.mark.parametrize(("fault", "expected"), UPSTREAM_FAULTS)
+def test_messages_failure_on_the_page_keeps_the_live_thread(
+    user_client, conversation, emulator, fault, expected
+):
+    """The thread answered, its messages did not (a 404 too): the live thread is shown, the
+    messages' error with a retry, and the thread is not marked gone."""
+    emulator.add_fault(method="GET", path="/v1/threads/*/messages", **fault)
+
+    response = user_client.get(url("thread_detail", conversation.pk))
+
+    text = body(response)
+    assert response.status_code == 200
+    assert "<code>customer</code></dt><dd>ACME</dd>" in text  # the live thread
+    assert "The messages could not be loaded:" in text and expected in text
+    assert "The live thread could not be loaded" not in text
+    assert f'href="{url("thread_messages", conversation.pk)}"' in text  # try again
+    assert message_ids(text) == []
+    conversation.refresh_from_db()
+    assert conversation.state == State.ACTIVE
+    assert conversation.api_key.failing == (fault.get("status") == 401)
+
+
+def test_thread_404_hides_messages_that_answered(user_client, conversation, emulator):
+    emulator.add_fault(method="GET", path=f"/v1/threads/{conversation.thread_id}", status=404)
+
+    text = body(user_client.get(url("thread_detail", conversation.pk)))
+
+    assert "no such thread for this key any more" in text
+    assert message_ids(text) == [] and "Messages" not in text
+    conversation.refresh_from_db()
+    assert conversation.state == State.GONE
+
+
+def test_looking_again_at_an_unchanged_thread_writes_nothing(user_client, conversation):
+    user_client.get(url("thread_detail", conversation.pk))  # the first look saves the check
+    conversation.refresh_from_db()
+    checked = conversation.last_checked_at
+
+    with CaptureQueriesContext(connection) as queries:
+        text = body(user_client.get(url("thread_detail", conversation.pk)))
+
+    assert "message 44" in text
+    writes = [
+        q["sql"]
+        for q in queries
+        if q["sql"].lstrip().upper().startswith(("UPDATE", "INSERT", "DELETE"))
+        or "FOR UPDATE" in q["sql"].upper()
+    ]
+    # The session's own row is the login's, not the thread's cache.
+    assert [sql for sql in writes if "django_session" not in sql] == []
+    conversation.refresh_from_db()
+    assert conversation.last_checked_at == checked
+
+
+def test_a_changed_thread_is_saved_on_the_next_look(user_client, conversation, emulator):
+    user_client.get(url("thread_detail", conversation.pk))
+    client_for(conversation.api_key).modify_thread(
+        conversation.thread_id, metadata={"customer": "Globex"}
+    )
+
+    text = body(user_client.get(url("thread_detail", conversation.pk)))
+
+    assert "<dd>Globex</dd>" in text
+    conversation.refresh_from_db()
+    assert conversation.metadata == {"customer": "Globex"}
+    assert conversation.search_text.endswith("globex")

@@ -214,6 +214,65 @@ class TrackedThread(models.Model):
         return self.state in (self.State.DELETING, self.State.DELETED)
 
 
+class ThreadCount(models.Model):
+    """How many tracked threads a key has in a state: what the overview reads, so that its
+    cost does not grow with the threads.
+
+    Kept by database triggers on `TrackedThread` (migration 0010): every insert, delete and
+    change of a row's key or state adds +1 or -1 here, whichever code (or SQL) made it. The
+    count of (key, state) is the sum over its shards. On PostgreSQL each connection adds to a
+    shard of its own (its backend's pid), so concurrent writers never wait for one another
+    here, and never deadlock; `services.counts.fold_thread_counts` (the worker's sweep) folds
+    the shards into shard 0. On SQLite, one writer at a time, everything is shard 0.
+    """
+
+    api_key = models.ForeignKey(ApiKey, on_delete=models.CASCADE, related_name="thread_counts")
+    state = models.CharField(max_length=10, choices=TrackedThread.State.choices)
+    shard = models.IntegerField(default=0)
+    threads = models.IntegerField(default=0)  # a shard other than 0 may be below zero
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["api_key", "state", "shard"], name="unique_thread_count_shard"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.api_key_id}/{self.state}/{self.shard}: {self.threads}"
+
+
+class DailyThreadActivity(models.Model):
+    """Threads created and deleted on a UTC day, per scope of the audit log: a team, or (team
+    0) the owner of a personal key. What the overview's chart reads.
+
+    Kept by a database trigger on `AuditEvent` (migration 0010): a `thread.created` event adds
+    to `created`, a `thread.deleted` event whose thread went (success, already gone) to
+    `deleted`. Audit events are appended under the chain head's lock, one append at a time,
+    so these rows are too: they add no wait of their own.
+    """
+
+    NO_TEAM = 0  # `team_id` of a personal key's events (`owner_id` is 0 for a team's)
+
+    day = models.DateField()
+    team_id = models.BigIntegerField(default=NO_TEAM)
+    owner_id = models.BigIntegerField(default=0)
+    created = models.IntegerField(default=0)
+    deleted = models.IntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["day", "team_id", "owner_id"], name="unique_daily_thread_activity"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return (
+            f"{self.day} team {self.team_id} owner {self.owner_id}: +{self.created} -{self.deleted}"
+        )
+
+
 class AppendOnlyError(Exception):
     """Raised on any attempt to change or remove an audit event."""
 

@@ -17,7 +17,7 @@ from django.contrib.auth.models import User
 from django.core.exceptions import PermissionDenied
 from django.db import DatabaseError, connection
 from django.db.migrations.executor import MigrationExecutor
-from django.db.models import Count, Exists, F, Max, OuterRef, Q, QuerySet, Subquery
+from django.db.models import Count, Exists, F, Max, OuterRef, Q, QuerySet, Subquery, Sum
 from django.db.models.functions import Coalesce
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
@@ -29,6 +29,7 @@ from threads_app.models import (
     AuditEvent,
     BulkDeleteItem,
     BulkDeleteJob,
+    DailyThreadActivity,
     Invitation,
     Membership,
     RetentionPolicy,
@@ -101,12 +102,16 @@ def writable_threads(user: User) -> QuerySet[TrackedThread]:
     return visible_threads(user).filter(api_key__in=usable_keys(user))
 
 
+def _audit_scope(user: User, *, no_team: int | None = None) -> Q:
+    """What of the audit log a user may see: their teams', and their personal keys' (the rows
+    whose team is `no_team`)."""
+    return Q(team_id__in=_team_ids(user)) | Q(team_id=no_team, owner_id=user.pk)
+
+
 def visible_audit_events(user: User) -> QuerySet[AuditEvent]:
     if user.is_superuser:
         return AuditEvent.objects.all()
-    return AuditEvent.objects.filter(
-        Q(team_id__in=_team_ids(user)) | Q(team_id__isnull=True, owner_id=user.pk)
-    )
+    return AuditEvent.objects.filter(_audit_scope(user))
 
 
 def _forbid_unless(allowed: bool, reason: str) -> None:
@@ -855,3 +860,118 @@ def retention_not_enforced(policy: RetentionPolicy) -> str | None:
             "An owner of the key must save it again."
         )
     return None
+
+
+# --- Overview: the first page after logging in ---------------------------------------------
+
+OVERVIEW_DAYS = 30  # the activity chart's days, and how long a key may go unused
+STATES = TrackedThread.State
+
+
+@dataclass(frozen=True)
+class KeyFigures:
+    """A visible key, its tracked threads per state, and why it needs attention ("" if not)."""
+
+    key: ApiKey
+    counts: dict[str, int]  # every state, 0 included
+    attention: str = ""
+
+    @property
+    def tracked(self) -> int:
+        """Threads still tracked (a deleted thread no longer counts)."""
+        return sum(n for state, n in self.counts.items() if state != STATES.DELETED)
+
+
+@dataclass(frozen=True)
+class DayActivity:
+    day: date
+    created: int = 0
+    deleted: int = 0
+
+
+@dataclass(frozen=True)
+class Overview:
+    keys: list[KeyFigures]
+    days: list[DayActivity]  # OVERVIEW_DAYS of them, oldest first, today last
+
+    @property
+    def totals(self) -> dict[str, int]:
+        return {state: sum(k.counts[state] for k in self.keys) for state in STATES.values}
+
+    @property
+    def tracked(self) -> int:
+        return sum(k.tracked for k in self.keys)
+
+    @property
+    def needing_attention(self) -> list[KeyFigures]:
+        return [k for k in self.keys if k.attention]
+
+    @property
+    def created(self) -> int:
+        return sum(day.created for day in self.days)
+
+    @property
+    def deleted(self) -> int:
+        return sum(day.deleted for day in self.days)
+
+
+def _key_attention(key: ApiKey, now: datetime) -> str:
+    """Why a live key needs looking at: the upstream rejects it, or nothing used it for
+    OVERVIEW_DAYS (a key added less long ago and not used yet is not late)."""
+    if key.is_revoked:
+        return ""
+    if key.failing:
+        return f"Failing: {key.last_error}" if key.last_error else "Failing"
+    cutoff = now - timedelta(days=OVERVIEW_DAYS)
+    if key.last_used_at is None and key.created_at < cutoff:
+        return f"Never used since it was added {(now - key.created_at).days} days ago"
+    if key.last_used_at is not None and key.last_used_at < cutoff:
+        return f"Unused for {(now - key.last_used_at).days} days"
+    return ""
+
+
+def overview(user: User, *, now: datetime | None = None) -> Overview:
+    """What the user may see, summed up in two queries: their visible keys with the count of
+    their threads in each state (from the counters the database keeps, `ThreadCount`: a few
+    rows a key, however many threads it has), and the threads created and deleted per day
+    over the last OVERVIEW_DAYS days (from `DailyThreadActivity`, which the database keeps
+    from the audit log: a row a day and scope), both scoped as the audit log is.
+
+    A deletion counts when its outcome removed the thread (deleted, or already gone); the
+    days are whole UTC days, today included.
+    """
+    now = now or timezone.now()
+    per_state = {
+        state: Coalesce(Sum("thread_counts__threads", filter=Q(thread_counts__state=state)), 0)
+        for state in STATES.values
+    }
+    keys = [
+        KeyFigures(
+            key,
+            {state: getattr(key, f"count_{state}") for state in STATES.values},
+            _key_attention(key, now),
+        )
+        for key in visible_keys(user)
+        .select_related("team")
+        .defer("secret_encrypted", "fingerprint")
+        .annotate(**{f"count_{state}": count for state, count in per_state.items()})
+        .order_by(F("team__name").asc(nulls_first=True), "label", "id")
+    ]
+    return Overview(keys, _activity(user, now.date()))
+
+
+def _activity(user: User, today: date) -> list[DayActivity]:
+    first = today - timedelta(days=OVERVIEW_DAYS - 1)
+    rows = DailyThreadActivity.objects.filter(day__gte=first)
+    if not user.is_superuser:
+        rows = rows.filter(_audit_scope(user, no_team=DailyThreadActivity.NO_TEAM))
+    per_day = {
+        day: (created, deleted)
+        for day, created, deleted in rows.order_by()
+        .values_list("day")
+        .annotate(Sum("created"), Sum("deleted"))
+    }
+    return [
+        DayActivity(day, *per_day.get(day, (0, 0)))
+        for day in (first + timedelta(days=n) for n in range(OVERVIEW_DAYS))
+    ]

@@ -20,6 +20,7 @@ from django_tasks_db.models import DBTaskResult
 from threads_app import selectors
 from threads_app.models import BulkDeleteJob, WorkerHeartbeat
 from threads_app.services import bulk
+from threads_app.services.counts import fold_thread_counts
 from threads_app.services.reconcile import reconcile_all
 from threads_app.services.retention import enforce_retention
 
@@ -87,8 +88,9 @@ def sweep() -> list[DBTaskResult[..., Any]]:
     report it. An abandoned `bulk_delete_task` is resumed in the same transaction: its job
     notes "resumed after the worker stopped" and a new task is queued for it (any live worker
     takes it), so each abandoned job is resumed exactly once. Heartbeat rows older than the
-    lease are then removed. Called by every `db_worker` between tasks (at most every
-    WORKER_SWEEP_SECONDS); safe to call anywhere.
+    lease are then removed, and the thread counters' shards folded (`fold_thread_counts`).
+    Called by every `db_worker` between tasks (at most every WORKER_SWEEP_SECONDS); safe to
+    call anywhere.
     """
     lease = settings.WORKER_LEASE_SECONDS
     now = timezone.now()
@@ -123,6 +125,7 @@ def sweep() -> list[DBTaskResult[..., Any]]:
             logger.warning("Task %s (%s): %s", result.pk, result.task_path, error)
             abandoned.append(result)
     WorkerHeartbeat.objects.filter(beat_at__lt=cutoff).delete()
+    fold_thread_counts()
     return abandoned
 
 

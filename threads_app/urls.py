@@ -9,6 +9,7 @@ from threads_app.views import (
     invitations,
     keys,
     operations,
+    overview,
     retention,
     teams,
     threads,
@@ -20,6 +21,7 @@ app_name = "threads_app"
 # (route, view): each URL is named after its view, so a name is never spelled twice.
 ROUTES: list[tuple[str, Callable[..., HttpResponseBase]]] = [
     ("", threads.thread_list),
+    ("overview/", overview.overview),
     ("threads/new/", threads.thread_create),
     ("threads/import/", threads.thread_import),
     ("threads/<int:pk>/", threads.thread_detail),

@@ -27,6 +27,20 @@ def test_a_wrong_password_is_refused_then_the_right_one_logs_in(page, user, live
     expect(page.get_by_role("banner")).to_contain_text("alice")
 
 
+def test_logging_in_from_the_login_page_lands_on_the_overview(page, user, live_server):
+    page.goto("/login/")
+    page.get_by_label("Username").fill("alice")
+    page.get_by_label("Password").fill("pw-alice")
+    page.get_by_role("button", name="Log in").click()
+
+    expect(page).to_have_url(live_server.url + "/overview/")
+    expect(page.get_by_role("heading", level=1)).to_have_text("Overview")
+    nav = page.get_by_role("navigation", name="Main")
+    expect(nav.get_by_role("link", name="Overview")).to_have_attribute("aria-current", "page")
+    nav.get_by_role("link", name="Threads").click()
+    expect(page).to_have_url(live_server.url + "/")
+
+
 def test_add_a_key_after_the_api_refused_a_wrong_one(page, user, log_in, emulator):
     log_in(page, user)
     page.get_by_role("navigation", name="Main").get_by_role("link", name="Keys").click()

@@ -88,6 +88,8 @@ PAGES = [
     ("change password", "alice", "/accounts/password/change/"),
     ("two-factor", "alice", "/accounts/2fa/"),
     ("turn on two-factor", "alice", "/accounts/2fa/totp/activate/"),
+    ("overview, empty", "newcomer", "/overview/"),
+    ("overview", "alice", "/overview/"),
     ("threads list, empty", "newcomer", "/"),
     ("threads list", "alice", "/"),
     ("create thread", "alice", "/threads/new/"),
@@ -183,3 +185,26 @@ def test_form_errors_are_accessible(user_page, api_key, check_accessibility):
     expect(page.get_by_role("alert")).to_contain_text("401")
     page.emulate_media(color_scheme="dark")
     check_accessibility(page, "add key, refused")
+
+
+def test_the_overview_chart_follows_the_colour_scheme(console, new_page, log_in):
+    """Its bars are drawn with the page's colours (CSS classes, no inline style): they change
+    with the scheme, and the chart's table opens without JavaScript."""
+    page = log_in(new_page(java_script_enabled=False), console.users["alice"])
+    page.goto("/overview/")
+    chart = page.get_by_role("img", name="Threads created and deleted per day, last 30 days")
+    expect(chart).to_be_visible()
+    bar = chart.locator("rect.bar.deleted").first
+    light = bar.evaluate("bar => getComputedStyle(bar).fill")
+    page.emulate_media(color_scheme="dark")
+    dark = bar.evaluate("bar => getComputedStyle(bar).fill")
+    assert light == "rgb(179, 38, 30)" and dark == "rgb(242, 139, 130)"  # --danger, each scheme
+
+    page.get_by_text("The chart as a table").click()
+    table = page.get_by_role("table", name="Threads created and deleted per day, last 30 days")
+    expect(table).to_be_visible()
+    expect(table.get_by_role("row")).to_have_count(31)  # a header and 30 days
+    page.set_viewport_size({"width": NARROW, "height": 900})
+    _fits_narrow_screen(page)
+    box = chart.bounding_box()
+    assert box and box["width"] <= NARROW

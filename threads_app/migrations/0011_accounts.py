@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('threads_app', '0008_bulk_job_task'),
+        ('threads_app', '0010_overview'),
     ]
 
     operations = [

@@ -13,6 +13,7 @@ failed) after, so every attempt leaves a pair of events: `services.deletions`.
 """
 
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -23,7 +24,7 @@ from django.utils import timezone
 from threads_app import audit, selectors
 from threads_app.audit import Origin
 from threads_app.models import ApiKey, AuditEvent, TrackedThread
-from threads_app.services.keys import client_for, note_key_result
+from threads_app.services.keys import LAST_USED_PRECISION, client_for, note_key_result
 from threads_app.services.refusals import NotAllowed
 from threads_app.upstream import (
     InvalidRequestError,
@@ -217,15 +218,70 @@ def refresh_thread(thread: TrackedThread) -> Thread:
     try:
         live = _call(thread.api_key, lambda client: client.retrieve_thread(thread.thread_id))
     except NotFoundError:
-        _remember(thread, selectors.refreshed_fields(thread, None, checked_at=timezone.now()))
+        _remember(thread, None)
         raise
-    _remember(thread, selectors.refreshed_fields(thread, live, checked_at=timezone.now()))
+    _remember(thread, live)
     return live
 
 
-def _remember(thread: TrackedThread, fields: dict[str, Any]) -> None:
-    """Set and save cached fields, unless a deletion began meanwhile (its claim, or its
-    outcome, must not be undone): the row is locked while it is checked and saved."""
+@dataclass(frozen=True)
+class LiveThread:
+    """What a thread's page shows of the upstream: the live thread and its newest messages,
+    or why each could not be had (`error`: the thread's; `messages_error`: its messages')."""
+
+    live: Thread | None = None
+    page: MessagePage | None = None
+    error: UpstreamError | None = None
+    messages_error: UpstreamError | None = None
+
+
+def load_live_thread(thread: TrackedThread) -> LiveThread:
+    """`refresh_thread` and the first page of `list_messages` at once: two calls in flight,
+    so the page waits for one round trip, not two.
+
+    The messages are asked for on a worker thread that only speaks HTTP (the database is
+    touched here, on the caller's thread, once both answers are in). When the thread cannot be
+    had, its error is the page's and the messages are not shown.
+    """
+    client = client_for(thread.api_key)
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        messages = pool.submit(_messages_page, client, thread)
+        live, error = _answer(lambda: client.retrieve_thread(thread.thread_id))
+        page, messages_error = _answer(messages.result)
+    note_key_result(thread.api_key, error or messages_error)
+    if live is not None or isinstance(error, NotFoundError):
+        _remember(thread, live)
+    if live is None:
+        return LiveThread(error=error)
+    return LiveThread(live, page, messages_error=messages_error)
+
+
+def _answer(call: Callable[[], T]) -> tuple[T | None, UpstreamError | None]:
+    try:
+        return call(), None
+    except UpstreamError as exc:
+        return None, exc
+
+
+def _remember(thread: TrackedThread, live: Thread | None) -> None:
+    """Save what a check found (`live`: the answer, None for a 404), unless a deletion began
+    meanwhile (its claim, or its outcome, must not be undone): the row is locked while it is
+    checked and saved.
+
+    Nothing is written when nothing changed and the last check is recent (`last_checked_at` is
+    kept to LAST_USED_PRECISION, as a key's last use is): a page looked at again and again
+    costs no write.
+    """
+    now = timezone.now()
+    fields = selectors.refreshed_fields(thread, live, checked_at=now)
+    last = thread.last_checked_at
+    changed = any(
+        getattr(thread, name) != value
+        for name, value in fields.items()
+        if name != "last_checked_at"
+    )
+    if not changed and last is not None and now - last < LAST_USED_PRECISION:
+        return
     for name, value in fields.items():
         setattr(thread, name, value)
     with transaction.atomic():
@@ -236,11 +292,14 @@ def _remember(thread: TrackedThread, fields: dict[str, Any]) -> None:
 
 def list_messages(thread: TrackedThread, *, after: str | None = None) -> MessagePage:
     """One page of the thread's messages, newest first; raises `UpstreamError`."""
-    return _call(
-        thread.api_key,
-        lambda client: client.list_messages(
-            thread.thread_id, limit=MESSAGES_PAGE_SIZE, order="desc", after=after
-        ),
+    return _call(thread.api_key, lambda client: _messages_page(client, thread, after))
+
+
+def _messages_page(
+    client: ThreadsClient, thread: TrackedThread, after: str | None = None
+) -> MessagePage:
+    return client.list_messages(
+        thread.thread_id, limit=MESSAGES_PAGE_SIZE, order="desc", after=after
     )
 
 

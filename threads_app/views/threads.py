@@ -172,24 +172,19 @@ def _message_rows(page: MessagePage | None) -> list[tuple[Any, datetime]]:
 @require_GET
 def thread_detail(request: AuthenticatedHttpRequest, pk: int) -> HttpResponse:
     """The local record always; the live thread and its newest messages when the upstream
-    answers (a 404 marks the thread gone)."""
+    answers, both asked for at once (a 404 marks the thread gone)."""
     thread = selectors.get_visible_thread(request.user, pk)
-    live = page = error = None
     reason = selectors.unreachable_reason(thread)
-    if reason is None:
-        try:
-            live = services.refresh_thread(thread)
-            page = services.list_messages(thread)
-        except UpstreamError as exc:
-            error = exc
+    upstream = services.LiveThread() if reason else services.load_live_thread(thread)
     context = {
         "nav": "threads",
         "thread": thread,
-        "live": live,
-        "page": page,
-        "message_rows": _message_rows(page),
-        "error": error,
-        "gone": isinstance(error, NotFoundError),
+        "live": upstream.live,
+        "page": upstream.page,
+        "message_rows": _message_rows(upstream.page),
+        "error": upstream.error,
+        "messages_error": upstream.messages_error,
+        "gone": isinstance(upstream.error, NotFoundError),
         "reason": reason,
         "writable": selectors.can_change_thread(request.user, thread),
     }
