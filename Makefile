@@ -40,6 +40,7 @@ format: $(STAMP)
 run: $(STAMP)
 	$(PY) manage.py collectstatic --noinput
 	$(PY) manage.py migrate --noinput
+	$(PY) manage.py createcachetable
 	$(VENV)/bin/gunicorn dashboard.wsgi --bind $${BIND:-127.0.0.1:8000} --workers $${WORKERS:-2}
 
 ## The background worker that runs queued tasks; production runs it beside `make run`

@@ -224,6 +224,17 @@ MFA_ALLOW_UNVERIFIED_EMAIL = True
 # Everyone must turn on two-factor at their next log-in.
 REQUIRE_2FA = env_bool("REQUIRE_2FA", False)
 
+# One cache for every instance, in the database: allauth's remaining limits (password-reset
+# emails, two-factor codes tried) count in it, so several app instances share one count, as
+# they share sessions and axes' lockouts. Its table comes from `manage.py createcachetable`
+# (`make run` and the demo run it; a test database gets it when it is created).
+CACHES = {
+    "default": {
+        "BACKEND": "django.core.cache.backends.db.DatabaseCache",
+        "LOCATION": "threads_console_cache",
+    }
+}
+
 # Email: EMAIL_URL (dashboard/env.py reads it); by default in debug mode `outbox:`, which writes
 # to the console and keeps a copy that DEBUG's /dev/emails/ page lists.
 DEFAULT_FROM_EMAIL = env("DEFAULT_FROM_EMAIL", "Threads Console <threads-console@localhost>")

@@ -638,7 +638,7 @@ def test_access(cell, live_threads, client, matrix_table):
 PUBLIC, LOGIN = "public", "login required"
 TO_LOGIN = "login?next"
 ACCOUNT_PAGES = {
-    "account_login": (PUBLIC, (200, 200, "/", "/")),  # a logged-in user goes home
+    "account_login": (PUBLIC, (200, 200, "/overview/", "/overview/")),  # logged in: home
     "account_logout": (PUBLIC, ("/accounts/login/", "/accounts/login/", 200, "/accounts/login/")),
     "account_inactive": (PUBLIC, (200, 405, 200, 405)),
     "account_reauthenticate": (LOGIN, (TO_LOGIN, TO_LOGIN, 200, 200)),
@@ -654,7 +654,10 @@ ACCOUNT_PAGES = {
     "account_reset_password_from_key_done": (PUBLIC, (200, 405, 200, 405)),
     "mfa_index": (LOGIN, (TO_LOGIN, TO_LOGIN, 200, 405)),
     # The log-in's second step: only inside a log-in, else back to its start (or home).
-    "mfa_authenticate": (PUBLIC, ("/accounts/login/", "/accounts/login/", "/", "/")),
+    "mfa_authenticate": (
+        PUBLIC,
+        ("/accounts/login/", "/accounts/login/", "/overview/", "/overview/"),
+    ),
     # Without two-factor, reauthentication is by password.
     "mfa_reauthenticate": (
         LOGIN,

@@ -29,10 +29,10 @@ class TestLogIn:
         assert response.status_code == 302
         assert response["Location"] == reverse("account_login") + "?next=/keys/"
 
-    def test_logging_in_by_username_lands_on_the_threads(self, client, user):
+    def test_logging_in_by_username_lands_on_the_overview(self, client, user):
         response = _log_in(client, "alice", "pw-alice")
         assert response.status_code == 302
-        assert response["Location"] == reverse("threads_app:thread_list")
+        assert response["Location"] == reverse("threads_app:overview")
         assert client.get(reverse("threads_app:thread_list")).status_code == 200
 
     def test_a_wrong_password_is_refused_and_nobody_can_sign_up(self, client, user):

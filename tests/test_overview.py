@@ -266,7 +266,7 @@ def test_the_scale_ends_on_a_round_number(highest, top):
 def test_logging_in_lands_on_the_overview(client, make_user):
     make_user("sam")
 
-    response = client.post(url_login(), {"username": "sam", "password": "pw-sam"})
+    response = client.post(url_login(), {"login": "sam", "password": "pw-sam"})
 
     assert response.status_code == 302 and response["Location"] == url("overview")
     text = body(client.get(response["Location"]))
@@ -276,7 +276,7 @@ def test_logging_in_lands_on_the_overview(client, make_user):
 def test_a_next_page_still_wins_over_the_overview(client, make_user):
     make_user("sam")
 
-    response = client.post(url_login() + "?next=/keys/", {"username": "sam", "password": "pw-sam"})
+    response = client.post(url_login() + "?next=/keys/", {"login": "sam", "password": "pw-sam"})
 
     assert response["Location"] == url("key_list")
 
@@ -284,4 +284,4 @@ def test_a_next_page_still_wins_over_the_overview(client, make_user):
 def url_login():
     from django.urls import reverse
 
-    return reverse("login")
+    return reverse("account_login")

@@ -105,3 +105,19 @@ def test_the_configured_log_filter_redacts_api_keys():
 
     assert make_filter().filter(record)
     assert record.getMessage() == "rejected [redacted]"
+
+
+@pytest.mark.django_db
+def test_the_cache_is_a_database_table_every_instance_shares():
+    """allauth's limits (reset emails, two-factor codes) count in the cache: one count for
+    every app instance, as sessions and lockouts are."""
+    from django.core.cache import cache
+    from django.db import connection
+
+    cache.set("probe", "shared", 60)
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT cache_key FROM threads_console_cache")
+        keys = [row[0] for row in cursor.fetchall()]
+    assert any(key.endswith("probe") for key in keys)
+    assert cache.get("probe") == "shared"

@@ -36,10 +36,10 @@ class TestTotp:
         wrong = client.post(reverse("mfa_authenticate"), {"code": "000000"})
         assert "Incorrect code" in wrong.content.decode()
         done = client.post(reverse("mfa_authenticate"), {"code": totp_code(secret)})
-        assert done["Location"] == url("thread_list")
+        assert done["Location"] == url("overview")
         assert client.get(url("thread_list")).status_code == 200
 
-        for attempt, expected in ((1, url("thread_list")), (2, None)):
+        for attempt, expected in ((1, url("overview")), (2, None)):
             other = Client()
             _log_in(other, "alice", "pw-alice")
             answer = other.post(reverse("mfa_authenticate"), {"code": recovery})

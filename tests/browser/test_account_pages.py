@@ -65,7 +65,7 @@ def test_a_forgotten_password_is_reset_from_the_emails_page(new_page, user, outb
     page.get_by_label("Username").fill("alice")
     page.get_by_label("Password").fill("a-brand-new-long-password")
     page.get_by_role("button", name="Log in").click()
-    expect(page.get_by_role("heading", level=1)).to_have_text("Threads")
+    expect(page.get_by_role("heading", level=1)).to_have_text("Overview")
     assert AuditEvent.objects.filter(action=AuditEvent.Action.PASSWORD_RESET).count() == 1
 
 
@@ -103,7 +103,7 @@ def test_two_factor_is_turned_on_and_then_asked_at_the_log_in(new_page, user, lo
     accessible(page, "two-factor code")
     page.get_by_label(re.compile("code", re.I)).fill(totp_code(secret))
     page.get_by_role("button", name=re.compile("Sign In", re.I)).click()
-    expect(page.get_by_role("heading", level=1)).to_have_text("Threads")
+    expect(page.get_by_role("heading", level=1)).to_have_text("Overview")
 
 
 def test_adding_a_key_after_a_while_asks_for_the_password_first(new_page, user, log_in, accessible):

@@ -37,6 +37,7 @@ class Command(BaseCommand):
             raise CommandError("The demo runs only with DJANGO_DEBUG=1 (use `make demo`).")
         self._reset_demo_database()
         call_command("migrate", verbosity=0, interactive=False)
+        call_command("createcachetable", verbosity=0)
         emulator = Emulator(keys=list(demo_data.DEMO_SECRETS.values()), latency=0.05)
         emulator.start()
         settings.UMAMIAI_BASE_URL = emulator.base_url
