@@ -228,7 +228,12 @@ class TrackedThread(models.Model):
         super().save(*args, **kwargs)
 
     def build_search_text(self) -> str:
-        values = [self.thread_id, self.label, *(str(v) for v in (self.metadata or {}).values())]
+        return self.search_text_of(self.thread_id, self.label, self.metadata)
+
+    @staticmethod
+    def search_text_of(thread_id: str, label: str, metadata: dict[str, Any] | None) -> str:
+        """The one builder of `search_text` (bulk loads call it without making instances)."""
+        values = [thread_id, label, *(str(v) for v in (metadata or {}).values())]
         return "\n".join(values).lower()
 
     @property
