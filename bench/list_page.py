@@ -293,7 +293,7 @@ def query_plan(sql):
     if not sql:
         return "      (no query of the table: the search index found no match)"
     explain = (
-        "EXPLAIN (ANALYZE, COSTS OFF) "
+        "EXPLAIN (ANALYZE, BUFFERS, COSTS OFF) "
         if connection.vendor == "postgresql"
         else "EXPLAIN QUERY PLAN "
     )

@@ -483,9 +483,7 @@ def test_no_wait_returns_once_the_jobs_are_queued(user, api_key, aged, emulator)
 
 
 @committed
-def test_without_a_worker_the_wait_ends_in_an_error_naming_the_jobs(
-    user, api_key, aged, emulator
-):
+def test_without_a_worker_the_wait_ends_in_an_error_naming_the_jobs(user, api_key, aged, emulator):
     aged(api_key, 100)
     enable(api_key, user, days=30)
 
