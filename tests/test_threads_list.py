@@ -334,9 +334,9 @@ def test_created_date_range_counts_whole_utc_days_and_falls_back_to_tracking(use
 @pytest.mark.parametrize(
     ("query", "message"),
     [
-        ("date_from=2026-02-30", "Enter a real date"),
-        ("date_to=10000-01-01", "Enter a real date"),
-        ("date_from=-1", "Enter a real date"),
+        ("date_from=2026-02-30", "Enter a valid date"),
+        ("date_to=10000-01-01", "Enter a valid date"),
+        ("date_from=-1", "Enter a valid date"),
         ("date_from=2026-03-12&date_to=2026-03-10", "The end date is before the start date."),
         ("tracked_by=" + "x" * 151, "at most 150 characters"),
         ("q=" + "x" * 201, "at most 200 characters"),

@@ -337,6 +337,6 @@ def test_filter_and_sort_without_javascript(new_page, log_in, user, sortable):
     page.goto("/?date_from=2026-02-30&date_to=10000-01-01")
     alert = page.get_by_role("alert")
     expect(alert).to_contain_text("These filters cannot be used, so nothing is shown")
-    expect(alert).to_contain_text("Created from (UTC): Enter a real date")
-    expect(alert).to_contain_text("Created to (UTC): Enter a real date")
+    expect(alert).to_contain_text("Created from (UTC): Enter a valid date")
+    expect(alert).to_contain_text("Created to (UTC): Enter a valid date")
     expect(rows).to_have_count(0)  # (axe, which needs scripts, checks this page in test_pages)

@@ -9,7 +9,7 @@ from django.contrib.auth.models import User
 from django.core.exceptions import ValidationError
 
 from threads_app import selectors
-from threads_app.forms.base import Form
+from threads_app.forms.base import DateRangeForm, Form
 from threads_app.models import ApiKey, TrackedThread
 
 METADATA_MAX_PAIRS = 16
@@ -311,10 +311,9 @@ SORT_CHOICES = [
     (selectors.OLDEST, "Oldest first"),
     (selectors.LABEL_AZ, "Label A–Z"),  # noqa: RUF001
 ]
-DATE_ERRORS = {"invalid": "Enter a real date, as YYYY-MM-DD (years 1 to 9999)."}
 
 
-class ThreadFilterForm(Form):
+class ThreadFilterForm(DateRangeForm):
     """The list's search, filters, sort and page cursor (GET): its cleaned values are
     `selectors.ThreadFilters` (`filters`) and the cursor; `selectors.thread_list_page` is the
     query they imply.
@@ -345,19 +344,6 @@ class ThreadFilterForm(Form):
             (selectors.ALL_STATES, "All, deleted included"),
         ],
     )
-    # Any date the field accepts (years 1 to 9999) can be filtered on, the last day included.
-    date_from = forms.DateField(
-        label="Created from (UTC)",
-        required=False,
-        error_messages=DATE_ERRORS,
-        widget=forms.DateInput(attrs={"type": "date"}),
-    )
-    date_to = forms.DateField(
-        label="Created to (UTC)",
-        required=False,
-        error_messages=DATE_ERRORS,
-        widget=forms.DateInput(attrs={"type": "date"}),
-    )
     sort = forms.ChoiceField(label="Sort", required=False, choices=SORT_CHOICES)
     before = forms.IntegerField(required=False, min_value=1, max_value=2**63 - 1)
     after = forms.IntegerField(required=False, min_value=1, max_value=2**63 - 1)
@@ -374,14 +360,14 @@ class ThreadFilterForm(Form):
             ("", "All teams"),
             *sorted(teams.items(), key=lambda team: team[1]),
         ]
+        self.fields["date_from"].label = "Created from (UTC)"
+        self.fields["date_to"].label = "Created to (UTC)"
         self.is_valid()  # fills cleaned_data with the valid values
 
-    def clean(self) -> dict[str, Any]:
-        cleaned = super().clean() or {}
-        date_from, date_to = cleaned.get("date_from"), cleaned.get("date_to")
-        if date_from and date_to and date_from > date_to:
-            self.add_error("date_to", "The end date is before the start date.")
-        return cleaned
+    @property
+    def filter_fields(self) -> list[forms.BoundField]:
+        """The filters after the search box, in the toolbar's order."""
+        return [self[name] for name in self.FILTERS if name != "q"]
 
     @property
     def typed_errors(self) -> list[tuple[str, str]]:
