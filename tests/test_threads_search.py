@@ -3,6 +3,7 @@ a case-insensitive substring of the thread id, label or metadata values, whateve
 and an index that follows every insert, change and delete. Runs on both databases."""
 
 import random
+import re
 
 import pytest
 from django.db import connection
@@ -205,3 +206,27 @@ def test_search_matches_python_substring_semantics(user, api_key, query):
     assert found(user, query) == brute_force(query)
     if len(query) >= 3:
         assert indexed(query) == brute_force(query)
+
+
+def test_a_search_over_many_keys_lists_the_newest_matches(
+    user_client, user, make_key, django_assert_max_num_queries
+):
+    """1,000 matches under 35 keys (on SQLite, as many ids as the trigram table names before
+    the list reads rows in order instead): the newest 25, in at most six queries."""
+    keys = [make_key(owner=user, secret=f"sk-test-many-{n:02d}-0123456789") for n in range(35)]
+    rows = []
+    for n in range(1000):
+        thread = TrackedThread(
+            api_key=keys[n % 35], thread_id=f"thread_many{n}", label=f"needle {n}"
+        )
+        thread.search_text = thread.build_search_text()  # bulk_create does not save() each
+        rows.append(thread)
+    matches = TrackedThread.objects.bulk_create(rows)
+    for n, key in enumerate(keys):
+        track(key, f"thread_hay{n}", label="hay")
+
+    with django_assert_max_num_queries(6):
+        response = user_client.get("/", {"q": "NEEDLE"})
+
+    listed = [int(pk) for pk in re.findall(r'<tr id="thread-(\d+)"', response.content.decode())]
+    assert listed == sorted((thread.pk for thread in matches), reverse=True)[:25]

@@ -603,22 +603,32 @@ def _search_table_ids(text: str, *, limit: int) -> list[int]:
         return [row[0] for row in cursor.fetchall()]
 
 
-def _matching(threads: QuerySet[TrackedThread], q: str) -> QuerySet[TrackedThread]:
-    """The threads whose id, label or a metadata value contains `q`, in any case."""
+def _search_ids(q: str) -> list[int] | None:
+    """The ids of every thread whose search text contains `q`, when SQLite's trigram table can
+    tell (3 characters or more) and they are at most SEARCH_IDS_MAX; else None (PostgreSQL's
+    planner uses its own index; a short or common term is found reading rows in order)."""
     text = q.lower()
-    matching = threads.filter(search_text__contains=text)
-    if connection.vendor != "sqlite" or len(text) < TRIGRAM:
-        return matching
+    if not text or connection.vendor != "sqlite" or len(text) < TRIGRAM:
+        return None
     ids = _search_table_ids(text, limit=SEARCH_IDS_MAX + 1)
-    return matching if len(ids) > SEARCH_IDS_MAX else matching.filter(pk__in=ids)
+    return None if len(ids) > SEARCH_IDS_MAX else ids
 
 
 def filtered_threads(user: User, filters: ThreadFilters) -> QuerySet[TrackedThread]:
     """The threads the list shows: visible to the user and matching every filter, with their
     sort keys (`_sortable`); not yet ordered."""
+    return _filtered(user, filters, _search_ids(filters.q))
+
+
+def _filtered(
+    user: User, filters: ThreadFilters, search_ids: list[int] | None
+) -> QuerySet[TrackedThread]:
+    """`filtered_threads`, given `_search_ids(filters.q)`."""
     threads = _sortable(visible_threads(user))
-    if filters.q:
-        threads = _matching(threads, filters.q)
+    if filters.q:  # the row's own text decides (the ids come from an index of the same text)
+        threads = threads.filter(search_text__contains=filters.q.lower())
+    if search_ids is not None:
+        threads = threads.filter(pk__in=search_ids)
     if filters.key_id:
         threads = threads.filter(api_key_id=filters.key_id)
     if filters.team_id:
@@ -668,21 +678,24 @@ def thread_list_page(
     `keys` are the keys the user may see (already fetched, with their team id). A user's
     threads are read key by key, each through its own index, so a user with few threads in a
     large table pays for their rows only; a superuser's keys are everyone's, so they are read
-    key by key only when a key or team filter picks a few.
+    key by key only when a key or team filter picks a few. A search whose few matches the
+    trigram table names (`_search_ids`) reads those rows alone.
     """
+    search_ids = _search_ids(filters.q)
     chosen = [
         key.pk
         for key in keys
         if filters.key_id in (None, key.pk) and filters.team_id in (None, key.team_id)
     ]
     narrowed = filters.key_id is not None or filters.team_id is not None
+    by_key = search_ids is None and (narrowed or not user.is_superuser)
     return keyset_page(
-        filtered_threads(user, filters),
+        _filtered(user, filters, search_ids),
         size=size,
         order=SORTS.get(filters.sort, SORTS[NEWEST]),
         before=before,
         after=after,
-        partitions=None if user.is_superuser and not narrowed else ("api_key_id", chosen),
+        partitions=("api_key_id", chosen) if by_key else None,
         cursor_rows=_sortable(visible_threads(user)),
     )
 
