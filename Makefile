@@ -20,7 +20,7 @@ demo: $(STAMP)
 POSTGRES_TESTS := tests/test_audit_chain.py tests/test_audit_page.py tests/test_admin.py \
 	tests/test_keys.py tests/test_rotate_encryption_keys.py tests/test_teams.py \
 	tests/test_threads_create.py tests/test_threads_detail.py tests/test_threads_edit_delete.py \
-	tests/test_threads_import.py tests/test_threads_list.py tests/test_reconcile.py \
+	tests/test_threads_import.py tests/test_threads_list.py tests/test_threads_search.py tests/test_reconcile.py \
 	tests/test_transcripts.py tests/test_bulk_delete.py tests/test_tasks.py tests/test_operability.py \
 	tests/test_deletion_idempotence.py tests/test_audit_checkpoints.py tests/test_audit_promise.py \
 	tests/test_hardening.py tests/test_scale_out.py tests/test_bulk_crash.py
