@@ -384,7 +384,7 @@ def test_an_unknown_sort_is_newest_first(user_client, api_key):
     assert listed(user_client, "sort=price") == [new.pk, old.pk]
 
 
-def follow(client, start, link_name="Older"):
+def follow(client, start, link_name):
     """The pages met following the `link_name` links from `start` (htmx partials)."""
     pages, next_url = [], start
     while next_url:
@@ -421,14 +421,18 @@ def test_keyset_paging_walks_every_sort_without_gaps_or_duplicates(
     }
     expected = [thread.pk for thread in sorted(rows, key=sort_keys[sort])]
 
-    older = follow(user_client, url("thread_list", query=f"sort={sort}"))
+    # The links say where they lead: by age when the newest come first, else by place.
+    forward, back = ("Older", "Newer") if sort == "newest" else ("Next", "Previous")
+    older = follow(user_client, url("thread_list", query=f"sort={sort}"), forward)
     assert [len(page) for page in older] == [25, 25, 5]
     assert list(itertools.chain(*older)) == expected
 
-    # Back from the last page: the same pages, newest first again.
+    # Back from the last page: the same pages again.
     last = url("thread_list", query=f"sort={sort}&before={older[1][-1]}")
-    newer = follow(user_client, last, "Newer")
+    newer = follow(user_client, last, back)
     assert newer == older[::-1]
+    first = "Newest" if sort == "newest" else "First page"
+    assert f">{first}</a>" in body(user_client.get(last))
 
 
 def test_paging_keeps_every_filter_and_the_sort(user_client, user, api_key, make_team, make_key):
@@ -442,11 +446,11 @@ def test_paging_keeps_every_filter_and_the_sort(user_client, user, api_key, make
         "&date_from=2026-03-01&date_to=2026-03-10&sort=label"
     )
 
-    pages = follow(user_client, url("thread_list", query=query))
+    pages = follow(user_client, url("thread_list", query=query), "Next")
 
     assert [len(page) for page in pages] == [25, 5]
     text = body(user_client.get(url("thread_list", query=query)))
-    older = re.search(r'<a href="([^"]+)"[^>]*rel="next">Older</a>', text).group(1)
+    older = re.search(r'<a href="([^"]+)"[^>]*rel="next">Next</a>', text).group(1)
     for part in query.split("&"):
         assert part in older.replace("&amp;", "&")
 

@@ -409,6 +409,13 @@ class ThreadFilterForm(DateRangeForm):
         return any(self.cleaned_data.get(name) for name in beyond)
 
     @property
+    def pager_words(self) -> dict[str, str]:
+        """The pager's link texts: by age when the newest come first, else by place."""
+        if (self.cleaned_data.get("sort") or selectors.NEWEST) == selectors.NEWEST:
+            return {"first": "Newest", "previous": "Newer", "next": "Older"}
+        return {"first": "First page", "previous": "Previous", "next": "Next"}
+
+    @property
     def sort_label(self) -> str:
         return dict(SORT_CHOICES)[self.cleaned_data.get("sort") or selectors.NEWEST]
 
