@@ -81,6 +81,7 @@ MAX_RATIO = 1.3
 ADMIN_SPEEDUP = 3.0
 SEED_SECONDS = 120
 NEIGHBOUR_ROWS = 100
+SQLITE_CACHE_KB = 512 * 1024  # the seeding connection's page cache
 # The owner's oldest rows are the rare ones the state and tracked-by filters pick: as many at
 # every size (a full page and more), and last in the list's order, where only an index that
 # starts with the filter's column finds them without reading all the others first.
@@ -233,6 +234,8 @@ def seed(numbered):
                 for values in rows:
                     copy.write_row(values)
         else:
+            # Room for the indexes' pages: rows arrive in id order, most indexes' keys do not.
+            cursor.execute(f"PRAGMA cache_size = -{SQLITE_CACHE_KB}")
             marks = ", ".join(["%s"] * len(COLUMNS))
             cursor.executemany(f"INSERT INTO {TABLE} ({names}) VALUES ({marks})", rows)  # noqa: S608
     with connection.cursor() as cursor:
