@@ -177,3 +177,12 @@ def test_no_server_error(case, live_threads, client, data):
     if response.streaming:
         b"".join(response.streaming_content)
     assert response.status_code < 500, (url, params, response.status_code)
+
+
+def test_the_thread_lists_filters_are_fuzzed():
+    """Every parameter of the list's filter form is among the fuzzed fields (its date fields
+    are named so that `_values` gives them dates)."""
+    names = set(threads_app.forms.threads.ThreadFilterForm.base_fields)
+
+    assert names <= set(FIELDS)
+    assert {"team", "tracked_by", "date_from", "date_to", "sort"} <= names

@@ -10,7 +10,8 @@ from typing import Any, NoReturn
 from django.conf import settings
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
-from django.db.models import Q
+from django.db.models import F, Q
+from django.db.models.functions import Coalesce, Lower
 
 
 class Team(models.Model):
@@ -157,6 +158,12 @@ class ApiKey(models.Model):
         return self.revoked_at is not None
 
 
+# When a thread was created, as the list shows, filters and sorts it: upstream, or (unknown)
+# when the dashboard began tracking it; and the key of its label's A to Z sort.
+CREATED = Coalesce("upstream_created_at", "tracked_at")
+LABEL_KEY = Lower("label")
+
+
 class TrackedThread(models.Model):
     class State(models.TextChoices):
         ACTIVE = "active", "Active"
@@ -165,10 +172,17 @@ class TrackedThread(models.Model):
         DELETED = "deleted", "Deleted"
 
     thread_id = models.CharField(max_length=100)
-    api_key = models.ForeignKey(ApiKey, on_delete=models.PROTECT, related_name="threads")
+    # Both foreign keys lead the list's composite indexes below, which serve their lookups too.
+    api_key = models.ForeignKey(
+        ApiKey, on_delete=models.PROTECT, related_name="threads", db_index=False
+    )
     label = models.CharField(max_length=200, blank=True)
     tracked_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+        settings.AUTH_USER_MODEL,
+        null=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        db_index=False,
     )
     tracked_at = models.DateTimeField(auto_now_add=True)
     upstream_created_at = models.DateTimeField(null=True, blank=True)
@@ -181,16 +195,31 @@ class TrackedThread(models.Model):
     deletion_started_at = models.DateTimeField(null=True, blank=True)
     state_before_deletion = models.CharField(max_length=10, choices=State.choices, blank=True)
     # Lower-cased thread id, label and metadata values: what the list's search box matches.
+    # Indexed for substring search by migration 0009: a pg_trgm GIN index on PostgreSQL, an
+    # FTS5 trigram table kept in step by triggers on SQLite (`SEARCH_TABLE`).
     search_text = models.TextField(blank=True, editable=False)
+
+    SEARCH_TABLE = "threads_app_trackedthread_search"
 
     class Meta:
         ordering = ["-id"]
         constraints = [
             models.UniqueConstraint(fields=["api_key", "thread_id"], name="unique_thread_per_key"),
         ]
+        # The list's sorts (`CREATED`, `LABEL_KEY`, then id), per key (a user's threads are read
+        # key by key: paging.keyset_page's partitions) and over the whole table (a superuser),
+        # alone and after the filters that narrow by equality (state, tracked by).
         indexes = [
-            models.Index(fields=["api_key", "-id"], name="thread_key_newest"),
-            models.Index(fields=["state", "-id"], name="thread_state_newest"),
+            models.Index(F("api_key"), CREATED, F("id"), name="thread_key_created"),
+            models.Index(F("api_key"), LABEL_KEY, F("id"), name="thread_key_label"),
+            models.Index(F("api_key"), F("state"), CREATED, F("id"), name="thread_key_state"),
+            models.Index(
+                F("api_key"), F("tracked_by"), CREATED, F("id"), name="thread_key_tracker"
+            ),
+            models.Index(CREATED, F("id"), name="thread_created"),
+            models.Index(LABEL_KEY, F("id"), name="thread_label"),
+            models.Index(F("state"), CREATED, F("id"), name="thread_state_created"),
+            models.Index(F("tracked_by"), CREATED, F("id"), name="thread_tracker_created"),
             models.Index(fields=["thread_id"], name="thread_upstream_id"),
         ]
 
@@ -205,7 +234,12 @@ class TrackedThread(models.Model):
         super().save(*args, **kwargs)
 
     def build_search_text(self) -> str:
-        values = [self.thread_id, self.label, *(str(v) for v in (self.metadata or {}).values())]
+        return self.search_text_of(self.thread_id, self.label, self.metadata)
+
+    @staticmethod
+    def search_text_of(thread_id: str, label: str, metadata: dict[str, Any] | None) -> str:
+        """The one builder of `search_text` (bulk loads call it without making instances)."""
+        values = [thread_id, label, *(str(v) for v in (metadata or {}).values())]
         return "\n".join(values).lower()
 
     @property

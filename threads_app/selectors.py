@@ -19,12 +19,15 @@ from django.db import DatabaseError, connection
 from django.db.migrations.executor import MigrationExecutor
 from django.db.models import Count, Exists, F, Max, OuterRef, Q, QuerySet, Subquery, Sum
 from django.db.models.functions import Coalesce
+from django.db.models.lookups import GreaterThanOrEqual, LessThanOrEqual
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
 from django_tasks_db.compat import TaskResultStatus
 from django_tasks_db.models import DBTaskResult
 
 from threads_app.models import (
+    CREATED,
+    LABEL_KEY,
     ApiKey,
     AuditEvent,
     BulkDeleteItem,
@@ -38,6 +41,7 @@ from threads_app.models import (
     WorkerHeartbeat,
     normalise_identifier,
 )
+from threads_app.paging import Page, keyset_page
 from threads_app.upstream import Thread
 
 Role = Membership.Role
@@ -592,26 +596,155 @@ def bulk_delete_outcome_counts(job_id: int) -> dict[str, int]:
 
 
 ALL_STATES = "all"  # the list's state filter: every state, deleted included
+# The list's sorts: the key names of each order, its last one unique (the page cursor).
+NEWEST, OLDEST, LABEL_AZ = "newest", "oldest", "label"
+SORTS: dict[str, tuple[str, str]] = {
+    NEWEST: ("-created", "-pk"),
+    OLDEST: ("created", "pk"),
+    LABEL_AZ: ("label_key", "pk"),
+}
+# On SQLite a search of 3 characters or more first asks the FTS5 trigram table for the ids
+# matching anywhere (at most this many, plus one). Up to this many, the list reads just those
+# rows; more, and the term is common enough that walking the list's index in its order finds
+# a page of matches soon. (PostgreSQL's planner makes that choice itself, from its statistics
+# and the pg_trgm index.) Trigrams need 3 characters: shorter searches read rows in order.
+SEARCH_IDS_MAX = 1000
+TRIGRAM = 3
 
 
-def filtered_threads(
-    user: User, *, q: str = "", key_id: int | None = None, state: str = ""
-) -> QuerySet[TrackedThread]:
-    """The threads the list shows: matching the search, under the key, in the state.
+@dataclass(frozen=True)
+class ThreadFilters:
+    """What the thread list is narrowed to and sorted by (the filter form's cleaned values).
 
     No `state` means every state but deleted (a thread being deleted is listed, as such: its
-    deletion may fail and leave it active); `ALL_STATES` means every state.
+    deletion may fail and leave it active); `ALL_STATES` means every state. `tracked_by` is a
+    username (any case). The dates are whole UTC days of a thread's creation (`CREATED`),
+    both included.
     """
-    threads = visible_threads(user)
-    if q:
-        threads = threads.filter(search_text__icontains=q.lower())
-    if key_id:
-        threads = threads.filter(api_key_id=key_id)
-    if not state:
+
+    q: str = ""
+    key_id: int | None = None
+    team_id: int | None = None
+    tracked_by: str = ""
+    state: str = ""
+    date_from: date | None = None
+    date_to: date | None = None
+    sort: str = NEWEST
+
+
+def _sortable(threads: QuerySet[TrackedThread]) -> QuerySet[TrackedThread]:
+    """The list's sort keys on each row: `created` and `label_key` (the indexed expressions)."""
+    return threads.annotate(created=CREATED, label_key=LABEL_KEY)
+
+
+def _search_table_ids(text: str, *, limit: int) -> list[int]:
+    """Ids of the threads whose search text contains `text` (3 characters or more), from
+    SQLite's FTS5 trigram table: a quoted phrase matches it as a substring."""
+    phrase = '"' + text.replace('"', '""') + '"'
+    table = TrackedThread.SEARCH_TABLE
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT rowid FROM {table} WHERE {table} MATCH %s LIMIT %s",  # noqa: S608
+            [phrase, limit],
+        )
+        return [row[0] for row in cursor.fetchall()]
+
+
+def _search_ids(q: str) -> list[int] | None:
+    """The ids of every thread whose search text contains `q`, when SQLite's trigram table can
+    tell (3 characters or more) and they are at most SEARCH_IDS_MAX; else None (PostgreSQL's
+    planner uses its own index; a short or common term is found reading rows in order)."""
+    text = q.lower()
+    if not text or connection.vendor != "sqlite" or len(text) < TRIGRAM:
+        return None
+    ids = _search_table_ids(text, limit=SEARCH_IDS_MAX + 1)
+    return None if len(ids) > SEARCH_IDS_MAX else ids
+
+
+def filtered_threads(user: User, filters: ThreadFilters) -> QuerySet[TrackedThread]:
+    """The threads the list shows: visible to the user and matching every filter, with their
+    sort keys (`_sortable`); not yet ordered."""
+    return _filtered(user, filters, _search_ids(filters.q))
+
+
+def _filtered(
+    user: User, filters: ThreadFilters, search_ids: list[int] | None
+) -> QuerySet[TrackedThread]:
+    """`filtered_threads`, given `_search_ids(filters.q)`."""
+    threads = _sortable(visible_threads(user))
+    if filters.q:  # the row's own text decides (the ids come from an index of the same text)
+        threads = threads.filter(search_text__contains=filters.q.lower())
+    if search_ids is not None:
+        threads = threads.filter(pk__in=search_ids)
+    if filters.key_id:
+        threads = threads.filter(api_key_id=filters.key_id)
+    if filters.team_id:
+        threads = threads.filter(api_key__team_id=filters.team_id)
+    if filters.tracked_by:
+        tracker = User.objects.filter(username__iexact=filters.tracked_by).order_by("pk")
+        threads = threads.filter(tracked_by_id=Subquery(tracker.values("pk")[:1]))
+    if filters.date_from is not None:
+        start = datetime.combine(filters.date_from, time.min, UTC)
+        threads = threads.filter(GreaterThanOrEqual(CREATED, start))
+    if filters.date_to is not None:
+        # Up to the day's last microsecond: its next midnight does not exist after 9999-12-31.
+        end = datetime.combine(filters.date_to, time.max, UTC)
+        threads = threads.filter(LessThanOrEqual(CREATED, end))
+    if not filters.state:
         return threads.exclude(state=TrackedThread.State.DELETED)
-    if state != ALL_STATES:
-        threads = threads.filter(state=state)
+    if filters.state != ALL_STATES:
+        threads = threads.filter(state=filters.state)
     return threads
+
+
+def thread_list_keys(user: User) -> tuple[list[ApiKey], set[int]]:
+    """The keys the list offers to filter by (those the user may see, with their team), and
+    the pks of those the user may use (change threads under). One query."""
+    usable = usable_keys(user).filter(pk=OuterRef("pk"))
+    rows = (
+        visible_keys(user)
+        .select_related("team")
+        .only("pk", "label", "hint", "revoked_at", "team", "team__name")
+        .annotate(usable=Exists(usable))
+    )
+    keys = list(rows)
+    return [*keys], {key.pk for key in keys if key.usable}
+
+
+def thread_list_page(
+    user: User,
+    filters: ThreadFilters,
+    *,
+    keys: Iterable[ApiKey],
+    size: int,
+    before: int | None = None,
+    after: int | None = None,
+) -> Page:
+    """The page of the list that the filters, sort and cursor select.
+
+    `keys` are the keys the user may see (already fetched, with their team id). A user's
+    threads are read key by key, each through its own index, so a user with few threads in a
+    large table pays for their rows only; a superuser's keys are everyone's, so they are read
+    key by key only when a key or team filter picks a few. A search whose few matches the
+    trigram table names (`_search_ids`) reads those rows alone.
+    """
+    search_ids = _search_ids(filters.q)
+    chosen = [
+        key.pk
+        for key in keys
+        if filters.key_id in (None, key.pk) and filters.team_id in (None, key.team_id)
+    ]
+    narrowed = filters.key_id is not None or filters.team_id is not None
+    by_key = search_ids is None and (narrowed or not user.is_superuser)
+    return keyset_page(
+        _filtered(user, filters, search_ids),
+        size=size,
+        order=SORTS.get(filters.sort, SORTS[NEWEST]),
+        before=before,
+        after=after,
+        partitions=("api_key_id", chosen) if by_key else None,
+        cursor_rows=_sortable(visible_threads(user)),
+    )
 
 
 def unreachable_reason(thread: TrackedThread) -> str | None:

@@ -92,6 +92,8 @@ PAGES = [
     ("overview", "alice", "/overview/"),
     ("threads list, empty", "newcomer", "/"),
     ("threads list", "alice", "/"),
+    ("threads list, filtered and sorted", "alice", "/?team={team}&state=all&sort=label&q=plan"),
+    ("threads list, a date that cannot be used", "alice", "/?date_from=2026-02-30"),
     ("create thread", "alice", "/threads/new/"),
     ("import threads", "alice", "/threads/import/"),
     ("thread detail", "alice", "/threads/{thread}/"),

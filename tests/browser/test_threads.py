@@ -1,6 +1,7 @@
 """In the browser: the life of a thread, from creation to deletion, with and without JavaScript."""
 
 import re
+from datetime import UTC, datetime
 
 import pytest
 from playwright.sync_api import expect
@@ -271,3 +272,71 @@ def test_the_keyboard_alone_finds_and_opens_a_thread(user_page, api_key, make_th
     page.keyboard.press("Enter")
     expect(page).to_have_url(re.compile(rf"/threads/{wanted.pk}/$"))
     expect(page.get_by_role("heading", level=1)).to_have_text("Second")
+
+
+@pytest.fixture
+def sortable(user, other_user, api_key, make_key, make_team):
+    """A personal thread and two of team Blue's, one tracked by bob, made on three days."""
+    team = make_team("Blue", {user: "member", other_user: "member"})
+    team_key = make_key(team=team, label="Blue key", created_by=user)
+
+    def track(key, label, day, tracked_by):
+        return TrackedThread.objects.create(
+            api_key=key,
+            thread_id=f"thread_sortable_{day}",
+            label=label,
+            tracked_by=tracked_by,
+            upstream_created_at=datetime(2026, 3, day, 12, tzinfo=UTC),
+        )
+
+    return {
+        "personal": track(api_key, "Zeta personal", 3, user),
+        "beta": track(team_key, "beta team", 2, other_user),
+        "alpha": track(team_key, "Alpha team", 1, user),
+        "team": team,
+    }
+
+
+def test_filter_and_sort_the_list_without_a_page_load(user_page, sortable, check_accessibility):
+    page = user_page
+    page.goto("/")
+    rows = page.locator("#rows tbody tr")
+    expect(rows).to_have_text([re.compile("Zeta"), re.compile("beta"), re.compile("Alpha")])
+    _mark_document(page)
+
+    page.get_by_label("Team", exact=True).select_option(label="Blue")
+    expect(rows).to_have_count(2)
+    page.get_by_label("Sort", exact=True).select_option(label="Label A–Z")  # noqa: RUF001
+    expect(rows).to_have_text([re.compile("Alpha team"), re.compile("beta team")])
+    expect(page).to_have_url(re.compile(rf"team={sortable['team'].pk}.*sort=label"))
+    page.get_by_label("Tracked by", exact=True).fill("BOB")
+    expect(rows).to_have_text([re.compile("beta team")])
+    page.get_by_label("Created from (UTC)", exact=True).fill("2026-03-03")
+    expect(page.get_by_text("No threads match these filters")).to_be_visible()
+    page.get_by_label("Created from (UTC)", exact=True).fill("2026-03-02")
+    expect(rows).to_have_text([re.compile("beta team")])
+    _assert_same_document(page)
+
+    check_accessibility(page, "threads list, filtered with htmx")
+    page.emulate_media(color_scheme="dark")
+    check_accessibility(page, "threads list, filtered with htmx")
+
+
+def test_filter_and_sort_without_javascript(new_page, log_in, user, sortable):
+    page = log_in(new_page(java_script_enabled=False), user)
+    page.goto("/")
+    page.get_by_label("Sort", exact=True).select_option(label="Oldest first")
+    page.get_by_label("Created to (UTC)", exact=True).fill("2026-03-02")
+    page.get_by_role("button", name="Filter").click()
+
+    expect(page).to_have_url(re.compile(r"date_to=2026-03-02.*sort=oldest"))
+    rows = page.locator("#rows tbody tr")
+    expect(rows).to_have_text([re.compile("Alpha team"), re.compile("beta team")])
+    expect(page.get_by_label("Sort", exact=True)).to_have_value("oldest")
+
+    page.goto("/?date_from=2026-02-30&date_to=10000-01-01")
+    alert = page.get_by_role("alert")
+    expect(alert).to_contain_text("These filters cannot be used, so nothing is shown")
+    expect(alert).to_contain_text("Created from (UTC): Enter a valid date")
+    expect(alert).to_contain_text("Created to (UTC): Enter a valid date")
+    expect(rows).to_have_count(0)  # (axe, which needs scripts, checks this page in test_pages)

@@ -3,19 +3,21 @@
 The query they imply is `selectors.filtered_audit_events`, which the page and the CSV share.
 """
 
-from typing import Any, cast
+from typing import cast
 
 from django import forms
 from django.contrib.auth.models import User
 from django.http import QueryDict
 
 from threads_app import selectors
-from threads_app.forms.base import Form
+from threads_app.forms.base import DateRangeForm
 from threads_app.models import ApiKey, AuditEvent, Team
 from threads_app.selectors import AuditFilters
 
 
-class AuditFilterForm(Form):
+class AuditFilterForm(DateRangeForm):
+    field_order = ["action", "actor", "team", "key", "outcome", "date_from", "date_to", "thread"]
+
     action = forms.ChoiceField(
         label="Action", required=False, choices=[("", "Any action"), *AuditEvent.Action.choices]
     )
@@ -36,13 +38,6 @@ class AuditFilterForm(Form):
         required=False,
         choices=[("", "Any outcome"), *AuditEvent.Outcome.choices],
     )
-    # Any date the field accepts (years 1 to 9999) can be filtered on, the last day included.
-    date_from = forms.DateField(
-        label="From (UTC)", required=False, widget=forms.DateInput(attrs={"type": "date"})
-    )
-    date_to = forms.DateField(
-        label="To (UTC)", required=False, widget=forms.DateInput(attrs={"type": "date"})
-    )
     thread = forms.CharField(
         label="Thread id",
         required=False,
@@ -59,13 +54,6 @@ class AuditFilterForm(Form):
         team.queryset = selectors.visible_teams(user)
         key = cast("forms.ModelChoiceField[ApiKey]", self.fields["key"])
         key.queryset = selectors.visible_keys(user)
-
-    def clean(self) -> dict[str, Any]:
-        cleaned = super().clean() or {}
-        date_from, date_to = cleaned.get("date_from"), cleaned.get("date_to")
-        if date_from and date_to and date_from > date_to:
-            self.add_error("date_to", "The end date is before the start date.")
-        return cleaned
 
     def filters(self) -> AuditFilters | None:
         """The filters to apply, or None when any is invalid (the form carries the errors)."""

@@ -1,4 +1,5 @@
-"""What every form shares: labels without a suffix, refusals from services, POST binding."""
+"""What every form shares: labels without a suffix, refusals from services, POST binding; and
+what filter forms share: a range of days."""
 
 from typing import Any
 
@@ -24,3 +25,25 @@ class Form(forms.Form):
         """Show why a service refused the change: on its field, or above the form."""
         field = refusal.field if refusal.field in self.fields else None
         self.add_error(field, refusal.message)
+
+
+class DateRangeForm(Form):
+    """A filter form with a range of whole UTC days, `date_from` to `date_to`, both optional.
+
+    Any date the fields accept (years 1 to 9999) can be filtered on, the last day included;
+    the end may not come before the start.
+    """
+
+    date_from = forms.DateField(
+        label="From (UTC)", required=False, widget=forms.DateInput(attrs={"type": "date"})
+    )
+    date_to = forms.DateField(
+        label="To (UTC)", required=False, widget=forms.DateInput(attrs={"type": "date"})
+    )
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean() or {}
+        date_from, date_to = cleaned.get("date_from"), cleaned.get("date_to")
+        if date_from and date_to and date_from > date_to:
+            self.add_error("date_to", "The end date is before the start date.")
+        return cleaned

@@ -9,7 +9,7 @@ from django.contrib.auth.models import User
 from django.core.exceptions import ValidationError
 
 from threads_app import selectors
-from threads_app.forms.base import Form
+from threads_app.forms.base import DateRangeForm, Form
 from threads_app.models import ApiKey, TrackedThread
 
 METADATA_MAX_PAIRS = 16
@@ -306,13 +306,35 @@ class ThreadImportForm(Form):
         return list(ids)
 
 
-class ThreadFilterForm(Form):
-    """The list's search, filters and page cursor (GET). Invalid values are ignored: the form
-    yields the valid ones (`criteria`, `before`, `after`); `selectors.filtered_threads` is the
-    query they imply."""
+SORT_CHOICES = [
+    (selectors.NEWEST, "Newest first"),
+    (selectors.OLDEST, "Oldest first"),
+    (selectors.LABEL_AZ, "Label A–Z"),  # noqa: RUF001
+]
+
+
+class ThreadFilterForm(DateRangeForm):
+    """The list's search, filters, sort and page cursor (GET): its cleaned values are
+    `selectors.ThreadFilters` (`filters`) and the cursor; `selectors.thread_list_page` is the
+    query they imply.
+
+    A value picked from a list (key, team, state, sort) or a cursor that is not valid is
+    ignored. A typed one (search, tracked by, dates) that is not valid is shown with its error,
+    and the filters match nothing (`filters` is None) rather than more than was asked.
+    """
+
+    FILTERS = ("q", "key", "team", "tracked_by", "state", "date_from", "date_to", "sort")
+    TYPED = ("q", "tracked_by", "date_from", "date_to")
 
     q = forms.CharField(label="Search", required=False, max_length=200)
     key = forms.TypedChoiceField(label="Key", required=False, coerce=int, empty_value=None)
+    team = forms.TypedChoiceField(label="Team", required=False, coerce=int, empty_value=None)
+    tracked_by = forms.CharField(
+        label="Tracked by",
+        required=False,
+        max_length=150,
+        widget=forms.TextInput(attrs={"placeholder": "username", "autocomplete": "off"}),
+    )
     state = forms.ChoiceField(
         label="State",
         required=False,
@@ -322,37 +344,82 @@ class ThreadFilterForm(Form):
             (selectors.ALL_STATES, "All, deleted included"),
         ],
     )
-    before = forms.IntegerField(required=False, min_value=1)
-    after = forms.IntegerField(required=False, min_value=1)
+    sort = forms.ChoiceField(label="Sort", required=False, choices=SORT_CHOICES)
+    before = forms.IntegerField(required=False, min_value=1, max_value=2**63 - 1)
+    after = forms.IntegerField(required=False, min_value=1, max_value=2**63 - 1)
 
     def __init__(self, keys: list[ApiKey], *args: Any, **kwargs: Any) -> None:
-        """`keys`: the keys the user may see, already fetched (no query here)."""
+        """`keys`: the keys the user may see, already fetched with their teams (no query)."""
         super().__init__(*args, **kwargs)
         cast(forms.TypedChoiceField, self.fields["key"]).choices = [
             ("", "All keys"),
             *((key.pk, f"{key} (revoked)" if key.is_revoked else str(key)) for key in keys),
         ]
+        teams = {key.team.pk: key.team.name for key in keys if key.team is not None}
+        cast(forms.TypedChoiceField, self.fields["team"]).choices = [
+            ("", "All teams"),
+            *sorted(teams.items(), key=lambda team: team[1]),
+        ]
+        self.fields["date_from"].label = "Created from (UTC)"
+        self.fields["date_to"].label = "Created to (UTC)"
         self.is_valid()  # fills cleaned_data with the valid values
 
-    def criteria(self) -> dict[str, Any]:
-        """The search and filters, as `selectors.filtered_threads` takes them."""
+    @property
+    def filter_fields(self) -> list[forms.BoundField]:
+        """The filters after the search box, in the toolbar's order."""
+        return [self[name] for name in self.FILTERS if name != "q"]
+
+    @property
+    def typed_errors(self) -> list[tuple[str, str]]:
+        """(field label, error) of each typed value that cannot be used."""
+        return [
+            (str(self[name].label), str(error))
+            for name in self.TYPED
+            for error in self.errors.get(name, [])
+        ]
+
+    def filters(self) -> selectors.ThreadFilters | None:
+        """The search, filters and sort, or None when a typed value cannot be used."""
+        if self.typed_errors:
+            return None
         data = self.cleaned_data
-        return {
-            "q": data.get("q") or "",
-            "key_id": data.get("key"),
-            "state": data.get("state") or "",
-        }
+        return selectors.ThreadFilters(
+            q=data.get("q") or "",
+            key_id=data.get("key"),
+            team_id=data.get("team"),
+            tracked_by=(data.get("tracked_by") or "").strip(),
+            state=data.get("state") or "",
+            date_from=data.get("date_from"),
+            date_to=data.get("date_to"),
+            sort=data.get("sort") or selectors.NEWEST,
+        )
 
     @property
     def cursor(self) -> dict[str, int | None]:
-        """The page cursor: `before` or `after` a row's pk (both None: the newest page)."""
+        """The page cursor: `before` or `after` a row's pk (both None: the first page)."""
         return {"before": self.cleaned_data.get("before"), "after": self.cleaned_data.get("after")}
 
     @property
     def is_filtered(self) -> bool:
-        return any(self.cleaned_data.get(name) for name in ("q", "key", "state"))
+        return any(self.cleaned_data.get(name) for name in self.FILTERS if name != "sort")
+
+    @property
+    def is_filtered_beyond_search(self) -> bool:
+        beyond = (name for name in self.FILTERS if name not in ("q", "sort"))
+        return any(self.cleaned_data.get(name) for name in beyond)
+
+    @property
+    def pager_words(self) -> dict[str, str]:
+        """The pager's link texts: by age when the newest come first, else by place."""
+        if (self.cleaned_data.get("sort") or selectors.NEWEST) == selectors.NEWEST:
+            return {"first": "Newest", "previous": "Newer", "next": "Older"}
+        return {"first": "First page", "previous": "Previous", "next": "Next"}
+
+    @property
+    def sort_label(self) -> str:
+        return dict(SORT_CHOICES)[self.cleaned_data.get("sort") or selectors.NEWEST]
 
     def query_string(self, **cursor: int) -> str:
-        """The search and filters, plus the given cursor, as a query string."""
-        data = {name: self.cleaned_data.get(name) for name in ("q", "key", "state")}
+        """The search, filters and sort, plus the given cursor, as a query string."""
+        data = {name: self.cleaned_data.get(name) for name in self.FILTERS}
         return urlencode({name: value for name, value in {**data, **cursor}.items() if value})

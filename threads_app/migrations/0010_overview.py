@@ -176,7 +176,7 @@ def uninstall(apps, schema_editor):
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('threads_app', '0008_bulk_job_task'),
+        ('threads_app', '0009_list_search_filters'),
     ]
 
     operations = [

@@ -68,7 +68,7 @@ def audit_list(request: AuthenticatedHttpRequest) -> HttpResponse:
     page = keyset_page(
         selectors.with_snapshot_flag(events),
         size=PAGE_SIZE,
-        field="sequence",
+        order=("-sequence",),
         before=_cursor(request.GET.get("before")),
         after=_cursor(request.GET.get("after")),
     )

@@ -10,7 +10,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 from django.contrib import messages
-from django.contrib.auth.models import User
 from django.http import HttpResponse
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
@@ -31,8 +30,8 @@ from threads_app.forms.threads import (
     ToolResourcesForm,
     as_typed,
 )
-from threads_app.models import ApiKey, TrackedThread
-from threads_app.paging import Page, keyset_page
+from threads_app.models import TrackedThread
+from threads_app.paging import Page
 from threads_app.services import deletions
 from threads_app.services import threads as services
 from threads_app.services.reconcile import CheckResult, check_thread
@@ -53,32 +52,25 @@ CHECK_UNCHANGED = (CheckResult.FAILED, CheckResult.SKIPPED)
 
 @require_GET
 def thread_list(request: AuthenticatedHttpRequest) -> HttpResponse:
-    keys = list(selectors.visible_keys(request.user).only("pk", "label", "hint", "revoked_at"))
-    filters = ThreadFilterForm(keys, request.GET)
-    page = _list_page(request.user, filters, keys)
+    keys, usable_key_ids = selectors.thread_list_keys(request.user)
+    form = ThreadFilterForm(keys, request.GET)
+    filters = form.filters()
+    if filters is None:  # a typed filter cannot be used: the form says why, nothing is listed
+        page = Page([], newer=None, older=None)
+    else:
+        page = selectors.thread_list_page(
+            request.user, filters, keys=keys, size=PAGE_SIZE, **form.cursor
+        )
     context = {
         "nav": "threads",
-        "filters": filters,
+        "filters": form,
         "page": page,
-        "pager": _pager(filters, page),
-        "writable_key_ids": set(selectors.usable_keys(request.user).values_list("pk", flat=True)),
+        "pager": _pager(form, page),
+        "writable_key_ids": usable_key_ids,
         "has_keys": bool(keys),
         "pending_invitations": selectors.my_pending_invitations(request.user).count(),
     }
     return render_page(request, "thread_list", context, partial="rows")
-
-
-def _list_page(user: User, filters: ThreadFilterForm, keys: list[ApiKey]) -> Page:
-    """The page of threads the filters and cursor select."""
-    return keyset_page(
-        selectors.filtered_threads(user, **filters.criteria()),
-        size=PAGE_SIZE,
-        before=filters.cursor["before"],
-        after=filters.cursor["after"],
-        # Read each key's newest rows through its index, so a user with few threads in a
-        # large table pays for their rows only (a superuser's keys are everyone's: no gain).
-        partitions=None if user.is_superuser else ("api_key_id", [key.pk for key in keys]),
-    )
 
 
 def _pager(filters: ThreadFilterForm, page: Page) -> dict[str, str | None]:
