@@ -106,7 +106,7 @@ MIDDLEWARE = [
 
 AUTHENTICATION_BACKENDS = [
     "axes.backends.AxesStandaloneBackend",
-    "allauth.account.auth_backends.AuthenticationBackend",
+    "threads_app.accounts.AuthenticationBackend",  # allauth's, with the two-factor facts
 ]
 # The client IP behind reverse proxies (threads_app/client_ip.py): off unless configured.
 TRUSTED_PROXY_COUNT = env_int("TRUSTED_PROXY_COUNT", 0)

@@ -5,12 +5,20 @@ import time
 
 import pytest
 from allauth.mfa.models import Authenticator
-from django.test import Client
+from django.test import Client, RequestFactory
 from django.urls import reverse
 
 from tests.conftest import OTHER_TEST_KEY, authenticated_at
 from tests.test_accounts import _log_in, totp_code, turn_on_totp
-from threads_app.models import ApiKey, AuditEvent, BulkDeleteJob, RetentionPolicy, Team
+from threads_app import selectors
+from threads_app.models import (
+    ApiKey,
+    AuditEvent,
+    BulkDeleteJob,
+    Membership,
+    RetentionPolicy,
+    Team,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -207,3 +215,28 @@ class TestRecentAuthentication:
         assert preview.status_code == 200
         saved = user_client.post(path, {"max_age_days": "30", "action": "disable"})
         assert saved["Location"] == path
+
+
+@pytest.mark.django_db
+def test_the_signed_in_user_is_loaded_with_the_two_factor_facts_in_one_query(
+    client, user, make_team, django_assert_num_queries
+):
+    """The check every page makes reads what the user's own query read (no query of its own),
+    and a team's rule set after the log-in still applies on the next page."""
+    from django.contrib.auth import get_user
+
+    team = make_team("Strict", {user: Membership.Role.OWNER})
+    client.force_login(user)
+    request = RequestFactory().get("/")
+    request.session = client.session
+
+    with django_assert_num_queries(2):  # the session, the user with the facts
+        loaded = get_user(request)
+        assert selectors.two_factor_required_by(loaded) is None
+        assert selectors.has_two_factor(loaded) is False
+
+    Team.objects.filter(pk=team.pk).update(owners_need_two_factor=True)
+    again = get_user(request)
+    assert selectors.two_factor_required_by(again) == (
+        "Strict requires its owners to use two-factor authentication."
+    )

@@ -17,12 +17,14 @@ from urllib.parse import urlencode
 
 from allauth.account import app_settings as account_settings
 from allauth.account.adapter import DefaultAccountAdapter, get_adapter
+from allauth.account.auth_backends import AuthenticationBackend as AllauthBackend
 from allauth.account.internal.flows.login import get_authentication_records
 from allauth.core import context
 from allauth.mfa.adapter import DefaultMFAAdapter
 from allauth.mfa.models import Authenticator
 from django.contrib import messages
 from django.contrib.auth import REDIRECT_FIELD_NAME
+from django.contrib.auth.models import User
 from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse
 
@@ -72,6 +74,16 @@ def recent_authentication_required(view: V) -> V:
         return reauthentication_needed(request) or view(request, *args, **kwargs)
 
     return cast(V, wrapper)
+
+
+class AuthenticationBackend(AllauthBackend):  # type: ignore[misc]
+    """allauth's, loading the signed-in user with the facts of the two-factor check that
+    every page makes (`selectors.with_two_factor_facts`): that check needs no query."""
+
+    def get_user(self, user_id: Any) -> User | None:
+        users = selectors.with_two_factor_facts(User._default_manager.all())
+        user = users.filter(pk=user_id).first()
+        return user if user is not None and self.user_can_authenticate(user) else None
 
 
 class AccountAdapter(DefaultAccountAdapter):  # type: ignore[misc]

@@ -246,21 +246,40 @@ def is_team_owner(user: User, team: Team) -> bool:
     return team_role(user, team) == Role.OWNER
 
 
+def with_two_factor_facts(users: QuerySet[User]) -> QuerySet[User]:
+    """The users with what the two-factor check needs, read in the same query: the first team
+    (by name) of theirs whose owners must use two-factor (`strict_team_name`, None if none)
+    and whether they have an authenticator app (`has_totp`). The authentication backend loads
+    the signed-in user this way, so the check on every page costs no query of its own."""
+    strict_teams = Team.objects.filter(
+        owners_need_two_factor=True,
+        memberships__user=OuterRef("pk"),
+        memberships__role=Role.OWNER,
+    ).order_by("name")
+    totp = Authenticator.objects.filter(user=OuterRef("pk"), type=Authenticator.Type.TOTP)
+    return users.annotate(
+        strict_team_name=Subquery(strict_teams.values("name")[:1]), has_totp=Exists(totp)
+    )
+
+
+def _two_factor_facts(user: User) -> tuple[str | None, bool]:
+    if not hasattr(user, "has_totp"):  # not loaded by the authentication backend
+        user = with_two_factor_facts(User.objects.filter(pk=user.pk)).get()
+    team: str | None = getattr(user, "strict_team_name", None)
+    return team, bool(getattr(user, "has_totp", False))
+
+
 def two_factor_required_by(user: User) -> str | None:
     """Why the user must use two-factor authentication (REQUIRE_2FA, or a team whose owners
     must), or None when nothing requires it."""
     if settings.REQUIRE_2FA:
         return "This site requires two-factor authentication for everyone."
-    team = (
-        Team.objects.filter(owners_need_two_factor=True, id__in=_team_ids(user, [Role.OWNER]))
-        .order_by("name")
-        .first()
-    )
+    team, _ = _two_factor_facts(user)
     return f"{team} requires its owners to use two-factor authentication." if team else None
 
 
 def has_two_factor(user: User) -> bool:
-    return bool(Authenticator.objects.filter(user=user, type=Authenticator.Type.TOTP).exists())
+    return _two_factor_facts(user)[1]
 
 
 def teams_overview(user: User) -> QuerySet[Team]:
