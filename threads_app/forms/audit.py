@@ -10,7 +10,7 @@ from django.contrib.auth.models import User
 from django.http import QueryDict
 
 from threads_app import selectors
-from threads_app.forms.base import DateRangeForm
+from threads_app.forms.base import DateRangeForm, username_filter
 from threads_app.models import ApiKey, AuditEvent, Team
 from threads_app.selectors import AuditFilters
 
@@ -21,12 +21,7 @@ class AuditFilterForm(DateRangeForm):
     action = forms.ChoiceField(
         label="Action", required=False, choices=[("", "Any action"), *AuditEvent.Action.choices]
     )
-    actor = forms.CharField(
-        label="Actor",
-        required=False,
-        max_length=150,
-        widget=forms.TextInput(attrs={"placeholder": "username", "autocomplete": "off"}),
-    )
+    actor = username_filter("Actor")
     team = forms.ModelChoiceField(
         label="Team", required=False, queryset=Team.objects.none(), empty_label="Any team"
     )

@@ -1,5 +1,5 @@
 """What every form shares: labels without a suffix, refusals from services, POST binding; and
-what filter forms share: a range of days."""
+what filter forms share: a range of days, a username field."""
 
 from typing import Any
 
@@ -25,6 +25,16 @@ class Form(forms.Form):
         """Show why a service refused the change: on its field, or above the form."""
         field = refusal.field if refusal.field in self.fields else None
         self.add_error(field, refusal.message)
+
+
+def username_filter(label: str) -> forms.CharField:
+    """A filter form's optional field for a username (any case; the selector matches it)."""
+    return forms.CharField(
+        label=label,
+        required=False,
+        max_length=150,
+        widget=forms.TextInput(attrs={"placeholder": "username", "autocomplete": "off"}),
+    )
 
 
 class DateRangeForm(Form):

@@ -9,7 +9,7 @@ from django.contrib.auth.models import User
 from django.core.exceptions import ValidationError
 
 from threads_app import selectors
-from threads_app.forms.base import DateRangeForm, Form
+from threads_app.forms.base import DateRangeForm, Form, username_filter
 from threads_app.models import ApiKey, TrackedThread
 
 METADATA_MAX_PAIRS = 16
@@ -329,12 +329,7 @@ class ThreadFilterForm(DateRangeForm):
     q = forms.CharField(label="Search", required=False, max_length=200)
     key = forms.TypedChoiceField(label="Key", required=False, coerce=int, empty_value=None)
     team = forms.TypedChoiceField(label="Team", required=False, coerce=int, empty_value=None)
-    tracked_by = forms.CharField(
-        label="Tracked by",
-        required=False,
-        max_length=150,
-        widget=forms.TextInput(attrs={"placeholder": "username", "autocomplete": "off"}),
-    )
+    tracked_by = username_filter("Tracked by")
     state = forms.ChoiceField(
         label="State",
         required=False,
