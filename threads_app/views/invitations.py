@@ -99,7 +99,7 @@ def invitation_link(request: HttpRequest, token: str) -> HttpResponse:
         except Refused as exc:
             form.refuse(exc)
         else:
-            login(request, new_user, backend="allauth.account.auth_backends.AuthenticationBackend")
+            login(request, new_user, backend="threads_app.accounts.AuthenticationBackend")
             record_authentication(request, new_user, method="password")
             account_services.record_account_event(
                 AuditEvent.Action.LOGGED_IN, user=new_user, origin=origin, via="invitation"
