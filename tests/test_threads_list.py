@@ -54,6 +54,31 @@ def test_list_shows_my_threads_newest_first_with_their_details(user_client, api_
     assert 'aria-current="page"' in text
 
 
+def test_each_row_shows_its_time_state_and_links_as_worked_out_for_it(user_client, api_key):
+    created = datetime(2025, 3, 4, 5, 6, 7, 890000, tzinfo=UTC)
+    live = tracked(api_key, 1, label="live one", upstream_created_at=created)[0]
+    untimed = tracked(api_key, 1, label="tracked only")[0]  # no upstream time: when tracked
+    deleted = tracked(api_key, 1, label="deleted one", state=State.DELETED)[0]
+
+    text = body(user_client.get(url("thread_list", query=f"state={ALL_STATES}")))
+    rows = dict(zip(row_ids(text), re.findall(r"<tr id=.*?</tr>", text, re.S), strict=True))
+
+    live_row = rows[live.pk]
+    assert '<time datetime="2025-03-04T05:06:07.890000+00:00" data-relative>' in live_row
+    assert ">2025-03-04 05:06 UTC</time>" in live_row
+    assert f'href="/threads/{live.pk}/"' in live_row
+    assert f'action="/threads/{live.pk}/delete/"' in live_row
+    assert f'hx-post="/threads/{live.pk}/delete/"' in live_row
+    assert "Delete “live one” upstream?" in live_row and "Select live one" in live_row
+    tracked_at = untimed.tracked_at
+    assert f'<time datetime="{tracked_at.isoformat()}" data-relative>' in rows[untimed.pk]
+    assert f">{tracked_at:%Y-%m-%d %H:%M} UTC</time>" in rows[untimed.pk]
+    deleted_row = rows[deleted.pk]
+    assert '<span class="badge deleted-state">deleted</span>' in deleted_row
+    assert f'href="/threads/{deleted.pk}/"' in deleted_row
+    assert "/delete/" not in deleted_row and 'name="thread"' not in deleted_row
+
+
 def test_htmx_request_gets_only_the_rows(user_client, api_key, make_thread):
     thread = make_thread(api_key, label="partial row")
 

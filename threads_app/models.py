@@ -201,6 +201,14 @@ class TrackedThread(models.Model):
 
     SEARCH_TABLE = "threads_app_trackedthread_search"
 
+    # Set on the rows of the list page by its view (views.threads), not stored: each worked
+    # out once per row. `delete_url` is None where the user may not delete the thread.
+    display_name: str
+    detail_url: str
+    delete_url: str | None
+    created_iso: str
+    created_text: str
+
     class Meta:
         ordering = ["-id"]
         constraints = [

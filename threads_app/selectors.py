@@ -730,6 +730,23 @@ def thread_list_keys(user: User) -> tuple[list[ApiKey], set[int]]:
     return [*keys], {key.pk for key in keys if key.usable}
 
 
+# The columns the list page shows of a thread and its key and tracker: the others (metadata,
+# search text, the key's secret, the user's password...) are neither read nor decoded.
+THREAD_LIST_COLUMNS = (
+    "thread_id",
+    "label",
+    "state",
+    "tracked_at",
+    "upstream_created_at",
+    "api_key__label",
+    "api_key__hint",
+    "api_key__failing",
+    "api_key__revoked_at",
+    "api_key__team__name",
+    "tracked_by__username",
+)
+
+
 def thread_list_page(
     user: User,
     filters: ThreadFilters,
@@ -756,7 +773,7 @@ def thread_list_page(
     narrowed = filters.key_id is not None or filters.team_id is not None
     by_key = search_ids is None and (narrowed or not user.is_superuser)
     return keyset_page(
-        _filtered(user, filters, search_ids),
+        _filtered(user, filters, search_ids).only(*THREAD_LIST_COLUMNS),
         size=size,
         order=SORTS.get(filters.sort, SORTS[NEWEST]),
         before=before,

@@ -6,12 +6,14 @@ answers with a partial, an empty body (the row it removes) or an `HX-Redirect`.
 """
 
 from collections import Counter
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
 from django.contrib import messages
 from django.http import HttpResponse
 from django.urls import reverse
+from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from threads_app import selectors
@@ -61,6 +63,7 @@ def thread_list(request: AuthenticatedHttpRequest) -> HttpResponse:
         page = selectors.thread_list_page(
             request.user, filters, keys=keys, size=PAGE_SIZE, **form.cursor
         )
+    _set_row_display(page.rows, usable_key_ids)
     context = {
         "nav": "threads",
         "filters": form,
@@ -71,6 +74,29 @@ def thread_list(request: AuthenticatedHttpRequest) -> HttpResponse:
         "pending_invitations": selectors.my_pending_invitations(request.user).count(),
     }
     return render_page(request, "thread_list", context, partial="rows")
+
+
+def _set_row_display(rows: list[TrackedThread], writable_key_ids: set[int]) -> None:
+    """What each row shows, worked out once here rather than per use in the template: its
+    name, links (the delete one only where it may be deleted) and creation time, as the `date`
+    filter would write it in the current time zone."""
+    detail_url = _pk_url("threads_app:thread_detail")
+    delete_url = _pk_url("threads_app:thread_delete")
+    for thread in rows:
+        created = timezone.localtime(thread.upstream_created_at or thread.tracked_at)
+        deletable = thread.api_key_id in writable_key_ids and not thread.deletion_begun
+        thread.display_name = str(thread)
+        thread.detail_url = detail_url(thread.pk)
+        thread.delete_url = delete_url(thread.pk) if deletable else None
+        thread.created_iso = created.isoformat()
+        thread.created_text = created.strftime("%Y-%m-%d %H:%M")
+
+
+def _pk_url(name: str) -> Callable[[int], str]:
+    """`reverse(name, args=[pk])` for many pks from one reverse: the pk is the route's last
+    number, so another pk takes the place of the 0 in the URL reversed with 0."""
+    head, _, tail = reverse(name, args=[0]).rpartition("/0/")
+    return lambda pk: f"{head}/{pk}/{tail}"
 
 
 def _pager(filters: ThreadFilterForm, page: Page) -> dict[str, str | None]:
