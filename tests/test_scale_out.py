@@ -22,7 +22,7 @@ PostgreSQL only (SQLite serializes every writer, which is not what scale-out is 
 the database is not PostgreSQL, tests/conftest.py lists this module in `collect_ignore`, so
 it is not collected at all (never a skip). pytest still collects a file named on its command
 line: then this module stops the run with a usage error saying to set DATABASE_URL. `make
-test` runs it in its PostgreSQL pass (POSTGRES_TESTS in the Makefile); on its own:
+test` runs it in its PostgreSQL pass (the whole suite again on PostgreSQL); on its own:
 
     DATABASE_URL=postgres://user:pass@127.0.0.1:5432/db .venv/bin/python -m pytest -q \
         tests/test_scale_out.py
