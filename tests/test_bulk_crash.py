@@ -103,7 +103,12 @@ def test_a_bulk_delete_whose_worker_is_killed_finishes_on_another(
     lost = DBTaskResult.objects.get(pk=first_task)
     assert lost.status == TaskResultStatus.FAILED
     assert lost.exception_class_path == "threads_app.tasks.WorkerLost"
-    resumed = DBTaskResult.objects.get(pk=job.task_id)
+    # Its result is saved just after the job is: wait for it.
+    def resumed_result():
+        result = DBTaskResult.objects.get(pk=job.task_id)
+        return result if result.status != TaskResultStatus.RUNNING else None
+
+    resumed = wait_for(resumed_result, what="the resumed task's result")
     assert resumed.status == TaskResultStatus.SUCCESSFUL
     assert (job.worker_id, job.resume_count) == ("survivor", 1)
     assert job.resume_note == bulk.RESUMED_AFTER_WORKER_STOPPED

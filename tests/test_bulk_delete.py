@@ -593,10 +593,12 @@ def test_job_runs_as_a_task_in_a_worker_and_finishes(
     assert emulator.request_log == []  # nothing runs in the web process
 
     start_worker("bulk-worker")
+    # The task's result is saved after its job is: waiting for the result waits for both.
+    done = (TaskResultStatus.SUCCESSFUL, TaskResultStatus.FAILED)
     wait_for(
-        lambda: BulkDeleteJob.objects.get(pk=job.pk).state != BulkDeleteJob.State.RUNNING,
+        lambda: DBTaskResult.objects.get(pk=result.pk).status in done,
         timeout=15,
-        what="the job to finish",
+        what="the job's task to finish",
     )
 
     job.refresh_from_db()
