@@ -103,6 +103,7 @@ def test_a_bulk_delete_whose_worker_is_killed_finishes_on_another(
     lost = DBTaskResult.objects.get(pk=first_task)
     assert lost.status == TaskResultStatus.FAILED
     assert lost.exception_class_path == "threads_app.tasks.WorkerLost"
+
     # Its result is saved just after the job is: wait for it.
     def resumed_result():
         result = DBTaskResult.objects.get(pk=job.task_id)
