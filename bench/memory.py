@@ -127,16 +127,17 @@ def memory_mb(pid: int) -> dict[str, float]:
 
 
 def log_in(session: requests.Session, app: str) -> None:
-    form = session.get(app + "/login/", timeout=10)
+    form = session.get(app + "/accounts/login/", timeout=10)
     token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', form.text)
     assert token, "the login page has a CSRF token"
     answer = session.post(
-        app + "/login/",
-        data={"csrfmiddlewaretoken": token[1], "username": "bench", "password": PASSWORD},
+        app + "/accounts/login/",
+        data={"csrfmiddlewaretoken": token[1], "login": "bench", "password": PASSWORD},
         allow_redirects=False,
         timeout=10,
     )
     assert answer.status_code == 302, f"login failed: {answer.status_code}"
+    assert answer.headers["Location"] == "/overview/", "the log-in did not land on the overview"
 
 
 def main() -> int:
