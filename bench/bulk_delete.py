@@ -46,9 +46,9 @@ from django.test.utils import override_settings  # noqa: E402
 
 from bench.rate_limited import control  # noqa: E402  (the emulator's control API)
 from threads_app import audit  # noqa: E402
-from threads_app.crypto import encrypt_secret, secret_fingerprint, secret_hint  # noqa: E402
 from threads_app.models import ApiKey, BulkDeleteItem, BulkDeleteJob, TrackedThread  # noqa: E402
 from threads_app.services import bulk, deletions  # noqa: E402
+from threads_app.services.keys import add_key  # noqa: E402
 from threads_app.upstream import ThreadsClient  # noqa: E402
 
 THREADS = 200  # (a), and (b) with --quick
@@ -201,14 +201,7 @@ def main() -> None:
     logging.getLogger("django_tasks").setLevel(logging.WARNING)  # a line per task state
     call_command("migrate", verbosity=0)
     user = get_user_model().objects.create_user("bench", password="bench-password-1")
-    api_key = ApiKey.objects.create(
-        owner=user,
-        label="bench key",
-        secret_encrypted=encrypt_secret(SECRET),
-        hint=secret_hint(SECRET),
-        fingerprint=secret_fingerprint(SECRET),
-        created_by=user,
-    )
+    api_key = add_key(actor=user, label="bench key", secret=SECRET, verify=False)
     missed = against_one_by_one(user, api_key)
     missed += under_a_rate_limit(user, api_key, THREADS if args.quick else RATE_LIMITED_THREADS)
     chain = audit.verify_chain()

@@ -38,8 +38,8 @@ from django.test import Client  # noqa: E402
 from django.urls import reverse  # noqa: E402
 
 from bench.rate_limited import emulator_process  # noqa: E402
-from threads_app.crypto import encrypt_secret, secret_fingerprint, secret_hint  # noqa: E402
-from threads_app.models import ApiKey, TrackedThread  # noqa: E402
+from threads_app.models import TrackedThread  # noqa: E402
+from threads_app.services.keys import add_key  # noqa: E402
 from threads_app.upstream import ThreadsClient  # noqa: E402
 
 LATENCY = 0.05  # seconds before each emulator answer
@@ -47,20 +47,13 @@ RUNS = 100
 WARM_UP = 10
 MAX_RATIO = 1.25
 MESSAGES = 30
-SECRET = "sk-bench-detail-page-0001"
+SECRET = "sk-bench-detail-0001"
 
 
 def tracked_thread(base_url: str) -> TrackedThread:
     """A user, their key and one thread with MESSAGES messages, created upstream."""
     user = get_user_model().objects.create_user("reader")
-    api_key = ApiKey.objects.create(
-        owner=user,
-        label="reader's key",
-        secret_encrypted=encrypt_secret(SECRET),
-        hint=secret_hint(SECRET),
-        fingerprint=secret_fingerprint(SECRET),
-        created_by=user,
-    )
+    api_key = add_key(actor=user, label="reader's key", secret=SECRET, verify=False)
     upstream = ThreadsClient(SECRET, base_url=base_url)
     live = upstream.create_thread(metadata={"customer": "ACME"})
     for n in range(MESSAGES):

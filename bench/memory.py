@@ -37,8 +37,8 @@ from django.contrib.auth import get_user_model  # noqa: E402
 from django.core.management import call_command  # noqa: E402
 
 from bench.rate_limited import emulator_process  # noqa: E402
-from threads_app.crypto import encrypt_secret, secret_fingerprint, secret_hint  # noqa: E402
-from threads_app.models import ApiKey, TrackedThread  # noqa: E402
+from threads_app.models import TrackedThread  # noqa: E402
+from threads_app.services.keys import add_key  # noqa: E402
 from threads_app.upstream import ThreadsClient  # noqa: E402
 
 REQUESTS = 10_000
@@ -56,14 +56,7 @@ def seed(base_url: str) -> list[int]:
     """The user, their key and threads; returns the pks of the threads the emulator has."""
     call_command("migrate", verbosity=0)
     user = get_user_model().objects.create_user("bench", password=PASSWORD)
-    api_key = ApiKey.objects.create(
-        owner=user,
-        label="bench key",
-        secret_encrypted=encrypt_secret(SECRET),
-        hint=secret_hint(SECRET),
-        fingerprint=secret_fingerprint(SECRET),
-        created_by=user,
-    )
+    api_key = add_key(actor=user, label="bench key", secret=SECRET, verify=False)
     rows = [
         TrackedThread(thread_id=f"thread_memory{n:06d}", api_key=api_key, label=f"Row {n}")
         for n in range(MORE_ROWS)

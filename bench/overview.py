@@ -44,8 +44,8 @@ from django.urls import reverse  # noqa: E402
 from django.utils import timezone  # noqa: E402
 
 from threads_app import audit  # noqa: E402
-from threads_app.crypto import encrypt_secret, secret_fingerprint, secret_hint  # noqa: E402
-from threads_app.models import ApiKey, AuditEvent, TrackedThread  # noqa: E402
+from threads_app.models import AuditEvent, TrackedThread  # noqa: E402
+from threads_app.services.keys import add_key  # noqa: E402
 
 SIZES = (100, 100_000)
 BATCH = 5_000
@@ -61,14 +61,7 @@ Action, Outcome = AuditEvent.Action, AuditEvent.Outcome
 def make_user_with_key(username, **extra):
     user = get_user_model().objects.create_user(username, **extra)
     secret = f"sk-bench-{username}"
-    api_key = ApiKey.objects.create(
-        owner=user,
-        label=f"{username}'s key",
-        secret_encrypted=encrypt_secret(secret),
-        hint=secret_hint(secret),
-        fingerprint=secret_fingerprint(secret),
-        created_by=user,
-    )
+    api_key = add_key(actor=user, label=f"{username}'s key", secret=secret, verify=False)
     client = Client(HTTP_HOST="localhost")
     client.force_login(user)
     return api_key, client

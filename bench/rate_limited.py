@@ -33,7 +33,7 @@ RATE = 20.0  # requests a second per key
 LATENCY = 0.05  # seconds before each answer, as in bench/bulk_delete.py
 MAX_RATIO = 1.25
 MAX_SHARE = 0.05
-SECRET = "sk-bench-rate-limited-0001"
+SECRET = "sk-bench-limited-0001"
 
 
 @contextmanager
