@@ -12,6 +12,7 @@ from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import F, Q
 from django.db.models.functions import Coalesce, Lower
+from django.utils.safestring import SafeString
 
 
 class Team(models.Model):
@@ -206,8 +207,7 @@ class TrackedThread(models.Model):
     display_name: str
     detail_url: str
     delete_url: str | None
-    created_iso: str
-    created_text: str
+    created_time: SafeString
 
     class Meta:
         ordering = ["-id"]

@@ -13,7 +13,6 @@ from typing import Any
 from django.contrib import messages
 from django.http import HttpResponse
 from django.urls import reverse
-from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from threads_app import selectors
@@ -38,6 +37,7 @@ from threads_app.services import deletions
 from threads_app.services import threads as services
 from threads_app.services.reconcile import CheckResult, check_thread
 from threads_app.services.refusals import Refused
+from threads_app.templatetags.timestamps import timestamp
 from threads_app.upstream import MessagePage, NotFoundError, Thread, UpstreamError
 from threads_app.views.htmx import AuthenticatedHttpRequest, Event, announce, go_to, render_page
 
@@ -78,18 +78,16 @@ def thread_list(request: AuthenticatedHttpRequest) -> HttpResponse:
 
 def _set_row_display(rows: list[TrackedThread], writable_key_ids: set[int]) -> None:
     """What each row shows, worked out once here rather than per use in the template: its
-    name, links (the delete one only where it may be deleted) and creation time, as the `date`
-    filter would write it in the current time zone."""
+    name, links (the delete one only where it may be deleted) and creation time (as the
+    `timestamp` tag writes it)."""
     detail_url = _pk_url("threads_app:thread_detail")
     delete_url = _pk_url("threads_app:thread_delete")
     for thread in rows:
-        created = timezone.localtime(thread.upstream_created_at or thread.tracked_at)
         deletable = thread.api_key_id in writable_key_ids and not thread.deletion_begun
         thread.display_name = str(thread)
         thread.detail_url = detail_url(thread.pk)
         thread.delete_url = delete_url(thread.pk) if deletable else None
-        thread.created_iso = created.isoformat()
-        thread.created_text = created.strftime("%Y-%m-%d %H:%M")
+        thread.created_time = timestamp(thread.upstream_created_at or thread.tracked_at)
 
 
 def _pk_url(name: str) -> Callable[[int], str]:
