@@ -13,7 +13,7 @@ failed) after, so every attempt leaves a pair of events: `services.deletions`.
 """
 
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -235,25 +235,43 @@ class LiveThread:
     messages_error: UpstreamError | None = None
 
 
-def load_live_thread(thread: TrackedThread) -> LiveThread:
-    """`refresh_thread` and the first page of `list_messages` at once: two calls in flight,
-    so the page waits for one round trip, not two.
+# The threads a page's upstream reads run on: they only speak HTTP, never the database (whose
+# connections are per thread). Shared by the process, so a page starts no thread of its own; a
+# sync gunicorn worker serves one page (two calls) at a time, a threaded server a few.
+_readers = ThreadPoolExecutor(max_workers=8, thread_name_prefix="upstream-read")
 
-    The messages are asked for on a worker thread that only speaks HTTP (the database is
-    touched here, on the caller's thread, once both answers are in). When the thread cannot be
-    had, its error is the page's and the messages are not shown.
-    """
+
+@dataclass(frozen=True)
+class PendingLiveThread:
+    """A thread's two reads in flight: the thread and its newest messages."""
+
+    thread: TrackedThread
+    live: Future[Thread]
+    page: Future[MessagePage]
+
+    def result(self) -> LiveThread:
+        """Wait for both answers, then note them (the key's last use, the refreshed cached
+        copy: on the caller's thread). When the thread cannot be had, its error is the page's
+        and the messages are not shown."""
+        live, error = _answer(self.live.result)
+        page, messages_error = _answer(self.page.result)
+        note_key_result(self.thread.api_key, error or messages_error)
+        if live is not None or isinstance(error, NotFoundError):
+            _remember(self.thread, live)
+        if live is None:
+            return LiveThread(error=error)
+        return LiveThread(live, page, messages_error=messages_error)
+
+
+def request_live_thread(thread: TrackedThread) -> PendingLiveThread:
+    """`refresh_thread` and the first page of `list_messages`, both sent at once: the page
+    waits for one round trip, not two, and may read the database while they are in flight."""
     client = client_for(thread.api_key)
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        messages = pool.submit(_messages_page, client, thread)
-        live, error = _answer(lambda: client.retrieve_thread(thread.thread_id))
-        page, messages_error = _answer(messages.result)
-    note_key_result(thread.api_key, error or messages_error)
-    if live is not None or isinstance(error, NotFoundError):
-        _remember(thread, live)
-    if live is None:
-        return LiveThread(error=error)
-    return LiveThread(live, page, messages_error=messages_error)
+    return PendingLiveThread(
+        thread,
+        live=_readers.submit(client.retrieve_thread, thread.thread_id),
+        page=_readers.submit(_messages_page, client, thread),
+    )
 
 
 def _answer(call: Callable[[], T]) -> tuple[T | None, UpstreamError | None]:

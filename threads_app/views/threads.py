@@ -191,7 +191,9 @@ def thread_detail(request: AuthenticatedHttpRequest, pk: int) -> HttpResponse:
     answers, both asked for at once (a 404 marks the thread gone)."""
     thread = selectors.get_visible_thread(request.user, pk)
     reason = selectors.unreachable_reason(thread)
-    upstream = services.LiveThread() if reason else services.load_live_thread(thread)
+    pending = None if reason else services.request_live_thread(thread)
+    writable = selectors.can_change_thread(request.user, thread)  # while the calls are out
+    upstream = pending.result() if pending else services.LiveThread()
     context = {
         "nav": "threads",
         "thread": thread,
@@ -202,7 +204,7 @@ def thread_detail(request: AuthenticatedHttpRequest, pk: int) -> HttpResponse:
         "messages_error": upstream.messages_error,
         "gone": isinstance(upstream.error, NotFoundError),
         "reason": reason,
-        "writable": selectors.can_change_thread(request.user, thread),
+        "writable": writable,
     }
     return render_page(request, "thread_detail", context, partial="live")
 
