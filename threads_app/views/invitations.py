@@ -29,7 +29,13 @@ from threads_app.models import AuditEvent
 from threads_app.services import accounts as account_services
 from threads_app.services import teams as team_services
 from threads_app.services.refusals import Refused
-from threads_app.views.htmx import AuthenticatedHttpRequest, attempt, go_to, render_page
+from threads_app.views.htmx import (
+    AuthenticatedHttpRequest,
+    attempt,
+    go_to,
+    render_page,
+    submit,
+)
 
 INVITATION_LIST = "threads_app:invitation_list"
 
@@ -87,24 +93,24 @@ def invitation_link(request: HttpRequest, token: str) -> HttpResponse:
     if selectors.account_with_email(invitation.identifier) is not None:
         return render(request, template, {**context, "has_account": True})
     form = JoinForm(posted(request))
-    if form.is_valid():
-        origin = Origin.from_request(request)
-        try:
-            new_user = team_services.join_with_new_account(
-                invitation,
-                username=form.cleaned_data["username"],
-                password=form.cleaned_data["password1"],
-                origin=origin,
-            )
-        except Refused as exc:
-            form.refuse(exc)
-        else:
-            login(request, new_user, backend="threads_app.accounts.AuthenticationBackend")
-            record_authentication(request, new_user, method="password")
-            account_services.record_account_event(
-                AuditEvent.Action.LOGGED_IN, user=new_user, origin=origin, via="invitation"
-            )
-            role = invitation.get_role_display().lower()
-            messages.success(request, f"Welcome! You joined {invitation.team} as {role}.")
-            return redirect("threads_app:team_detail", invitation.team_id)
-    return render(request, template, {**context, "form": form})
+    origin = Origin.from_request(request)
+    role = invitation.get_role_display().lower()
+    new_user = submit(
+        request,
+        form,
+        lambda: team_services.join_with_new_account(
+            invitation,
+            username=form.cleaned_data["username"],
+            password=form.cleaned_data["password1"],
+            origin=origin,
+        ),
+        done=lambda _: f"Welcome! You joined {invitation.team} as {role}.",
+    )
+    if new_user is None:
+        return render(request, template, {**context, "form": form})
+    login(request, new_user, backend="threads_app.accounts.AuthenticationBackend")
+    record_authentication(request, new_user, method="password")
+    account_services.record_account_event(
+        AuditEvent.Action.LOGGED_IN, user=new_user, origin=origin, via="invitation"
+    )
+    return redirect("threads_app:team_detail", invitation.team_id)
