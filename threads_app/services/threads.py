@@ -12,6 +12,7 @@ committed *before* the DELETE is sent, and its outcome (success, already gone, r
 failed) after, so every attempt leaves a pair of events: `services.deletions`.
 """
 
+import threading
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -39,6 +40,7 @@ Action = AuditEvent.Action
 Outcome = AuditEvent.Outcome
 State = TrackedThread.State
 T = TypeVar("T")
+R = TypeVar("R")
 
 MESSAGES_PAGE_SIZE = 20
 
@@ -265,13 +267,24 @@ class PendingLiveThread:
 
 def request_live_thread(thread: TrackedThread) -> PendingLiveThread:
     """`refresh_thread` and the first page of `list_messages`, both sent at once: the page
-    waits for one round trip, not two, and may read the database while they are in flight."""
+    waits for one round trip, not two, and may read the database while they are in flight.
+
+    It returns once both readers have begun. A reader needs the GIL to build and send its
+    request, and a caller going on with its own work would hold the GIL until that work
+    waits: the requests would leave after the work instead of during it. A reader that has
+    begun keeps the GIL until its request is on the wire."""
     client = client_for(thread.api_key)
-    return PendingLiveThread(
-        thread,
-        live=_readers.submit(client.retrieve_thread, thread.thread_id),
-        page=_readers.submit(_messages_page, client, thread),
-    )
+    begun = threading.Semaphore(0)
+
+    def read(call: Callable[..., R], *args: Any) -> R:
+        begun.release()
+        return call(*args)
+
+    live = _readers.submit(read, client.retrieve_thread, thread.thread_id)
+    page = _readers.submit(read, _messages_page, client, thread)
+    for _ in (live, page):
+        begun.acquire()
+    return PendingLiveThread(thread, live=live, page=page)
 
 
 def _answer(call: Callable[[], T]) -> tuple[T | None, UpstreamError | None]:
