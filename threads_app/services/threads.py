@@ -272,7 +272,8 @@ def request_live_thread(thread: TrackedThread) -> PendingLiveThread:
     It returns once both readers have begun. A reader needs the GIL to build and send its
     request, and a caller going on with its own work would hold the GIL until that work
     waits: the requests would leave after the work instead of during it. A reader that has
-    begun keeps the GIL until its request is on the wire."""
+    begun holds the GIL until its first wait on the network (or until the interpreter's
+    switch interval, 5 ms, hands it on), which comes once its request is sent."""
     client = client_for(thread.api_key)
     begun = threading.Semaphore(0)
 
