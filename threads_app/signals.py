@@ -16,6 +16,7 @@ from django.contrib.auth import signals as auth_signals
 from django.contrib.auth.models import User
 from django.http import HttpRequest
 
+from threads_app import lockout
 from threads_app.audit import Origin
 from threads_app.models import AuditEvent
 from threads_app.services import accounts
@@ -42,21 +43,27 @@ def _login_failed(
     # The lockout's own signal records an attempt axes refused (or the one that locked).
     if request is not None and getattr(request, "axes_locked_out", False):
         return
-    username = str(credentials.get("username") or "")
-    accounts.record_failed_login(username=username, locked_out=False, origin=_origin(request))
+    accounts.record_failed_login(
+        username=str(credentials.get("username") or ""),
+        locked_out=False,
+        origin=_origin(request),
+        step=str(credentials.get("step") or lockout.PASSWORD),
+    )
 
 
 def _locked_out(request: HttpRequest | None, username: str | None, **kwargs: Any) -> None:
-    accounts.record_failed_login(username=username or "", locked_out=True, origin=_origin(request))
-
-
-def _code_failed(request: HttpRequest, user: User, **kwargs: Any) -> None:
+    credentials = getattr(request, "axes_credentials", None) or {}
     accounts.record_failed_login(
-        username=user.get_username(),
-        locked_out=False,
+        username=username or "",
+        locked_out=True,
         origin=_origin(request),
-        step="two-factor code",
+        step=str(credentials.get("step") or lockout.PASSWORD),
     )
+
+
+def _code_failed(request: HttpRequest, user: User, reauthentication: bool, **_: Any) -> None:
+    """A wrong code counts towards the lockout (and so reaches the audit) as a password does."""
+    lockout.code_failed(request, user, reauthentication=reauthentication)
 
 
 def _password_changed(request: HttpRequest, user: User, **kwargs: Any) -> None:
@@ -93,7 +100,7 @@ def connect() -> None:
     auth_signals.user_logged_out.connect(_logged_out, dispatch_uid="audit_logged_out")
     auth_signals.user_login_failed.connect(_login_failed, dispatch_uid="audit_login_failed")
     axes_signals.user_locked_out.connect(_locked_out, dispatch_uid="audit_locked_out")
-    mfa_signals.authentication_failed.connect(_code_failed, dispatch_uid="audit_code_failed")
+    mfa_signals.authentication_failed.connect(_code_failed, dispatch_uid="lockout_code_failed")
     account_signals.password_changed.connect(_password_changed, dispatch_uid="audit_password")
     account_signals.password_set.connect(_password_changed, dispatch_uid="audit_password_set")
     account_signals.password_reset.connect(_password_reset, dispatch_uid="audit_reset")

@@ -7,7 +7,7 @@ the account only when one answers to the username typed: anything else typed the
 password typed in the wrong box) is not recorded.
 """
 
-from django.contrib.auth import get_user_model
+from allauth.account.internal.userkit import get_user_by_username
 from django.contrib.auth.models import User
 
 from threads_app import audit
@@ -39,11 +39,13 @@ def record_failed_login(
     origin: Origin | None = None,
     step: str = "password",
 ) -> None:
-    """A wrong password (`step` "password") or two-factor code ("two-factor code"), or an
-    attempt refused because the lockout holds (`locked_out`)."""
+    """A wrong password (`step` "password"), two-factor code ("two-factor code", or
+    "reauthentication code" on the reauthentication page), or an attempt refused because the
+    lockout holds (`locked_out`). The account is the one log-in finds for `username` (any
+    case)."""
     action = Action.LOCKED_OUT if locked_out else Action.LOGIN_FAILED
     outcome = Outcome.REFUSED if locked_out else Outcome.FAILED
-    user = get_user_model().objects.filter(username=username).first() if username else None
+    user = get_user_by_username(username) if username else None
     if user is None:
         details = {"step": step, "known_account": False}
         audit.record(action=action, outcome=outcome, origin=origin, details=details)
