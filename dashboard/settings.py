@@ -288,6 +288,8 @@ CONTENT_SECURITY_POLICY = {
 SESSION_COOKIE_HTTPONLY = True
 # No script reads the CSRF cookie: htmx sends the token from <body hx-headers>, forms post it.
 CSRF_COOKIE_HTTPONLY = True
+# The app's page for a failed check (threads_app/views/errors.py), which never reads the body.
+CSRF_FAILURE_VIEW = "threads_app.views.errors.csrf_failure"
 X_FRAME_OPTIONS = "DENY"
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
