@@ -155,6 +155,19 @@ class TestTheAdmin:
             {"user": "bob", "kind": "totp"},
         )
 
+    def test_deleting_an_account_records_its_authenticators_going(self, admin_client, other_user):
+        bob = Client()
+        bob.force_login(other_user)
+        turn_on_totp(bob)
+        url = reverse("admin:auth_user_delete", args=[other_user.pk])
+        assert admin_client.post(url, {"post": "yes"}).status_code == 302
+        removed = [e for e in access_events() if e[0] == Action.TWO_FACTOR_DISABLED]
+        assert sorted((actor, owner, d["kind"]) for _a, actor, owner, d in removed) == [
+            ("root", other_user.pk, "recovery_codes"),
+            ("root", other_user.pk, "totp"),
+        ]
+        assert verify_chain().ok
+
     def test_the_user_sees_changes_to_their_access_in_their_own_log(self, admin_client, other_user):
         admin_client.post(
             reverse("admin:auth_user_change", args=[other_user.pk]),
