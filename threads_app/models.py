@@ -93,10 +93,10 @@ def validate_username(username: str) -> None:
 
 
 def normalise_identifier(identifier: str) -> str:
-    """How an invitation names its invitee: trimmed, and an email (anything with an "@")
-    lower-cased, as emails match regardless of case. Usernames otherwise match exactly."""
-    identifier = identifier.strip()
-    return identifier.lower() if "@" in identifier else identifier
+    """How an invitation names its invitee: an email (anything with an "@") or a username,
+    normalised as a username is and lower-cased, as log-in finds both in any case (so "Bob"
+    and "bob" are one pending invitation)."""
+    return normalise_username(identifier).lower()
 
 
 class Invitation(models.Model):

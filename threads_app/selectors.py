@@ -357,6 +357,7 @@ def invitations_for(user: User) -> QuerySet[Invitation]:
     username is theirs when it is their username, one to an email when it is their *email*.
     A username that looks like an email (made before the rule forbade "@") claims no email
     invitation. An expired one is nobody's."""
+    # iexact: invitations sent before identifiers were lower-cased kept the username's case.
     addressed = Q(identifier__iexact=user.get_username()) & ~Q(identifier__contains="@")
     if user.email:
         addressed |= Q(identifier=normalise_identifier(user.email)) & Q(identifier__contains="@")
