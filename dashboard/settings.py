@@ -216,9 +216,15 @@ ACCOUNT_EMAIL_SUBJECT_PREFIX = "[Threads Console] "
 ACCOUNT_EMAIL_UNKNOWN_ACCOUNTS = False
 # One lockout policy: django-axes (username + IP, above) locks log-ins, counting wrong passwords
 # and wrong two-factor codes alike (threads_app/lockout.py); allauth's own log-in limits are off
-# (its two-factor code limit rides on "login_failed"). Its limit on emails sent (password
-# resets) stays.
-ACCOUNT_RATE_LIMITS = {"login": False, "login_failed": False}
+# (its two-factor code limit rides on "login_failed"). Its other limits stay: emails sent
+# (password resets), and the join page's tries.
+ACCOUNT_RATE_LIMITS = {
+    "login": False,
+    "login_failed": False,
+    # The join page of an invitation's link (views/invitations.py): tries per client address
+    # (an IPv6 address counts by its /64) and per link.
+    "invitation_join": "30/h/ip,10/h/key",
+}
 # A sensitive action needs the password or a code within the last 15 minutes (the log-in
 # counts), see threads_app/accounts.py.
 ACCOUNT_REAUTHENTICATION_TIMEOUT = 15 * 60

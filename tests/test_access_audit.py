@@ -272,7 +272,7 @@ def test_logging_in_and_ordinary_saves_record_no_access_change(client, user, mak
 @pytest.mark.django_db(transaction=True)
 def test_the_migration_keeps_the_chain_and_its_protection(user):
     executor = MigrationExecutor(connection)
-    executor.migrate([("threads_app", "0011_accounts")])
+    executor.migrate([("threads_app", "0012_username_any_case")])
     try:
         audit.record(action=Action.LOGGED_IN, outcome=Outcome.SUCCESS, actor=user, owner=user)
         audit.record(action=Action.TWO_FACTOR_ENABLED, outcome=Outcome.SUCCESS, owner=user)

@@ -1,9 +1,9 @@
 """The one lockout (django-axes) for every secret typed at a log-in: passwords and two-factor
 codes alike.
 
-- The username axes counts is the one log-in finds: lower-cased (allauth compares usernames
-  with `str.lower`), so `Viewer1` and `VIEWER1` share `viewer1`'s count (`axes_username`,
-  `AXES_USERNAME_CALLABLE`).
+- The username axes counts is the one log-in finds: normalised as usernames are and
+  lower-cased (allauth compares usernames with `str.lower`), so `Viewer1` and `VIEWER1` share
+  `viewer1`'s count (`axes_username`, `AXES_USERNAME_CALLABLE`).
 - A wrong code (TOTP or recovery code, at the log-in's second step or on the reauthentication
   page) is a failed log-in for axes, counted per username and client address with the
   passwords' policy (`code_failed`, on allauth's `authentication_failed` signal). When the
@@ -24,6 +24,8 @@ from django.contrib.auth.base_user import AbstractBaseUser
 from django.core.exceptions import ValidationError
 from django.http import HttpRequest
 
+from threads_app.models import normalise_username
+
 # The steps a failure is recorded at (the audit's "step").
 PASSWORD = "password"  # noqa: S105 (a step's name, not a password)
 CODE = "two-factor code"
@@ -32,13 +34,14 @@ LOCKED_MESSAGE = "Too many failed attempts: try again in 15 minutes."
 
 
 def axes_username(request: HttpRequest | None, credentials: dict[str, Any] | None) -> str | None:
-    """The username axes counts for these credentials, as log-in compares it (lower-cased).
+    """The username axes counts for these credentials, as log-in compares it (lower-cased,
+    after the usernames' normalisation: `models.normalise_username`).
 
     Only the credentials are read, never the request's body: axes passes them wherever it
     counts or checks, and a body may not even decode.
     """
     username = (credentials or {}).get("username")
-    return username.lower() if isinstance(username, str) else None
+    return normalise_username(username).lower() if isinstance(username, str) else None
 
 
 def _credentials(user: AbstractBaseUser, step: str) -> dict[str, Any]:
