@@ -110,7 +110,7 @@ class TestPasswordReset:
 
         # Used once: the same link no longer works, and the password stays.
         again = Client().get(link, follow=True)
-        assert "invalid" in again.content.decode().lower()
+        assert "This link has expired or was used" in again.content.decode()
         assert _log_in(Client(), "alice", NEW_PASSWORD).status_code == 302
 
     def test_an_unknown_address_gets_the_same_answer_and_no_link(self, client, user):
@@ -128,7 +128,7 @@ class TestPasswordReset:
     def test_a_forged_link_is_refused(self, client, user):
         response = client.get("/accounts/password/reset/key/1-forged-token/", follow=True)
         assert response.status_code == 200
-        assert "invalid" in response.content.decode().lower()
+        assert "This link has expired or was used" in response.content.decode()
 
 
 class TestOutbox:
@@ -150,7 +150,7 @@ class TestOutbox:
 
         page = client.get(reverse("sent_email_list")).content.decode()
         assert "alice@example.test" in page
-        assert "Password Reset" in page
+        assert "Reset your password" in page
         [href] = re.findall(r'href="(http://testserver/accounts/password/reset/key/[^"]+)"', page)
         assert client.get(href, follow=True).status_code == 200
 
