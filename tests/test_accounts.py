@@ -1,6 +1,7 @@
 """Issue 12: accounts a team runs on its own (django-allauth) — passwords, the demo's outbox."""
 
 import re
+import time
 
 import pytest
 from django.core import mail
@@ -188,14 +189,24 @@ class TestEmailUrl:
 
 
 def totp_code(secret: str) -> str:
-    """The code an authenticator app would show for `secret` now."""
+    """The code an authenticator app would show for `secret` now; never in the last seconds of
+    its window (allauth accepts the current window's code alone: one computed at 29.9 s and
+    checked at 30.1 s is refused, which made the tests that type it fail now and then)."""
+    from allauth.mfa import app_settings as mfa_settings
     from allauth.mfa.totp.internal.auth import (
         format_hotp_value,
         hotp_value,
         yield_hotp_counters_from_time,
     )
 
+    left = mfa_settings.TOTP_PERIOD - time.time() % mfa_settings.TOTP_PERIOD
+    if left < TOTP_MARGIN_SECONDS:
+        time.sleep(left)
     return format_hotp_value(hotp_value(secret, next(yield_hotp_counters_from_time())))
+
+
+# How long a code computed by `totp_code` stays the current one, at least.
+TOTP_MARGIN_SECONDS = 5
 
 
 def turn_on_totp(client) -> str:

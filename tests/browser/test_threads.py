@@ -30,7 +30,7 @@ def _assert_same_document(page):
     assert page.evaluate("window.sameDocument") is True, "the page was reloaded"
 
 
-def test_create_a_thread_with_metadata_and_a_message(user_page, api_key, upstream):
+def test_create_a_thread_with_metadata_and_a_message(api_key, user_page, upstream):
     page = user_page
     page.get_by_role("link", name="New thread").click()
     page.get_by_label("Label").fill("Refund question")

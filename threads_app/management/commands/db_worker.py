@@ -70,8 +70,10 @@ class Heartbeat:
         self._thread.start()
 
     def stop(self) -> None:
+        """Stop beating and remove the row; also after a `start()` that a signal cut short."""
         self._stopped.set()
-        self._thread.join()
+        if self._thread.ident is not None:
+            self._thread.join()
         WorkerHeartbeat.objects.filter(worker_id=self.worker_id).delete()
 
     def _run(self) -> None:
@@ -140,8 +142,16 @@ class Worker(db_worker.Worker):
             logger.exception("Worker %s could not sweep for abandoned tasks", self.worker_id)
 
     def shutdown(self, signum: int, frame: FrameType | None) -> None:
+        """The first signal stops the loop at its next turn: after the task, or after the idle
+        sleep (`--interval`). The base exits at once when idle, raising SystemExit wherever the
+        worker is, in the middle of a database call too (a sweep's commit), which could leave
+        its heartbeat behind. A second signal still stops it at once."""
         self._stopping = True
-        super().shutdown(signum, frame)
+        if not self.running:
+            super().shutdown(signum, frame)
+            return
+        logger.warning("Received %s - stopping after this turn", signal.strsignal(signum))
+        self.running = False
 
     def watch_parent(self, parent_pid: int) -> None:
         """Once `parent_pid` is no longer this process's parent (it ended, and this one was
@@ -158,8 +168,10 @@ class Worker(db_worker.Worker):
             )
             watch.start()
         heartbeat = Heartbeat(self.worker_id, every=self._heartbeat_seconds)
-        heartbeat.start()
         try:
+            # Inside the `try`: a SIGTERM right after the first beat is written (its handler
+            # raises SystemExit wherever the worker is) must still remove it.
+            heartbeat.start()
             super().run()
         finally:
             heartbeat.stop()
