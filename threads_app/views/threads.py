@@ -71,6 +71,7 @@ def thread_list(request: AuthenticatedHttpRequest) -> HttpResponse:
         "pager": _pager(form, page),
         "writable_key_ids": usable_key_ids,
         "has_keys": bool(keys),
+        "may_add_threads": bool(usable_key_ids),  # the context processor's, without its query
         "pending_invitations": selectors.my_pending_invitations(request.user).count(),
     }
     return render_page(request, "thread_list", context, partial="rows")
