@@ -56,3 +56,53 @@ def provider_log_in(browser: requests.Session, url: str, username: str, password
         )
     assert response.status_code == 302, response.text[:500]
     return str(response.headers["Location"])
+
+
+CONSOLE_CLIENT_ID = "threads-console"
+CONSOLE_CLIENT_SECRET = "console-client-secret-for-tests"  # the provider's, not a Threads key
+PROVIDER_ID = "test-sso"
+PROVIDER_NAME = "Test SSO"
+
+
+def configure_sso(settings, provider, *, base_url="http://testserver", **extra):
+    """Point the console's settings at `provider` (as OIDC_PROVIDERS would) and register the
+    console there as a client, with its callback under `base_url`; `extra` sets the other
+    single sign-on settings (SSO_REQUIRED_DOMAINS, OIDC_TEAM_MAPPING, SSO_MFA_ACR_VALUES)."""
+    import json
+
+    from dashboard import sso
+
+    entry = {
+        "id": PROVIDER_ID,
+        "name": PROVIDER_NAME,
+        "issuer": provider.issuer,
+        "client_id": CONSOLE_CLIENT_ID,
+        "secret": CONSOLE_CLIENT_SECRET,
+    }
+    settings.SOCIALACCOUNT_PROVIDERS = {
+        "openid_connect": {
+            **settings.SOCIALACCOUNT_PROVIDERS["openid_connect"],
+            "APPS": sso.oidc_apps(json.dumps([entry])),
+        }
+    }
+    settings.SSO_REQUIRED_DOMAINS = {}
+    settings.OIDC_TEAM_MAPPING = []
+    settings.SSO_MFA_ACR_VALUES = []
+    for name, value in extra.items():
+        setattr(settings, name, value)
+    provider.client(
+        CONSOLE_CLIENT_ID,
+        CONSOLE_CLIENT_SECRET,
+        [f"{base_url}/accounts/oidc/{PROVIDER_ID}/login/callback/"],
+    )
+
+
+def sso_log_in(client, username, password="provider-password", browser=None):
+    """Log in to the console (Django's test `client`) through the provider as `username`;
+    returns (the console's answer to the callback, the callback URL that was used)."""
+    start = client.post(f"/accounts/oidc/{PROVIDER_ID}/login/")
+    assert start.status_code == 302, start.content[:500]
+    back = provider_log_in(browser or requests.Session(), start["Location"], username, password)
+    assert back.startswith("http://testserver/"), back
+    callback = back.removeprefix("http://testserver")
+    return client.get(callback), callback

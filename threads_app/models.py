@@ -40,6 +40,9 @@ class Membership(models.Model):
     )
     role = models.CharField(max_length=10, choices=Role.choices, default=Role.MEMBER)
     created_at = models.DateTimeField(auto_now_add=True)
+    # The single sign-on provider (its OIDC_PROVIDERS id) whose team mapping made and manages
+    # this membership; empty for one made by hand, which no mapping ever touches.
+    managed_by = models.CharField(max_length=50, blank=True)
 
     class Meta:
         constraints = [
@@ -371,6 +374,10 @@ class AuditEvent(models.Model):
         TWO_FACTOR_ENABLED = "account.two_factor_enabled", "Two-factor turned on"
         TWO_FACTOR_DISABLED = "account.two_factor_disabled", "Two-factor turned off"
         RECOVERY_CODES_RENEWED = "account.recovery_codes_renewed", "Recovery codes renewed"
+        SSO_PROVISIONED = "account.sso_provisioned", "Account created by single sign-on"
+        SSO_LINKED = "account.sso_linked", "Account linked to single sign-on"
+        SSO_REFUSED = "account.sso_refused", "Single sign-on refused"
+        BREAK_GLASS = "account.break_glass", "Break-glass password log-in"
 
     class Outcome(models.TextChoices):
         PENDING = "pending", "Pending"

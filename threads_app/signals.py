@@ -16,9 +16,11 @@ from django.contrib.auth import signals as auth_signals
 from django.contrib.auth.models import User
 from django.http import HttpRequest
 
+from threads_app import sso
 from threads_app.audit import Origin
 from threads_app.models import AuditEvent
 from threads_app.services import accounts
+from threads_app.services import sso as sso_services
 
 Action = AuditEvent.Action
 
@@ -28,6 +30,20 @@ def _origin(request: HttpRequest | None) -> Origin | None:
 
 
 def _logged_in(request: HttpRequest, user: User, **kwargs: Any) -> None:
+    sociallogin = kwargs.get("sociallogin")
+    if sociallogin is not None:  # through a single sign-on provider
+        sso.logged_in(request, user, sociallogin)
+        return
+    if user.is_superuser and sso_services.sso_only_provider(user):
+        # A password log-in of an account whose domain uses single sign-on: break-glass.
+        accounts.record_account_event(
+            Action.BREAK_GLASS,
+            user=user,
+            origin=_origin(request),
+            required_provider=sso_services.provider_name(
+                sso_services.sso_only_provider(user) or ""
+            ),
+        )
     accounts.record_account_event(Action.LOGGED_IN, user=user, origin=_origin(request))
 
 
