@@ -204,6 +204,8 @@ LOGOUT_REDIRECT_URL = "account_login"
 # accounts, and an emailed invitation lets a new person set a password (services/accounts.py).
 ACCOUNT_ADAPTER = "threads_app.accounts.AccountAdapter"
 MFA_ADAPTER = "threads_app.accounts.MFAAdapter"
+# The reset form refuses the email domains that log in through single sign-on.
+ACCOUNT_FORMS = {"reset_password": "threads_app.forms.sso.ResetPasswordForm"}
 ACCOUNT_LOGIN_METHODS = {"username"}
 ACCOUNT_SIGNUP_FIELDS = ["username*", "email*", "password1*", "password2*"]
 ACCOUNT_EMAIL_VERIFICATION = "none"

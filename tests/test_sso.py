@@ -139,3 +139,119 @@ def test_a_get_asks_to_confirm_first(client, sso):
     page = client.get("/accounts/oidc/test-sso/login/")
     assert page.status_code == 200
     assert "Continue to Test SSO" in page.content.decode()
+
+
+# --- SSO_REQUIRED_DOMAINS ------------------------------------------------------------------
+
+
+@pytest.fixture
+def corp_sso(settings, oidc_provider):
+    configure_sso(settings, oidc_provider, SSO_REQUIRED_DOMAINS={"corp.example": "test-sso"})
+    return oidc_provider
+
+
+def _password_log_in(client, username, password):
+    return client.post("/accounts/login/", {"login": username, "password": password})
+
+
+@pytest.mark.parametrize("password", ["right-password-123", "a-wrong-one"])
+def test_password_log_in_is_refused_for_the_domain_saying_where_to_go(
+    client, corp_sso, django_user_model, password
+):
+    """Right or wrong password, the same answer: the refusal comes before the password is
+    checked, so it confirms no password."""
+    django_user_model.objects.create_user("pat", "Pat@Corp.Example", "right-password-123")
+    response = _password_log_in(client, "PAT", password)
+    assert response.status_code == 200
+    assert "Your account logs in with Test SSO" in response.content.decode()
+    assert "_auth_user_id" not in client.session
+    [refused] = _events(Action.LOGIN_FAILED)
+    assert refused.outcome == AuditEvent.Outcome.REFUSED
+    assert (refused.actor_username, refused.details["reason"]) == ("pat", "sso_required")
+
+
+def test_other_domains_still_log_in_by_password(client, corp_sso, django_user_model):
+    django_user_model.objects.create_user("quinn", "quinn@elsewhere.example", "pw-quinn-12345")
+    response = _password_log_in(client, "quinn", "pw-quinn-12345")
+    assert response.status_code == 302
+    assert client.session["_auth_user_id"]
+
+
+def test_a_superuser_keeps_a_break_glass_password_log_in_and_it_is_audited(
+    client, corp_sso, django_user_model
+):
+    django_user_model.objects.create_superuser("root", "root@corp.example", "glass-123456789")
+    response = _password_log_in(client, "root", "glass-123456789")
+    assert response.status_code == 302
+    [glass] = _events(Action.BREAK_GLASS)
+    assert (glass.actor_username, glass.details["required_provider"]) == ("root", PROVIDER_NAME)
+
+
+def test_password_reset_is_refused_for_the_domain(client, corp_sso, django_user_model, mailoutbox):
+    django_user_model.objects.create_user("pat", "pat@corp.example", "right-password-123")
+    for email in ("pat@corp.example", "nobody@CORP.example"):  # the same, account or not
+        response = client.post("/accounts/password/reset/", {"email": email})
+        assert response.status_code == 200
+        assert "Accounts at corp.example log in with Test SSO" in response.content.decode()
+    assert mailoutbox == []
+    assert [e.details["step"] for e in _events(Action.SSO_REFUSED)] == ["password_reset"] * 2
+    response = client.post("/accounts/password/reset/", {"email": "pat@elsewhere.example"})
+    assert response.status_code == 302
+
+
+def test_the_domains_provider_takes_over_the_existing_account(client, corp_sso, django_user_model):
+    pat = django_user_model.objects.create_user("pat", "pat@corp.example", "right-password-123")
+    corp_sso.user("pat.idp", email="pat@corp.example", email_verified=True)
+    response, _ = sso_log_in(client, "pat.idp")
+    assert response["Location"] == "/overview/"
+    assert client.session["_auth_user_id"] == str(pat.pk)
+    [linked] = _events(Action.SSO_LINKED)
+    assert linked.actor_username == "pat"
+    assert not _events(Action.SSO_PROVISIONED)
+
+
+def test_an_unverified_email_takes_over_nothing(client, corp_sso, django_user_model):
+    pat = django_user_model.objects.create_user("pat", "pat@corp.example", "right-password-123")
+    corp_sso.user("pat", email="pat@corp.example", email_verified=False)
+    response, _ = sso_log_in(client, "pat")
+    assert response["Location"] == "/overview/"
+    new = django_user_model.objects.get(pk=client.session["_auth_user_id"])
+    assert new != pat
+    assert new.username == "pat-2"  # the username rules: a clash gets a variant
+    assert new.email == ""  # not verified: not kept
+
+
+def test_another_provider_cannot_log_in_the_domain(
+    client, settings, oidc_provider, django_user_model
+):
+    configure_sso(settings, oidc_provider, SSO_REQUIRED_DOMAINS={"corp.example": "acme-okta"})
+    oidc_provider.user("mal", email="ceo@corp.example", email_verified=True)
+    response, _ = sso_log_in(client, "mal")
+    assert response.status_code == 403
+    assert "Accounts at corp.example log in with acme-okta" in response.content.decode()
+    assert "_auth_user_id" not in client.session
+    [refused] = _events(Action.SSO_REFUSED)
+    assert refused.details["reason"] == "domain_requires_another_provider"
+    assert not django_user_model.objects.filter(email="ceo@corp.example").exists()
+
+
+@pytest.mark.parametrize(
+    ("preferred", "expected"),
+    [
+        ("sam@corp.example", "sam"),  # never an "@"
+        ("Sam Smith!", "Sam-Smith"),
+        ("", "sso-user"),
+    ],
+)
+def test_usernames_follow_the_rules(client, sso, django_user_model, preferred, expected):
+    sso.user("idp-user", preferred_username=preferred)
+    response, _ = sso_log_in(client, "idp-user")
+    assert response["Location"] == "/overview/"
+    assert django_user_model.objects.get(pk=client.session["_auth_user_id"]).username == expected
+
+
+def test_a_username_taken_in_another_case_gets_a_variant(client, sso, django_user_model):
+    django_user_model.objects.create_user("Kim", "kim@x.example", "pw-kim-1234567")
+    sso.user("idp-kim", preferred_username="kim")
+    sso_log_in(client, "idp-kim")
+    assert django_user_model.objects.get(pk=client.session["_auth_user_id"]).username == "kim-2"

@@ -25,11 +25,13 @@ from allauth.mfa.models import Authenticator
 from django.contrib import messages
 from django.contrib.auth import REDIRECT_FIELD_NAME
 from django.contrib.auth.models import User
-from django.core.exceptions import PermissionDenied
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import HttpRequest, HttpResponse
 
 from threads_app import selectors
+from threads_app.audit import Origin
 from threads_app.crypto import decrypt_secret, encrypt_secret
+from threads_app.services import sso
 from threads_app.views.htmx import AuthenticatedHttpRequest, go_to
 
 V = TypeVar("V", bound=Callable[..., HttpResponse])
@@ -92,6 +94,15 @@ class AccountAdapter(DefaultAccountAdapter):  # type: ignore[misc]
 
     def is_reauthentication_required(self, *, app: str, **kwargs: Any) -> bool:
         return not recently_authenticated(context.request)
+
+    def pre_authenticate(self, request: HttpRequest, **credentials: Any) -> None:
+        """A password log-in (or reauthentication) of an account whose email domain logs in
+        through single sign-on is refused, saying where to go (services/sso.py)."""
+        super().pre_authenticate(request, **credentials)
+        username = str(credentials.get("username") or "")
+        refusal = sso.password_login_refusal(username=username, origin=Origin.from_request(request))
+        if refusal:
+            raise ValidationError(refusal, code="sso_required")
 
 
 class MFAAdapter(DefaultMFAAdapter):  # type: ignore[misc]

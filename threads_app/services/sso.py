@@ -100,6 +100,57 @@ def sso_only_provider(user: User) -> str | None:
     return required_provider(user.email) if user.email else None
 
 
+def password_login_refusal(*, username: str, origin: Origin | None) -> str | None:
+    """Why a password log-in as `username` (any case, as log-in finds it) is refused, or None:
+    the account's email domain logs in through its provider (superusers keep their password:
+    break-glass, audited at log-in). Refused before the password is checked, so this tells
+    nothing about the password."""
+    user = User.objects.filter(username__iexact=username.strip()).first() if username else None
+    required = sso_only_provider(user) if user is not None else None
+    if user is None or required is None or user.is_superuser:
+        return None
+    name = provider_name(required)
+    audit.record(
+        action=Action.LOGIN_FAILED,
+        outcome=Outcome.REFUSED,
+        actor=user,
+        owner=user,
+        origin=origin,
+        details={
+            "step": "password",
+            "reason": "sso_required",
+            "provider": name,
+            "provider_id": required,
+        },
+    )
+    return f"Your account logs in with {name}: use “Log in with {name}” below."
+
+
+def password_reset_refusal(*, email: str, origin: Origin | None) -> str | None:
+    """Why a password reset for `email` is refused, or None: its domain logs in through a
+    provider, which keeps the password. Said of the domain, whether or not an account has
+    the address (the reset tells nothing about accounts)."""
+    required = required_provider(email.strip())
+    if required is None:
+        return None
+    name = provider_name(required)
+    audit.record(
+        action=Action.SSO_REFUSED,
+        outcome=Outcome.REFUSED,
+        origin=origin,
+        details={
+            "step": "password_reset",
+            "domain": domain_of(email),
+            "provider": name,
+            "provider_id": required,
+        },
+    )
+    return (
+        f"Accounts at {domain_of(email)} log in with {name}, which keeps their password: "
+        f"use “Log in with {name}” on the log-in page."
+    )
+
+
 def _record(
     action: str,
     facts: SSOLogin,
