@@ -6,9 +6,11 @@ import pytest
 from django.contrib.auth import get_user_model
 
 from tests.oidc_fixtures import PROVIDER_NAME, configure_sso, sso_log_in
-from threads_app.models import AuditEvent
+from threads_app.models import AuditEvent, Membership, Team
+from threads_app.services.teams import change_role
 
 Action = AuditEvent.Action
+Role = Membership.Role
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
@@ -255,3 +257,105 @@ def test_a_username_taken_in_another_case_gets_a_variant(client, sso, django_use
     sso.user("idp-kim", preferred_username="kim")
     sso_log_in(client, "idp-kim")
     assert django_user_model.objects.get(pk=client.session["_auth_user_id"]).username == "kim-2"
+
+
+# --- OIDC_TEAM_MAPPING ------------------------------------------------------------------------
+
+MAPPING = [
+    {"provider": "test-sso", "group": "eng", "team": "Engineering", "role": "member"},
+    {"provider": "test-sso", "group": "eng-admins", "team": "Engineering", "role": "owner"},
+    {"provider": "test-sso", "group": "ops", "team": "Operations", "role": "viewer"},
+    {"provider": "another-idp", "group": "eng", "team": "Elsewhere", "role": "owner"},
+]
+
+
+@pytest.fixture
+def mapped_sso(settings, oidc_provider):
+    configure_sso(settings, oidc_provider, OIDC_TEAM_MAPPING=MAPPING)
+    return oidc_provider
+
+
+def _roles(user):
+    return {
+        (m.team.name, m.role, m.managed_by)
+        for m in Membership.objects.filter(user=user).select_related("team")
+    }
+
+
+def _again(client, provider, username, **claims):
+    provider.user(username, **claims)
+    client.logout()
+    response, _ = sso_log_in(client, username)
+    assert response["Location"] == "/overview/"
+    return get_user_model().objects.get(pk=client.session["_auth_user_id"])
+
+
+def test_groups_map_to_teams_and_roles_at_every_log_in(client, mapped_sso, make_user):
+    colleague = make_user("colleague")
+    engineering = Team.objects.create(name="Engineering")
+    Membership.objects.create(team=engineering, user=colleague, role=Role.OWNER)
+
+    user = _again(client, mapped_sso, "sso-eng", groups=["eng", "ops", "unmapped"])
+    assert _roles(user) == {
+        ("Engineering", Role.MEMBER, "test-sso"),
+        ("Operations", Role.VIEWER, "test-sso"),  # made for the mapping
+    }
+    created = _events(Action.TEAM_CREATED)
+    assert [(e.team_name, e.details["group"]) for e in created] == [("Operations", "ops")]
+
+    user = _again(client, mapped_sso, "sso-eng", groups=["eng", "eng-admins"])
+    assert _roles(user) == {("Engineering", Role.OWNER, "test-sso")}
+    [changed] = _events(Action.MEMBER_ROLE_CHANGED)
+    assert (changed.details["old_role"], changed.details["new_role"]) == ("member", "owner")
+    assert changed.details["group"] == "eng-admins"
+    [removed] = _events(Action.MEMBER_REMOVED)
+    assert removed.team_name == "Operations"
+    assert "groups claim" in removed.details["reason"]
+    assert (removed.details["provider"], removed.details["via"]) == (PROVIDER_NAME, "sso_mapping")
+
+    user = _again(client, mapped_sso, "sso-eng", groups=[])
+    assert _roles(user) == set()
+
+
+def test_memberships_made_by_hand_are_never_touched(client, mapped_sso, django_user_model):
+    user = _again(client, mapped_sso, "sso-hand", groups=[])
+    engineering = Team.objects.create(name="Engineering")
+    Membership.objects.create(team=engineering, user=user, role=Role.VIEWER)
+    user = _again(client, mapped_sso, "sso-hand", groups=["eng-admins"])
+    assert _roles(user) == {("Engineering", Role.VIEWER, "")}
+    user = _again(client, mapped_sso, "sso-hand", groups=[])
+    assert _roles(user) == {("Engineering", Role.VIEWER, "")}
+    assert not _events(Action.MEMBER_ADDED) and not _events(Action.MEMBER_REMOVED)
+
+
+def test_a_role_changed_by_hand_leaves_the_mapping(client, mapped_sso, make_user):
+    user = _again(client, mapped_sso, "sso-moved", groups=["eng", "eng-admins"])
+    boss = make_user("boss")
+    engineering = Team.objects.get(name="Engineering")
+    Membership.objects.create(team=engineering, user=boss, role=Role.OWNER)
+    membership = Membership.objects.get(user=user)
+    change_role(membership, actor=boss, role=Role.VIEWER)
+    user = _again(client, mapped_sso, "sso-moved", groups=[])
+    assert _roles(user) == {("Engineering", Role.VIEWER, "")}
+
+
+def test_the_mapping_never_removes_a_teams_last_owner(client, mapped_sso):
+    user = _again(client, mapped_sso, "sso-owner", groups=["eng-admins"])
+    assert _roles(user) == {("Engineering", Role.OWNER, "test-sso")}
+    user = _again(client, mapped_sso, "sso-owner", groups=["eng"])  # a demotion: refused
+    assert _roles(user) == {("Engineering", Role.OWNER, "test-sso")}
+    user = _again(client, mapped_sso, "sso-owner", groups=[])  # a removal: refused
+    assert _roles(user) == {("Engineering", Role.OWNER, "test-sso")}
+    refused = [
+        e
+        for e in AuditEvent.objects.filter(outcome=AuditEvent.Outcome.REFUSED).order_by("sequence")
+    ]
+    assert [e.action for e in refused] == [Action.MEMBER_ROLE_CHANGED, Action.MEMBER_REMOVED]
+    assert all("last owner of Engineering" in e.details["refusal"] for e in refused)
+    assert all(e.details["subject"] and e.team_name == "Engineering" for e in refused)
+
+
+def test_another_providers_rules_do_not_apply(client, mapped_sso):
+    user = _again(client, mapped_sso, "sso-other", groups=["eng"])
+    assert not Team.objects.filter(name="Elsewhere").exists()
+    assert ("Engineering", Role.MEMBER, "test-sso") in _roles(user)
