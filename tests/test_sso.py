@@ -2,10 +2,17 @@
 (tests/oidc_provider/: django-oauth-toolkit in a subprocess), with Django's test client for the
 console and a `requests` session for the person's browser at the provider."""
 
-import pytest
-from django.contrib.auth import get_user_model
+import time
+from urllib.parse import quote
 
-from tests.oidc_fixtures import PROVIDER_NAME, configure_sso, sso_log_in
+import pytest
+import requests
+from django.contrib.auth import get_user_model
+from django.urls import reverse
+
+from tests.conftest import authenticated_at
+from tests.oidc_fixtures import PROVIDER_NAME, configure_sso, provider_log_in, sso_log_in
+from tests.test_accounts import totp_code, turn_on_totp
 from threads_app.models import AuditEvent, Membership, Team
 from threads_app.services.teams import change_role
 
@@ -359,3 +366,79 @@ def test_another_providers_rules_do_not_apply(client, mapped_sso):
     user = _again(client, mapped_sso, "sso-other", groups=["eng"])
     assert not Team.objects.filter(name="Elsewhere").exists()
     assert ("Engineering", Role.MEMBER, "test-sso") in _roles(user)
+
+
+# --- two-factor and single sign-on ----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("claims", "acr_values", "satisfied"),
+    [
+        ({"amr": ["pwd", "mfa"]}, [], True),
+        ({"amr": ["pwd"]}, [], False),
+        ({"acr": "phr"}, ["phr"], True),
+        ({"acr": "low"}, ["phr"], False),
+        ({}, [], False),
+    ],
+)
+def test_the_providers_second_factor_satisfies_require_2fa(
+    client, settings, oidc_provider, claims, acr_values, satisfied
+):
+    configure_sso(settings, oidc_provider, REQUIRE_2FA=True, SSO_MFA_ACR_VALUES=acr_values)
+    oidc_provider.user("sso-2fa", **claims)
+    response, _ = sso_log_in(client, "sso-2fa")
+    assert response["Location"] == "/overview/"
+    page = client.get("/overview/")
+    if satisfied:
+        assert page.status_code == 200
+    else:
+        assert page["Location"] == reverse("mfa_activate_totp")  # the console's own
+    [logged_in] = _events(Action.LOGGED_IN)
+    assert logged_in.details["multi_factor"] is satisfied
+
+
+@pytest.mark.parametrize(("amr", "satisfied"), [(["mfa"], True), (["pwd"], False)])
+def test_the_providers_second_factor_satisfies_the_owners_rule(
+    client, settings, oidc_provider, amr, satisfied
+):
+    configure_sso(settings, oidc_provider, OIDC_TEAM_MAPPING=MAPPING)
+    Team.objects.create(name="Engineering", owners_need_two_factor=True)
+    oidc_provider.user("sso-boss", groups=["eng-admins"], amr=amr)
+    sso_log_in(client, "sso-boss")
+    page = client.get("/overview/")
+    assert (page.status_code == 200) is satisfied
+
+
+@pytest.mark.parametrize(("amr", "asks_for_a_code"), [(["mfa"], False), (["pwd"], True)])
+def test_an_account_with_its_own_two_factor(client, sso, amr, asks_for_a_code):
+    sso.user("sso-totp", amr=["pwd"])
+    sso_log_in(client, "sso-totp")
+    user = get_user_model().objects.get(username="sso-totp")
+    client.force_login(user)
+    secret = turn_on_totp(client)
+    client.logout()
+    sso.user("sso-totp", amr=amr)
+    response, _ = sso_log_in(client, "sso-totp")
+    if not asks_for_a_code:
+        assert response["Location"] == "/overview/"
+        return
+    assert response["Location"] == reverse("mfa_authenticate")
+    assert "_auth_user_id" not in client.session
+    done = client.post(reverse("mfa_authenticate"), {"code": totp_code(secret)})
+    assert done["Location"] == "/overview/"
+    assert _events(Action.LOGGED_IN)[-1].details["method"] == "sso"
+
+
+def test_reauthentication_goes_through_the_provider(client, sso):
+    """An account without a password confirms it is them by logging in at its provider."""
+    sso.user("sso-reauth")
+    sso_log_in(client, "sso-reauth")
+    user = get_user_model().objects.get(username="sso-reauth")
+    authenticated_at(client.session, user, time.time() - 3600)
+    response = client.get(reverse("threads_app:key_create"))
+    login_url = f"/accounts/oidc/test-sso/login/?next={quote('/keys/new/', safe='')}"
+    assert response["Location"] == login_url
+    start = client.post(login_url)
+    back = provider_log_in(requests.Session(), start["Location"], "sso-reauth", "provider-password")
+    assert client.get(back.removeprefix("http://testserver"))["Location"] == "/keys/new/"
+    assert client.get("/keys/new/").status_code == 200

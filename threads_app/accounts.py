@@ -50,7 +50,8 @@ def recently_authenticated(request: HttpRequest) -> bool:
 
 def reauthentication_needed(request: AuthenticatedHttpRequest) -> HttpResponse | None:
     """None when the session authenticated recently; else the way to the reauthentication
-    page (the password, or a code), back to this page after.
+    page (the password, or a code; for an account without either, or whose domain logs in
+    through single sign-on, a log-in through its provider), back to this page after.
 
     A POST is not kept for replay (allauth could keep it in the session, API key secrets
     included): nothing is changed, and the page asks to submit again.
@@ -59,13 +60,19 @@ def reauthentication_needed(request: AuthenticatedHttpRequest) -> HttpResponse |
         return None
     if request.method == "POST":
         messages.info(request, "Confirm it is you, then do it again: nothing was changed.")
-    methods = get_adapter(request).get_reauthentication_methods(request.user)
-    if not methods:  # no password and no two-factor: nothing to confirm it with
+    sso_only = sso.sso_only_provider(request.user)
+    methods = [
+        method
+        for method in get_adapter(request).get_reauthentication_methods(request.user)
+        if not (sso_only and method["id"] == "reauthenticate")  # its password is refused
+    ]
+    url = methods[0]["url"] if methods else sso.reauthentication_url(request.user, sso_only)
+    if url is None:  # no password, no two-factor, no provider: nothing to confirm it with
         raise PermissionDenied("Set a password first (Forgot your password? on the log-in page).")
     back = request.get_full_path() if request.method == "GET" else request.path
     if request.htmx:
         back = request.htmx.current_url_abs_path or back
-    return go_to(request, f"{methods[0]['url']}?{urlencode({REDIRECT_FIELD_NAME: back})}")
+    return go_to(request, f"{url}?{urlencode({REDIRECT_FIELD_NAME: back})}")
 
 
 def recent_authentication_required(view: V) -> V:
@@ -94,6 +101,16 @@ class AccountAdapter(DefaultAccountAdapter):  # type: ignore[misc]
 
     def is_reauthentication_required(self, *, app: str, **kwargs: Any) -> bool:
         return not recently_authenticated(context.request)
+
+    def get_login_stages(self) -> list[str]:
+        """allauth's, with its two-factor step knowing about single sign-on (sso.py)."""
+        stages: list[str] = super().get_login_stages()
+        return [
+            "threads_app.sso.TwoFactorStage"
+            if stage == "allauth.mfa.stages.AuthenticateStage"
+            else stage
+            for stage in stages
+        ]
 
     def pre_authenticate(self, request: HttpRequest, **credentials: Any) -> None:
         """A password log-in (or reauthentication) of an account whose email domain logs in

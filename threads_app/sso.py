@@ -22,6 +22,7 @@ from typing import Any
 
 import requests
 from allauth.core.exceptions import ImmediateHttpResponse
+from allauth.mfa.stages import AuthenticateStage
 from allauth.socialaccount.adapter import DefaultSocialAccountAdapter
 from allauth.socialaccount.adapter import get_adapter as get_social_adapter
 from allauth.socialaccount.helpers import render_authentication_error
@@ -232,4 +233,18 @@ def logged_in(request: HttpRequest, user: User, sociallogin: SocialLogin) -> Non
 
 
 def session_has_multi_factor(request: HttpRequest) -> bool:
+    """Whether this session's log-in was through a provider that vouched for more than one
+    factor (`amr` has "mfa", or `acr` is in SSO_MFA_ACR_VALUES): as good as the console's
+    own two-factor for REQUIRE_2FA and the owners' rule."""
     return request.session.get(MULTI_FACTOR_SESSION_KEY) is True
+
+
+class TwoFactorStage(AuthenticateStage):  # type: ignore[misc]
+    """allauth's two-factor step of a log-in, skipped when the log-in is through a provider
+    that vouched for more than one factor (the person used theirs there)."""
+
+    def _should_handle(self, request: HttpRequest) -> bool:
+        sociallogin = (self.login.signal_kwargs or {}).get("sociallogin")
+        if sociallogin is not None and login_facts(sociallogin).multi_factor:
+            return False
+        return bool(super()._should_handle(request))

@@ -13,9 +13,11 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from allauth.socialaccount.models import SocialAccount
 from django.conf import settings
 from django.contrib.auth.models import User
 from django.db import transaction
+from django.urls import reverse
 
 from threads_app import audit
 from threads_app.audit import Origin
@@ -98,6 +100,24 @@ def sso_only_provider(user: User) -> str | None:
     An account's email is set only by an administrator, an invitation's link or a provider
     that says it is verified: each counts as verified here."""
     return required_provider(user.email) if user.email else None
+
+
+def reauthentication_url(user: User, provider_id: str | None) -> str | None:
+    """Where `user` confirms it is them through single sign-on: a log-in through `provider_id`
+    (their domain's), or else the provider their account is linked to; None if none is."""
+    linked = SocialAccount.objects.filter(user=user, provider__in=_configured_ids())
+    if provider_id is None:
+        provider_id = linked.values_list("provider", flat=True).order_by("pk").first()
+    elif not linked.filter(provider=provider_id).exists():
+        provider_id = None
+    if provider_id is None:
+        return None
+    return reverse("openid_connect_login", kwargs={"provider_id": provider_id})
+
+
+def _configured_ids() -> list[str]:
+    providers: dict[str, dict[str, Any]] = settings.SOCIALACCOUNT_PROVIDERS
+    return [str(app["provider_id"]) for app in providers["openid_connect"]["APPS"]]
 
 
 def password_login_refusal(*, username: str, origin: Origin | None) -> str | None:
