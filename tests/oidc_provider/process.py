@@ -24,9 +24,9 @@ class Provider:
     admin_token: str
     workdir: tempfile.TemporaryDirectory[str] = field(repr=False)
 
-    def _admin(self, name: str, **data: Any) -> dict[str, Any]:
+    def _admin(self, endpoint: str, /, **data: Any) -> dict[str, Any]:
         response = requests.post(
-            f"{self.issuer.removesuffix('/o')}/__admin__/{name}",
+            f"{self.issuer.removesuffix('/o')}/__admin__/{endpoint}",
             json=data,
             headers={"Authorization": f"Bearer {self.admin_token}"},
             timeout=10,

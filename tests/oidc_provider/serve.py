@@ -2,13 +2,16 @@
 
 Generates an RS256 key, migrates its database (OIDC_PROVIDER_DATABASE), binds 127.0.0.1 (port
 0: a free one), prints one JSON line `{"issuer": ..., "port": ...}` on stdout, then serves
-until it is stopped. `process.start_provider` runs this in a subprocess.
+until it is stopped (SIGTERM, Ctrl+C, or its parent process going away).
+`process.start_provider` runs this in a subprocess.
 """
 
 import argparse
 import json
 import os
 import sys
+import threading
+import time
 
 from jwcrypto import jwk
 
@@ -38,6 +41,15 @@ def main() -> None:
     server = ThreadedWSGIServer(("127.0.0.1", args.port), QuietHandler)
     server.set_app(get_wsgi_application())
     port = server.server_address[1]
+    parent = os.getppid()
+
+    def stop_with_parent() -> None:
+        """Stop once the process that started this one is gone: no orphaned provider."""
+        while os.getppid() == parent:
+            time.sleep(1)
+        server.shutdown()
+
+    threading.Thread(target=stop_with_parent, daemon=True).start()
     print(json.dumps({"issuer": f"http://127.0.0.1:{port}/o", "port": port}), flush=True)
     try:
         server.serve_forever()
