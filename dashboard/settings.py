@@ -297,7 +297,8 @@ CONTENT_SECURITY_POLICY = {
         "style-src": [SELF],
         "img-src": [SELF, "data:"],
         "connect-src": [SELF],
-        "form-action": [SELF],
+        # The single sign-on providers' too: a log-in button's answer redirects there.
+        "form-action": [SELF, *sso.issuer_origins(_oidc_apps)],
         "frame-ancestors": [NONE],
         "base-uri": [SELF],
         "object-src": [NONE],

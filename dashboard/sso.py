@@ -90,6 +90,16 @@ def oidc_apps(raw: str) -> list[dict[str, Any]]:
     return apps
 
 
+def issuer_origins(apps: list[dict[str, Any]]) -> list[str]:
+    """The providers' origins, which the CSP's form-action must allow: the log-in page's
+    buttons post here, and the answer redirects there (browsers check form-action on it)."""
+    origins = []
+    for app in apps:
+        url = urlsplit(app["settings"]["server_url"])
+        origins.append(f"{url.scheme}://{url.netloc}")
+    return sorted(set(origins))
+
+
 def required_domains(raw: str, provider_ids: set[str]) -> dict[str, str]:
     """SSO_REQUIRED_DOMAINS: `domain=provider-id` pairs, comma-separated."""
     name = "SSO_REQUIRED_DOMAINS"

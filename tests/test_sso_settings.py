@@ -117,3 +117,16 @@ def test_acr_values():
         "phr",
         "urn:mace:incommon:iap:silver",
     ]
+
+
+def test_the_csp_form_action_allows_each_issuers_origin():
+    apps = sso.oidc_apps(
+        json.dumps(
+            [
+                GOOD,
+                {**GOOD, "id": "b", "issuer": "https://acme.okta.example/tenant2"},
+                {**GOOD, "id": "c", "issuer": "http://127.0.0.1:8100/o"},
+            ]
+        )
+    )
+    assert sso.issuer_origins(apps) == ["http://127.0.0.1:8100", "https://acme.okta.example"]

@@ -56,12 +56,14 @@ def demo_sso(settings: Any, base_urls: list[str]) -> Iterator[Any]:
             "client_id": CLIENT_ID,
             "secret": secret,
         }
+        apps = sso.oidc_apps(json.dumps([entry]))
         settings.SOCIALACCOUNT_PROVIDERS = {
-            "openid_connect": {
-                **settings.SOCIALACCOUNT_PROVIDERS["openid_connect"],
-                "APPS": sso.oidc_apps(json.dumps([entry])),
-            }
+            "openid_connect": {**settings.SOCIALACCOUNT_PROVIDERS["openid_connect"], "APPS": apps}
         }
+        policy = settings.CONTENT_SECURITY_POLICY
+        directives = {**policy["DIRECTIVES"]}
+        directives["form-action"] = [*directives["form-action"], *sso.issuer_origins(apps)]
+        settings.CONTENT_SECURITY_POLICY = {**policy, "DIRECTIVES": directives}
         settings.OIDC_TEAM_MAPPING = [
             {"provider": PROVIDER_ID, "group": GROUP, "team": TEAM, "role": "member"}
         ]
