@@ -13,6 +13,7 @@ from django.urls import reverse
 from tests.conftest import authenticated_at
 from tests.oidc_fixtures import PROVIDER_NAME, configure_sso, provider_log_in, sso_log_in
 from tests.test_accounts import totp_code, turn_on_totp
+from threads_app import audit
 from threads_app.models import AuditEvent, Membership, Team
 from threads_app.services.teams import change_role
 
@@ -442,3 +443,16 @@ def test_reauthentication_goes_through_the_provider(client, sso):
     back = provider_log_in(requests.Session(), start["Location"], "sso-reauth", "provider-password")
     assert client.get(back.removeprefix("http://testserver"))["Location"] == "/keys/new/"
     assert client.get("/keys/new/").status_code == 200
+
+
+def test_a_turned_off_account_cannot_log_in_through_its_provider(client, mapped_sso):
+    """Taking access away at once: the account turned off here, whatever the provider says."""
+    user = _again(client, mapped_sso, "sso-gone", groups=["eng"])
+    user.is_active = False
+    user.save()
+    client.logout()
+    response, _ = sso_log_in(client, "sso-gone")
+    assert response["Location"] == reverse("account_inactive")
+    assert "_auth_user_id" not in client.session
+    assert _roles(user) == {("Engineering", Role.MEMBER, "test-sso")}  # no mapping applied
+    assert audit.verify_chain().ok
