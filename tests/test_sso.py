@@ -9,12 +9,16 @@ import pytest
 import requests
 from django.contrib.auth import get_user_model
 from django.urls import reverse
+from hypothesis import given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 
 from tests.conftest import authenticated_at
 from tests.oidc_fixtures import PROVIDER_NAME, configure_sso, provider_log_in, sso_log_in
 from tests.test_accounts import totp_code, turn_on_totp
 from threads_app import audit
-from threads_app.models import AuditEvent, Membership, Team
+from threads_app.models import AuditEvent, Membership, Team, validate_username
+from threads_app.services.sso import free_username
 from threads_app.services.teams import change_role
 
 Action = AuditEvent.Action
@@ -250,6 +254,9 @@ def test_another_provider_cannot_log_in_the_domain(
     [
         ("sam@corp.example", "sam"),  # never an "@"
         ("Sam Smith!", "Sam-Smith"),
+        ("José Ñúñez", "Jose-Nunez"),  # ASCII only
+        ("\uff4d\uff49\uff41", "mia"),  # full-width letters folded
+        ("admin", "admin-2"),  # reserved: a variant, as a taken name gets
         ("", "sso-user"),
     ],
 )
@@ -456,3 +463,13 @@ def test_a_turned_off_account_cannot_log_in_through_its_provider(client, mapped_
     assert "_auth_user_id" not in client.session
     assert _roles(user) == {("Engineering", Role.MEMBER, "test-sso")}  # no mapping applied
     assert audit.verify_chain().ok
+
+
+@given(st.text(max_size=300))
+@hypothesis_settings(max_examples=200, deadline=None)
+def test_any_preferred_username_gives_one_the_rules_accept(hint):
+    """Whatever the provider sends as preferred_username, the account's name follows the
+    username rules (no "@", ASCII letters, digits and . _ + -, at most 150 characters)."""
+    name = free_username(hint)
+    validate_username(name)
+    assert "@" not in name

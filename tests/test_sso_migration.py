@@ -1,4 +1,4 @@
-"""Migration 0012_sso from the schema before it, with data in it: existing memberships become
+"""Migration 0013_sso from the schema before it, with data in it: existing memberships become
 hand-made ones (no mapping ever touches them) and the audit chain still verifies."""
 
 import pytest
@@ -8,7 +8,7 @@ from django.db.migrations.executor import MigrationExecutor
 from threads_app import audit
 from threads_app.models import AuditEvent, Membership
 
-BEFORE = [("threads_app", "0011_accounts")]
+BEFORE = [("threads_app", "0012_username_any_case")]
 
 
 @pytest.mark.django_db(transaction=True)

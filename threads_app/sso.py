@@ -169,6 +169,16 @@ class SocialAccountAdapter(DefaultSocialAccountAdapter):  # type: ignore[misc]
         existing = sociallogin.user if sociallogin.is_existing else None
         try:
             user = sso_services.check_sso_login(facts, user=existing, origin=origin)
+            if existing is not None:
+                return
+            if user is not None:  # an account of the provider's own domain: linked (and told)
+                sociallogin.connect(request, user)
+                sso_services.record_linked(facts, user=user, origin=origin)
+                return
+            # A first log-in: the account is made here, not by allauth's sign-up (which would
+            # ask for an email the provider may not give).
+            sociallogin.user = sso_services.provision_account(facts, origin=origin)
+            sociallogin.save(request, connect=True)
         except sso_services.Refused as refusal:
             raise ImmediateHttpResponse(
                 render(
@@ -178,16 +188,6 @@ class SocialAccountAdapter(DefaultSocialAccountAdapter):  # type: ignore[misc]
                     status=403,
                 )
             ) from None
-        if existing is not None:
-            return
-        if user is not None:  # an account of the provider's own domain: linked (and told)
-            sociallogin.connect(request, user)
-            sso_services.record_linked(facts, user=user, origin=origin)
-            return
-        # A first log-in: the account is made here, not by allauth's sign-up (which would ask
-        # for an email the provider may not give).
-        sociallogin.user = sso_services.provision_account(facts, origin=origin)
-        sociallogin.save(request, connect=True)
 
     def on_authentication_error(
         self,

@@ -10,26 +10,33 @@ is never removed or demoted by it (refused, and audited).
 """
 
 import re
+import unicodedata
 from dataclasses import dataclass, field
 from typing import Any
 
 from allauth.socialaccount.models import SocialAccount
 from django.conf import settings
 from django.contrib.auth.models import User
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.urls import reverse
 
-from threads_app import audit
+from threads_app import audit, selectors
 from threads_app.audit import Origin
-from threads_app.models import AuditEvent, Membership, Team
+from threads_app.models import (
+    USERNAME_MAX_LENGTH,
+    AuditEvent,
+    Membership,
+    Team,
+    normalise_username,
+    validate_username,
+)
 from threads_app.services.refusals import Refused
-from threads_app.services.teams import _locked, _refuse_last_owner
+from threads_app.services.teams import RESERVED_USERNAMES, _locked, _refuse_last_owner
 
 Action = AuditEvent.Action
 Outcome = AuditEvent.Outcome
 Role = Membership.Role
 RANK = {Role.VIEWER: 0, Role.MEMBER: 1, Role.OWNER: 2}
-USERNAME_MAX = 150
 
 __all__ = ["Refused", "SSOLogin"]
 
@@ -240,14 +247,18 @@ def record_linked(facts: SSOLogin, *, user: User, origin: Origin | None) -> None
 
 
 def free_username(hint: str) -> str:
-    """A username for a new account from the provider's `preferred_username` (or email):
-    under the username rules (no "@": an email-like name keeps its part before it; letters,
-    digits and . + - _ only), and free regardless of case: a taken one gets -2, -3, ..."""
-    base = hint.partition("@")[0]
-    base = re.sub(r"[^\w.+-]", "-", base, flags=re.ASCII).strip(".-") or "sso-user"
-    base = base[: USERNAME_MAX - 6]
+    """A username for a new account from the provider's `preferred_username` (or email),
+    under the username rules (`models.validate_username`): an email-like name keeps its part
+    before the "@", accents are dropped and anything else outside a-z, digits and . _ + -
+    becomes "-". A name taken in any case, or reserved (`teams.RESERVED_USERNAMES`), gets
+    -2, -3, ... instead."""
+    ascii_only = unicodedata.normalize("NFKD", normalise_username(hint).partition("@")[0])
+    ascii_only = "".join(c for c in ascii_only if not unicodedata.combining(c))
+    base = re.sub(r"[^A-Za-z0-9._+-]+", "-", ascii_only).strip(".-")
+    base = base[: USERNAME_MAX_LENGTH - 8] or "sso-user"
+    validate_username(base)  # holds by construction: a name the rule refuses is a bug here
     candidate, n = base, 1
-    while User.objects.filter(username__iexact=candidate).exists():
+    while candidate.lower() in RESERVED_USERNAMES or selectors.username_taken(candidate):
         n += 1
         candidate = f"{base}-{n}"
     return candidate
@@ -255,20 +266,31 @@ def free_username(hint: str) -> str:
 
 def provision_account(facts: SSOLogin, *, origin: Origin | None) -> User:
     """The account of a first log-in: no password (it logs in through its provider)."""
-    with transaction.atomic():
+    for _ in range(5):  # the name chosen can be taken a moment later (any case: the index)
         username = free_username(facts.preferred_username or facts.email)
-        user = User(username=username, email=facts.email)
-        user.set_unusable_password()
-        user.save()
-        _record(
-            Action.SSO_PROVISIONED,
-            facts,
-            user=user,
-            origin=origin,
-            username=username,
-            preferred_username=facts.preferred_username,
-        )
-    return user
+        try:
+            with transaction.atomic():
+                user = User(username=username, email=facts.email)
+                user.set_unusable_password()
+                user.save()
+                _record(
+                    Action.SSO_PROVISIONED,
+                    facts,
+                    user=user,
+                    origin=origin,
+                    username=username,
+                    preferred_username=facts.preferred_username,
+                )
+            return user
+        except IntegrityError:
+            continue
+    raise _refuse(
+        facts,
+        "No username could be chosen for your account: try again.",
+        reason="username_race",
+        user=None,
+        origin=origin,
+    )
 
 
 def record_failure(

@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('threads_app', '0011_accounts'),
+        ('threads_app', '0012_username_any_case'),
     ]
 
     operations = [
