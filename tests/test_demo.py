@@ -39,6 +39,30 @@ def run_demo(tmp_path, debug="1", database_name="demo.sqlite3"):
     )
 
 
+def serve_demo(env, *options):
+    """`manage.py demo` serving on a free port: (its process, the port, what it printed until
+    it said it serves)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    demo = subprocess.Popen(
+        [sys.executable, "manage.py", "demo", *options, "--port", str(port)],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    output = ""
+    while "Serving on" not in output:
+        line = demo.stdout.readline()
+        if not line:
+            demo.kill()
+            pytest.fail(f"the demo stopped before serving:\n{output}")
+        output += line
+    return demo, port, output
+
+
 def test_demo_seeds_users_team_keys_and_threads_afresh_each_time(tmp_path):
     assert run_demo(tmp_path).returncode == 0
     result = run_demo(tmp_path)  # the second start rebuilds, it does not add to the first
@@ -87,23 +111,8 @@ def test_demo_refuses_outside_debug_mode(tmp_path, monkeypatch):
 
 def test_demo_serves_with_a_worker_that_reaches_the_emulator_and_stops_with_it(tmp_path):
     env = demo_environment(tmp_path)
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    demo = subprocess.Popen(
-        [sys.executable, "manage.py", "demo", "--port", str(port)],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    demo, _, output = serve_demo(env)
     try:
-        output = ""
-        while "Serving on" not in output:
-            line = demo.stdout.readline()
-            assert line, output
-            output += line
         worker_pid = int(re.search(r"Worker running \(pid (\d+)\)", output).group(1))
         queued = subprocess.run(
             [sys.executable, "manage.py", "reconcile_threads", "--enqueue"],
@@ -168,25 +177,9 @@ def test_the_demo_with_sso_logs_sso_sam_in_through_its_provider(tmp_path):
 
     from tests.oidc_fixtures import provider_log_in
 
-    env = demo_environment(tmp_path)
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    demo = subprocess.Popen(
-        [sys.executable, "manage.py", "demo", "--sso", "--port", str(port)],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    demo, port, output = serve_demo(demo_environment(tmp_path), "--sso")
     base = f"http://127.0.0.1:{port}"
     try:
-        output = ""
-        while "Serving on" not in output:
-            line = demo.stdout.readline()
-            assert line, output
-            output += line
         assert '"Log in with Demo SSO" as sso-sam / sso-sam-password' in output
         issuer = re.search(r"at the provider \((http://127\.0\.0\.1:\d+/o)\)", output).group(1)
         browser = requests.Session()

@@ -34,6 +34,8 @@ def _logged_in(request: HttpRequest, user: User, **kwargs: Any) -> None:
     if sociallogin is not None:  # through a single sign-on provider
         sso.logged_in(request, user, sociallogin)
         return
+    # Only a single sign-on log-in can vouch for the provider's second factor.
+    request.session.pop(sso.MULTI_FACTOR_SESSION_KEY, None)
     if user.is_superuser and sso_services.sso_only_provider(user):
         # A password log-in of an account whose domain uses single sign-on: break-glass.
         accounts.record_account_event(

@@ -14,7 +14,6 @@ import unicodedata
 from dataclasses import dataclass, field
 from typing import Any
 
-from allauth.socialaccount.models import SocialAccount
 from django.conf import settings
 from django.contrib.auth.models import User
 from django.db import IntegrityError, transaction
@@ -31,7 +30,12 @@ from threads_app.models import (
     validate_username,
 )
 from threads_app.services.refusals import Refused
-from threads_app.services.teams import RESERVED_USERNAMES, _locked, _refuse_last_owner
+from threads_app.services.teams import (
+    RESERVED_USERNAMES,
+    _lock_team,
+    _locked,
+    _refuse_last_owner,
+)
 
 Action = AuditEvent.Action
 Outcome = AuditEvent.Outcome
@@ -111,20 +115,32 @@ def sso_only_provider(user: User) -> str | None:
 
 def reauthentication_url(user: User, provider_id: str | None) -> str | None:
     """Where `user` confirms it is them through single sign-on: a log-in through `provider_id`
-    (their domain's), or else the provider their account is linked to; None if none is."""
-    linked = SocialAccount.objects.filter(user=user, provider__in=_configured_ids())
-    if provider_id is None:
-        provider_id = linked.values_list("provider", flat=True).order_by("pk").first()
-    elif not linked.filter(provider=provider_id).exists():
-        provider_id = None
-    if provider_id is None:
-        return None
-    return reverse("openid_connect_login", kwargs={"provider_id": provider_id})
-
-
-def _configured_ids() -> list[str]:
+    (their domain's) if their account is linked to it, or else through the first configured
+    provider it is linked to; None if none is."""
     providers: dict[str, dict[str, Any]] = settings.SOCIALACCOUNT_PROVIDERS
-    return [str(app["provider_id"]) for app in providers["openid_connect"]["APPS"]]
+    configured = {str(app["provider_id"]) for app in providers["openid_connect"]["APPS"]}
+    linked = [p for p in selectors.linked_sso_providers(user) if p in configured]
+    if provider_id is not None:
+        linked = [p for p in linked if p == provider_id]
+    if not linked:
+        return None
+    return reverse("openid_connect_login", kwargs={"provider_id": linked[0]})
+
+
+def _audit_refusal(
+    action: str, *, provider_id: str, user: User | None, origin: Origin | None, **details: str
+) -> str:
+    """Audit a password log-in or reset refused for `provider_id`'s sake; its name."""
+    name = provider_name(provider_id)
+    audit.record(
+        action=action,
+        outcome=Outcome.REFUSED,
+        actor=user,
+        owner=user,
+        origin=origin,
+        details={**details, "provider": name, "provider_id": provider_id},
+    )
+    return name
 
 
 def password_login_refusal(*, username: str, origin: Origin | None) -> str | None:
@@ -132,23 +148,17 @@ def password_login_refusal(*, username: str, origin: Origin | None) -> str | Non
     the account's email domain logs in through its provider (superusers keep their password:
     break-glass, audited at log-in). Refused before the password is checked, so this tells
     nothing about the password."""
-    user = User.objects.filter(username__iexact=username.strip()).first() if username else None
+    user = selectors.account_named(username.strip())
     required = sso_only_provider(user) if user is not None else None
     if user is None or required is None or user.is_superuser:
         return None
-    name = provider_name(required)
-    audit.record(
-        action=Action.LOGIN_FAILED,
-        outcome=Outcome.REFUSED,
-        actor=user,
-        owner=user,
+    name = _audit_refusal(
+        Action.LOGIN_FAILED,
+        provider_id=required,
+        user=user,
         origin=origin,
-        details={
-            "step": "password",
-            "reason": "sso_required",
-            "provider": name,
-            "provider_id": required,
-        },
+        step="password",
+        reason="sso_required",
     )
     return f"Your account logs in with {name}: use “Log in with {name}” below."
 
@@ -160,17 +170,13 @@ def password_reset_refusal(*, email: str, origin: Origin | None) -> str | None:
     required = required_provider(email.strip())
     if required is None:
         return None
-    name = provider_name(required)
-    audit.record(
-        action=Action.SSO_REFUSED,
-        outcome=Outcome.REFUSED,
+    name = _audit_refusal(
+        Action.SSO_REFUSED,
+        provider_id=required,
+        user=None,
         origin=origin,
-        details={
-            "step": "password_reset",
-            "domain": domain_of(email),
-            "provider": name,
-            "provider_id": required,
-        },
+        step="password_reset",
+        domain=domain_of(email),
     )
     return (
         f"Accounts at {domain_of(email)} log in with {name}, which keeps their password: "
@@ -230,7 +236,7 @@ def check_sso_login(facts: SSOLogin, *, user: User | None, origin: Origin | None
             )
     if user is not None or not facts.email or required_provider(facts.email) != facts.provider_id:
         return None
-    matches = list(User.objects.filter(email__iexact=facts.email)[:2])
+    matches = list(selectors.accounts_with_email(facts.email)[:2])
     if len(matches) > 1:
         raise _refuse(
             facts,
@@ -347,6 +353,7 @@ def apply_team_mapping(facts: SSOLogin, *, user: User, origin: Origin | None) ->
                     origin=origin,
                     details={"name": team.name, **via, "group": group},
                 )
+            _lock_team(team.pk)  # two log-ins of one person at once: one adds, one sees it
             membership = Membership.objects.filter(team=team, user=user).first()
             if membership is None:
                 Membership.objects.create(
