@@ -57,7 +57,11 @@ def oidc_apps(raw: str) -> list[dict[str, Any]]:
         if provider_id in {app["provider_id"] for app in apps}:
             raise ImproperlyConfigured(f"{name}: the id {provider_id!r} is used twice.")
         issuer = _text(name, where, entry, "issuer").rstrip("/")
-        url = urlsplit(issuer)
+        try:
+            url = urlsplit(issuer)
+            url.port  # noqa: B018  (reading it checks it)
+        except ValueError:
+            raise ImproperlyConfigured(f"{name}: {where}'s issuer is not a URL.") from None
         loopback = url.hostname in {"127.0.0.1", "localhost", "::1"}
         if not url.hostname or not (url.scheme == "https" or (url.scheme == "http" and loopback)):
             raise ImproperlyConfigured(

@@ -3,13 +3,13 @@
 console and a `requests` session for the person's browser at the provider."""
 
 import time
-from urllib.parse import quote
+from urllib.parse import parse_qs, quote, urlsplit
 
 import pytest
 import requests
 from django.contrib.auth import get_user_model
 from django.urls import reverse
-from hypothesis import given
+from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
@@ -473,3 +473,32 @@ def test_any_preferred_username_gives_one_the_rules_accept(hint):
     name = free_username(hint)
     validate_username(name)
     assert "@" not in name
+
+
+CALLBACK_PARAMS = st.dictionaries(
+    st.sampled_from(["state", "code", "error", "error_description", "iss", "session_state"]),
+    st.text(max_size=40) | st.sampled_from(["access_denied", "", "\x00", "%ff"]),
+    max_size=5,
+)
+
+
+@given(params=CALLBACK_PARAMS, real_state=st.booleans())
+@hypothesis_settings(  # the provider's set-up is the same for every example
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+def test_any_callback_is_refused_cleanly(sso, params, real_state):
+    """Whatever comes back to the callback (a forged or mangled state, a random code, an
+    error), the answer is a page saying so, never a server error, and nobody is logged in.
+    With the log-in's own state, a random code goes to the real token endpoint, which
+    refuses it."""
+    from django.test import Client
+
+    browser = Client()
+    if real_state:
+        start = browser.post("/accounts/oidc/test-sso/login/")
+        params = {**params, "state": parse_qs(urlsplit(start["Location"]).query)["state"][0]}
+    response = browser.get("/accounts/oidc/test-sso/login/callback/", params)
+    assert response.status_code in {302, 401}
+    if response.status_code == 302:  # an error the provider sent: "access_denied" is a cancel
+        assert response["Location"] == reverse("socialaccount_login_cancelled")
+    assert "_auth_user_id" not in browser.session

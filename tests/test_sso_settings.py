@@ -5,6 +5,9 @@ import json
 
 import pytest
 from django.core.exceptions import ImproperlyConfigured
+from hypothesis import given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 
 from dashboard import sso
 
@@ -45,6 +48,9 @@ def test_pkce_and_scopes_can_be_set():
         (json.dumps([GOOD, GOOD]), "used twice"),
         (json.dumps([{**GOOD, "issuer": "http://idp.example"}]), "https://"),
         (json.dumps([{**GOOD, "issuer": "idp.example"}]), "https://"),
+        (json.dumps([{**GOOD, "issuer": "https://["}]), "not a URL"),
+        (json.dumps([{**GOOD, "issuer": "https://idp.example:99999"}]), "not a URL"),
+        (json.dumps([{**GOOD, "issuer": "https://idp.example:x"}]), "not a URL"),
         (json.dumps([{**GOOD, "client_id": ""}]), "'client_id'"),
         (json.dumps([{**GOOD, "name": 3}]), "'name'"),
         (json.dumps([{**GOOD, "scopes": ["email"]}]), "'openid'"),
@@ -130,3 +136,49 @@ def test_the_csp_form_action_allows_each_issuers_origin():
         )
     )
     assert sso.issuer_origins(apps) == ["http://127.0.0.1:8100", "https://acme.okta.example"]
+
+
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=20),
+    lambda children: (
+        st.lists(children, max_size=4)
+        | st.dictionaries(
+            st.sampled_from(["id", "name", "issuer", "client_id", "secret", "scopes", "pkce"])
+            | st.sampled_from(["provider", "group", "team", "role"])
+            | st.text(max_size=8),
+            children,
+            max_size=7,
+        )
+    ),
+    max_leaves=20,
+)
+
+
+ISSUERS = st.sampled_from(["https://[", "https://a:x", "http://[::1]:8/o", "https://é.example"])
+
+
+@given(
+    st.one_of(
+        st.text(max_size=200),
+        JSON.map(json.dumps),
+        st.builds(
+            lambda issuer, extra: json.dumps([{**GOOD, **extra, "issuer": issuer}]),
+            ISSUERS | st.text(max_size=30),
+            st.dictionaries(st.sampled_from(list(GOOD)), JSON),
+        ),
+    )
+)
+@hypothesis_settings(max_examples=300, deadline=None)
+def test_any_value_is_used_or_refused_by_name(raw):
+    """Whatever an operator writes, each reader returns a usable value or stops the start
+    with ImproperlyConfigured naming its variable: never another exception."""
+    for name, read in [
+        ("OIDC_PROVIDERS", sso.oidc_apps),
+        ("SSO_REQUIRED_DOMAINS", lambda r: sso.required_domains(r, {"acme-okta"})),
+        ("OIDC_TEAM_MAPPING", lambda r: sso.team_mapping(r, {"acme-okta"})),
+    ]:
+        try:
+            read(raw)
+        except ImproperlyConfigured as error:
+            assert name in str(error)
+    assert all(value.strip() == value and value for value in sso.acr_values(raw))
