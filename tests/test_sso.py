@@ -297,6 +297,10 @@ def _roles(user):
     }
 
 
+def membership_team(user):
+    return Membership.objects.get(user=user).team_id
+
+
 def _again(client, provider, username, **claims):
     provider.user(username, **claims)
     client.logout()
@@ -328,6 +332,9 @@ def test_groups_map_to_teams_and_roles_at_every_log_in(client, mapped_sso, make_
     assert "groups claim" in removed.details["reason"]
     assert (removed.details["provider"], removed.details["via"]) == (PROVIDER_NAME, "sso_mapping")
 
+    page = client.get(reverse("threads_app:team_detail", args=[membership_team(user)]))
+    assert "from single sign-on" in page.content.decode()
+
     user = _again(client, mapped_sso, "sso-eng", groups=[])
     assert _roles(user) == set()
 
@@ -340,6 +347,8 @@ def test_memberships_made_by_hand_are_never_touched(client, mapped_sso, django_u
     assert _roles(user) == {("Engineering", Role.VIEWER, "")}
     user = _again(client, mapped_sso, "sso-hand", groups=[])
     assert _roles(user) == {("Engineering", Role.VIEWER, "")}
+    page = client.get(reverse("threads_app:team_detail", args=[engineering.pk]))
+    assert "from single sign-on" not in page.content.decode()
     assert not _events(Action.MEMBER_ADDED) and not _events(Action.MEMBER_REMOVED)
 
 
