@@ -511,3 +511,22 @@ def test_any_callback_is_refused_cleanly(sso, params, real_state):
     if response.status_code == 302:  # an error the provider sent: "access_denied" is a cancel
         assert response["Location"] == reverse("socialaccount_login_cancelled")
     assert "_auth_user_id" not in browser.session
+
+
+def test_providers_come_from_the_environment_only(client, sso, django_user_model):
+    """A SocialApp row (made in a shell: the admin offers none) is not offered nor usable."""
+    from allauth.socialaccount.models import SocialApp
+
+    SocialApp.objects.create(
+        provider="openid_connect",
+        provider_id="rogue",
+        name="Rogue SSO",
+        client_id="x",
+        settings={"server_url": "http://127.0.0.1:9/o"},
+    )
+    assert "Rogue SSO" not in client.get("/accounts/login/").content.decode()
+    assert client.post("/accounts/oidc/rogue/login/").status_code == 404
+    admin = django_user_model.objects.create_superuser("root", "root@x.example", "pw-root-123")
+    client.force_login(admin)
+    assert client.get("/admin/socialaccount/socialapp/").status_code == 404
+    assert client.get("/admin/socialaccount/socialaccount/").status_code == 200

@@ -163,6 +163,14 @@ def login_facts(sociallogin: SocialLogin) -> sso_services.SSOLogin:
 class SocialAccountAdapter(DefaultSocialAccountAdapter):  # type: ignore[misc]
     """Provisioning and the domain rule (see the module's docstring)."""
 
+    def list_apps(
+        self, request: HttpRequest | None, provider: Any = None, client_id: Any = None
+    ) -> list[SocialApp]:
+        """The providers of OIDC_PROVIDERS only: a SocialApp row (the admin no longer offers
+        them) would skip its checks."""
+        apps = super().list_apps(request, provider=provider, client_id=client_id)
+        return [app for app in apps if app.pk is None]
+
     def pre_social_login(self, request: HttpRequest, sociallogin: SocialLogin) -> None:
         facts = login_facts(sociallogin)
         origin = Origin.from_request(request)
