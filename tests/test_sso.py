@@ -530,3 +530,25 @@ def test_providers_come_from_the_environment_only(client, sso, django_user_model
     client.force_login(admin)
     assert client.get("/admin/socialaccount/socialapp/").status_code == 404
     assert client.get("/admin/socialaccount/socialaccount/").status_code == 200
+
+
+@pytest.mark.parametrize("pkce", [True, False])
+def test_the_authorization_request(client, settings, oidc_provider, pkce):
+    """What goes to the provider's authorization endpoint (from discovery): the code flow,
+    the scopes, a nonce and a state, and PKCE (S256) unless turned off."""
+    configure_sso(settings, oidc_provider)
+    app = settings.SOCIALACCOUNT_PROVIDERS["openid_connect"]["APPS"][0]
+    app["settings"]["oauth_pkce_enabled"] = pkce
+    start = client.post("/accounts/oidc/test-sso/login/")
+    url = urlsplit(start["Location"])
+    assert f"{url.scheme}://{url.netloc}{url.path}" == f"{oidc_provider.issuer}/authorize/"
+    query = parse_qs(url.query)
+    assert query["response_type"] == ["code"]
+    assert query["client_id"] == ["threads-console"]
+    assert set(query["scope"][0].split()) == {"openid", "profile", "email", "groups"}
+    assert len(query["nonce"][0]) >= 32 and len(query["state"][0]) >= 16
+    assert ("code_challenge" in query) is pkce
+    if pkce:
+        assert query["code_challenge_method"] == ["S256"]
+    again = parse_qs(urlsplit(client.post("/accounts/oidc/test-sso/login/")["Location"]).query)
+    assert again["nonce"] != query["nonce"] and again["state"] != query["state"]

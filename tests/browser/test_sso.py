@@ -30,10 +30,11 @@ def _log_in_with_demo_sso(page):
 
 
 def test_log_in_with_demo_sso_then_the_group_goes_and_so_does_the_membership(
-    new_page, demo_provider, check_accessibility, log_in, django_user_model
+    new_page, demo_provider, check_accessibility, log_in, django_user_model, screenshot
 ):
     page = new_page()
     page.goto("/accounts/login/")
+    screenshot(page, "login-with-sso")
     for scheme in ("light", "dark"):
         page.emulate_media(color_scheme=scheme)
         check_accessibility(page, "log-in with single sign-on")
