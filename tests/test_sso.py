@@ -9,7 +9,7 @@ import pytest
 import requests
 from django.contrib.auth import get_user_model
 from django.urls import reverse
-from hypothesis import HealthCheck, given
+from hypothesis import HealthCheck, Phase, example, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
@@ -552,3 +552,46 @@ def test_the_authorization_request(client, settings, oidc_provider, pkce):
         assert query["code_challenge_method"] == ["S256"]
     again = parse_qs(urlsplit(client.post("/accounts/oidc/test-sso/login/")["Location"]).query)
     assert again["nonce"] != query["nonce"] and again["state"] != query["state"]
+
+
+CLAIM_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=30),
+    lambda children: (
+        st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=5), children, max_size=2)
+    ),
+    max_leaves=6,
+)
+
+
+@given(
+    claims=st.fixed_dictionaries(
+        {},
+        optional={
+            name: CLAIM_VALUES
+            for name in ("groups", "amr", "acr", "preferred_username", "email", "email_verified")
+        },
+    )
+)
+@example(  # once a server error: allauth sliced a preferred_username that was an object
+    claims={"preferred_username": {"a": 1}, "email": ["x@y.example"], "email_verified": "yes"}
+)
+@hypothesis_settings(
+    max_examples=15,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+    phases=[Phase.explicit, Phase.reuse, Phase.generate],  # a log-in a try: no slow shrinking
+)
+def test_any_claims_log_in_or_are_refused_cleanly(settings, oidc_provider, claims):
+    """Whatever types the provider's claims have, the log-in completes (the odd values
+    ignored) or is refused with a page: never a server error."""
+    from django.test import Client
+
+    configure_sso(
+        settings,
+        oidc_provider,
+        OIDC_TEAM_MAPPING=MAPPING,
+        SSO_REQUIRED_DOMAINS={"corp.example": "test-sso"},
+    )
+    oidc_provider.user("sso-fuzz", **claims)
+    response, _ = sso_log_in(Client(), "sso-fuzz")
+    assert response.status_code in {302, 403}

@@ -40,6 +40,17 @@ from django.shortcuts import render
 from threads_app.audit import Origin
 from threads_app.services import sso as sso_services
 
+# Standard claims allauth copies onto the account as text.
+STRING_CLAIMS = (
+    "preferred_username",
+    "email",
+    "name",
+    "given_name",
+    "family_name",
+    "picture",
+    "user_id",
+)
+
 
 class TokenRejected(OAuth2Error):  # type: ignore[misc]
     """An ID token (or discovery document) the console will not accept; the message is safe
@@ -85,6 +96,13 @@ class OIDCAdapter(oidc_views.OpenIDConnectOAuth2Adapter):  # type: ignore[misc]
             raise TokenRejected(f"The ID token was rejected ({reason}).") from error
         if "exp" not in claims or "sub" not in claims:
             raise TokenRejected("The ID token has no expiry or no subject.")
+        # allauth reads these as strings (and email_verified as a boolean): a claim of
+        # another type is dropped rather than let through to break it.
+        for name in STRING_CLAIMS:
+            if name in claims and not isinstance(claims[name], str):
+                del claims[name]
+        if not isinstance(claims.get("email_verified", False), bool):
+            del claims["email_verified"]
         nonce = claims.get("nonce")
         expected = self.expected_nonce
         if not expected or not isinstance(nonce, str) or not hmac.compare_digest(nonce, expected):
