@@ -36,15 +36,14 @@ def _logged_in(request: HttpRequest, user: User, **kwargs: Any) -> None:
         return
     # Only a single sign-on log-in can vouch for the provider's second factor.
     request.session.pop(sso.MULTI_FACTOR_SESSION_KEY, None)
-    if user.is_superuser and sso_services.sso_only_provider(user):
+    required = sso_services.sso_only_provider(user) if user.is_superuser else None
+    if required is not None:
         # A password log-in of an account whose domain uses single sign-on: break-glass.
         accounts.record_account_event(
             Action.BREAK_GLASS,
             user=user,
             origin=_origin(request),
-            required_provider=sso_services.provider_name(
-                sso_services.sso_only_provider(user) or ""
-            ),
+            required_provider=sso_services.provider_name(required),
         )
     accounts.record_account_event(Action.LOGGED_IN, user=user, origin=_origin(request))
 
