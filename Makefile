@@ -12,9 +12,9 @@ $(STAMP): requirements.txt requirements-dev.txt
 	$(PY) -m pip install --quiet -r requirements-dev.txt
 	touch $(STAMP)
 
-## Demo: SQLite + the built-in emulator + seeded users, on http://127.0.0.1:8000
+## Demo: SQLite + the built-in emulator + seeded users + a local SSO provider, on http://127.0.0.1:8000
 demo: $(STAMP)
-	DJANGO_DEBUG=1 DATABASE_URL=sqlite:///demo.sqlite3 $(PY) manage.py demo
+	DJANGO_DEBUG=1 DATABASE_URL=sqlite:///demo.sqlite3 $(PY) manage.py demo --sso
 
 ## Lint (ruff, mypy), then the whole suite (browser tests included) on SQLite, then again on PostgreSQL
 test: $(STAMP) lint

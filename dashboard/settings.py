@@ -6,11 +6,13 @@ start without them. With DJANGO_DEBUG on, insecure development values fill any g
 """
 
 from pathlib import Path
+from typing import Any
 
 import dj_database_url
 from csp.constants import NONE, SELF
 from django.core.exceptions import ImproperlyConfigured
 
+from dashboard import sso
 from dashboard.env import email_settings, env, env_bool, env_float, env_int, env_list
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -73,6 +75,8 @@ INSTALLED_APPS = [
     "allauth",
     "allauth.account",
     "allauth.mfa",
+    "allauth.socialaccount",
+    "allauth.socialaccount.providers.openid_connect",
     "django_prometheus",
     # threads_app comes before django_tasks_db: Django runs the first app's management command
     # of a name, so `manage.py db_worker` is threads_app's (the worker with a heartbeat).
@@ -205,6 +209,8 @@ LOGOUT_REDIRECT_URL = "account_login"
 # accounts, and an emailed invitation lets a new person set a password (services/accounts.py).
 ACCOUNT_ADAPTER = "threads_app.accounts.AccountAdapter"
 MFA_ADAPTER = "threads_app.accounts.MFAAdapter"
+# The reset form refuses the email domains that log in through single sign-on.
+ACCOUNT_FORMS = {"reset_password": "threads_app.forms.sso.ResetPasswordForm"}
 ACCOUNT_LOGIN_METHODS = {"username"}
 ACCOUNT_SIGNUP_FIELDS = ["username*", "email*", "password1*", "password2*"]
 ACCOUNT_EMAIL_VERIFICATION = "none"
@@ -240,6 +246,29 @@ MFA_TOTP_ISSUER = "Threads Console"
 MFA_ALLOW_UNVERIFIED_EMAIL = True
 # Everyone must turn on two-factor at their next log-in.
 REQUIRE_2FA = env_bool("REQUIRE_2FA", False)
+
+# Single sign-on (README, "Single sign-on (OpenID Connect)"): django-allauth's `socialaccount`
+# with its `openid_connect` provider, configured from the environment only (no SocialApp rows);
+# threads_app/sso.py checks each ID token (signature, issuer, audience, expiry, nonce) and
+# provisions accounts, services/sso.py applies the team mapping.
+SOCIALACCOUNT_ADAPTER = "threads_app.sso.SocialAccountAdapter"
+_oidc_apps = sso.oidc_apps(env("OIDC_PROVIDERS", ""))
+SOCIALACCOUNT_PROVIDERS: dict[str, dict[str, Any]] = {
+    "openid_connect": {
+        "provider_class": "threads_app.sso.OpenIDConnectProvider",
+        "OAUTH_PKCE_ENABLED": True,
+        "APPS": _oidc_apps,
+    }
+}
+_provider_ids = {str(app["provider_id"]) for app in _oidc_apps}
+SSO_REQUIRED_DOMAINS = sso.required_domains(env("SSO_REQUIRED_DOMAINS", ""), _provider_ids)
+OIDC_TEAM_MAPPING = sso.team_mapping(env("OIDC_TEAM_MAPPING", ""), _provider_ids)
+SSO_MFA_ACR_VALUES = sso.acr_values(env("SSO_MFA_ACR_VALUES", ""))
+SOCIALACCOUNT_AUTO_SIGNUP = True
+SOCIALACCOUNT_EMAIL_AUTHENTICATION = False  # linking by email is threads_app/sso.py's rule
+SOCIALACCOUNT_EMAIL_VERIFICATION = "none"
+SOCIALACCOUNT_STORE_TOKENS = False  # the provider's tokens are not kept
+SOCIALACCOUNT_LOGIN_ON_GET = False  # a GET asks to confirm; the log-in page's buttons POST
 
 # One cache for every instance, in the database: allauth's remaining limits (password-reset
 # emails, two-factor codes tried) count in it, so several app instances share one count, as
@@ -285,7 +314,8 @@ CONTENT_SECURITY_POLICY = {
         "style-src": [SELF],
         "img-src": [SELF, "data:"],
         "connect-src": [SELF],
-        "form-action": [SELF],
+        # The single sign-on providers' too: a log-in button's answer redirects there.
+        "form-action": [SELF, *sso.issuer_origins(_oidc_apps)],
         "frame-ancestors": [NONE],
         "base-uri": [SELF],
         "object-src": [NONE],

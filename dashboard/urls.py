@@ -3,16 +3,19 @@ from allauth.account.decorators import secure_admin_login
 from allauth.mfa.base import views as mfa_views
 from allauth.mfa.recovery_codes import views as recovery_code_views
 from allauth.mfa.totp import views as totp_views
+from allauth.socialaccount import views as socialaccount_views
 from django.conf import settings
 from django.contrib import admin
 from django.contrib.auth.decorators import login_not_required
 from django.urls import include, path, re_path
 from django.views.generic import RedirectView
 
+from threads_app import sso
 from threads_app.views import accounts, operations
 
-# django-allauth's pages that the dashboard uses (no sign-up, no email management, no
-# third-party log-in), under its own names. Who may open each is in tests/test_access_matrix.py.
+# django-allauth's pages that the dashboard uses (no sign-up, no email management; third-party
+# log-in only through OpenID Connect providers, threads_app/sso.py), under its own names.
+# Who may open each is in tests/test_access_matrix.py.
 ACCOUNT_ROUTES = [
     path("login/", account_views.login, name="account_login"),
     path("logout/", account_views.logout, name="account_logout"),
@@ -55,6 +58,14 @@ ACCOUNT_ROUTES = [
         "2fa/recovery-codes/download/",
         recovery_code_views.download_recovery_codes,
         name="mfa_download_recovery_codes",
+    ),
+    # Single sign-on (OIDC_PROVIDERS): to the provider, and back (the redirect URI to register).
+    path("oidc/<str:provider_id>/login/", sso.login, name="openid_connect_login"),
+    path("oidc/<str:provider_id>/login/callback/", sso.callback, name="openid_connect_callback"),
+    path(
+        "oidc/cancelled/",
+        socialaccount_views.login_cancelled,
+        name="socialaccount_login_cancelled",
     ),
     # Debug mode only (a 404 otherwise): the emails the demo sent, to follow their links.
     path("dev/emails/", accounts.sent_email_list, name="sent_email_list"),

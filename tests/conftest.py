@@ -11,6 +11,10 @@ from django.test import Client
 
 from emulator import Emulator
 from tests.django_fixtures import *  # noqa: F403  (users, keys, teams, threads)
+from tests.oidc_fixtures import (  # noqa: F401
+    oidc_provider,  # the test OpenID Connect provider (tests/oidc_provider/), behaving
+    oidc_provider_server,  # its process, one for the session
+)
 from tests.worker_fixtures import (  # noqa: F401
     immediate_tasks,  # tasks run as they are queued, in the caller
     start_worker,  # a real db_worker subprocess

@@ -669,6 +669,10 @@ ACCOUNT_PAGES = {
     "mfa_view_recovery_codes": (LOGIN, (TO_LOGIN, TO_LOGIN, 404, 405)),
     "mfa_generate_recovery_codes": (LOGIN, (TO_LOGIN, TO_LOGIN, 200, 200)),
     "mfa_download_recovery_codes": (LOGIN, (TO_LOGIN, TO_LOGIN, 404, 404)),
+    # Single sign-on: a provider that is not configured is a 404 (tests/test_sso.py has one).
+    "openid_connect_login": (PUBLIC, (404, 404, 404, 404)),
+    "openid_connect_callback": (PUBLIC, (404, 404, 404, 404)),
+    "socialaccount_login_cancelled": (PUBLIC, (200, 405, 200, 405)),
     # Debug mode only: a 404 in every other (tests/test_accounts.py shows it in debug mode).
     "sent_email_list": (PUBLIC, (404, 405, 404, 405)),
 }
@@ -679,6 +683,8 @@ def _account_url(name):
 
     [route] = [route for route in ACCOUNT_ROUTES if route.name == name]
     kwargs = {"uidb36": "1", "key": "not-a-key"} if "uidb36" in str(route.pattern) else {}
+    if "provider_id" in str(route.pattern):
+        kwargs = {"provider_id": "not-configured"}
     return reverse(name, kwargs=kwargs)
 
 

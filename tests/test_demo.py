@@ -98,14 +98,14 @@ class Demo:
     """`manage.py demo` serving, as a subprocess; its output is read all along by a thread
     (a pipe nobody reads would block it once full)."""
 
-    def __init__(self, tmp_path):
+    def __init__(self, tmp_path, *options):
         self.env = demo_environment(tmp_path)
         self.database = tmp_path / "demo.sqlite3"
         with socket.socket() as probe:
             probe.bind(("127.0.0.1", 0))
-            port = probe.getsockname()[1]
+            self.port = probe.getsockname()[1]
         self.process = subprocess.Popen(
-            [sys.executable, "manage.py", "demo", "--port", str(port)],
+            [sys.executable, "manage.py", "demo", *options, "--port", str(self.port)],
             cwd=ROOT,
             env=self.env,
             stdout=subprocess.PIPE,
@@ -278,3 +278,53 @@ def test_a_worker_watching_its_parent_refuses_the_reloader(tmp_path):
     )
     assert result.returncode == 1
     assert "--parent-pid needs --no-reload" in result.stderr
+
+
+def test_the_demo_with_sso_logs_sso_sam_in_through_its_provider(tmp_path):
+    """`manage.py demo --sso` (what `make demo` runs): "Log in with Demo SSO" on the log-in
+    page, the provider's log-in as sso-sam, and back on the overview as a member of Demo team
+    through the mapping; the provider stops with the demo."""
+    import requests
+
+    from tests.oidc_fixtures import provider_log_in
+
+    demo = Demo(tmp_path, "--sso")
+    base = f"http://127.0.0.1:{demo.port}"
+    try:
+        output = demo.wait_for("Serving on")
+        assert '"Log in with Demo SSO" as sso-sam / sso-sam-password' in output
+        issuer = re.search(r"at the provider \((http://127\.0\.0\.1:\d+/o)\)", output).group(1)
+        browser = requests.Session()
+        for _ in range(100):  # the dev server starts listening just after it says so
+            try:
+                page = browser.get(f"{base}/accounts/login/", timeout=5)
+                break
+            except requests.ConnectionError:
+                time.sleep(0.1)
+        assert "Log in with Demo SSO" in page.text
+        token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page.text).group(1)
+        start = browser.post(
+            f"{base}/accounts/oidc/demo-sso/login/",
+            data={"csrfmiddlewaretoken": token},
+            headers={"Referer": f"{base}/accounts/login/"},
+            allow_redirects=False,
+            timeout=10,
+        )
+        assert start.headers["Location"].startswith(f"{issuer}/authorize/")
+        back = provider_log_in(browser, start.headers["Location"], "sso-sam", "sso-sam-password")
+        landed = browser.get(back, allow_redirects=False, timeout=10)
+        assert landed.headers["Location"] == "/overview/"
+        overview = browser.get(f"{base}/overview/", timeout=10)
+        assert "sso-sam" in overview.text
+        db = sqlite3.connect(tmp_path / "demo.sqlite3", timeout=20)
+        [(role, managed_by)] = db.execute(
+            "SELECT m.role, m.managed_by FROM threads_app_membership m "
+            "JOIN auth_user u ON u.id = m.user_id JOIN threads_app_team t ON t.id = m.team_id "
+            "WHERE u.username = 'sso-sam' AND t.name = 'Demo team'"
+        ).fetchall()
+        assert (role, managed_by) == ("member", "demo-sso")
+    finally:
+        demo.stop()
+        demo.kill()
+    with pytest.raises(requests.ConnectionError):  # the provider stopped with the demo
+        requests.get(f"{issuer}/.well-known/openid-configuration", timeout=5)

@@ -25,13 +25,15 @@ from allauth.mfa.models import Authenticator
 from django.contrib import messages
 from django.contrib.auth import REDIRECT_FIELD_NAME
 from django.contrib.auth.models import User
-from django.core.exceptions import PermissionDenied
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import HttpRequest, HttpResponse
 
 from threads_app import selectors
+from threads_app.audit import Origin
 from threads_app.client_ip import client_ip
 from threads_app.crypto import decrypt_secret, encrypt_secret
 from threads_app.models import normalise_username, validate_username
+from threads_app.services import sso
 from threads_app.views.htmx import AuthenticatedHttpRequest, go_to
 
 V = TypeVar("V", bound=Callable[..., HttpResponse])
@@ -50,7 +52,8 @@ def recently_authenticated(request: HttpRequest) -> bool:
 
 def reauthentication_needed(request: AuthenticatedHttpRequest) -> HttpResponse | None:
     """None when the session authenticated recently; else the way to the reauthentication
-    page (the password, or a code), back to this page after.
+    page (the password, or a code; for an account without either, or whose domain logs in
+    through single sign-on, a log-in through its provider), back to this page after.
 
     A POST is not kept for replay (allauth could keep it in the session, API key secrets
     included): nothing is changed, and the page asks to submit again.
@@ -59,13 +62,19 @@ def reauthentication_needed(request: AuthenticatedHttpRequest) -> HttpResponse |
         return None
     if request.method == "POST":
         messages.info(request, "Confirm it is you, then do it again: nothing was changed.")
-    methods = get_adapter(request).get_reauthentication_methods(request.user)
-    if not methods:  # no password and no two-factor: nothing to confirm it with
+    sso_only = sso.sso_only_provider(request.user)
+    methods = [
+        method
+        for method in get_adapter(request).get_reauthentication_methods(request.user)
+        if not (sso_only and method["id"] == "reauthenticate")  # its password is refused
+    ]
+    url = methods[0]["url"] if methods else sso.reauthentication_url(request.user, sso_only)
+    if url is None:  # no password, no two-factor, no provider: nothing to confirm it with
         raise PermissionDenied("Set a password first (Forgot your password? on the log-in page).")
     back = request.get_full_path() if request.method == "GET" else request.path
     if request.htmx:
         back = request.htmx.current_url_abs_path or back
-    return go_to(request, f"{methods[0]['url']}?{urlencode({REDIRECT_FIELD_NAME: back})}")
+    return go_to(request, f"{url}?{urlencode({REDIRECT_FIELD_NAME: back})}")
 
 
 def recent_authentication_required(view: V) -> V:
@@ -107,6 +116,25 @@ class AccountAdapter(DefaultAccountAdapter):  # type: ignore[misc]
 
     def is_reauthentication_required(self, *, app: str, **kwargs: Any) -> bool:
         return not recently_authenticated(context.request)
+
+    def get_login_stages(self) -> list[str]:
+        """allauth's, with its two-factor step knowing about single sign-on (sso.py)."""
+        stages: list[str] = super().get_login_stages()
+        return [
+            "threads_app.sso.TwoFactorStage"
+            if stage == "allauth.mfa.stages.AuthenticateStage"
+            else stage
+            for stage in stages
+        ]
+
+    def pre_authenticate(self, request: HttpRequest, **credentials: Any) -> None:
+        """A password log-in (or reauthentication) of an account whose email domain logs in
+        through single sign-on is refused, saying where to go (services/sso.py)."""
+        super().pre_authenticate(request, **credentials)
+        username = str(credentials.get("username") or "")
+        refusal = sso.password_login_refusal(username=username, origin=Origin.from_request(request))
+        if refusal:
+            raise ValidationError(refusal, code="sso_required")
 
 
 class MFAAdapter(DefaultMFAAdapter):  # type: ignore[misc]

@@ -8,6 +8,7 @@ The audit log itself cannot be touched at all, and a key's secret is never shown
 
 from typing import TYPE_CHECKING, Any, TypedDict
 
+from allauth.socialaccount.models import SocialAccount, SocialApp, SocialToken
 from django.contrib import admin
 from django.contrib.auth import admin as auth_admin
 from django.contrib.auth.models import User
@@ -63,7 +64,7 @@ class ReadOnlyMixin(NoAddOrDeleteMixin):
 
 class MembershipInline(ReadOnlyMixin, TabularInline):
     model = Membership
-    fields = ("user", "role", "created_at")
+    fields = ("user", "role", "managed_by", "created_at")
     readonly_fields = ("created_at",)
     extra = 0
 
@@ -94,8 +95,8 @@ class TeamAdmin(NoAddOrDeleteMixin, ModelAdmin):
 
 @admin.register(Membership)
 class MembershipAdmin(ReadOnlyMixin, ModelAdmin):
-    list_display = ("user", "team", "role", "created_at")
-    list_filter = ("role", "team")
+    list_display = ("user", "team", "role", "managed_by", "created_at")
+    list_filter = ("role", "team", "managed_by")
     search_fields = ("user__username", "user__email", "team__name")
     list_select_related = ("user", "team")
 
@@ -200,6 +201,23 @@ class RetentionPolicyAdmin(ReadOnlyMixin, ModelAdmin):
     list_display = ("api_key", "max_age_days", "enabled", "set_by", "updated_at", "last_run_at")
     list_filter = ("enabled",)
     list_select_related = ("api_key", "set_by")
+
+
+# Single sign-on: providers come from OIDC_PROVIDERS alone (no SocialApp rows: the adapter
+# ignores them) and their tokens are not stored; the links of accounts to a provider's
+# subjects are made at log-in and shown here read-only.
+admin.site.unregister(SocialApp)
+admin.site.unregister(SocialToken)
+admin.site.unregister(SocialAccount)
+
+
+@admin.register(SocialAccount)
+class SocialAccountAdmin(ReadOnlyMixin, ModelAdmin):
+    list_display = ("user", "provider", "uid", "date_joined", "last_login")
+    list_filter = ("provider",)
+    search_fields = ("user__username", "uid")
+    list_select_related = ("user",)
+    exclude = ("extra_data",)
 
 
 if TYPE_CHECKING:

@@ -10,7 +10,7 @@ from django.contrib.messages import get_messages
 from django.http import HttpRequest, HttpResponse
 from django.utils.cache import add_never_cache_headers
 
-from threads_app import selectors
+from threads_app import selectors, sso
 from threads_app.views.htmx import go_to
 
 
@@ -71,7 +71,8 @@ TWO_FACTOR_ENROLMENT_PAGES = {
 
 class TwoFactorEnrolmentMiddleware:
     """Whoever must use two-factor authentication (REQUIRE_2FA, or an owner of a team whose
-    owners must) and has not turned it on is sent to turn it on, from any page but those."""
+    owners must) and has not turned it on is sent to turn it on, from any page but those;
+    a single sign-on log-in whose provider vouched for more than one factor counts as on."""
 
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
         self.get_response = get_response
@@ -89,7 +90,11 @@ class TwoFactorEnrolmentMiddleware:
         if match is not None and match.url_name in TWO_FACTOR_ENROLMENT_PAGES:
             return None
         reason = selectors.two_factor_required_by(user)
-        if reason is None or selectors.has_two_factor(user):
+        if (
+            reason is None
+            or selectors.has_two_factor(user)
+            or sso.session_has_multi_factor(request)
+        ):
             return None
         messages.warning(request, f"{reason} Turn it on to continue.")
         return go_to(request, "mfa_activate_totp")  # type: ignore[arg-type]

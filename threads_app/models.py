@@ -43,6 +43,9 @@ class Membership(models.Model):
     )
     role = models.CharField(max_length=10, choices=Role.choices, default=Role.MEMBER)
     created_at = models.DateTimeField(auto_now_add=True)
+    # The single sign-on provider (its OIDC_PROVIDERS id) whose team mapping made and manages
+    # this membership; empty for one made by hand, which no mapping ever touches.
+    managed_by = models.CharField(max_length=50, blank=True)
 
     class Meta:
         constraints = [
@@ -417,6 +420,10 @@ class AuditEvent(models.Model):
         ACCESS_CHANGED = "account.access_changed", "Superuser, staff or active status changed"
         GROUPS_CHANGED = "account.groups_changed", "Groups changed"
         PERMISSIONS_CHANGED = "account.permissions_changed", "Permissions changed"
+        SSO_PROVISIONED = "account.sso_provisioned", "Account created by single sign-on"
+        SSO_LINKED = "account.sso_linked", "Account linked to single sign-on"
+        SSO_REFUSED = "account.sso_refused", "Single sign-on refused"
+        BREAK_GLASS = "account.break_glass", "Break-glass password log-in"
 
     class Outcome(models.TextChoices):
         PENDING = "pending", "Pending"

@@ -394,6 +394,19 @@ def account_with_email(email: str) -> User | None:
     return User.objects.filter(email__iexact=email).order_by("pk").first()
 
 
+def accounts_with_email(email: str) -> QuerySet[User]:
+    return User.objects.filter(email__iexact=email).order_by("pk")
+
+
+def linked_sso_providers(user: User) -> list[str]:
+    """The single sign-on providers (OIDC_PROVIDERS ids) `user`'s account is linked to, the
+    first linked first."""
+    from allauth.socialaccount.models import SocialAccount
+
+    linked = SocialAccount.objects.filter(user=user).order_by("pk")
+    return list(linked.values_list("provider", flat=True))
+
+
 def my_pending_invitations(user: User) -> QuerySet[Invitation]:
     return invitations_for(user).filter(status=PENDING).order_by("team__name", "id")
 

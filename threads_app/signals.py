@@ -28,10 +28,11 @@ from django.db.models import Model
 from django.db.models import signals as model_signals
 from django.http import HttpRequest
 
-from threads_app import lockout
+from threads_app import lockout, sso
 from threads_app.audit import Origin
 from threads_app.models import AuditEvent
 from threads_app.services import accounts
+from threads_app.services import sso as sso_services
 
 Action = AuditEvent.Action
 
@@ -41,6 +42,21 @@ def _origin(request: HttpRequest | None) -> Origin | None:
 
 
 def _logged_in(request: HttpRequest, user: User, **kwargs: Any) -> None:
+    sociallogin = kwargs.get("sociallogin")
+    if sociallogin is not None:  # through a single sign-on provider
+        sso.logged_in(request, user, sociallogin)
+        return
+    # Only a single sign-on log-in can vouch for the provider's second factor.
+    request.session.pop(sso.MULTI_FACTOR_SESSION_KEY, None)
+    required = sso_services.sso_only_provider(user) if user.is_superuser else None
+    if required is not None:
+        # A password log-in of an account whose domain uses single sign-on: break-glass.
+        accounts.record_account_event(
+            Action.BREAK_GLASS,
+            user=user,
+            origin=_origin(request),
+            required_provider=sso_services.provider_name(required),
+        )
     accounts.record_account_event(Action.LOGGED_IN, user=user, origin=_origin(request))
 
 

@@ -375,7 +375,9 @@ def change_role(
             return False
         _refuse_last_owner(membership, actor=actor, consequence="cannot stop being an owner")
         membership.role = role
-        membership.save(update_fields=["role"])
+        # A role chosen by hand is the owners' from now on: no team mapping changes it back.
+        membership.managed_by = ""
+        membership.save(update_fields=["role", "managed_by"])
         details = {
             "username": membership.user.get_username(),
             "old_role": old_role,

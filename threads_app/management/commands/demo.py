@@ -16,6 +16,7 @@ import os
 import signal
 import subprocess
 import sys
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +26,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import connections
 
 from emulator import Emulator
-from threads_app import demo_data
+from threads_app import demo_data, demo_sso
 
 
 class Command(BaseCommand):
@@ -36,8 +37,13 @@ class Command(BaseCommand):
         parser.add_argument(
             "--no-serve", action="store_true", help="Seed and exit (used by the tests)."
         )
+        parser.add_argument(
+            "--sso",
+            action="store_true",
+            help="Also start a local OpenID Connect provider: sso-sam logs in with Demo SSO.",
+        )
 
-    def handle(self, *args: Any, port: int, no_serve: bool, **options: Any) -> None:
+    def handle(self, *args: Any, port: int, no_serve: bool, sso: bool, **options: Any) -> None:
         if not settings.DEBUG:
             raise CommandError("The demo runs only with DJANGO_DEBUG=1 (use `make demo`).")
         # SIGTERM as Ctrl+C: a KeyboardInterrupt, so every `finally` below runs.
@@ -59,8 +65,18 @@ class Command(BaseCommand):
                 " the log-in asks for after the password"
             )
             self.stdout.write("  emails sent (password resets, invitations): /accounts/dev/emails/")
-            if not no_serve:
-                self._serve(port, emulator.base_url)
+            with ExitStack() as stack:
+                if sso:
+                    bases = [f"http://127.0.0.1:{port}", f"http://localhost:{port}"]
+                    provider = stack.enter_context(demo_sso.demo_sso(settings, bases))
+                    self.stdout.write(
+                        f'  single sign-on: "Log in with {demo_sso.PROVIDER_NAME}" as '
+                        f"{demo_sso.USERNAME} / {demo_sso.PASSWORD} at the provider "
+                        f"({provider.issuer}); group {demo_sso.GROUP} makes them a member of "
+                        f"{demo_sso.TEAM}"
+                    )
+                if not no_serve:
+                    self._serve(port, emulator.base_url)
         finally:
             emulator.close()
 
