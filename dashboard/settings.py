@@ -281,10 +281,16 @@ CSRF_COOKIE_HTTPONLY = True
 X_FRAME_OPTIONS = "DENY"
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
-if not DEBUG:
+# Served over HTTPS by a TLS-terminating proxy: on by default with debug off. DJANGO_HTTPS=0 is
+# for trying the compose stack over http://localhost (README, "Run it with Docker Compose").
+HTTPS = env_bool("DJANGO_HTTPS", not DEBUG)
+if HTTPS:
     # Production sits behind a TLS-terminating proxy that sets X-Forwarded-Proto.
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
     SECURE_SSL_REDIRECT = True
+    # A load balancer's health probe often speaks plain HTTP to the instance: it gets the
+    # answer, not a redirect to HTTPS (README, "Operability").
+    SECURE_REDIRECT_EXEMPT = [r"^health/$"]
     SESSION_COOKIE_SECURE = True
     CSRF_COOKIE_SECURE = True
     SECURE_HSTS_SECONDS = 31536000
