@@ -1,12 +1,17 @@
 # Threads Console: one image for the web app (gunicorn), the worker (db_worker) and any
 # `manage.py` command; see docker/entrypoint.sh and the README's quick start.
 #
-# Debian's Python 3.11 (the Python the suite runs on) and the pinned requirements in a venv,
-# built in a first stage so that pip and its wheels stay out of the image that runs.
-FROM debian:bookworm-slim AS build
+# Debian's Python 3.11 (the Python the suite runs on), installed once (one apt step for both
+# stages), and the pinned requirements in a venv built in a second stage, so that pip and its
+# caches stay out of the image that runs.
+FROM debian:bookworm-slim AS python
 RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends python3 python3-venv \
- && rm -rf /var/lib/apt/lists/*
+ && rm -rf /var/lib/apt/lists/* \
+ && groupadd --gid 10001 app \
+ && useradd --uid 10001 --gid app --create-home --shell /usr/sbin/nologin app
+
+FROM python AS build
 RUN python3 -m venv /opt/venv
 COPY requirements.txt /tmp/requirements.txt
 # Behind an intercepting proxy, pass its CA bundle as the build secret "ca" (`--secret
@@ -16,12 +21,7 @@ RUN --mount=type=secret,id=ca,target=/run/secrets/ca \
  && /opt/venv/bin/pip install --no-cache-dir --disable-pip-version-check -r /tmp/requirements.txt \
  && /opt/venv/bin/pip uninstall --yes --quiet pip setuptools
 
-FROM debian:bookworm-slim
-RUN apt-get update \
- && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends python3 \
- && rm -rf /var/lib/apt/lists/* \
- && groupadd --gid 10001 app \
- && useradd --uid 10001 --gid app --create-home --shell /usr/sbin/nologin app
+FROM python
 COPY --from=build /opt/venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
