@@ -31,10 +31,10 @@ def _secret(name: str, dev_value: str) -> str:
 
 
 SECRET_KEY = _secret("DJANGO_SECRET_KEY", "dev-only-insecure-secret-key-do-not-use-in-production")
-# Fernet keys, comma-separated; the first one encrypts, all of them decrypt.
-CREDENTIAL_ENCRYPTION_KEYS = env_list(
-    "CREDENTIAL_ENCRYPTION_KEYS",
-    ["ZGV2LW9ubHktaW5zZWN1cmUtZmVybmV0LWtleS0wMDA="] if DEBUG else [],
+# Fernet keys, comma-separated; the first one encrypts, all of them decrypt. Empty counts as
+# unset (as for the other secrets): `.env.example`'s blank line in debug mode gets the dev key.
+CREDENTIAL_ENCRYPTION_KEYS = env_list("CREDENTIAL_ENCRYPTION_KEYS", []) or (
+    ["ZGV2LW9ubHktaW5zZWN1cmUtZmVybmV0LWtleS0wMDA="] if DEBUG else []
 )
 if not CREDENTIAL_ENCRYPTION_KEYS:
     raise ImproperlyConfigured(

@@ -55,9 +55,16 @@ def test_generated_secrets_start_production_and_pass_the_deploy_check():
     assert "no issues" in result.stdout
 
 
-def test_generate_secrets_runs_before_the_secrets_exist_in_debug_mode():
-    """As .env.example says: `-e DJANGO_DEBUG=1 web manage generate_secrets`."""
-    result = manage("generate_secrets", env_overrides={"DJANGO_DEBUG": "1"}, drop=SECRETS)
+@pytest.mark.parametrize("blank", ["unset", "empty"])
+def test_generate_secrets_runs_before_the_secrets_exist_in_debug_mode(blank):
+    """As .env.example says: `-e DJANGO_DEBUG=1 web manage generate_secrets`, while its
+    secret lines are still empty (or missing)."""
+    empty = dict.fromkeys(SECRETS, "") if blank == "empty" else {}
+    result = manage(
+        "generate_secrets",
+        env_overrides={"DJANGO_DEBUG": "1", **empty},
+        drop=SECRETS if blank == "unset" else (),
+    )
     assert result.returncode == 0, result.stderr
     assert [line.split("=", 1)[0] for line in result.stdout.splitlines()] == [
         *SECRETS,
