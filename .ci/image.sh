@@ -38,6 +38,44 @@ passed() {
   echo "image.sh: ok: $*" >&2
 }
 
+podman_compose="" # set once it is installed
+compose() {
+  [ -n "$podman_compose" ] || return 1
+  "$podman_compose" --parallel 1 --in-pod false --project-name "$project" \
+    -f compose.yaml -f .ci/compose.host.yaml --profile emulator "$@"
+}
+container() { echo "${project}_$1_1"; }
+
+cleanup() {
+  status=$?
+  trap - EXIT INT TERM
+  if [ $status -ne 0 ] && command -v podman >/dev/null; then
+    for service in web worker postgres emulator; do
+      if podman container exists "$(container $service)"; then
+        echo "image.sh: --- last lines of $service's log ---" >&2
+        podman logs --tail 40 "$(container $service)" 2>&1 | sed "s/^/  $service| /" >&2 || true
+      fi
+    done
+  fi
+  compose down --volumes --timeout 5 >/dev/null 2>&1 || true
+  if command -v podman >/dev/null; then
+    # Whatever compose missed (a one-off `run` container, an interrupted start).
+    podman ps --all --quiet --filter "label=io.podman.compose.project=$project" |
+      xargs --no-run-if-empty podman rm --force --volumes >/dev/null 2>&1 || true
+    podman volume ls --quiet --filter "label=io.podman.compose.project=$project" |
+      xargs --no-run-if-empty podman volume rm --force >/dev/null 2>&1 || true
+    left=$(podman ps --all --quiet --filter "label=io.podman.compose.project=$project")
+    [ -z "$left" ] || { echo "image.sh: containers left behind: $left" >&2; status=1; }
+  fi
+  rm -rf "$work" "$env_file"
+  print_timings
+  # The closing line CI reads: the checks above that passed, and the one that failed if any.
+  echo "image: $checks_passed passed, $((status == 0 ? 0 : 1)) failed"
+  exit $status
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
 print_timings() {
   step ""
   echo "image.sh: timings (seconds)" >&2
@@ -46,13 +84,18 @@ print_timings() {
 }
 
 # --- tools, base images -------------------------------------------------------------------
-step "podman, runc, debootstrap, podman-compose"
-podman_compose=$(bash .ci/podman-setup.sh)
+step "podman, runc, debootstrap; containers.conf"
+bash .ci/podman-setup.sh packages
 export CI_CA_BUNDLE=${CI_CA_BUNDLE:-/etc/ssl/certs/ca-certificates.crt}
 [ -s "$CI_CA_BUNDLE" ] || fail "no CA bundle at $CI_CA_BUNDLE (set CI_CA_BUNDLE)"
 
-step "base image debian:bookworm-slim"
+# podman-compose's pip install waits on the network as debootstrap does: both at once.
+step "base image debian:bookworm-slim (and podman-compose from PyPI beside it)"
+bash .ci/podman-setup.sh compose >"$work/podman-compose" 2>"$work/podman-compose.log" &
+installing=$!
 bash .ci/base-image.sh >&2
+wait "$installing" || { cat "$work/podman-compose.log" >&2; fail "podman-compose did not install"; }
+podman_compose=$(cat "$work/podman-compose")
 
 step "postgres stand-in"
 postgres_image=docker.io/library/postgres:15
@@ -74,39 +117,6 @@ export CI_POSTGRES_PORT CI_WEB_PORT CI_EMULATOR_PORT EMULATOR_KEY
 web=http://127.0.0.1:$CI_WEB_PORT
 emulator=http://127.0.0.1:$CI_EMULATOR_PORT
 
-compose() {
-  "$podman_compose" --parallel 1 --in-pod false --project-name "$project" \
-    -f compose.yaml -f .ci/compose.host.yaml --profile emulator "$@"
-}
-container() { echo "${project}_$1_1"; }
-
-cleanup() {
-  status=$?
-  trap - EXIT INT TERM
-  if [ $status -ne 0 ]; then
-    for service in web worker postgres emulator; do
-      if podman container exists "$(container $service)"; then
-        echo "image.sh: --- last lines of $service's log ---" >&2
-        podman logs --tail 40 "$(container $service)" 2>&1 | sed "s/^/  $service| /" >&2 || true
-      fi
-    done
-  fi
-  compose down --volumes --timeout 5 >/dev/null 2>&1 || true
-  # Whatever compose missed (a one-off `run` container, an interrupted start).
-  podman ps --all --quiet --filter "label=io.podman.compose.project=$project" |
-    xargs --no-run-if-empty podman rm --force --volumes >/dev/null 2>&1 || true
-  podman volume ls --quiet --filter "label=io.podman.compose.project=$project" |
-    xargs --no-run-if-empty podman volume rm --force >/dev/null 2>&1 || true
-  rm -rf "$work" "$env_file"
-  left=$(podman ps --all --quiet --filter "label=io.podman.compose.project=$project")
-  [ -z "$left" ] || { echo "image.sh: containers left behind: $left" >&2; status=1; }
-  print_timings
-  # The closing line CI reads: the checks above that passed, and the one that failed if any.
-  echo "image: $checks_passed passed, $((status == 0 ? 0 : 1)) failed"
-  exit $status
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
 
 # Leftovers of an earlier run that was killed before its cleanup.
 compose down --volumes --timeout 5 >/dev/null 2>&1 || true
