@@ -1181,6 +1181,16 @@ def test_command_line():
     assert stderr == ""  # quiet: no line per request
 
 
+def run_command_line(flags: list[str]) -> subprocess.CompletedProcess[str]:
+    """`python -m emulator --key K FLAGS…` run to its end (a refusal: it never serves)."""
+    return subprocess.run(
+        [sys.executable, "-m", "emulator", "--key", TEST_KEY, *flags],
+        capture_output=True,
+        text=True,
+        timeout=10,
+    )
+
+
 def test_command_line_host_is_the_address_it_listens_on():
     """--host 127.0.0.2 (still loopback): answers there, and not on 127.0.0.1."""
     process = subprocess.Popen(
@@ -1210,12 +1220,7 @@ def test_command_line_says_why_it_cannot_listen(where):
             if where == "unknown host"
             else ["--port", str(taken.getsockname()[1])]
         )
-        finished = subprocess.run(
-            [sys.executable, "-m", "emulator", "--key", TEST_KEY, *flags],
-            capture_output=True,
-            text=True,
-            timeout=10,
-        )
+        finished = run_command_line(flags)
     assert finished.returncode == 2
     assert "cannot listen on" in finished.stderr
     assert "Traceback" not in finished.stderr
@@ -1258,11 +1263,6 @@ def test_command_line_rate_limit_flags():
     ],
 )
 def test_command_line_refuses_bad_rate_limit_flags(flags, complaint):
-    finished = subprocess.run(
-        [sys.executable, "-m", "emulator", "--key", TEST_KEY, *flags],
-        capture_output=True,
-        text=True,
-        timeout=10,
-    )
+    finished = run_command_line(flags)
     assert finished.returncode == 2
     assert complaint in finished.stderr
