@@ -117,7 +117,6 @@ export CI_POSTGRES_PORT CI_WEB_PORT CI_EMULATOR_PORT EMULATOR_KEY
 web=http://127.0.0.1:$CI_WEB_PORT
 emulator=http://127.0.0.1:$CI_EMULATOR_PORT
 
-
 # Leftovers of an earlier run that was killed before its cleanup.
 compose down --volumes --timeout 5 >/dev/null 2>&1 || true
 
