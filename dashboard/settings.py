@@ -33,10 +33,10 @@ def _secret(name: str, dev_value: str) -> str:
 
 
 SECRET_KEY = _secret("DJANGO_SECRET_KEY", "dev-only-insecure-secret-key-do-not-use-in-production")
-# Fernet keys, comma-separated; the first one encrypts, all of them decrypt.
-CREDENTIAL_ENCRYPTION_KEYS = env_list(
-    "CREDENTIAL_ENCRYPTION_KEYS",
-    ["ZGV2LW9ubHktaW5zZWN1cmUtZmVybmV0LWtleS0wMDA="] if DEBUG else [],
+# Fernet keys, comma-separated; the first one encrypts, all of them decrypt. Empty counts as
+# unset (as for the other secrets): `.env.example`'s blank line in debug mode gets the dev key.
+CREDENTIAL_ENCRYPTION_KEYS = env_list("CREDENTIAL_ENCRYPTION_KEYS", []) or (
+    ["ZGV2LW9ubHktaW5zZWN1cmUtZmVybmV0LWtleS0wMDA="] if DEBUG else []
 )
 if not CREDENTIAL_ENCRYPTION_KEYS:
     raise ImproperlyConfigured(
@@ -330,7 +330,10 @@ CSRF_FAILURE_VIEW = "threads_app.views.errors.csrf_failure"
 X_FRAME_OPTIONS = "DENY"
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
-if not DEBUG:
+# Served over HTTPS by a TLS-terminating proxy: on by default with debug off. DJANGO_HTTPS=0 is
+# for trying the compose stack over http://localhost (README, "Run it with Docker Compose").
+HTTPS = env_bool("DJANGO_HTTPS", not DEBUG)
+if HTTPS:
     # Production sits behind a TLS-terminating proxy that sets X-Forwarded-Proto.
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
     SECURE_SSL_REDIRECT = True

@@ -1,6 +1,8 @@
-"""`python -m emulator --port P --key K [--key K2] [--latency S] [--max-in-flight N] [--rate R]`:
-serve until Ctrl-C or SIGTERM. `--max-in-flight` and `--rate` turn on the rate-limit mode (per
-key: at most N requests at once and R a second, else 429 with Retry-After)."""
+"""`python -m emulator [--host H] --port P --key K [--key K2] [--latency S] [--max-in-flight N]
+[--rate R]`: serve until Ctrl-C or SIGTERM. `--host` is 127.0.0.1 unless given (the compose
+file's emulator listens on its container's network). `--max-in-flight` and `--rate` turn on the
+rate-limit mode (per key: at most N requests at once and R a second, else 429 with
+Retry-After)."""
 
 import argparse
 import signal
@@ -13,7 +15,12 @@ STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM}
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m emulator", description=__doc__)
-    parser.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (0: a free one)")
+    parser.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="address to listen on (default 127.0.0.1; 0.0.0.0: every interface of a container)",
+    )
+    parser.add_argument("--port", type=int, default=0, help="port on the host (0: a free one)")
     parser.add_argument(
         "--key", action="append", required=True, help="an accepted API key (repeatable)"
     )
@@ -38,13 +45,19 @@ def main(argv: list[str] | None = None) -> None:
     # Blocked before the server threads start (they inherit the mask), so only the sigwait
     # below receives Ctrl-C or a `kill`, and the server always shuts down cleanly.
     signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
-    with Emulator(
+    emulator = Emulator(
         keys=args.key,
         latency=args.latency,
         port=args.port,
+        host=args.host,
         max_in_flight=limit.max_in_flight,
         rate=limit.rate,
-    ) as emulator:
+    )
+    try:
+        emulator.start()
+    except OSError as error:  # an address not on this machine, a port in use
+        parser.error(f"cannot listen on {args.host} port {args.port}: {error.strerror or error}")
+    with emulator:
         print(emulator.base_url, flush=True)
         signal.sigwait(STOP_SIGNALS)
 

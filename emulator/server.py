@@ -105,7 +105,8 @@ def _json_body(body: bytes, *, optional: bool):
 
 
 class Emulator:
-    """An in-process Threads API on 127.0.0.1, served by a daemon thread.
+    """An in-process Threads API, on 127.0.0.1 unless `host` says otherwise, served by a
+    daemon thread.
 
     Use as a context manager, or call `start()` and `close()`. `max_in_flight` and `rate` turn
     on the rate-limit mode (per key; see emulator/limits.py); off by default.
@@ -117,6 +118,7 @@ class Emulator:
         latency: float = 0.0,
         port: int = 0,
         *,
+        host: str = "127.0.0.1",
         max_in_flight: int | None = None,
         rate: float | None = None,
     ):
@@ -127,6 +129,7 @@ class Emulator:
             raise ValueError("at least one API key is needed")
         self._initial_latency = latency
         self._initial_rate_limit = RateLimit(max_in_flight, rate)
+        self._host = host
         self._requested_port = port
         self._store = Store()
         self._lock = threading.Lock()
@@ -146,7 +149,7 @@ class Emulator:
 
     def start(self) -> "Emulator":
         if self._server is None:
-            self._server = _Server(("127.0.0.1", self._requested_port), _Handler)
+            self._server = _Server((self._host, self._requested_port), _Handler)
             self._server.emulator = self
             self._serving = threading.Thread(
                 target=self._server.serve_forever,
@@ -180,7 +183,7 @@ class Emulator:
 
     @property
     def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/v1"
+        return f"http://{self._host}:{self.port}/v1"
 
     # controls
 

@@ -1,6 +1,7 @@
 """The Threads API emulator over plain HTTP: endpoints, validation, auth, faults and controls."""
 
 import re
+import socket
 import subprocess
 import sys
 import threading
@@ -1180,6 +1181,51 @@ def test_command_line():
     assert stderr == ""  # quiet: no line per request
 
 
+def run_command_line(flags: list[str]) -> subprocess.CompletedProcess[str]:
+    """`python -m emulator --key K FLAGS…` run to its end (a refusal: it never serves)."""
+    return subprocess.run(
+        [sys.executable, "-m", "emulator", "--key", TEST_KEY, *flags],
+        capture_output=True,
+        text=True,
+        timeout=10,
+    )
+
+
+def test_command_line_host_is_the_address_it_listens_on():
+    """--host 127.0.0.2 (still loopback): answers there, and not on 127.0.0.1."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "emulator", "--host", "127.0.0.2", "--key", TEST_KEY],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        base_url = process.stdout.readline().strip()
+        assert re.fullmatch(r"http://127\.0\.0\.2:\d+/v1", base_url)
+        assert Api(base_url)("POST", "/threads").status_code == 200
+        with pytest.raises(requests.ConnectionError):
+            Api(base_url.replace("127.0.0.2", "127.0.0.1"))("POST", "/threads", timeout=2)
+    finally:
+        process.terminate()
+        process.communicate(timeout=5)
+    assert process.returncode == 0
+
+
+@pytest.mark.parametrize("where", ["unknown host", "port in use"])
+def test_command_line_says_why_it_cannot_listen(where):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        flags = (
+            ["--host", "no-such-host.invalid"]
+            if where == "unknown host"
+            else ["--port", str(taken.getsockname()[1])]
+        )
+        finished = run_command_line(flags)
+    assert finished.returncode == 2
+    assert "cannot listen on" in finished.stderr
+    assert "Traceback" not in finished.stderr
+
+
 def test_command_line_rate_limit_flags():
     process = subprocess.Popen(
         [
@@ -1217,11 +1263,6 @@ def test_command_line_rate_limit_flags():
     ],
 )
 def test_command_line_refuses_bad_rate_limit_flags(flags, complaint):
-    finished = subprocess.run(
-        [sys.executable, "-m", "emulator", "--key", TEST_KEY, *flags],
-        capture_output=True,
-        text=True,
-        timeout=10,
-    )
+    finished = run_command_line(flags)
     assert finished.returncode == 2
     assert complaint in finished.stderr
