@@ -21,7 +21,7 @@ State = TrackedThread.State
 Action, Outcome = AuditEvent.Action, AuditEvent.Outcome
 Role = Membership.Role
 ZERO = dict.fromkeys(State.values, 0)
-MAX_QUERIES = 6  # session, user, keys with their counts, activity, invitations (and a spare)
+MAX_QUERIES = 6  # session, user, keys with their counts, activity, invitations, setup
 
 
 def track(api_key, state=State.ACTIVE, count=1):
@@ -174,7 +174,8 @@ def _client_of(user):
 def test_a_new_user_gets_empty_states(make_user):
     text = body(_client_of(make_user("newcomer")).get(url("overview")))
 
-    assert "You have no API keys yet" in text and url("key_create") in text
+    assert "Get started" in text and "0 of 3 steps done" in text and url("key_create") in text
+    assert url("thread_create") not in text  # no "New thread" before a key exists
     assert "No thread was created or deleted in the last 30 days." in text
     assert "<svg" not in text
 
@@ -182,7 +183,7 @@ def test_a_new_user_gets_empty_states(make_user):
 def test_a_key_without_threads_says_how_to_add_some(user_client, api_key):
     text = body(user_client.get(url("overview")))
 
-    assert "No threads tracked yet." in text
+    assert "1 of 3 steps done" in text
     assert url("thread_create") in text and url("thread_import") in text
     assert "Every live key works" in text
 

@@ -111,8 +111,9 @@ def test_a_hundred_ids_are_accepted(user_client, api_key, emulator):
     assert len(gets_sent(emulator)) == 100
 
 
-def test_another_users_key_cannot_be_used(user_client, other_user, make_key, emulator):
+def test_another_users_key_cannot_be_used(user_client, user, other_user, make_key, emulator):
     foreign_key = make_key(owner=other_user)
+    make_key(owner=user, label="Own", secret=OTHER_TEST_KEY)  # so the form is offered
     fresh = emulator.seed_thread(TEST_KEY)
 
     text = body(
@@ -128,6 +129,7 @@ def test_another_users_key_cannot_be_used(user_client, other_user, make_key, emu
 
 def test_team_viewers_cannot_import(user_client, user, make_key, make_team, emulator):
     key = make_key(team=make_team("Blue", {user: Membership.Role.VIEWER}))
+    make_key(owner=user, label="Own", secret=OTHER_TEST_KEY)  # so the form is offered
 
     text = body(
         user_client.post(url("thread_import"), {"api_key": key.pk, "thread_ids": "thread_x"})

@@ -1136,6 +1136,47 @@ def overview(user: User, *, now: datetime | None = None) -> Overview:
     return Overview(keys, _activity(user, now.date()))
 
 
+@dataclass(frozen=True)
+class Setup:
+    """A new user's first steps, and which are done: the overview's checklist, shown until
+    every step is. `can_create`: the user has a live key they may create threads with."""
+
+    has_key: bool
+    has_threads: bool
+    has_team: bool
+    can_create: bool
+
+    @property
+    def steps_done(self) -> int:
+        return self.has_key + self.has_threads + self.has_team
+
+    @property
+    def done(self) -> bool:
+        return self.steps_done == 3
+
+
+def setup(user: User, summary: Overview) -> Setup:
+    """`Setup` from the overview's figures and one query: a key is any the user may see, a
+    thread any ever tracked under one (deleted ones too), and a team one where someone else
+    is a member or invited."""
+    teams = _team_ids(user)
+    facts = (
+        User.objects.filter(pk=user.pk)
+        .values(
+            can_create=Exists(usable_keys(user)),
+            teammates=Exists(Membership.objects.filter(team__in=teams).exclude(user=user)),
+            invited=Exists(Invitation.objects.filter(team__in=teams, status=PENDING)),
+        )
+        .get()
+    )
+    return Setup(
+        has_key=bool(summary.keys),
+        has_threads=any(sum(figures.counts.values()) for figures in summary.keys),
+        has_team=bool(facts["teammates"] or facts["invited"]),
+        can_create=bool(facts["can_create"]),
+    )
+
+
 def _activity(user: User, today: date) -> list[DayActivity]:
     first = today - timedelta(days=OVERVIEW_DAYS - 1)
     rows = DailyThreadActivity.objects.filter(day__gte=first)

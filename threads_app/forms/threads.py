@@ -251,14 +251,19 @@ class ToolResourcesForm(Form):
         }
 
 
-def _offer_usable_keys(form: forms.Form, user: User) -> None:
-    """The `api_key` field offers the keys the user may use; their only one is preselected."""
+def _offer_usable_keys(form: forms.Form, user: User) -> bool:
+    """The `api_key` field offers the keys the user may use; their only one is preselected,
+    with no empty choice beside it. False when there is none to offer (the page says what
+    to do instead of showing a form that cannot be sent)."""
     keys = selectors.usable_keys(user)
-    cast("forms.ModelChoiceField[ApiKey]", form.fields["api_key"]).queryset = keys
-    if not form.is_bound and not form.initial.get("api_key"):
-        first_two = list(keys[:2])
-        if len(first_two) == 1:
+    field = cast("forms.ModelChoiceField[ApiKey]", form.fields["api_key"])
+    field.queryset = keys
+    first_two = list(keys[:2])
+    if len(first_two) == 1:
+        field.empty_label = None
+        if not form.is_bound and not form.initial.get("api_key"):
             form.initial["api_key"] = first_two[0].pk
+    return bool(first_two)
 
 
 class ThreadCreateForm(ToolResourcesForm):
@@ -271,7 +276,7 @@ class ThreadCreateForm(ToolResourcesForm):
 
     def __init__(self, user: User, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        _offer_usable_keys(self, user)
+        self.has_keys = _offer_usable_keys(self, user)
 
 
 class ThreadImportForm(Form):
@@ -285,7 +290,7 @@ class ThreadImportForm(Form):
 
     def __init__(self, user: User, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        _offer_usable_keys(self, user)
+        self.has_keys = _offer_usable_keys(self, user)
 
     def clean_thread_ids(self) -> list[str]:
         ids: dict[str, None] = {}

@@ -107,6 +107,7 @@ def overview(request: AuthenticatedHttpRequest) -> HttpResponse:
     context = {
         "nav": "overview",
         "overview": summary,
+        "setup": selectors.setup(request.user, summary),
         "state_headings": STATE_HEADINGS.items(),
         "chart": activity_chart(summary.days),
         "days": selectors.OVERVIEW_DAYS,

@@ -1,0 +1,61 @@
+"""In the browser: what a new team admin meets (issue 22), point by point: the first run,
+the list, a thread's page, the audit's pairs, the API failing, a phone's width, one pattern
+for each thing, and numbers that agree."""
+
+import re
+
+from playwright.sync_api import expect
+
+from tests.conftest import TEST_KEY
+from threads_app.models import Membership, Team
+
+# --- 1. First run ----------------------------------------------------------------------------
+
+
+def test_first_run_leads_from_a_key_to_a_thread_to_a_team(new_page, log_in, user):
+    page = new_page()
+    page.goto("/accounts/login/")
+    expect(page.locator(".lead")).to_contain_text("Threads API keys, threads and deletion audit")
+
+    log_in(page, user)
+    page.goto("/overview/")
+    checklist = page.get_by_role("region", name="Get started")
+    expect(checklist).to_contain_text("0 of 3 steps done")
+    # One primary action, and no "New thread" that could only fail without a key.
+    expect(page.locator("main .button.primary")).to_have_text(["Add an API key"])
+    expect(page.get_by_role("link", name="New thread")).to_have_count(0)
+    page.goto("/")
+    expect(page.get_by_role("link", name="New thread")).to_have_count(0)
+    page.goto("/threads/new/")
+    expect(page.get_by_label("Key", exact=True)).to_have_count(0)  # no form to send in vain
+    page.get_by_role("link", name="Add an API key").click()
+
+    page.get_by_label("Label").fill("Production")
+    page.get_by_label("Secret").fill(TEST_KEY)
+    page.get_by_role("button", name="Add key").click()
+    expect(page).to_have_url(re.compile(r"/keys/$"))
+
+    page.goto("/overview/")
+    expect(checklist).to_contain_text("1 of 3 steps done")
+    expect(page.locator("main .button.primary")).to_have_text(["New thread"])
+    checklist.get_by_role("link", name="New thread").click()
+    key = page.get_by_label("Key", exact=True)
+    expect(key.locator("option")).to_have_text([re.compile("Production")])  # no "---------"
+    expect(key).to_have_value(str(user.api_keys.get().pk))
+    page.get_by_label("Label").fill("First steps")
+    page.get_by_role("button", name="Create thread").click()
+    expect(page.get_by_role("heading", level=1)).to_have_text("First steps")
+
+    page.goto("/overview/")
+    expect(checklist).to_contain_text("2 of 3 steps done")
+    expect(checklist.get_by_role("link", name="Go to teams")).to_be_visible()
+    team = Team.objects.create(name="Blue")
+    Membership.objects.create(team=team, user=user, role=Membership.Role.OWNER)
+    Membership.objects.create(
+        team=team,
+        user=type(user).objects.create_user("bea", password="x" * 12),
+        role=Membership.Role.MEMBER,
+    )
+    page.reload()
+    expect(page.get_by_role("region", name="Get started")).to_have_count(0)
+    expect(page.get_by_role("link", name="New thread")).to_be_visible()
