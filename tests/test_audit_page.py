@@ -508,7 +508,7 @@ class TestHtmx:
 
     def test_full_page_has_a_working_form_without_js(self, client, world):
         content = get_as(client, world.alice).content.decode()
-        assert f'<form class="card toolbar" method="get" action="{URL}"' in content
+        assert f'<form class="card toolbar filter-bar" method="get" action="{URL}"' in content
         assert f'hx-get="{URL}"' in content
         assert 'hx-target="#rows"' in content
         for name in ("action", "actor", "team", "key", "outcome", "date_from", "date_to"):

@@ -101,6 +101,26 @@ def test_edit_replaces_metadata_and_tool_resources(user_client, user, thread, em
     assert event.request_id.startswith("req_")
 
 
+def test_edit_renames_the_label_here_only_and_audits_it(user_client, thread):
+    form = body(user_client.get(url("thread_edit", thread.pk)))
+    assert 'name="label" value="Case 7"' in form
+
+    data = {**edit_data([("customer", "ACME")], initial=1), "label": "Case 7: refund"}
+    assert user_client.post(url("thread_edit", thread.pk), data).status_code == 302
+
+    thread.refresh_from_db()
+    assert thread.label == "Case 7: refund" and "case 7: refund" in thread.search_text
+    assert live(thread).metadata == {"customer": "ACME"}  # the label never goes upstream
+    details = AuditEvent.objects.get().details
+    assert (details["label_before"], details["label_after"]) == ("Case 7", "Case 7: refund")
+    # A post without the field keeps the label; one over the limit is refused, naming it.
+    user_client.post(url("thread_edit", thread.pk), edit_data([("customer", "ACME")]))
+    thread.refresh_from_db()
+    assert thread.label == "Case 7: refund"
+    too_long = body(user_client.post(url("thread_edit", thread.pk), {**data, "label": "x" * 201}))
+    assert "Ensure this value has at most 200 characters" in too_long
+
+
 def test_edit_can_clear_everything(user_client, thread):
     user_client.post(url("thread_edit", thread.pk), edit_data([("x", "1")], "file-1", "vs_1"))
 

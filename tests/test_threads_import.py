@@ -111,6 +111,18 @@ def test_a_hundred_ids_are_accepted(user_client, api_key, emulator):
     assert len(gets_sent(emulator)) == 100
 
 
+def test_import_gives_the_new_threads_a_label(user_client, api_key, emulator, make_thread):
+    fresh = emulator.seed_thread(TEST_KEY)
+    known = make_thread(api_key, label="known")
+    ids = f"{fresh['id']}\n{known.thread_id}"
+
+    data = {"api_key": api_key.pk, "thread_ids": ids, "label": "Support, March"}
+    user_client.post(url("thread_import"), data)
+
+    assert TrackedThread.objects.get(thread_id=fresh["id"]).label == "Support, March"
+    assert TrackedThread.objects.get(pk=known.pk).label == "known"  # already tracked: kept
+
+
 def test_another_users_key_cannot_be_used(user_client, user, other_user, make_key, emulator):
     foreign_key = make_key(owner=other_user)
     make_key(owner=user, label="Own", secret=OTHER_TEST_KEY)  # so the form is offered

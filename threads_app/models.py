@@ -203,11 +203,16 @@ class TrackedThread(models.Model):
     SEARCH_TABLE = "threads_app_trackedthread_search"
 
     # Set on the rows of the list page by its view (views.threads), not stored: each worked
-    # out once per row. `delete_url` is None where the user may not delete the thread.
+    # out once per row. `delete_url` is None where the user may not delete the thread; `pair`
+    # is the metadata pair the row shows (`pair_matched`: the search found it), `more_pairs`
+    # how many others there are.
     display_name: str
     detail_url: str
     delete_url: str | None
     created_time: SafeString
+    pair: tuple[str, str] | None
+    pair_matched: bool
+    more_pairs: int
 
     class Meta:
         ordering = ["-id"]

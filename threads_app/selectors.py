@@ -621,6 +621,7 @@ def bulk_delete_outcome_counts(job_id: int) -> dict[str, int]:
 # --- Threads: the list's filters, and whether the upstream may be asked -----------------
 
 
+STATES = TrackedThread.State
 ALL_STATES = "all"  # the list's state filter: every state, deleted included
 # The list's sorts: the key names of each order, its last one unique (the page cursor).
 NEWEST, OLDEST, LABEL_AZ = "newest", "oldest", "label"
@@ -724,24 +725,80 @@ def _filtered(
 
 
 def thread_list_keys(user: User) -> tuple[list[ApiKey], set[int]]:
-    """The keys the list offers to filter by (those the user may see, with their team), and
-    the pks of those the user may use (change threads under). One query."""
+    """The keys the list offers to filter by (those the user may see, with their team and
+    their threads per state, `count_<state>`), and the pks of those the user may use (change
+    threads under). One query."""
     usable = usable_keys(user).filter(pk=OuterRef("pk"))
     rows = (
         visible_keys(user)
         .select_related("team")
         .only("pk", "label", "hint", "revoked_at", "team", "team__name")
+        .annotate(**_per_state_counts())
         .annotate(usable=Exists(usable))
     )
     keys = list(rows)
     return [*keys], {key.pk for key in keys if key.usable}
 
 
-# The columns the list page shows of a thread and its key and tracker: the others (metadata,
-# search text, the key's secret, the user's password...) are neither read nor decoded.
+def _per_state_counts() -> dict[str, Coalesce]:
+    """A key's threads in each state (`count_<state>`), from the counters the database keeps
+    (`ThreadCount`): the one definition of "threads under a key" every page shows."""
+    return {
+        f"count_{state}": Coalesce(
+            Sum("thread_counts__threads", filter=Q(thread_counts__state=state)), 0
+        )
+        for state in STATES.values
+    }
+
+
+LIST_COUNT_MAX = 1000  # a search or typed filter's matches are counted up to this many
+
+
+@dataclass(frozen=True)
+class ListCount:
+    """How many threads the list's filters select: `exact`, or more than `threads`."""
+
+    threads: int
+    exact: bool = True
+
+
+def thread_list_count(
+    user: User, filters: ThreadFilters, *, keys: Iterable[ApiKey], page: Page
+) -> ListCount | None:
+    """The list's "N threads" when it costs no query: filtered by key, team and state only,
+    the sum of the keys' counters (`thread_list_keys`); a single page, its rows. None when
+    it takes a query of its own (`count_matching_threads`, which the page asks for apart)."""
+    if not (filters.q or filters.tracked_by or filters.date_from or filters.date_to):
+        states = {
+            "": [state for state in STATES.values if state != STATES.DELETED],
+            ALL_STATES: list(STATES.values),
+        }.get(filters.state, [filters.state])
+        return ListCount(
+            sum(
+                getattr(key, f"count_{state}")
+                for key in keys
+                if filters.key_id in (None, key.pk) and filters.team_id in (None, key.team_id)
+                for state in states
+            )
+        )
+    if page.newer is None and page.older is None:
+        return ListCount(len(page.rows))
+    return None
+
+
+def count_matching_threads(user: User, filters: ThreadFilters) -> ListCount:
+    """The threads a search or typed filter selects, counted up to LIST_COUNT_MAX: one query
+    that stops there, however many match."""
+    found = filtered_threads(user, filters).order_by().values("pk")[: LIST_COUNT_MAX + 1].count()
+    return ListCount(min(found, LIST_COUNT_MAX), exact=found <= LIST_COUNT_MAX)
+
+
+# The columns the list page shows of a thread and its key and tracker: the others (search
+# text, tool resources, the key's secret, the user's password...) are neither read nor decoded.
 THREAD_LIST_COLUMNS = (
     "thread_id",
     "label",
+    "metadata",
     "state",
     "tracked_at",
     "upstream_created_at",
@@ -1041,7 +1098,6 @@ def retention_not_enforced(policy: RetentionPolicy) -> str | None:
 # --- Overview: the first page after logging in ---------------------------------------------
 
 OVERVIEW_DAYS = 30  # the activity chart's days, and how long a key may go unused
-STATES = TrackedThread.State
 
 
 @dataclass(frozen=True)
@@ -1117,10 +1173,6 @@ def overview(user: User, *, now: datetime | None = None) -> Overview:
     days are whole UTC days, today included.
     """
     now = now or timezone.now()
-    per_state = {
-        state: Coalesce(Sum("thread_counts__threads", filter=Q(thread_counts__state=state)), 0)
-        for state in STATES.values
-    }
     keys = [
         KeyFigures(
             key,
@@ -1130,7 +1182,7 @@ def overview(user: User, *, now: datetime | None = None) -> Overview:
         for key in visible_keys(user)
         .select_related("team")
         .defer("secret_encrypted", "fingerprint")
-        .annotate(**{f"count_{state}": count for state, count in per_state.items()})
+        .annotate(**_per_state_counts())
         .order_by(F("team__name").asc(nulls_first=True), "label", "id")
     ]
     return Overview(keys, _activity(user, now.date()))

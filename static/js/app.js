@@ -47,7 +47,20 @@ function enhance(root) {
   }
 }
 
-document.addEventListener("DOMContentLoaded", () => enhance(document));
+// A filter bar's <details data-fold-narrow> is open in the page (so every filter is in reach
+// without JavaScript); on a phone it folds behind its "Filters (n)" summary.
+const NARROW = matchMedia("(max-width: 37.5rem)");
+
+document.addEventListener("DOMContentLoaded", () => {
+  enhance(document);
+  if (NARROW.matches) {
+    for (const details of document.querySelectorAll("details[data-fold-narrow]")) details.open = false;
+  }
+});
+NARROW.addEventListener("change", () => {
+  if (NARROW.matches) return;
+  for (const details of document.querySelectorAll("details[data-fold-narrow]")) details.open = true;
+});
 document.body.addEventListener("htmx:afterSettle", (event) => {
   const region = event.target;
   enhance(region);

@@ -59,3 +59,60 @@ def test_first_run_leads_from_a_key_to_a_thread_to_a_team(new_page, log_in, user
     page.reload()
     expect(page.get_by_role("region", name="Get started")).to_have_count(0)
     expect(page.get_by_role("link", name="New thread")).to_be_visible()
+
+
+# --- 2. The thread list ----------------------------------------------------------------------
+
+ONE_LINE = """elements => elements.map(element => Math.round(
+    element.getBoundingClientRect().height / parseFloat(getComputedStyle(element).lineHeight)
+))"""
+
+
+def test_the_list_counts_links_bare_ids_and_shows_why_a_row_matched(
+    user_page, api_key, make_thread
+):
+    page = user_page
+    for n in range(3):
+        make_thread(api_key, label=f"Order {n}", metadata={"customer": f"acme-{n}", "n": str(n)})
+    bare = make_thread(api_key, metadata={"region": "west", "customer": "acme-3"})
+    page.goto("/")
+    expect(page.locator("#list-count")).to_have_text("4 threads")
+    rows = page.locator("#rows tbody tr")
+    expect(rows).to_have_count(4)
+    heights = rows.evaluate_all(
+        "rows => rows.map(row => row.getBoundingClientRect().height"
+        " / parseFloat(getComputedStyle(row).lineHeight))"
+    )
+    assert max(heights) < 2  # compact rows: one line of text each
+    ids = page.locator("#rows code.id")
+    assert set(ids.evaluate_all(ONE_LINE)) == {1}  # ids never wrap
+
+    page.get_by_label("Search").fill("acme-3")
+    expect(page.locator("#list-count")).to_have_text("1 thread match “acme-3”")
+    row = rows.first
+    expect(row.locator("mark")).to_have_text("acme-3")  # the pair that matched, not "region"
+    expect(row.get_by_role("cell").nth(3)).to_contain_text("customer")
+    row.get_by_role("link", name=bare.thread_id).click()  # no label: the id is the link
+    expect(page).to_have_url(re.compile(rf"/threads/{bare.pk}/$"))
+
+    page.goto("/?q=acme&state=gone")
+    page.get_by_role("search").get_by_role("link", name="Clear").click()
+    expect(page.get_by_label("Search")).to_have_value("")
+    expect(rows).to_have_count(4)
+
+
+def test_a_label_is_set_on_import_and_in_edit(user_page, api_key, emulator):
+    page = user_page
+    seeded = emulator.seed_thread(TEST_KEY, metadata={"customer": "c-9"})
+    page.goto("/threads/import/")
+    page.get_by_label("Thread ids").fill(seeded["id"])
+    page.get_by_label("Label").fill("Imported chat")
+    page.get_by_role("button", name="Check and track").click()
+    page.get_by_role("link", name=re.compile("^Open")).click()
+    expect(page.get_by_role("heading", level=1)).to_have_text("Imported chat")
+
+    page.get_by_role("link", name="Edit").click()
+    expect(page.get_by_label("Label")).to_have_value("Imported chat")
+    page.get_by_label("Label").fill("Renamed chat")
+    page.get_by_role("button", name="Save").first.click()
+    expect(page.get_by_role("heading", level=1)).to_have_text("Renamed chat")

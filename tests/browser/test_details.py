@@ -130,7 +130,7 @@ def test_paging_and_filtering_the_audit_log_show_a_spinner(user_page, user, api_
         pager.get_by_role("link", name="Older events").click()
     expect(rows).to_have_text([re.compile("Key added")])
 
-    with _spinning(page, re.compile(r"/audit/\?.*actor=nobody"), page.locator("#audit-spinner")):
+    with _spinning(page, re.compile(r"/audit/\?.*actor=nobody"), page.locator("#filter-spinner")):
         page.get_by_label("Actor").fill("nobody")
     expect(page.get_by_text("No audit events match these filters")).to_be_visible()
 
