@@ -19,7 +19,7 @@ State = TrackedThread.State
 
 
 def message_ids(text):
-    return re.findall(r'<li id="(msg_\w+)">', text)
+    return re.findall(r'<li id="(msg_\w+)"', text)
 
 
 def load_more(text):
@@ -39,16 +39,20 @@ def conversation(api_key, make_thread):
     )
 
 
-def test_detail_shows_record_live_thread_and_newest_messages(user_client, api_key, conversation):
+def test_detail_shows_record_live_thread_and_the_conversation_from_its_start(
+    user_client, api_key, conversation
+):
     text = body(user_client.get(url("thread_detail", conversation.pk)))
 
     assert "<h1>Conversation</h1>" in text
     assert f'data-copy="{conversation.thread_id}"' in text
     assert escape(api_key.label) in text and api_key.hint in text
     assert "<code>customer</code></dt><dd>ACME</dd>" in text
-    assert "message 44" in text and "message 25" in text and "message 24" not in text
+    assert "message 0<" in text and "message 19<" in text and "message 20<" not in text
     assert len(message_ids(text)) == 20
-    assert text.index("message 44") < text.index("message 43")  # newest first
+    assert text.index("message 0<") < text.index("message 1<")  # oldest first, read downwards
+    assert '<nav class="breadcrumb" aria-label="Breadcrumb">' in text
+    assert f'<a href="{url("thread_list")}">Threads</a>' in text
     assert load_more(text).startswith(url("thread_messages", conversation.pk) + "?after=msg_")
     assert 'hx-target="closest li" hx-swap="outerHTML"' in text
     for action in ("thread_edit", "thread_delete", "thread_untrack"):
@@ -99,7 +103,7 @@ def test_messages_page_works_without_javascript(user_client, conversation):
     text = body(user_client.get(load_more(first)))
 
     assert "<h1>Messages of Conversation</h1>" in text
-    assert "message 24" in text and "message 5" in text and "message 4<" not in text
+    assert "message 20<" in text and "message 39<" in text and "message 40<" not in text
     assert load_more(text)
 
 
@@ -280,7 +284,7 @@ def test_looking_again_at_an_unchanged_thread_writes_nothing(user_client, conver
     with CaptureQueriesContext(connection) as queries:
         text = body(user_client.get(url("thread_detail", conversation.pk)))
 
-    assert "message 44" in text
+    assert "message 19" in text
     writes = [
         q["sql"]
         for q in queries

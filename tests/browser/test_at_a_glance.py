@@ -116,3 +116,43 @@ def test_a_label_is_set_on_import_and_in_edit(user_page, api_key, emulator):
     page.get_by_label("Label").fill("Renamed chat")
     page.get_by_role("button", name="Save").first.click()
     expect(page.get_by_role("heading", level=1)).to_have_text("Renamed chat")
+
+
+# --- 3. A thread's page ----------------------------------------------------------------------
+
+
+def test_a_thread_reads_as_a_conversation_with_its_facts_beside(user_page, api_key, make_thread):
+    thread = make_thread(
+        api_key,
+        label="Refund question",
+        messages=[
+            {"role": "user", "content": "Hello, a refund please."},
+            {"role": "assistant", "content": "Of course. Why?"},
+            {"role": "user", "content": "It arrived broken."},
+        ],
+    )
+    page = user_page
+    page.goto(f"/threads/{thread.pk}/")
+
+    crumbs = page.get_by_role("navigation", name="Breadcrumb")
+    expect(crumbs.get_by_role("listitem")).to_have_text(["Threads", "Refund question"])
+    messages = page.get_by_role("region", name=re.compile("^Messages"))
+    expect(messages.locator(".message-text")).to_have_text(
+        ["Hello, a refund please.", "Of course. Why?", "It arrived broken."]  # oldest first
+    )
+    user, assistant = messages.locator("li.role-user").first, messages.locator("li.role-assistant")
+    assert user.evaluate("e => getComputedStyle(e).backgroundColor") != assistant.evaluate(
+        "e => getComputedStyle(e).backgroundColor"
+    )
+    side = page.get_by_role("complementary", name="About this thread")
+    expect(side.get_by_role("region", name="Tracked record")).to_be_visible()
+    expect(side.get_by_role("region", name="Live thread")).to_be_visible()
+    conversation_box, side_box = messages.bounding_box(), side.bounding_box()
+    assert side_box["x"] > conversation_box["x"] + conversation_box["width"] - 1  # beside it
+    danger = side.get_by_role("region", name="Danger zone")
+    expect(danger.get_by_role("link")).to_have_text(["Untrack", "Delete"])
+    head_actions = page.locator(".page-head").get_by_role("link")
+    expect(head_actions).to_have_text(["Edit"])  # nothing destructive next to Edit
+
+    crumbs.get_by_role("link", name="Threads").click()
+    expect(page).to_have_url(re.compile(r"/$"))

@@ -122,13 +122,13 @@ def test_load_more_messages(user_page, api_key, make_thread):
     page.goto(f"/threads/{thread.pk}/")
     texts = page.locator(".thread-messages .message-text")
     expect(texts).to_have_count(20)
-    expect(texts.first).to_have_text("message 25")
-    expect(texts.last).to_have_text("message 6")
+    expect(texts.first).to_have_text("message 1")  # the conversation from its start
+    expect(texts.last).to_have_text("message 20")
     _mark_document(page)
 
     page.get_by_role("link", name="Load more").click()
     expect(texts).to_have_count(25)
-    expect(texts.last).to_have_text("message 1")
+    expect(texts.last).to_have_text("message 25")
     expect(page.get_by_role("link", name="Load more")).to_have_count(0)
     _assert_same_document(page)
 

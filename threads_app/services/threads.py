@@ -238,7 +238,7 @@ def refresh_thread(thread: TrackedThread) -> Thread:
 
 @dataclass(frozen=True)
 class LiveThread:
-    """What a thread's page shows of the upstream: the live thread and its newest messages,
+    """What a thread's page shows of the upstream: the live thread and its first messages,
     or why each could not be had (`error`: the thread's; `messages_error`: its messages')."""
 
     live: Thread | None = None
@@ -333,7 +333,8 @@ def _remember(thread: TrackedThread, live: Thread | None) -> None:
 
 
 def list_messages(thread: TrackedThread, *, after: str | None = None) -> MessagePage:
-    """One page of the thread's messages, newest first; raises `UpstreamError`."""
+    """One page of the thread's messages, oldest first (a conversation reads downwards);
+    raises `UpstreamError`."""
     return _call(thread.api_key, lambda client: _messages_page(client, thread, after))
 
 
@@ -341,7 +342,7 @@ def _messages_page(
     client: ThreadsClient, thread: TrackedThread, after: str | None = None
 ) -> MessagePage:
     return client.list_messages(
-        thread.thread_id, limit=MESSAGES_PAGE_SIZE, order="desc", after=after
+        thread.thread_id, limit=MESSAGES_PAGE_SIZE, order="asc", after=after
     )
 
 
