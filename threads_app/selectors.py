@@ -1010,6 +1010,40 @@ def tracked_thread_pks(user: User, events: Iterable[AuditEvent]) -> dict[tuple[i
     return {(key_id, thread_id): pk for key_id, thread_id, pk in rows}
 
 
+def deletion_partners(user: User, events: Iterable[AuditEvent]) -> dict[int, AuditEvent]:
+    """{sequence: partner} for the events that are half of a deletion: an intent's outcome
+    (whose details name the intent's sequence) and an outcome's intent, among `events` or,
+    when not there, from the user's visible log (one query; none when all are there)."""
+    Action = AuditEvent.Action
+    events = list(events)
+    by_sequence = {event.sequence: event for event in events}
+    intents = {e.sequence for e in events if e.action == Action.THREAD_DELETE_INTENT}
+    outcomes = {
+        e.sequence: e.details.get("intent")
+        for e in events
+        if e.action == Action.THREAD_DELETED and isinstance(e.details.get("intent"), int)
+    }
+    partners: dict[int, AuditEvent] = {}
+    for sequence, intent in outcomes.items():
+        if intent in by_sequence:
+            partners[sequence], partners[intent] = by_sequence[intent], by_sequence[sequence]
+    missing_outcomes = intents - set(partners)
+    missing_intents = {intent for sequence, intent in outcomes.items() if sequence not in partners}
+    if not (missing_outcomes or missing_intents):
+        return partners
+    found = with_snapshot_flag(visible_audit_events(user).defer("snapshot")).filter(
+        Q(action=Action.THREAD_DELETED, details__intent__in=sorted(missing_outcomes))
+        | Q(action=Action.THREAD_DELETE_INTENT, sequence__in=missing_intents)
+    )
+    for event in found:
+        if event.action == Action.THREAD_DELETED:
+            partners[event.details["intent"]] = event
+        else:
+            partner = next(s for s, intent in outcomes.items() if intent == event.sequence)
+            partners[partner] = event
+    return partners
+
+
 # --- Retention policies: what a policy would delete, and whether it may be enforced ---------
 
 

@@ -38,12 +38,17 @@ function relativeTime(date) {
 }
 
 // <time datetime="…" data-relative>: relative text, exact time on hover (title).
+// <time datetime="…" data-relative-title> (the audit log): exact UTC text, relative on hover.
 function enhance(root) {
   for (const el of root.querySelectorAll("time[data-relative]")) {
     const date = new Date(el.getAttribute("datetime"));
     if (isNaN(date)) continue;
     el.title = date.toLocaleString();
     el.textContent = relativeTime(date);
+  }
+  for (const el of root.querySelectorAll("time[data-relative-title]")) {
+    const date = new Date(el.getAttribute("datetime"));
+    if (!isNaN(date)) el.title = relativeTime(date);
   }
 }
 

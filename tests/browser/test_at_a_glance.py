@@ -156,3 +156,38 @@ def test_a_thread_reads_as_a_conversation_with_its_facts_beside(user_page, api_k
 
     crumbs.get_by_role("link", name="Threads").click()
     expect(page).to_have_url(re.compile(r"/$"))
+
+
+# --- 4. The audit's deletion pairs -----------------------------------------------------------
+
+
+def test_a_deletion_is_one_expandable_audit_row_with_absolute_times(
+    user_page, user, api_key, make_thread, emulator
+):
+    from threads_app.models import AuditEvent
+    from threads_app.services import deletions
+
+    thread = make_thread(api_key, label="Vanished")
+    emulator.remove_thread(thread.thread_id)
+    deletions.delete_thread(thread, actor=user)
+    intent, outcome = AuditEvent.objects.filter(
+        thread_id=thread.thread_id, action__startswith="thread.delete"
+    ).order_by("sequence")
+    page = user_page
+    page.goto("/audit/")
+
+    row = page.locator(f"#event-{intent.sequence}")
+    expect(page.locator(f"#event-{outcome.sequence}")).to_have_count(0)
+    expect(row.get_by_role("cell").first).to_have_text(f"{intent.sequence} → {outcome.sequence}")
+    summary = row.locator("summary")
+    when = r"\d\d:\d\d:\d\d"
+    expect(summary).to_contain_text(re.compile(rf"Deletion requested {when} by alice"))
+    expect(summary).to_contain_text(re.compile(rf"→ Already gone \(404\) {when}"))
+    time = row.locator("time").first
+    expect(time).to_have_text(re.compile(r" UTC$"))  # not "4 seconds ago"
+    expect(time).to_have_attribute("title", re.compile(r"(now|ago)$"))  # relative on hover
+    facts = row.locator(".event-details")
+    expect(facts).to_be_hidden()
+    summary.click()
+    expect(facts).to_contain_text(outcome.request_id)
+    expect(facts).to_contain_text("thread.deleted")  # the machine name beside the words
