@@ -122,9 +122,14 @@ def test_thread_gone_upstream_is_marked_and_offers_untrack(user_client, conversa
 
     text = body(response)
     assert response.status_code == 200
-    assert "no such thread for this key any more" in text
-    assert "(request req_" in text
+    assert "The Threads API no longer has this thread for this key:" in text
+    assert "(request req_" in text and "((" not in text  # the API's answer, not in brackets
     assert url("thread_untrack", conversation.pk) in text
+    # Nothing left to edit, delete or download: offered disabled, with the reason.
+    for action in ("thread_edit", "thread_delete", "thread_export"):
+        assert url(action, conversation.pk) not in text
+    assert text.count('disabled aria-describedby="blocked-reason"') == 3
+    assert '<p id="blocked-reason" class="help">The Threads API no longer has this thread' in text
     conversation.refresh_from_db()
     assert conversation.state == State.GONE
     assert conversation.metadata == {"customer": "ACME"}  # the cache is kept
@@ -143,10 +148,22 @@ def test_upstream_failure_still_shows_the_local_record(
 
     text = body(response)
     assert response.status_code == 200
-    assert "The live thread could not be loaded:" in text and expected in text
+    assert expected in text and "((" not in text
+    headline = re.search(
+        r"<strong>(Threads API [^<]*\.)</strong> "
+        r"<a class=\"button\" href=\"([^\"]+)\">Try again</a>",
+        text,
+    )
+    assert headline and headline.group(2) == url("thread_detail", conversation.pk)
     if fault["kind"] == "status":
         assert "(request req_" in text
+        assert f"({fault['status']})" in headline.group(1)
     assert conversation.thread_id in text and "<h1>Conversation</h1>" in text
+    # The last-known record, marked as such; the messages say why they are missing.
+    assert '<h2 id="live-title">Last known thread</h2>' in text and "ACME" in text
+    assert '<span class="badge unknown">unknown</span>' in text
+    assert "Not shown. Threads API" in text
+    assert url("thread_edit", conversation.pk) not in text and 'id="blocked-reason"' in text
     assert TrackedThread.objects.values().get(pk=conversation.pk) == before
 
 
@@ -270,7 +287,7 @@ def test_thread_404_hides_messages_that_answered(user_client, conversation, emul
 
     text = body(user_client.get(url("thread_detail", conversation.pk)))
 
-    assert "no such thread for this key any more" in text
+    assert "The Threads API no longer has this thread for this key:" in text
     assert message_ids(text) == [] and "Messages" not in text
     conversation.refresh_from_db()
     assert conversation.state == State.GONE

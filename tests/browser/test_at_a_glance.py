@@ -191,3 +191,58 @@ def test_a_deletion_is_one_expandable_audit_row_with_absolute_times(
     summary.click()
     expect(facts).to_contain_text(outcome.request_id)
     expect(facts).to_contain_text("thread.deleted")  # the machine name beside the words
+
+
+# --- 5. When the API fails -------------------------------------------------------------------
+
+
+def test_a_persistent_503_is_said_once_with_a_retry_and_the_last_known_record(
+    user_page, api_key, make_thread, emulator, monkeypatch, check_accessibility
+):
+    from urllib3.util.retry import Retry
+
+    monkeypatch.setattr(Retry, "sleep", lambda self, response=None: None)  # no back-off wait
+    thread = make_thread(api_key, label="Busy day", metadata={"customer": "c-7"})
+    emulator.add_fault(
+        method="GET", path=f"/v1/threads/{thread.thread_id}*", status=503, times=None
+    )
+    page = user_page
+    page.goto(f"/threads/{thread.pk}/")
+
+    alert = page.get_by_role("alert")
+    expect(alert).to_contain_text("Threads API unavailable (503), retried 3 times.")
+    expect(alert).not_to_contain_text("((")
+    side = page.get_by_role("complementary", name="About this thread")
+    expect(side.get_by_role("region", name="Last known thread")).to_contain_text("c-7")
+    expect(side.locator(".badge.unknown").first).to_be_visible()
+    expect(side.get_by_text("active", exact=True)).to_have_count(0)  # no green "active"
+    messages = page.get_by_role("region", name="Messages")
+    expect(messages).to_contain_text("Not shown. Threads API unavailable (503)")
+    expect(page.get_by_role("button", name="Edit")).to_be_disabled()
+    delete = side.get_by_role("button", name="Delete")
+    expect(delete).to_be_disabled()
+    expect(delete).to_have_accessible_description(re.compile("need the Threads API"))
+    expect(side.get_by_role("button", name="Download transcript (JSON)")).to_be_disabled()
+    check_accessibility(page, "thread, API unavailable")
+    page.emulate_media(color_scheme="dark")
+    check_accessibility(page, "thread, API unavailable")
+
+    emulator.clear_faults()
+    alert.get_by_role("link", name="Try again").click()
+    expect(page.get_by_role("alert")).to_have_count(0)
+    expect(page.get_by_role("link", name="Edit")).to_be_visible()
+    expect(side.get_by_role("region", name="Live thread")).to_contain_text("c-7")
+
+
+def test_a_thread_gone_upstream_offers_only_untrack(user_page, api_key, make_thread, emulator):
+    thread = make_thread(api_key)  # no label: the heading is its id, not "Thread"
+    emulator.remove_thread(thread.thread_id)
+    page = user_page
+    page.goto(f"/threads/{thread.pk}/")
+
+    expect(page.get_by_role("heading", level=1)).to_have_text(thread.thread_id)
+    expect(page.get_by_role("alert")).to_contain_text("no longer has this thread")
+    expect(page.get_by_role("button", name="Edit")).to_be_disabled()
+    side = page.get_by_role("complementary", name="About this thread")
+    expect(side.get_by_role("button", name="Delete")).to_be_disabled()
+    expect(side.get_by_role("link", name="Untrack")).to_be_enabled()

@@ -238,8 +238,21 @@ def thread_detail(request: AuthenticatedHttpRequest, pk: int) -> HttpResponse:
         "gone": isinstance(upstream.error, NotFoundError),
         "reason": reason,
         "writable": writable,
+        "blocked": _blocked(upstream.error),
     }
     return render_page(request, "thread_detail", context, partial="live")
+
+
+def _blocked(error: UpstreamError | None) -> str | None:
+    """Why a thread's page offers Edit, Delete and the transcript disabled, or None."""
+    if error is None:
+        return None
+    if isinstance(error, NotFoundError):
+        return (
+            "The Threads API no longer has this thread: there is nothing to edit, delete or "
+            "download. Untrack it to take it off the list."
+        )
+    return "Editing, deleting and downloading need the Threads API: try again once it answers."
 
 
 @require_GET
