@@ -52,23 +52,26 @@ function enhance(root) {
   }
 }
 
-// A filter bar's <details data-fold-narrow> is open in the page (so every filter is in reach
-// without JavaScript); on a phone it folds behind its "Filters (n)" summary.
+// <details data-fold-narrow> (a filter bar's other filters, a list row's actions) is open in
+// the page, so all is in reach without JavaScript; on a phone it folds behind its summary
+// ("Filters (n)", "⋯"), and opens again on a wider screen (where the summary is hidden).
 const NARROW = matchMedia("(max-width: 37.5rem)");
+
+function fold(root) {
+  for (const details of root.querySelectorAll("details[data-fold-narrow]")) {
+    details.open = !NARROW.matches;
+  }
+}
 
 document.addEventListener("DOMContentLoaded", () => {
   enhance(document);
-  if (NARROW.matches) {
-    for (const details of document.querySelectorAll("details[data-fold-narrow]")) details.open = false;
-  }
+  fold(document);
 });
-NARROW.addEventListener("change", () => {
-  if (NARROW.matches) return;
-  for (const details of document.querySelectorAll("details[data-fold-narrow]")) details.open = true;
-});
+NARROW.addEventListener("change", () => fold(document));
 document.body.addEventListener("htmx:afterSettle", (event) => {
   const region = event.target;
   enhance(region);
+  fold(region);
   // A swapped region with data-announce="12 threads shown" data-announce-in="status-id" puts
   // that summary in the (role=status) element, instead of the whole region being re-read.
   if (region.dataset.announceIn) {

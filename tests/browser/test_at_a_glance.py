@@ -246,3 +246,54 @@ def test_a_thread_gone_upstream_offers_only_untrack(user_page, api_key, make_thr
     side = page.get_by_role("complementary", name="About this thread")
     expect(side.get_by_role("button", name="Delete")).to_be_disabled()
     expect(side.get_by_role("link", name="Untrack")).to_be_enabled()
+
+
+# --- 6. Mobile (375 px) ----------------------------------------------------------------------
+
+
+def _within(page, locator, width=375):
+    box = locator.bounding_box()
+    assert box and box["x"] >= 0 and box["x"] + box["width"] <= width + 1, (box, locator)
+
+
+def test_a_phone_gets_the_search_cards_dates_and_a_row_menu(
+    new_page, log_in, user, api_key, make_thread, make_team, check_accessibility
+):
+    from threads_app.services import deletions
+
+    team = make_team("Blue", {user: "owner"})
+    make_thread(api_key, label="Refund question", metadata={"customer": "c-42"})
+    deletions.delete_thread(make_thread(api_key, label="Old chat"), actor=user)
+    page = log_in(new_page(width=375), user)
+    page.goto(f"/?team={team.pk}&state=all")
+
+    search = page.get_by_label("Search")
+    expect(search).to_be_visible()
+    expect(page.get_by_label("State", exact=True)).to_be_hidden()  # folded away
+    page.get_by_text("Filters (2)").click()
+    expect(page.get_by_label("State", exact=True)).to_be_visible()
+
+    page.goto("/")
+    row = page.locator("#rows tbody tr").first
+    _within(page, row)
+    created = row.locator(".created-cell time")
+    expect(created).to_be_visible()  # the date, labelled "Created" (CSS, from data-label)
+    _within(page, created)
+    delete = row.get_by_role("button", name=re.compile("^Delete"))
+    expect(delete).to_be_hidden()
+    row.locator("summary", has_text="Actions for Refund question").click()
+    expect(delete).to_be_visible()
+    _within(page, delete)
+    assert delete.evaluate("b => b.scrollWidth <= b.clientWidth")  # "Delete", not "Delet"
+    check_accessibility(page, "threads list at 375 px")
+
+    page.goto("/overview/")
+    deleted = page.get_by_role("row", name=re.compile("alice's key")).locator("td").last
+    expect(deleted).to_have_attribute("data-label", "Deleted")
+    expect(deleted).to_have_text(re.compile(r"^1 deleted"))
+    _within(page, deleted)
+    check_accessibility(page, "overview at 375 px")
+    page.goto("/audit/")
+    thread_cell = page.locator("#rows tbody tr").first.locator(".thread-cell")
+    _within(page, thread_cell)
+    check_accessibility(page, "audit log at 375 px")
