@@ -68,8 +68,8 @@ def test_each_row_shows_its_time_state_and_links_as_worked_out_for_it(user_clien
     assert ">2025-03-04 05:06 UTC</time>" in live_row
     assert f'href="/threads/{live.pk}/"' in live_row
     assert f'action="/threads/{live.pk}/delete/"' in live_row
-    assert f'hx-post="/threads/{live.pk}/delete/"' in live_row
-    assert "Delete “live one” upstream?" in live_row and "Select live one" in live_row
+    assert f'hx-get="/threads/{live.pk}/delete/?row" hx-target="#dialog"' in live_row
+    assert "Select live one" in live_row and "hx-confirm" not in live_row
     tracked_at = untimed.tracked_at
     assert f'<time datetime="{tracked_at.isoformat()}" data-relative>' in rows[untimed.pk]
     assert f">{tracked_at:%Y-%m-%d %H:%M} UTC</time>" in rows[untimed.pk]

@@ -297,3 +297,65 @@ def test_a_phone_gets_the_search_cards_dates_and_a_row_menu(
     thread_cell = page.locator("#rows tbody tr").first.locator(".thread-cell")
     _within(page, thread_cell)
     check_accessibility(page, "audit log at 375 px")
+
+
+# --- 7. One pattern for each thing -----------------------------------------------------------
+
+
+def test_one_confirmation_dialog_one_feedback_and_a_role_select_with_undo(
+    user_page, user, api_key, make_thread, make_user, make_team, check_accessibility
+):
+    from threads_app.models import Membership
+
+    page = user_page
+    thread = make_thread(api_key, label="Confirm me")
+    page.goto(f"/threads/{thread.pk}/")
+    delete = page.get_by_role("complementary").get_by_role("link", name="Delete")
+    delete.click()
+    dialog = page.get_by_role("dialog", name="Delete this thread?")
+    expect(dialog.get_by_label("Save a transcript with the audit record")).to_be_focused()
+    check_accessibility(page, "confirmation dialog")
+    page.keyboard.press("Escape")
+    expect(dialog).to_be_hidden()
+    expect(delete).to_be_focused()
+    delete.click()
+    dialog.get_by_role("button", name="Delete thread").click()
+    expect(page).to_have_url(re.compile(r"/$"))
+    banner = page.locator("main > .messages .message.success")
+    expect(banner).to_have_text("Deleted “Confirm me”.")
+    assert banner.evaluate("e => getComputedStyle(e.parentElement).position") == "static"
+
+    # Feedback from an htmx request is the same banner, not a toast over the content.
+    team = make_team("Blue", {user: "owner", make_user("dora"): "viewer"})
+    page.goto(f"/teams/{team.pk}/")
+    expect(page.get_by_role("button", name="Save the role of dora")).to_be_hidden()  # saves itself
+    page.get_by_label("Role of dora").select_option("member")
+    expect(page.locator("main > .messages .message.success")).to_have_text(
+        "dora's role in Blue is now member."
+    )
+    assert Membership.objects.get(team=team, user__username="dora").role == "member"
+    row = page.locator("#members tr", has_text="dora")
+    row.get_by_role("button", name=re.compile("^Undo")).click()
+    expect(page.get_by_label("Role of dora")).to_have_value("viewer")
+    assert Membership.objects.get(team=team, user__username="dora").role == "viewer"
+
+
+def test_the_confirmation_and_role_pages_work_without_javascript(
+    new_page, log_in, user, make_user, make_team
+):
+    from threads_app.models import Membership
+
+    team = make_team("Blue", {user: "owner", make_user("dora"): "viewer"})
+    page = log_in(new_page(java_script_enabled=False), user)
+    page.goto(f"/teams/{team.pk}/")
+    page.get_by_label("Role of dora").select_option("member")
+    page.get_by_role("button", name="Save the role of dora").click()
+    expect(page.locator(".messages")).to_contain_text("dora's role in Blue is now member.")
+    page.get_by_role("button", name=re.compile("^Undo")).click()
+    expect(page.get_by_label("Role of dora")).to_have_value("viewer")
+    assert Membership.objects.get(team=team, user__username="dora").role == "viewer"
+
+    page.get_by_role("link", name="Remove dora").click()  # the confirmation page itself
+    expect(page.get_by_role("heading", level=1)).to_have_text("Remove dora from Blue?")
+    page.get_by_role("button", name="Remove member").click()
+    expect(page.locator(".messages")).to_contain_text("dora was removed from Blue.")

@@ -360,7 +360,10 @@ def thread_check(request: AuthenticatedHttpRequest, pk: int) -> HttpResponse:
 
 
 def _confirm(request: AuthenticatedHttpRequest, thread: TrackedThread, action: str) -> HttpResponse:
-    context = {"nav": "threads", "thread": thread, "action": action}
+    """The confirmation: a page, or (htmx) the dialog's content; `?row` when a list row opened
+    it, so that its form removes that row in place."""
+    in_row = "row" in request.GET and bool(request.htmx)
+    context = {"nav": "threads", "thread": thread, "action": action, "in_row": in_row}
     return render_page(request, "thread_confirm", context, partial="confirm")
 
 
