@@ -156,6 +156,8 @@ def test_team_page_shows_members_and_keys_but_never_a_secret(client, team, dave,
     key = make_key(team=team, label="shared prod")
     TrackedThread.objects.create(thread_id="thread_one", api_key=key)
     TrackedThread.objects.create(thread_id="thread_two", api_key=key)
+    # A deleted thread is no longer tracked: the team page counts as the keys page does.
+    TrackedThread.objects.create(thread_id="thread_old", api_key=key, state="deleted")
 
     response = as_user(client, dave).get(url("team_detail", team.pk))
 
@@ -165,7 +167,9 @@ def test_team_page_shows_members_and_keys_but_never_a_secret(client, team, dave,
         assert text in page
     assert "@example.test" not in page  # members' emails are for owners
     assert key.hint in page
-    assert [k.thread_count for k in response.context["keys"]] == [2]
+    assert [k.tracked_count for k in response.context["keys"]] == [2]
+    keys_page = as_user(client, dave).get(url("key_list"))
+    assert [k.tracked_count for g in keys_page.context["groups"] for k in g.keys] == [2]
     assert TEST_KEY not in page
     assert key.secret_encrypted not in page
     assert url("key_list") in page

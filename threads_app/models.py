@@ -290,13 +290,14 @@ class ThreadCount(models.Model):
 
 
 class DailyThreadActivity(models.Model):
-    """Threads created and deleted on a UTC day, per scope of the audit log: a team, or (team
-    0) the owner of a personal key. What the overview's chart reads.
+    """Threads created, imported and deleted on a UTC day, per scope of the audit log: a team,
+    or (team 0) the owner of a personal key. What the overview's chart reads.
 
-    Kept by a database trigger on `AuditEvent` (migration 0010): a `thread.created` event adds
-    to `created`, a `thread.deleted` event whose thread went (success, already gone) to
-    `deleted`. Audit events are appended under the chain head's lock, one append at a time,
-    so these rows are too: they add no wait of their own.
+    Kept by a database trigger on `AuditEvent` (migrations 0010, 0012): a `thread.created`
+    event adds to `created`, a `thread.imported` one to `imported`, a `thread.deleted` event
+    whose thread went (success, already gone) to `deleted`. Audit events are appended under
+    the chain head's lock, one append at a time, so these rows are too: they add no wait of
+    their own.
     """
 
     NO_TEAM = 0  # `team_id` of a personal key's events (`owner_id` is 0 for a team's)
@@ -305,6 +306,7 @@ class DailyThreadActivity(models.Model):
     team_id = models.BigIntegerField(default=NO_TEAM)
     owner_id = models.BigIntegerField(default=0)
     created = models.IntegerField(default=0)
+    imported = models.IntegerField(default=0)
     deleted = models.IntegerField(default=0)
 
     class Meta:
@@ -316,7 +318,8 @@ class DailyThreadActivity(models.Model):
 
     def __str__(self) -> str:
         return (
-            f"{self.day} team {self.team_id} owner {self.owner_id}: +{self.created} -{self.deleted}"
+            f"{self.day} team {self.team_id} owner {self.owner_id}: "
+            f"+{self.created} +{self.imported} imported -{self.deleted}"
         )
 
 

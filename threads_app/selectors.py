@@ -309,7 +309,7 @@ def team_members(team: Team) -> QuerySet[Membership]:
 
 def team_keys(user: User, team: Team) -> QuerySet[ApiKey]:
     """The team's keys as the user may see them (label, hint, use; never the secret)."""
-    return visible_keys(user).filter(team=team).annotate(thread_count=Count("threads"))
+    return visible_keys(user).filter(team=team).annotate(tracked_count=_tracked_threads())
 
 
 def get_manageable_team(user: User, pk: int) -> Team:
@@ -740,6 +740,14 @@ def thread_list_keys(user: User) -> tuple[list[ApiKey], set[int]]:
     return [*keys], {key.pk for key in keys if key.usable}
 
 
+def _tracked_threads() -> Coalesce:
+    """A key's tracked threads (every state but deleted), from its counters: the one
+    definition the keys page, the team page, the overview and the revoke page share."""
+    return Coalesce(
+        Sum("thread_counts__threads", filter=~Q(thread_counts__state=STATES.DELETED)), 0
+    )
+
+
 def _per_state_counts() -> dict[str, Coalesce]:
     """A key's threads in each state (`count_<state>`), from the counters the database keeps
     (`ThreadCount`): the one definition of "threads under a key" every page shows."""
@@ -898,7 +906,7 @@ def listed_keys(user: User) -> QuerySet[ApiKey]:
         visible_keys(user)
         .select_related("team", "owner")
         .annotate(
-            tracked_count=Count("threads", filter=~Q(threads__state=TrackedThread.State.DELETED)),
+            tracked_count=_tracked_threads(),
             can_manage=Exists(manageable_keys(user).filter(pk=OuterRef("pk"))),
         )
         .order_by(F("team__name").asc(nulls_first=True), "owner_id", "label", "id")
@@ -937,8 +945,10 @@ def owned_teams(user: User) -> QuerySet[Team]:
 
 
 def tracked_thread_count(api_key: ApiKey) -> int:
-    """Threads still tracked under the key (a deleted thread no longer counts)."""
-    return api_key.threads.exclude(state=TrackedThread.State.DELETED).count()
+    """Threads still tracked under the key (a deleted thread no longer counts), as
+    `_tracked_threads` counts them."""
+    count: int = ApiKey.objects.filter(pk=api_key.pk).aggregate(n=_tracked_threads())["n"]
+    return count
 
 
 # --- Audit log: the page's filters and its links to tracked threads ------------------------
@@ -1152,6 +1162,7 @@ class KeyFigures:
 class DayActivity:
     day: date
     created: int = 0
+    imported: int = 0
     deleted: int = 0
 
 
@@ -1175,6 +1186,10 @@ class Overview:
     @property
     def created(self) -> int:
         return sum(day.created for day in self.days)
+
+    @property
+    def imported(self) -> int:
+        return sum(day.imported for day in self.days)
 
     @property
     def deleted(self) -> int:
@@ -1269,12 +1284,12 @@ def _activity(user: User, today: date) -> list[DayActivity]:
     if not user.is_superuser:
         rows = rows.filter(_audit_scope(user, no_team=DailyThreadActivity.NO_TEAM))
     per_day = {
-        day: (created, deleted)
-        for day, created, deleted in rows.order_by()
+        day: (created, imported, deleted)
+        for day, created, imported, deleted in rows.order_by()
         .values_list("day")
-        .annotate(Sum("created"), Sum("deleted"))
+        .annotate(Sum("created"), Sum("imported"), Sum("deleted"))
     }
     return [
-        DayActivity(day, *per_day.get(day, (0, 0)))
+        DayActivity(day, *per_day.get(day, (0, 0, 0)))
         for day in (first + timedelta(days=n) for n in range(OVERVIEW_DAYS))
     ]

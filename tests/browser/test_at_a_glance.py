@@ -359,3 +359,41 @@ def test_the_confirmation_and_role_pages_work_without_javascript(
     expect(page.get_by_role("heading", level=1)).to_have_text("Remove dora from Blue?")
     page.get_by_role("button", name="Remove member").click()
     expect(page.locator(".messages")).to_contain_text("dora was removed from Blue.")
+
+
+# --- 8. Numbers that agree -------------------------------------------------------------------
+
+
+def test_the_overview_chart_shows_imports_on_labelled_full_width_axes(
+    new_page, log_in, user, api_key, make_thread, make_team, make_key, emulator
+):
+    from threads_app.models import TrackedThread
+    from threads_app.services import threads as thread_services
+
+    team = make_team("Blue", {user: "owner"})
+    team_key = make_key(team=team, label="Blue key", created_by=user)
+    thread_services.create_thread(actor=user, api_key=api_key, label="Made here")
+    seeded = [emulator.seed_thread(TEST_KEY)["id"] for _ in range(3)]
+    thread_services.import_threads(actor=user, api_key=api_key, thread_ids=seeded)
+    for n in range(2):
+        make_thread(team_key, label=f"Team {n}")
+    TrackedThread.objects.filter(api_key=team_key, label="Team 0").update(state="deleted")
+    page = log_in(new_page(), user)
+    page.goto("/overview/")
+
+    legend = page.locator(".legend")
+    expect(legend).to_contain_text("Created here (1)")
+    expect(legend).to_contain_text("Imported (3)")
+    chart = page.get_by_role("img", name=re.compile("created, imported and deleted"))
+    expect(chart.locator("rect.bar.imported")).to_have_count(1)
+    expect(chart.locator("text.axis-title")).to_have_text(["Day (UTC)", "Threads"])
+    card = page.get_by_role("region", name=re.compile("^Created, imported and deleted"))
+    assert chart.bounding_box()["width"] >= card.bounding_box()["width"] - 60  # full width
+
+    # One count of a key's tracked threads: the keys page and the team page agree.
+    page.goto("/keys/")
+    keys_count = page.locator(f"#key-{team_key.pk}").get_by_role("cell").nth(4)
+    expect(keys_count).to_have_text("1")  # Team 1; Team 0 was deleted
+    page.goto(f"/teams/{team.pk}/")
+    team_row = page.get_by_role("row", name=re.compile("Blue key"))
+    expect(team_row.get_by_role("cell").nth(3)).to_have_text("1")
