@@ -189,10 +189,10 @@ def test_the_migration_counts_the_rows_already_there(make_key, user):
 
 
 @pytest.mark.django_db(transaction=True)
-def test_migration_0012_counts_the_imports_already_logged_then_new_ones(make_key, user):
+def test_migration_0013_counts_the_imports_already_logged_then_new_ones(make_key, user):
     api_key = make_key(owner=user)
     executor = MigrationExecutor(connection)
-    executor.migrate([("threads_app", "0011_accounts")])
+    executor.migrate([("threads_app", "0012_username_any_case")])
     try:
         # Logged under 0010's trigger, which counts creations and deletions, not imports.
         record_at(datetime(2026, 11, 2, 8, tzinfo=UTC), api_key, Action.THREAD_IMPORTED)
@@ -215,7 +215,7 @@ def test_migration_0012_counts_the_imports_already_logged_then_new_ones(make_key
 
     # And back: 0010's trigger again, which leaves imports out.
     executor = MigrationExecutor(connection)
-    executor.migrate([("threads_app", "0011_accounts")])
+    executor.migrate([("threads_app", "0012_username_any_case")])
     try:
         record_at(datetime(2026, 11, 4, 8, tzinfo=UTC), api_key, Action.THREAD_IMPORTED)
         record_at(datetime(2026, 11, 4, 9, tzinfo=UTC), api_key, Action.THREAD_CREATED)

@@ -335,7 +335,7 @@ class DailyThreadActivity(models.Model):
     """Threads created, imported and deleted on a UTC day, per scope of the audit log: a team,
     or (team 0) the owner of a personal key. What the overview's chart reads.
 
-    Kept by a database trigger on `AuditEvent` (migrations 0010, 0012): a `thread.created`
+    Kept by a database trigger on `AuditEvent` (migrations 0010, 0013): a `thread.created`
     event adds to `created`, a `thread.imported` one to `imported`, a `thread.deleted` event
     whose thread went (success, already gone) to `deleted`. Audit events are appended under
     the chain head's lock, one append at a time, so these rows are too: they add no wait of

@@ -115,7 +115,7 @@ def uninstall(apps, schema_editor):
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("threads_app", "0011_accounts"),
+        ("threads_app", "0012_username_any_case"),
     ]
 
     operations = [
