@@ -40,6 +40,8 @@ CSV_HEADER = [
     "user agent",
     "details",
     "hash",
+    "action code",
+    "outcome code",
 ]
 
 
@@ -512,7 +514,7 @@ class TestHtmx:
 
     def test_full_page_has_a_working_form_without_js(self, client, world):
         content = get_as(client, world.alice).content.decode()
-        assert f'<form class="card toolbar" method="get" action="{URL}"' in content
+        assert f'<form class="card toolbar filter-bar" method="get" action="{URL}"' in content
         assert f'hx-get="{URL}"' in content
         assert 'hx-target="#rows"' in content
         for name in ("action", "actor", "team", "key", "outcome", "date_from", "date_to"):
@@ -537,8 +539,8 @@ class TestExport:
             str(event.sequence),
             "2025-03-02T00:00:00+00:00",
             "alice",
-            "thread.deleted",
-            "success",
+            "Thread deletion outcome",  # the page's words
+            "Success",
             "Team A",
             world.key_a.hint,
             "thread_abc123",
@@ -548,6 +550,8 @@ class TestExport:
             "",
             '{"already_gone": false}',
             event.hash,
+            "thread.deleted",  # the machine names, in columns of their own
+            "success",
         ]
 
     def test_personal_event_and_client(self, user_client, user, api_key):
@@ -585,3 +589,63 @@ class TestExport:
     def test_no_secret_in_the_export(self, client, world):
         response = get_as(client, world.root, EXPORT_URL)
         assert_no_secret(b"".join(response.streaming_content))
+
+
+class TestDeletionPairs:
+    """A deletion's request and outcome are one row, with both sequences and absolute times."""
+
+    @staticmethod
+    def _row(text, sequence):
+        return re.search(rf'<tr id="event-{sequence}">.*?</tr>', text, re.S).group(0)
+
+    def test_a_request_and_its_outcome_are_one_row(self, user_client, api_key, make_thread):
+        from threads_app.services import deletions
+
+        thread = make_thread(api_key, label="Doomed")
+        deletions.delete_thread(thread, actor=api_key.owner)
+        intent, outcome = AuditEvent.objects.filter(
+            action__in=[Action.THREAD_DELETE_INTENT, Action.THREAD_DELETED]
+        ).order_by("sequence")
+
+        text = user_client.get(URL).content.decode()
+
+        row = self._row(text, intent.sequence)
+        assert f'id="event-{outcome.sequence}"' not in text  # not a row of its own
+        assert f"{intent.sequence} → {outcome.sequence}" in row
+        assert "Deletion requested" in row and "by alice" in row
+        assert '→ <span class="badge success">Success</span> (200)' in row
+        assert "Pending" not in row and "pending" not in row.replace("no outcome", "")
+        assert "data-relative-title" in row and "data-relative>" not in row  # absolute times
+        assert outcome.request_id in row and '<code class="nowrap">thread.deleted</code>' in row
+
+    def test_a_pair_split_by_the_page_boundary_is_found(
+        self, user_client, api_key, make_thread, monkeypatch
+    ):
+        from threads_app.services import deletions
+
+        thread = make_thread(api_key)
+        deletions.delete_thread(thread, actor=api_key.owner)
+        intent, outcome = AuditEvent.objects.filter(
+            action__in=[Action.THREAD_DELETE_INTENT, Action.THREAD_DELETED]
+        ).order_by("sequence")
+        monkeypatch.setattr("threads_app.views.audit.PAGE_SIZE", 1)
+
+        newest = user_client.get(URL).content.decode()  # the outcome alone on page 1
+        older = user_client.get(URL, {"before": outcome.sequence}).content.decode()
+
+        assert f"{intent.sequence} → {outcome.sequence}" in self._row(newest, intent.sequence)
+        assert f"{intent.sequence} → {outcome.sequence}" in self._row(older, intent.sequence)
+
+    def test_a_request_without_outcome_says_so(self, user_client, api_key, make_thread):
+        thread = make_thread(api_key)
+        intent = audit.record(
+            action=Action.THREAD_DELETE_INTENT,
+            outcome=Outcome.PENDING,
+            actor=api_key.owner,
+            api_key=api_key,
+            thread_id=thread.thread_id,
+        )
+
+        row = self._row(user_client.get(URL).content.decode(), intent.sequence)
+
+        assert '→ <span class="badge pending">no outcome recorded yet</span>' in row

@@ -127,7 +127,7 @@ def test_key_list_groups_labels_counts_and_statuses(
     assert "badge active" in personal_row
     assert rotate_url(api_key) in personal_row
     assert revoke_url(api_key) in personal_row
-    assert "hx-confirm=" in personal_row
+    assert 'hx-target="#dialog"' in personal_row  # revoking is confirmed in the dialog
     team_row = text[text.index(f'id="key-{team_key.pk}"') :]
     team_row = team_row[: team_row.index("</tr>")]
     assert "shared key" in team_row

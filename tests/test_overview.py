@@ -21,7 +21,7 @@ State = TrackedThread.State
 Action, Outcome = AuditEvent.Action, AuditEvent.Outcome
 Role = Membership.Role
 ZERO = dict.fromkeys(State.values, 0)
-MAX_QUERIES = 6  # session, user, keys with their counts, activity, invitations (and a spare)
+MAX_QUERIES = 6  # session, user, keys with their counts, activity, invitations, setup
 
 
 def track(api_key, state=State.ACTIVE, count=1):
@@ -83,8 +83,14 @@ EXPECTED_KEYS = {
 }
 EXPECTED_KEYS["root"] = {k: v for seen in EXPECTED_KEYS.values() for k, v in seen.items()}
 # (created, deleted) today, as each may see them.
-EXPECTED_TODAY = {"owner": (3, 3), "member": (2, 2), "viewer": (2, 2), "outsider": (5, 3)}
-EXPECTED_TODAY["root"] = (8, 6)
+# (created, imported, deleted): an import is counted, as an import, apart from creations.
+EXPECTED_TODAY = {
+    "owner": (3, 1, 3),
+    "member": (2, 1, 2),
+    "viewer": (2, 1, 2),
+    "outsider": (5, 0, 3),
+    "root": (8, 1, 6),
+}
 
 
 @pytest.mark.parametrize("who", list(EXPECTED_KEYS))
@@ -98,8 +104,8 @@ def test_each_role_sees_the_figures_of_its_scope(world, who):
     assert len(summary.days) == selectors.OVERVIEW_DAYS
     assert summary.days[-1].day == timezone.now().date()
     today = summary.days[-1]
-    assert (today.created, today.deleted) == EXPECTED_TODAY[who]
-    assert (summary.created, summary.deleted) == EXPECTED_TODAY[who]  # nothing on other days
+    assert (today.created, today.imported, today.deleted) == EXPECTED_TODAY[who]
+    assert (summary.created, summary.imported, summary.deleted) == EXPECTED_TODAY[who]  # only today
     assert summary.tracked == sum(
         n for seen in EXPECTED_KEYS[who].values() for s, n in seen.items() if s != State.DELETED
     )
@@ -116,8 +122,8 @@ def test_the_page_names_only_keys_in_scope(world, who):
     for key in keys.values():
         shown = f">{key.label}</a>".replace("'", "&#x27;") in text
         assert shown == (key.label in EXPECTED_KEYS[who]), key.label
-    created, deleted = EXPECTED_TODAY[who]
-    assert f"{created} created and {deleted} deleted" in text
+    created, imported, deleted = EXPECTED_TODAY[who]
+    assert f"{created} created, {imported} imported and {deleted} deleted" in text
 
 
 def test_the_days_are_whole_utc_days_ending_today(world):
@@ -174,15 +180,16 @@ def _client_of(user):
 def test_a_new_user_gets_empty_states(make_user):
     text = body(_client_of(make_user("newcomer")).get(url("overview")))
 
-    assert "You have no API keys yet" in text and url("key_create") in text
-    assert "No thread was created or deleted in the last 30 days." in text
+    assert "Get started" in text and "0 of 3 steps done" in text and url("key_create") in text
+    assert url("thread_create") not in text  # no "New thread" before a key exists
+    assert "No thread was created, imported or deleted in the last 30 days." in text
     assert "<svg" not in text
 
 
 def test_a_key_without_threads_says_how_to_add_some(user_client, api_key):
     text = body(user_client.get(url("overview")))
 
-    assert "No threads tracked yet." in text
+    assert "1 of 3 steps done" in text
     assert url("thread_create") in text and url("thread_import") in text
     assert "Every live key works" in text
 
@@ -230,21 +237,24 @@ def test_the_chart_is_svg_without_script_or_inline_style(world):
     # The text alternative: every day in a table, today's figures included.
     today = timezone.now().date()
     row = re.search(rf'datetime="{today:%Y-%m-%d}">[^<]+</time></th>(.*?)</tr>', text)
-    assert row and re.findall(r'<td class="number">(\d+)</td>', row[1]) == ["3", "3"]
-    assert len(re.findall(r'<rect class="bar (created|deleted)"', svg)) == 2  # today's bars
+    assert row and re.findall(r'<td class="number">(\d+)</td>', row[1]) == ["3", "1", "3"]
+    assert len(re.findall(r'<rect class="bar (created|imported|deleted)"', svg)) == 3  # today's
+    # Labelled axes: the days and the threads.
+    assert ">Day (UTC)</text>" in svg and ">Threads</text>" in svg
 
 
 def test_bars_are_drawn_to_one_scale():
     today = timezone.now().date()
     days = [DayActivity(today - timedelta(days=2 - n)) for n in range(3)]
-    days[1] = DayActivity(days[1].day, created=4, deleted=2)
+    days[1] = DayActivity(days[1].day, created=4, imported=1, deleted=2)
     days[2] = DayActivity(days[2].day, created=0, deleted=5)
 
     chart = activity_chart(days)
 
-    heights = {(bar.series, n // 2): bar.height for n, bar in enumerate(chart.bars)}
+    heights = {(bar.series, n // 3): bar.height for n, bar in enumerate(chart.bars)}
     assert chart.ticks[-1].value == 5  # the highest count, rounded up to 1, 2 or 5 times 10^n
     assert heights[("created", 1)] == pytest.approx(2 * heights[("deleted", 1)], abs=0.02)
+    assert heights[("deleted", 1)] == pytest.approx(2 * heights[("imported", 1)], abs=0.02)
     assert heights[("deleted", 2)] == pytest.approx(chart.baseline - chart.ticks[-1].y)
     assert heights[("created", 0)] == heights[("deleted", 0)] == heights[("created", 2)] == 0
     assert [bar.x for bar in chart.bars] == sorted(bar.x for bar in chart.bars)

@@ -186,3 +186,46 @@ def test_the_migration_counts_the_rows_already_there(make_key, user):
     assert counted()[api_key.pk, State.ACTIVE] == 3
     record_at(datetime(2026, 11, 2, 9, tzinfo=UTC), api_key, Action.THREAD_CREATED)
     assert activity() == {("2026-11-02", DailyThreadActivity.NO_TEAM, user.pk): (2, 0)}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_migration_0015_counts_the_imports_already_logged_then_new_ones(make_key, user):
+    api_key = make_key(owner=user)
+    executor = MigrationExecutor(connection)
+    executor.migrate([("threads_app", "0014_sso")])
+    try:
+        # Logged under 0010's trigger, which counts creations and deletions, not imports.
+        record_at(datetime(2026, 11, 2, 8, tzinfo=UTC), api_key, Action.THREAD_IMPORTED)
+        record_at(datetime(2026, 11, 2, 9, tzinfo=UTC), api_key, Action.THREAD_IMPORTED)
+        record_at(datetime(2026, 11, 2, 10, tzinfo=UTC), api_key, Action.THREAD_CREATED)
+        record_at(datetime(2026, 11, 3, 8, tzinfo=UTC), api_key, Action.THREAD_IMPORTED)
+    finally:
+        executor = MigrationExecutor(connection)
+        executor.loader.build_graph()
+        executor.migrate(executor.loader.graph.leaf_nodes())
+
+    def series():
+        rows = DailyThreadActivity.objects.order_by("day")
+        return [(str(r.day), r.created, r.imported, r.deleted) for r in rows]
+
+    assert series() == [("2026-11-02", 1, 2, 0), ("2026-11-03", 0, 1, 0)]
+    record_at(datetime(2026, 11, 3, 9, tzinfo=UTC), api_key, Action.THREAD_IMPORTED)  # trigger
+    record_at(datetime(2026, 11, 3, 10, tzinfo=UTC), api_key, Action.THREAD_DELETED)
+    assert series() == [("2026-11-02", 1, 2, 0), ("2026-11-03", 0, 2, 1)]
+
+    # And back: 0010's trigger again, which leaves imports out.
+    executor = MigrationExecutor(connection)
+    executor.migrate([("threads_app", "0014_sso")])
+    try:
+        record_at(datetime(2026, 11, 4, 8, tzinfo=UTC), api_key, Action.THREAD_IMPORTED)
+        record_at(datetime(2026, 11, 4, 9, tzinfo=UTC), api_key, Action.THREAD_CREATED)
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT created, deleted FROM threads_app_dailythreadactivity WHERE day = %s",
+                ["2026-11-04"],
+            )
+            assert cursor.fetchall() == [(1, 0)]
+    finally:
+        executor = MigrationExecutor(connection)
+        executor.loader.build_graph()
+        executor.migrate(executor.loader.graph.leaf_nodes())

@@ -109,7 +109,9 @@ def test_check_with_a_rejected_key_marks_the_key_failing(user_client, rejected_k
     thread.refresh_from_db()
     assert thread.state == State.ACTIVE and thread.last_checked_at is None  # not checked
     [toast] = toasts(response)
-    assert toast.startswith("The Threads API rejected the key “old key” (Threads API 401")
+    assert toast.startswith(
+        "The Threads API rejected the key “old key”, which is now marked failing. Threads API 401"
+    )
     assert REJECTED_SECRET not in toast
     assert '<span class="badge failing">key failing</span>' in body(response)
     list_page = body(user_client.get(url("thread_list")))
@@ -146,7 +148,7 @@ def test_a_failed_check_changes_nothing(user_client, api_key, thread, emulator, 
     api_key.refresh_from_db()
     assert not api_key.failing
     [toast] = toasts(response)
-    assert toast.startswith("“Case 9” could not be checked, nothing was changed:")
+    assert toast.startswith("“Case 9” could not be checked, nothing was changed. Threads API")
     assert expected in toast
     assert "threadsChanged" not in triggers(response)
 
@@ -258,7 +260,9 @@ def test_command_reports_errors_and_checks_the_rest(emulator, api_key, make_thre
         "Checked: 2 threads. Gone upstream: 0. Keys failing: 0. Errors: 1. "
         "Skipped (key rejected): 0."
     )
-    assert lines[1].startswith("Error: “case 0” could not be checked, nothing was changed:")
+    assert lines[1].startswith(
+        "Error: “case 0” could not be checked, nothing was changed. Threads API"
+    )
     assert "Threads API 500" in lines[1] and "(request req_" in lines[1]
     broken.refresh_from_db()
     assert broken.last_checked_at is None

@@ -1,6 +1,7 @@
 """Teams: pages, membership management, the last-owner rule, team deletion and its audit."""
 
 import json
+import re
 
 import pytest
 from django.contrib.messages import get_messages
@@ -155,6 +156,8 @@ def test_team_page_shows_members_and_keys_but_never_a_secret(client, team, dave,
     key = make_key(team=team, label="shared prod")
     TrackedThread.objects.create(thread_id="thread_one", api_key=key)
     TrackedThread.objects.create(thread_id="thread_two", api_key=key)
+    # A deleted thread is no longer tracked: the team page counts as the keys page does.
+    TrackedThread.objects.create(thread_id="thread_old", api_key=key, state="deleted")
 
     response = as_user(client, dave).get(url("team_detail", team.pk))
 
@@ -164,7 +167,9 @@ def test_team_page_shows_members_and_keys_but_never_a_secret(client, team, dave,
         assert text in page
     assert "@example.test" not in page  # members' emails are for owners
     assert key.hint in page
-    assert [k.thread_count for k in response.context["keys"]] == [2]
+    assert [k.tracked_count for k in response.context["keys"]] == [2]
+    keys_page = as_user(client, dave).get(url("key_list"))
+    assert [k.tracked_count for g in keys_page.context["groups"] for k in g.keys] == [2]
     assert TEST_KEY not in page
     assert key.secret_encrypted not in page
     assert url("key_list") in page
@@ -186,7 +191,7 @@ def test_owner_sees_management_controls(user_client, team, carol):
     assert "carol@example.test" in page
     assert url("team_member_role", team.pk, membership(team, carol).pk) in page
     assert url("team_member_remove", team.pk, membership(team, carol).pk) in page
-    assert "hx-confirm=" in page
+    assert 'hx-target="#dialog"' in page  # removing someone is confirmed in the dialog
     assert url("team_delete", team.pk) in page
 
 
@@ -360,18 +365,34 @@ def test_owner_changes_a_role(user_client, user, team, dave, headers):
     )
 
     message = "dave's role in Blue is now member."
+    dave_pk = membership(team, dave).pk
     if headers:
         assert response.status_code == 200
         assert response.content.lstrip().startswith(b'<section id="members"')
         assert toasts(response) == [message]
+        page = response.content.decode()
     else:
         assert response.status_code == 302
-        assert response["Location"] == url("team_detail", team.pk)
+        assert response["Location"] == url("team_detail", team.pk) + f"?undo={dave_pk}:viewer"
         assert flashed(response) == [message]
+        page = user_client.get(response["Location"]).content.decode()
+    # The row offers the change back: a form sending the previous role.
+    undo = re.search(r'<form class="undo".*?</form>', page, re.S).group(0)
+    assert '<input type="hidden" name="role" value="viewer">' in undo and "Undo" in undo
+    assert url("team_member_role", team.pk, dave_pk) in undo
     assert roles(team)["dave"] == MEMBER
-    [event] = events(AuditEvent.Action.MEMBER_ROLE_CHANGED)
+    user_client.post(url("team_member_role", team.pk, dave_pk), {"role": VIEWER}, **headers)
+    assert roles(team)["dave"] == VIEWER
+    event, undone = events(AuditEvent.Action.MEMBER_ROLE_CHANGED)
     assert (event.team_id, event.actor_id) == (team.pk, user.pk)
     assert event.details == {"username": "dave", "old_role": VIEWER, "new_role": MEMBER}
+    assert undone.details == {"username": "dave", "old_role": MEMBER, "new_role": VIEWER}
+
+
+def test_a_forged_undo_offers_nothing(user_client, team, dave):
+    for query in ("undo=x:viewer", "undo=1:emperor", "undo=" + "9" * 40 + ":viewer", "undo=:"):
+        page = user_client.get(url("team_detail", team.pk) + "?" + query).content.decode()
+        assert '<form class="undo"' not in page
 
 
 def test_setting_the_same_role_changes_nothing_and_audits_nothing(user_client, team, dave):

@@ -5,7 +5,7 @@ import re
 import pytest
 from django.utils.html import escape
 
-from tests.conftest import TEST_KEY
+from tests.conftest import OTHER_TEST_KEY, TEST_KEY
 from tests.threads_helpers import HX, UPSTREAM_FAULTS, body, is_partial, posts_sent, url
 from threads_app.models import ApiKey, AuditEvent, Membership, TrackedThread
 from threads_app.upstream import ThreadsClient
@@ -45,14 +45,30 @@ def test_create_page_full_and_partial(user_client, api_key):
     assert "<h1>New thread</h1>" in full
     assert 'data-add-row="meta-template"' in full and 'data-formset="meta"' in full
     assert f'<option value="{api_key.pk}" selected>' in full  # the only key, preselected
+    assert "---------" not in full  # and nothing else to pick
     assert is_partial(partial) and partial.lstrip().startswith('<form id="thread-form"')
 
 
-def test_create_without_a_usable_key_says_to_add_one(user_client):
+def test_create_without_a_usable_key_says_to_add_one(user_client, emulator):
+    for response in (
+        user_client.get(url("thread_create")),
+        user_client.post(url("thread_create"), {"label": "x"}),
+        user_client.get(url("thread_import")),
+        user_client.post(url("thread_import"), {"thread_ids": "thread_abc"}),
+    ):
+        text = body(response)
+        assert response.status_code == 200
+        assert "You have no API key you can" in text and url("key_create") in text
+        assert 'name="api_key"' not in text  # no form that could only be refused
+    assert not emulator.request_log
+
+
+def test_two_keys_are_offered_with_none_preselected(user_client, api_key, make_key, user):
+    make_key(owner=user, label="Second", secret=OTHER_TEST_KEY)
+
     text = body(user_client.get(url("thread_create")))
 
-    assert "You have no key you can create threads with" in text
-    assert url("key_create") in text
+    assert '<option value="" selected>---------</option>' in text
 
 
 def test_create_tracks_the_thread_and_opens_it(user_client, user, api_key, emulator):
@@ -202,8 +218,9 @@ def test_htmx_validation_error_returns_the_form_partial(user_client, api_key, em
     assert posts_sent(emulator) == []
 
 
-def test_another_users_key_cannot_be_used(user_client, other_user, make_key, emulator):
+def test_another_users_key_cannot_be_used(user_client, user, other_user, make_key, emulator):
     foreign_key = make_key(owner=other_user, label="bob's key")
+    make_key(owner=user, label="Own", secret=OTHER_TEST_KEY)  # so the form is offered
 
     text = body(user_client.post(url("thread_create"), form_data(foreign_key)))
 
@@ -221,6 +238,7 @@ def test_team_viewers_and_revoked_keys_cannot_create(
     else:
         key = make_key(owner=user)
         ApiKey.objects.filter(pk=key.pk).update(revoked_at="2026-01-01T00:00:00Z")
+    make_key(owner=user, label="Own", secret=OTHER_TEST_KEY)  # so the form is offered
 
     text = body(user_client.post(url("thread_create"), form_data(key)))
 

@@ -19,7 +19,7 @@ State = TrackedThread.State
 
 
 def message_ids(text):
-    return re.findall(r'<li id="(msg_\w+)">', text)
+    return re.findall(r'<li id="(msg_\w+)"', text)
 
 
 def load_more(text):
@@ -39,16 +39,20 @@ def conversation(api_key, make_thread):
     )
 
 
-def test_detail_shows_record_live_thread_and_newest_messages(user_client, api_key, conversation):
+def test_detail_shows_record_live_thread_and_the_conversation_from_its_start(
+    user_client, api_key, conversation
+):
     text = body(user_client.get(url("thread_detail", conversation.pk)))
 
     assert "<h1>Conversation</h1>" in text
     assert f'data-copy="{conversation.thread_id}"' in text
     assert escape(api_key.label) in text and api_key.hint in text
     assert "<code>customer</code></dt><dd>ACME</dd>" in text
-    assert "message 44" in text and "message 25" in text and "message 24" not in text
+    assert "message 0<" in text and "message 19<" in text and "message 20<" not in text
     assert len(message_ids(text)) == 20
-    assert text.index("message 44") < text.index("message 43")  # newest first
+    assert text.index("message 0<") < text.index("message 1<")  # oldest first, read downwards
+    assert '<nav class="breadcrumb" aria-label="Breadcrumb">' in text
+    assert f'<a href="{url("thread_list")}">Threads</a>' in text
     assert load_more(text).startswith(url("thread_messages", conversation.pk) + "?after=msg_")
     assert 'hx-target="closest li" hx-swap="outerHTML"' in text
     for action in ("thread_edit", "thread_delete", "thread_untrack"):
@@ -99,7 +103,7 @@ def test_messages_page_works_without_javascript(user_client, conversation):
     text = body(user_client.get(load_more(first)))
 
     assert "<h1>Messages of Conversation</h1>" in text
-    assert "message 24" in text and "message 5" in text and "message 4<" not in text
+    assert "message 20<" in text and "message 39<" in text and "message 40<" not in text
     assert load_more(text)
 
 
@@ -118,9 +122,14 @@ def test_thread_gone_upstream_is_marked_and_offers_untrack(user_client, conversa
 
     text = body(response)
     assert response.status_code == 200
-    assert "no such thread for this key any more" in text
-    assert "(request req_" in text
+    assert "The Threads API no longer has this thread for this key:" in text
+    assert "(request req_" in text and "((" not in text  # the API's answer, not in brackets
     assert url("thread_untrack", conversation.pk) in text
+    # Nothing left to edit, delete or download: offered disabled, with the reason.
+    for action in ("thread_edit", "thread_delete", "thread_export"):
+        assert url(action, conversation.pk) not in text
+    assert text.count('disabled aria-describedby="blocked-reason"') == 3
+    assert '<p id="blocked-reason" class="help">The Threads API no longer has this thread' in text
     conversation.refresh_from_db()
     assert conversation.state == State.GONE
     assert conversation.metadata == {"customer": "ACME"}  # the cache is kept
@@ -139,10 +148,22 @@ def test_upstream_failure_still_shows_the_local_record(
 
     text = body(response)
     assert response.status_code == 200
-    assert "The live thread could not be loaded:" in text and expected in text
+    assert expected in text and "((" not in text
+    headline = re.search(
+        r"<strong>(Threads API [^<]*\.)</strong> "
+        r"<a class=\"button\" href=\"([^\"]+)\">Try again</a>",
+        text,
+    )
+    assert headline and headline.group(2) == url("thread_detail", conversation.pk)
     if fault["kind"] == "status":
         assert "(request req_" in text
+        assert f"({fault['status']})" in headline.group(1)
     assert conversation.thread_id in text and "<h1>Conversation</h1>" in text
+    # The last-known record, marked as such; the messages say why they are missing.
+    assert '<h2 id="live-title">Last known thread</h2>' in text and "ACME" in text
+    assert '<span class="badge unknown">unknown</span>' in text
+    assert "Not shown. Threads API" in text
+    assert url("thread_edit", conversation.pk) not in text and 'id="blocked-reason"' in text
     assert TrackedThread.objects.values().get(pk=conversation.pk) == before
 
 
@@ -266,7 +287,7 @@ def test_thread_404_hides_messages_that_answered(user_client, conversation, emul
 
     text = body(user_client.get(url("thread_detail", conversation.pk)))
 
-    assert "no such thread for this key any more" in text
+    assert "The Threads API no longer has this thread for this key:" in text
     assert message_ids(text) == [] and "Messages" not in text
     conversation.refresh_from_db()
     assert conversation.state == State.GONE
@@ -280,7 +301,7 @@ def test_looking_again_at_an_unchanged_thread_writes_nothing(user_client, conver
     with CaptureQueriesContext(connection) as queries:
         text = body(user_client.get(url("thread_detail", conversation.pk)))
 
-    assert "message 44" in text
+    assert "message 19" in text
     writes = [
         q["sql"]
         for q in queries

@@ -101,6 +101,26 @@ def test_edit_replaces_metadata_and_tool_resources(user_client, user, thread, em
     assert event.request_id.startswith("req_")
 
 
+def test_edit_renames_the_label_here_only_and_audits_it(user_client, thread):
+    form = body(user_client.get(url("thread_edit", thread.pk)))
+    assert 'name="label" value="Case 7"' in form
+
+    data = {**edit_data([("customer", "ACME")], initial=1), "label": "Case 7: refund"}
+    assert user_client.post(url("thread_edit", thread.pk), data).status_code == 302
+
+    thread.refresh_from_db()
+    assert thread.label == "Case 7: refund" and "case 7: refund" in thread.search_text
+    assert live(thread).metadata == {"customer": "ACME"}  # the label never goes upstream
+    details = AuditEvent.objects.get().details
+    assert (details["label_before"], details["label_after"]) == ("Case 7", "Case 7: refund")
+    # A post without the field keeps the label; one over the limit is refused, naming it.
+    user_client.post(url("thread_edit", thread.pk), edit_data([("customer", "ACME")]))
+    thread.refresh_from_db()
+    assert thread.label == "Case 7: refund"
+    too_long = body(user_client.post(url("thread_edit", thread.pk), {**data, "label": "x" * 201}))
+    assert "Ensure this value has at most 200 characters" in too_long
+
+
 def test_edit_can_clear_everything(user_client, thread):
     user_client.post(url("thread_edit", thread.pk), edit_data([("x", "1")], "file-1", "vs_1"))
 
@@ -213,12 +233,22 @@ def test_delete_confirmation_page_and_partial(user_client, thread):
     assert TrackedThread.objects.get().state == State.ACTIVE  # a GET changes nothing
 
 
-def test_list_row_delete_uses_htmx_with_confirmation(user_client, thread):
+def test_list_row_delete_opens_the_confirmation_in_a_dialog(user_client, thread):
     text = body(user_client.get(url("thread_list")))
 
-    assert f'hx-post="{url("thread_delete", thread.pk)}"' in text
-    assert "hx-confirm=" in text and 'hx-target="closest tr"' in text
-    assert f'<form method="get" action="{url("thread_delete", thread.pk)}">' in text
+    delete = url("thread_delete", thread.pk)
+    assert f'hx-get="{delete}?row" hx-target="#dialog"' in text and "hx-confirm" not in text
+    assert f'<form method="get" action="{delete}">' in text  # the page, without JavaScript
+    # The dialog gets the page's confirmation, whose form removes that row in place.
+    dialog = body(user_client.get(delete + "?row", **HX))
+    assert is_partial(dialog) and "Save a transcript with the audit record" in dialog
+    assert f'hx-post="{delete}" hx-target="#thread-{thread.pk}" hx-swap="outerHTML"' in dialog
+    assert '<button type="button" data-close-dialog>Cancel</button>' in dialog
+    # Opened from the thread's page: a plain form, back to the list once done.
+    assert "hx-post" not in body(user_client.get(delete, **HX))
+    page = body(user_client.get(delete + "?row"))
+    assert "hx-post" not in page
+    assert f'<a href="{url("thread_detail", thread.pk)}">Cancel</a>' in page
 
 
 def test_delete_records_intent_and_outcome_and_marks_the_thread(

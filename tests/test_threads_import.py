@@ -111,8 +111,21 @@ def test_a_hundred_ids_are_accepted(user_client, api_key, emulator):
     assert len(gets_sent(emulator)) == 100
 
 
-def test_another_users_key_cannot_be_used(user_client, other_user, make_key, emulator):
+def test_import_gives_the_new_threads_a_label(user_client, api_key, emulator, make_thread):
+    fresh = emulator.seed_thread(TEST_KEY)
+    known = make_thread(api_key, label="known")
+    ids = f"{fresh['id']}\n{known.thread_id}"
+
+    data = {"api_key": api_key.pk, "thread_ids": ids, "label": "Support, March"}
+    user_client.post(url("thread_import"), data)
+
+    assert TrackedThread.objects.get(thread_id=fresh["id"]).label == "Support, March"
+    assert TrackedThread.objects.get(pk=known.pk).label == "known"  # already tracked: kept
+
+
+def test_another_users_key_cannot_be_used(user_client, user, other_user, make_key, emulator):
     foreign_key = make_key(owner=other_user)
+    make_key(owner=user, label="Own", secret=OTHER_TEST_KEY)  # so the form is offered
     fresh = emulator.seed_thread(TEST_KEY)
 
     text = body(
@@ -128,6 +141,7 @@ def test_another_users_key_cannot_be_used(user_client, other_user, make_key, emu
 
 def test_team_viewers_cannot_import(user_client, user, make_key, make_team, emulator):
     key = make_key(team=make_team("Blue", {user: Membership.Role.VIEWER}))
+    make_key(owner=user, label="Own", secret=OTHER_TEST_KEY)  # so the form is offered
 
     text = body(
         user_client.post(url("thread_import"), {"api_key": key.pk, "thread_ids": "thread_x"})

@@ -68,8 +68,8 @@ def test_each_row_shows_its_time_state_and_links_as_worked_out_for_it(user_clien
     assert ">2025-03-04 05:06 UTC</time>" in live_row
     assert f'href="/threads/{live.pk}/"' in live_row
     assert f'action="/threads/{live.pk}/delete/"' in live_row
-    assert f'hx-post="/threads/{live.pk}/delete/"' in live_row
-    assert "Delete “live one” upstream?" in live_row and "Select live one" in live_row
+    assert f'hx-get="/threads/{live.pk}/delete/?row" hx-target="#dialog"' in live_row
+    assert "Select live one" in live_row and "hx-confirm" not in live_row
     tracked_at = untimed.tracked_at
     assert f'<time datetime="{tracked_at.isoformat()}" data-relative>' in rows[untimed.pk]
     assert f">{tracked_at:%Y-%m-%d %H:%M} UTC</time>" in rows[untimed.pk]
@@ -133,6 +133,73 @@ def test_list_query_count_is_flat(
     assert len(row_ids(body(partial))) == 25
 
 
+def _count_text(text):
+    """The list's "N threads" line, its markup dropped."""
+    found = re.search(r'<p id="list-count" class="list-count">(.*?)</p>', text, re.S)
+    return " ".join(re.sub(r"<[^>]+>", "", found.group(1)).split()) if found else None
+
+
+def test_the_count_comes_from_the_counters_without_a_query(
+    user_client, user, api_key, make_key, make_team, django_assert_max_num_queries
+):
+    team_key = make_key(team=make_team("Blue", {user: Membership.Role.MEMBER}))
+    tracked(api_key, 30)
+    tracked(api_key, 2, state=State.GONE)
+    tracked(api_key, 3, state=State.DELETED)
+    tracked(team_key, 4)
+
+    with django_assert_max_num_queries(5):  # session, user, keys with counts, page, invitations
+        text = body(user_client.get(url("thread_list")))
+    assert _count_text(text) == "36 threads"
+    cases = {
+        f"key={api_key.pk}": "32 threads match these filters",
+        "state=gone": "2 threads match these filters",
+        f"state={ALL_STATES}": "39 threads match these filters",
+        "state=deleted": "3 threads match these filters",
+        f"key={team_key.pk}&state=active": "4 threads match these filters",
+    }
+    for query, expected in cases.items():
+        assert _count_text(body(user_client.get(url("thread_list", query=query)))) == expected
+
+
+def test_a_search_is_counted_on_its_page_or_asked_for_apart(user_client, api_key, monkeypatch):
+    tracked(api_key, 3, label="acme one")
+    tracked(api_key, 30, label="acme many")
+
+    one_page = body(user_client.get(url("thread_list", query="q=one")))
+    assert _count_text(one_page) == "3 threads match “one”"
+
+    # Several pages: the rows come at once, the count in a request of its own (htmx on load,
+    # a link without JavaScript), which stops counting at LIST_COUNT_MAX.
+    several = body(user_client.get(url("thread_list", query="q=acme")))
+    assert _count_text(several) == "Count the matching threads"
+    assert 'href="/?q=acme&amp;count=1"' in several and 'hx-trigger="load"' in several
+    counted = body(user_client.get(url("thread_list", query="q=acme&count=1"), **HX))
+    assert _count_text(counted) == "33 threads match “acme”"
+    monkeypatch.setattr("threads_app.selectors.LIST_COUNT_MAX", 20)
+    capped = body(user_client.get(url("thread_list", query="q=acme&count=1")))
+    assert _count_text(capped).startswith("More than 20 threads match “acme” (counting stops at 20")
+
+
+def test_a_row_links_its_id_without_a_label_and_shows_the_matched_pair(user_client, api_key):
+    labelled = tracked(api_key, 1, label="Refund", metadata={"customer": "acme-3", "n": "1"})[0]
+    bare = tracked(api_key, 1, metadata={"first": "x", "customer": "ACME-3 west"})[0]
+
+    text = body(user_client.get(url("thread_list", query="q=acme-3")))
+    rows = dict(zip(row_ids(text), re.findall(r"<tr id=.*?</tr>", text, re.S), strict=True))
+
+    assert (
+        f'<a id="thread-{bare.pk}-link" href="/threads/{bare.pk}/"><code class="id">'
+        in rows[bare.pk]
+    )
+    assert "(no label)" not in text
+    assert "<code>customer</code> <mark>ACME-3 west</mark>" in rows[bare.pk]  # not "first"
+    assert "<code>customer</code> <mark>acme-3</mark>" in rows[labelled.pk]
+    assert "+1" in rows[labelled.pk]  # the other pair
+    unsearched = body(user_client.get(url("thread_list")))
+    assert "<code>first</code> x" in unsearched and "<mark>" not in unsearched
+
+
 @pytest.mark.parametrize(
     ("query", "expected"),
     [
@@ -162,7 +229,7 @@ def test_search_matches_id_label_and_metadata_values(
 def test_search_input_searches_as_you_type(user_client, api_key):
     text = body(user_client.get(url("thread_list")))
 
-    assert 'hx-trigger="input changed delay:300ms, search"' in text
+    assert 'hx-trigger="submit, input delay:300ms"' in text and 'hx-sync="this:replace"' in text
     assert 'type="search"' in text and 'method="get"' in text
 
 
@@ -521,11 +588,12 @@ def test_filters_combine_with_search_and_stay_within_six_queries(
 def test_the_form_works_without_javascript_and_with_htmx(user_client, api_key):
     text = body(user_client.get(url("thread_list")))
 
-    form = re.search(r'<form class="toolbar" method="get"[^>]*>', text).group(0)
+    form = re.search(r'<form class="card toolbar filter-bar" method="get"[^>]*>', text).group(0)
     assert f'action="{url("thread_list")}"' in form and 'hx-target="#rows"' in form
     for name in ("q", "key", "team", "tracked_by", "state", "date_from", "date_to", "sort"):
         assert f'name="{name}"' in text, name
     assert 'type="date"' in text and '<button type="submit">Filter</button>' in text
+    assert f'<a href="{url("thread_list")}">Clear</a>' in text
 
 
 WORDS = ["Invoice", "refund", "INVOICE dispute", "shipping", "", "Refund invoice"]

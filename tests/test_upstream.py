@@ -269,6 +269,28 @@ def test_get_retried_on_503_then_succeeds(client, emulator, retry_sleeps):
     assert retry_sleeps == [0.5]  # exponential backoff: 0 s, then 0.5 s
 
 
+def test_a_persistent_503_says_how_often_it_was_tried(client, emulator, retry_sleeps):
+    thread_id = emulator.seed_thread(TEST_KEY)["id"]
+    emulator.add_fault(method="GET", path=THREAD_PATH, status=503, times=None)
+
+    with pytest.raises(upstream.UpstreamUnavailableError) as caught:
+        client.retrieve_thread(thread_id)
+
+    assert len(requests_for(emulator, "GET")) == 4
+    assert caught.value.retries == 3
+    assert caught.value.headline == "Threads API unavailable (503), retried 3 times."
+
+
+def test_a_post_is_never_retried_and_its_headline_says_no_retry(client, emulator):
+    emulator.add_fault(method="POST", path="/v1/threads", status=503, times=None)
+
+    with pytest.raises(upstream.UpstreamUnavailableError) as caught:
+        client.create_thread()
+
+    assert caught.value.retries == 0
+    assert caught.value.headline == "Threads API unavailable (503)."
+
+
 def test_unreadable_retry_after_falls_back_to_backoff(client, emulator, retry_sleeps):
     thread_id = emulator.seed_thread(TEST_KEY)["id"]
     emulator.add_fault(method="GET", path=THREAD_PATH, status=503, retry_after="soon", times=1)

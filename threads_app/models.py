@@ -248,11 +248,16 @@ class TrackedThread(models.Model):
     SEARCH_TABLE = "threads_app_trackedthread_search"
 
     # Set on the rows of the list page by its view (views.threads), not stored: each worked
-    # out once per row. `delete_url` is None where the user may not delete the thread.
+    # out once per row. `delete_url` is None where the user may not delete the thread; `pair`
+    # is the metadata pair the row shows (`pair_matched`: the search found it), `more_pairs`
+    # how many others there are.
     display_name: str
     detail_url: str
     delete_url: str | None
     created_time: SafeString
+    pair: tuple[str, str] | None
+    pair_matched: bool
+    more_pairs: int
 
     class Meta:
         ordering = ["-id"]
@@ -330,13 +335,14 @@ class ThreadCount(models.Model):
 
 
 class DailyThreadActivity(models.Model):
-    """Threads created and deleted on a UTC day, per scope of the audit log: a team, or (team
-    0) the owner of a personal key. What the overview's chart reads.
+    """Threads created, imported and deleted on a UTC day, per scope of the audit log: a team,
+    or (team 0) the owner of a personal key. What the overview's chart reads.
 
-    Kept by a database trigger on `AuditEvent` (migration 0010): a `thread.created` event adds
-    to `created`, a `thread.deleted` event whose thread went (success, already gone) to
-    `deleted`. Audit events are appended under the chain head's lock, one append at a time,
-    so these rows are too: they add no wait of their own.
+    Kept by a database trigger on `AuditEvent` (migrations 0010, 0013): a `thread.created`
+    event adds to `created`, a `thread.imported` one to `imported`, a `thread.deleted` event
+    whose thread went (success, already gone) to `deleted`. Audit events are appended under
+    the chain head's lock, one append at a time, so these rows are too: they add no wait of
+    their own.
     """
 
     NO_TEAM = 0  # `team_id` of a personal key's events (`owner_id` is 0 for a team's)
@@ -345,6 +351,7 @@ class DailyThreadActivity(models.Model):
     team_id = models.BigIntegerField(default=NO_TEAM)
     owner_id = models.BigIntegerField(default=0)
     created = models.IntegerField(default=0)
+    imported = models.IntegerField(default=0)
     deleted = models.IntegerField(default=0)
 
     class Meta:
@@ -356,7 +363,8 @@ class DailyThreadActivity(models.Model):
 
     def __str__(self) -> str:
         return (
-            f"{self.day} team {self.team_id} owner {self.owner_id}: +{self.created} -{self.deleted}"
+            f"{self.day} team {self.team_id} owner {self.owner_id}: "
+            f"+{self.created} +{self.imported} imported -{self.deleted}"
         )
 
 

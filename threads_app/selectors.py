@@ -320,7 +320,7 @@ def team_members(team: Team) -> QuerySet[Membership]:
 
 def team_keys(user: User, team: Team) -> QuerySet[ApiKey]:
     """The team's keys as the user may see them (label, hint, use; never the secret)."""
-    return visible_keys(user).filter(team=team).annotate(thread_count=Count("threads"))
+    return visible_keys(user).filter(team=team).annotate(tracked_count=_tracked_threads())
 
 
 def get_manageable_team(user: User, pk: int) -> Team:
@@ -670,6 +670,7 @@ def bulk_delete_outcome_counts(job_id: int) -> dict[str, int]:
 # --- Threads: the list's filters, and whether the upstream may be asked -----------------
 
 
+STATES = TrackedThread.State
 ALL_STATES = "all"  # the list's state filter: every state, deleted included
 # The list's sorts: the key names of each order, its last one unique (the page cursor).
 NEWEST, OLDEST, LABEL_AZ = "newest", "oldest", "label"
@@ -773,24 +774,88 @@ def _filtered(
 
 
 def thread_list_keys(user: User) -> tuple[list[ApiKey], set[int]]:
-    """The keys the list offers to filter by (those the user may see, with their team), and
-    the pks of those the user may use (change threads under). One query."""
+    """The keys the list offers to filter by (those the user may see, with their team and
+    their threads per state, `count_<state>`), and the pks of those the user may use (change
+    threads under). One query."""
     usable = usable_keys(user).filter(pk=OuterRef("pk"))
     rows = (
         visible_keys(user)
         .select_related("team")
         .only("pk", "label", "hint", "revoked_at", "team", "team__name")
+        .annotate(**_per_state_counts())
         .annotate(usable=Exists(usable))
     )
     keys = list(rows)
     return [*keys], {key.pk for key in keys if key.usable}
 
 
-# The columns the list page shows of a thread and its key and tracker: the others (metadata,
-# search text, the key's secret, the user's password...) are neither read nor decoded.
+def _tracked_threads() -> Coalesce:
+    """A key's tracked threads (every state but deleted), from its counters: the one
+    definition the keys page, the team page, the overview and the revoke page share."""
+    return Coalesce(
+        Sum("thread_counts__threads", filter=~Q(thread_counts__state=STATES.DELETED)), 0
+    )
+
+
+def _per_state_counts() -> dict[str, Coalesce]:
+    """A key's threads in each state (`count_<state>`), from the counters the database keeps
+    (`ThreadCount`): the one definition of "threads under a key" every page shows."""
+    return {
+        f"count_{state}": Coalesce(
+            Sum("thread_counts__threads", filter=Q(thread_counts__state=state)), 0
+        )
+        for state in STATES.values
+    }
+
+
+LIST_COUNT_MAX = 1000  # a search or typed filter's matches are counted up to this many
+
+
+@dataclass(frozen=True)
+class ListCount:
+    """How many threads the list's filters select: `exact`, or more than `threads`."""
+
+    threads: int
+    exact: bool = True
+
+
+def thread_list_count(
+    user: User, filters: ThreadFilters, *, keys: Iterable[ApiKey], page: Page
+) -> ListCount | None:
+    """The list's "N threads" when it costs no query: filtered by key, team and state only,
+    the sum of the keys' counters (`thread_list_keys`); a single page, its rows. None when
+    it takes a query of its own (`count_matching_threads`, which the page asks for apart)."""
+    if not (filters.q or filters.tracked_by or filters.date_from or filters.date_to):
+        states = {
+            "": [state for state in STATES.values if state != STATES.DELETED],
+            ALL_STATES: list(STATES.values),
+        }.get(filters.state, [filters.state])
+        return ListCount(
+            sum(
+                getattr(key, f"count_{state}")
+                for key in keys
+                if filters.key_id in (None, key.pk) and filters.team_id in (None, key.team_id)
+                for state in states
+            )
+        )
+    if page.newer is None and page.older is None:
+        return ListCount(len(page.rows))
+    return None
+
+
+def count_matching_threads(user: User, filters: ThreadFilters) -> ListCount:
+    """The threads a search or typed filter selects, counted up to LIST_COUNT_MAX: one query
+    that stops there, however many match."""
+    found = filtered_threads(user, filters).order_by().values("pk")[: LIST_COUNT_MAX + 1].count()
+    return ListCount(min(found, LIST_COUNT_MAX), exact=found <= LIST_COUNT_MAX)
+
+
+# The columns the list page shows of a thread and its key and tracker: the others (search
+# text, tool resources, the key's secret, the user's password...) are neither read nor decoded.
 THREAD_LIST_COLUMNS = (
     "thread_id",
     "label",
+    "metadata",
     "state",
     "tracked_at",
     "upstream_created_at",
@@ -890,7 +955,7 @@ def listed_keys(user: User) -> QuerySet[ApiKey]:
         visible_keys(user)
         .select_related("team", "owner")
         .annotate(
-            tracked_count=Count("threads", filter=~Q(threads__state=TrackedThread.State.DELETED)),
+            tracked_count=_tracked_threads(),
             can_manage=Exists(manageable_keys(user).filter(pk=OuterRef("pk"))),
         )
         .order_by(F("team__name").asc(nulls_first=True), "owner_id", "label", "id")
@@ -929,8 +994,10 @@ def owned_teams(user: User) -> QuerySet[Team]:
 
 
 def tracked_thread_count(api_key: ApiKey) -> int:
-    """Threads still tracked under the key (a deleted thread no longer counts)."""
-    return api_key.threads.exclude(state=TrackedThread.State.DELETED).count()
+    """Threads still tracked under the key (a deleted thread no longer counts), as
+    `_tracked_threads` counts them."""
+    count: int = ApiKey.objects.filter(pk=api_key.pk).aggregate(n=_tracked_threads())["n"]
+    return count
 
 
 # --- Audit log: the page's filters and its links to tracked threads ------------------------
@@ -1006,6 +1073,40 @@ def tracked_thread_pks(user: User, events: Iterable[AuditEvent]) -> dict[tuple[i
         .values_list("api_key_id", "thread_id", "pk")
     )
     return {(key_id, thread_id): pk for key_id, thread_id, pk in rows}
+
+
+def deletion_partners(user: User, events: Iterable[AuditEvent]) -> dict[int, AuditEvent]:
+    """{sequence: partner} for the events that are half of a deletion: an intent's outcome
+    (whose details name the intent's sequence) and an outcome's intent, among `events` or,
+    when not there, from the user's visible log (one query; none when all are there)."""
+    Action = AuditEvent.Action
+    events = list(events)
+    by_sequence = {event.sequence: event for event in events}
+    intents = {e.sequence for e in events if e.action == Action.THREAD_DELETE_INTENT}
+    outcomes = {
+        e.sequence: e.details.get("intent")
+        for e in events
+        if e.action == Action.THREAD_DELETED and isinstance(e.details.get("intent"), int)
+    }
+    partners: dict[int, AuditEvent] = {}
+    for sequence, intent in outcomes.items():
+        if intent in by_sequence:
+            partners[sequence], partners[intent] = by_sequence[intent], by_sequence[sequence]
+    missing_outcomes = intents - set(partners)
+    missing_intents = {intent for sequence, intent in outcomes.items() if sequence not in partners}
+    if not (missing_outcomes or missing_intents):
+        return partners
+    found = with_snapshot_flag(visible_audit_events(user).defer("snapshot")).filter(
+        Q(action=Action.THREAD_DELETED, details__intent__in=sorted(missing_outcomes))
+        | Q(action=Action.THREAD_DELETE_INTENT, sequence__in=missing_intents)
+    )
+    for event in found:
+        if event.action == Action.THREAD_DELETED:
+            partners[event.details["intent"]] = event
+        else:
+            partner = next(s for s, intent in outcomes.items() if intent == event.sequence)
+            partners[partner] = event
+    return partners
 
 
 # --- Retention policies: what a policy would delete, and whether it may be enforced ---------
@@ -1096,7 +1197,6 @@ def retention_not_enforced(policy: RetentionPolicy) -> str | None:
 # --- Overview: the first page after logging in ---------------------------------------------
 
 OVERVIEW_DAYS = 30  # the activity chart's days, and how long a key may go unused
-STATES = TrackedThread.State
 
 
 @dataclass(frozen=True)
@@ -1117,6 +1217,7 @@ class KeyFigures:
 class DayActivity:
     day: date
     created: int = 0
+    imported: int = 0
     deleted: int = 0
 
 
@@ -1140,6 +1241,10 @@ class Overview:
     @property
     def created(self) -> int:
         return sum(day.created for day in self.days)
+
+    @property
+    def imported(self) -> int:
+        return sum(day.imported for day in self.days)
 
     @property
     def deleted(self) -> int:
@@ -1172,10 +1277,6 @@ def overview(user: User, *, now: datetime | None = None) -> Overview:
     days are whole UTC days, today included.
     """
     now = now or timezone.now()
-    per_state = {
-        state: Coalesce(Sum("thread_counts__threads", filter=Q(thread_counts__state=state)), 0)
-        for state in STATES.values
-    }
     keys = [
         KeyFigures(
             key,
@@ -1185,10 +1286,51 @@ def overview(user: User, *, now: datetime | None = None) -> Overview:
         for key in visible_keys(user)
         .select_related("team")
         .defer("secret_encrypted", "fingerprint")
-        .annotate(**{f"count_{state}": count for state, count in per_state.items()})
+        .annotate(**_per_state_counts())
         .order_by(F("team__name").asc(nulls_first=True), "label", "id")
     ]
     return Overview(keys, _activity(user, now.date()))
+
+
+@dataclass(frozen=True)
+class Setup:
+    """A new user's first steps, and which are done: the overview's checklist, shown until
+    every step is. `can_create`: the user has a live key they may create threads with."""
+
+    has_key: bool
+    has_threads: bool
+    has_team: bool
+    can_create: bool
+
+    @property
+    def steps_done(self) -> int:
+        return self.has_key + self.has_threads + self.has_team
+
+    @property
+    def done(self) -> bool:
+        return self.steps_done == 3
+
+
+def setup(user: User, summary: Overview) -> Setup:
+    """`Setup` from the overview's figures and one query: a key is any the user may see, a
+    thread any ever tracked under one (deleted ones too), and a team one where someone else
+    is a member or invited."""
+    teams = _team_ids(user)
+    facts = (
+        User.objects.filter(pk=user.pk)
+        .values(
+            can_create=Exists(usable_keys(user)),
+            teammates=Exists(Membership.objects.filter(team__in=teams).exclude(user=user)),
+            invited=Exists(Invitation.objects.filter(team__in=teams, status=PENDING)),
+        )
+        .get()
+    )
+    return Setup(
+        has_key=bool(summary.keys),
+        has_threads=any(sum(figures.counts.values()) for figures in summary.keys),
+        has_team=bool(facts["teammates"] or facts["invited"]),
+        can_create=bool(facts["can_create"]),
+    )
 
 
 def _activity(user: User, today: date) -> list[DayActivity]:
@@ -1197,12 +1339,12 @@ def _activity(user: User, today: date) -> list[DayActivity]:
     if not user.is_superuser:
         rows = rows.filter(_audit_scope(user, no_team=DailyThreadActivity.NO_TEAM))
     per_day = {
-        day: (created, deleted)
-        for day, created, deleted in rows.order_by()
+        day: (created, imported, deleted)
+        for day, created, imported, deleted in rows.order_by()
         .values_list("day")
-        .annotate(Sum("created"), Sum("deleted"))
+        .annotate(Sum("created"), Sum("imported"), Sum("deleted"))
     }
     return [
-        DayActivity(day, *per_day.get(day, (0, 0)))
+        DayActivity(day, *per_day.get(day, (0, 0, 0)))
         for day in (first + timedelta(days=n) for n in range(OVERVIEW_DAYS))
     ]

@@ -94,7 +94,10 @@ class UpstreamError(Exception):
 
     ``status`` is the HTTP status, or None when no HTTP answer arrived.
     ``message`` is the upstream's own message or a description of the failure.
+    ``retries``: how many times the call was sent again before giving up.
     """
+
+    what = "Threads API error"  # the headline's words for this kind of failure
 
     def __init__(
         self,
@@ -104,6 +107,7 @@ class UpstreamError(Exception):
         request_id: str | None = None,
         code: str | None = None,
         param: str | None = None,
+        retries: int = 0,
     ) -> None:
         super().__init__(message)
         self.message = message
@@ -111,24 +115,40 @@ class UpstreamError(Exception):
         self.request_id = request_id
         self.code = code
         self.param = param
+        self.retries = retries
 
     def __str__(self) -> str:
         text = f"Threads API {self.status}: {self.message}" if self.status else self.message
         return f"{text} (request {self.request_id})" if self.request_id else text
 
+    @property
+    def headline(self) -> str:
+        """The failure in one short sentence, as every page leads with it (the details,
+        `str(error)`, follow it): "Threads API unavailable (503), retried 3 times."."""
+        status = f" ({self.status})" if self.status else ""
+        times = "once" if self.retries == 1 else f"{self.retries} times"
+        retried = f", retried {times}" if self.retries else ""
+        return f"{self.what}{status}{retried}."
+
 
 class AuthenticationError(UpstreamError):
     """401 or 403: the key is invalid, revoked or not allowed to do this."""
+
+    what = "Threads API refused the key"
 
 
 class NotFoundError(UpstreamError):
     """404 with the API's error body: no such thread for this key (never existed, expired,
     or another project's). A 404 without it is a ``MisconfiguredUpstreamError``."""
 
+    what = "Threads API has no such thread"
+
 
 class RateLimitedError(UpstreamError):
     """429, after the retries GET and DELETE are allowed (none for a client made with
     ``retry_rate_limited=False``). ``retry_after`` is the answer's Retry-After in seconds."""
+
+    what = "Threads API rate limit reached"
 
     def __init__(self, message: str, *, retry_after: float | None = None, **kwargs: Any) -> None:
         super().__init__(message, **kwargs)
@@ -138,9 +158,13 @@ class RateLimitedError(UpstreamError):
 class InvalidRequestError(UpstreamError):
     """400, 422 or another 4xx: the upstream rejected what we sent (see ``param``)."""
 
+    what = "Threads API refused the request"
+
 
 class UpstreamUnavailableError(UpstreamError):
     """5xx, timeout, refused connection, redirect, or an answer we cannot read."""
+
+    what = "Threads API unavailable"
 
 
 class UnreadableAnswerError(UpstreamUnavailableError):
@@ -641,7 +665,9 @@ class ThreadsClient:
         if response is None:
             UPSTREAM_CALLS.labels(method=method, status=failure).inc()
             logger.info("%s %s -> %s in %.0f ms", method, path, failure, elapsed_ms)
-            raise UpstreamUnavailableError(message)
+            # Only GET and DELETE are sent again (a failed connection included), each time.
+            retries = MAX_RETRIES if method in RETRY_METHODS else 0
+            raise UpstreamUnavailableError(message, retries=retries)
 
         status = response.status_code
         UPSTREAM_CALLS.labels(method=method, status=str(status)).inc()
@@ -683,11 +709,13 @@ class ThreadsClient:
         message, code, param = (
             self._scrub(error.get(name)) for name in ("message", "code", "param")
         )
+        history = getattr(getattr(response.raw, "retries", None), "history", None) or ()
         kwargs: dict[str, Any] = {
             "status": status,
             "request_id": request_id,
             "code": code,
             "param": param,
+            "retries": len(history),
         }
         if status == 429:
             kwargs["retry_after"] = _retry_after_seconds(response.headers.get("Retry-After"))

@@ -1,27 +1,44 @@
 // Threads Console: the little behaviour the pages need (CSP: no inline script anywhere).
 "use strict";
 
-function showToast(message, tags) {
-  const box = document.getElementById("toasts");
-  if (!box) return;
-  const toast = document.createElement("div");
-  toast.className = "toast " + (tags || "");
-  toast.textContent = message;
-  box.appendChild(toast);
-  setTimeout(() => toast.remove(), 6000);
+document.documentElement.classList.add("js");  // CSS hides what only a page without scripts needs
+
+// One feedback pattern: what an htmx request's answer says shows where a page's messages do,
+// as the same banners at the top of the page (replacing the previous ones, never timed out),
+// and is announced through the polite live region #toasts.
+function showMessages(items) {
+  const main = document.getElementById("main");
+  let list = main.querySelector(":scope > .messages");
+  if (!list) {
+    list = document.createElement("ul");
+    list.className = "messages";
+    main.prepend(list);
+  }
+  list.replaceChildren();
+  for (const { message, tags } of items) {
+    const item = document.createElement("li");
+    item.className = "message " + (tags || "");
+    item.textContent = message;
+    list.appendChild(item);
+  }
+  document.getElementById("toasts").textContent = items.map((item) => item.message).join(" ");
+}
+
+function showMessage(message, tags) {
+  showMessages([{ message, tags }]);
 }
 
 // Django messages sent to htmx requests through HX-Trigger: {"messages": [...]}.
 document.body.addEventListener("messages", (event) => {
-  for (const m of event.detail.value || []) showToast(m.message, m.tags);
+  showMessages(event.detail.value || []);
 });
 
 // An upstream or server failure on an htmx request still tells the user something.
 document.body.addEventListener("htmx:responseError", (event) => {
-  showToast("The request failed (" + event.detail.xhr.status + "). Please try again.", "error");
+  showMessage("The request failed (" + event.detail.xhr.status + "). Please try again.", "error");
 });
 document.body.addEventListener("htmx:sendError", () => {
-  showToast("The server could not be reached. Check your connection and try again.", "error");
+  showMessage("The server could not be reached. Check your connection and try again.", "error");
 });
 
 const relativeFormat = new Intl.RelativeTimeFormat(undefined, { numeric: "auto" });
@@ -38,6 +55,7 @@ function relativeTime(date) {
 }
 
 // <time datetime="…" data-relative>: relative text, exact time on hover (title).
+// <time datetime="…" data-relative-title> (the audit log): exact UTC text, relative on hover.
 function enhance(root) {
   for (const el of root.querySelectorAll("time[data-relative]")) {
     const date = new Date(el.getAttribute("datetime"));
@@ -45,12 +63,32 @@ function enhance(root) {
     el.title = date.toLocaleString();
     el.textContent = relativeTime(date);
   }
+  for (const el of root.querySelectorAll("time[data-relative-title]")) {
+    const date = new Date(el.getAttribute("datetime"));
+    if (!isNaN(date)) el.title = relativeTime(date);
+  }
 }
 
-document.addEventListener("DOMContentLoaded", () => enhance(document));
+// <details data-fold-narrow> (a filter bar's other filters, a list row's actions) is open in
+// the page, so all is in reach without JavaScript; on a phone it folds behind its summary
+// ("Filters (n)", "⋯"), and opens again on a wider screen (where the summary is hidden).
+const NARROW = matchMedia("(max-width: 37.5rem)");
+
+function fold(root) {
+  for (const details of root.querySelectorAll("details[data-fold-narrow]")) {
+    details.open = !NARROW.matches;
+  }
+}
+
+document.addEventListener("DOMContentLoaded", () => {
+  enhance(document);
+  fold(document);
+});
+NARROW.addEventListener("change", () => fold(document));
 document.body.addEventListener("htmx:afterSettle", (event) => {
   const region = event.target;
   enhance(region);
+  fold(region);
   // A swapped region with data-announce="12 threads shown" data-announce-in="status-id" puts
   // that summary in the (role=status) element, instead of the whole region being re-read.
   if (region.dataset.announceIn) {
@@ -79,9 +117,9 @@ document.addEventListener("click", async (event) => {
   if (copy) {
     try {
       await navigator.clipboard.writeText(copy.dataset.copy);
-      showToast("Copied " + copy.dataset.copy, "success");
+      showMessage("Copied " + copy.dataset.copy, "success");
     } catch {
-      showToast("Copying is not allowed here; select the text instead.", "error");
+      showMessage("Copying is not allowed here; select the text instead.", "error");
     }
     return;
   }
@@ -146,3 +184,32 @@ document.addEventListener("selectionChanged", () => {
     all.indeterminate = ticked > 0 && ticked < boxes.length;
   }
 });
+
+// One confirmation: a link or button with hx-get="<its confirmation page>" hx-target="#dialog"
+// shows that page's confirmation in a modal <dialog> (its plain href or form opens the page
+// itself without JavaScript). The dialog's form posts as the page's would (or, with hx-post,
+// updates the row in place); Cancel, Escape or sending it closes the dialog, and the focus
+// goes back to what opened it.
+const dialog = document.getElementById("dialog");
+let opener = null;
+document.body.addEventListener("htmx:beforeRequest", (event) => {
+  if (event.detail.target === dialog) opener = event.detail.elt;
+  else if (dialog.open && dialog.contains(event.detail.elt)) closeDialog();
+});
+document.body.addEventListener("htmx:afterSwap", (event) => {
+  if (event.detail.target !== dialog) return;
+  dialog.showModal();
+  const first = dialog.querySelector("input, button:not([data-close-dialog])");
+  if (first) first.focus();
+});
+function closeDialog() {
+  if (dialog.open) dialog.close();
+}
+dialog.addEventListener("close", () => {
+  if (opener && opener.isConnected) opener.focus();
+  opener = null;
+});
+dialog.addEventListener("click", (event) => {
+  if (event.target.closest("[data-close-dialog]")) closeDialog();
+});
+dialog.addEventListener("submit", () => setTimeout(closeDialog));

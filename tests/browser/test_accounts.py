@@ -86,7 +86,7 @@ def test_an_owner_invites_and_the_invitee_accepts_then_sees_the_team_thread(
     owner_page.get_by_label("Username or email").fill("MIA@example.test")
     owner_page.get_by_label("Role", exact=True).select_option("member")
     owner_page.get_by_role("button", name="Send invitation").click()
-    expect(owner_page.locator("#toasts")).to_contain_text(
+    expect(owner_page.locator("main .messages")).to_contain_text(
         "Invitation to Blue sent to “mia@example.test” as member."
     )
     # The members region was swapped in place: the pending invitation, an empty form.

@@ -68,13 +68,13 @@ def test_deleting_a_row_shows_its_spinner_then_a_toast(user_page, api_key, make_
     spinner = page.locator(f"#thread-{thread.pk}-spinner")
     expect(spinner).to_have_css("opacity", "0")
     held = _hold(page, f"**/threads/{thread.pk}/delete/")
-    page.on("dialog", lambda dialog: dialog.accept())
 
     page.locator(f"#thread-{thread.pk}").get_by_role("button", name=re.compile("^Delete")).click()
+    page.get_by_role("dialog").get_by_role("button", name="Delete thread").click()
     expect(spinner).to_have_css("opacity", "1")
     _release(held)
     expect(page.locator(f"#thread-{thread.pk}")).to_have_count(0)
-    expect(page.locator("#toasts .toast.success")).to_have_text("Deleted “Slow delete”.")
+    expect(page.locator("main .messages .message.success")).to_have_text("Deleted “Slow delete”.")
 
 
 def test_a_failed_delete_keeps_the_row_and_the_toast_says_why(
@@ -84,11 +84,11 @@ def test_a_failed_delete_keeps_the_row_and_the_toast_says_why(
     thread = make_thread(api_key, label="Stubborn")
     emulator.add_fault("DELETE", "*", "status", status=500)
     page.goto("/")
-    page.on("dialog", lambda dialog: dialog.accept())
 
     row = page.locator(f"#thread-{thread.pk}")
     row.get_by_role("button", name=re.compile("^Delete")).click()
-    toast = page.locator("#toasts .toast.error")
+    page.get_by_role("dialog").get_by_role("button", name="Delete thread").click()
+    toast = page.locator("main .messages .message.error")
     expect(toast).to_contain_text("Could not delete “Stubborn”")
     expect(toast).to_contain_text("500")
     expect(toast).to_contain_text(re.compile(r"request req_\w+"))
@@ -130,7 +130,7 @@ def test_paging_and_filtering_the_audit_log_show_a_spinner(user_page, user, api_
         pager.get_by_role("link", name="Older events").click()
     expect(rows).to_have_text([re.compile("Key added")])
 
-    with _spinning(page, re.compile(r"/audit/\?.*actor=nobody"), page.locator("#audit-spinner")):
+    with _spinning(page, re.compile(r"/audit/\?.*actor=nobody"), page.locator("#filter-spinner")):
         page.get_by_label("Actor").fill("nobody")
     expect(page.get_by_text("No audit events match these filters")).to_be_visible()
 
@@ -172,13 +172,14 @@ def test_deleting_a_row_hands_the_keyboard_focus_on(user_page, api_key, make_thr
     second = make_thread(api_key, label="Second")
     page = user_page
     page.goto("/")
-    page.on("dialog", lambda dialog: dialog.accept())
+    confirm = page.get_by_role("dialog").get_by_role("button", name="Delete thread")
 
     # Newest first: deleting the second thread's row moves the focus to the first's link,
     # and keeps it there when the list refreshes itself (a new #rows element).
     page.locator("#rows").evaluate("element => element.classList.add('before-delete')")
     page.locator(f"#thread-{second.pk}").get_by_role("button", name=re.compile("^Delete")).focus()
     page.keyboard.press("Enter")
+    confirm.press("Enter")  # the dialog closes, the focus goes back to its row
     expect(page.locator(f"#thread-{second.pk}")).to_have_count(0)
     expect(page.locator("#rows.before-delete")).to_have_count(0)
     expect(page.get_by_role("link", name="First")).to_be_focused()
@@ -186,6 +187,7 @@ def test_deleting_a_row_hands_the_keyboard_focus_on(user_page, api_key, make_thr
     # The last row: the search box takes the focus.
     page.locator(f"#thread-{first.pk}").get_by_role("button", name=re.compile("^Delete")).focus()
     page.keyboard.press("Enter")
+    confirm.press("Enter")
     expect(page.get_by_text("No threads tracked yet")).to_be_visible()
     expect(page.get_by_label("Search")).to_be_focused()
 

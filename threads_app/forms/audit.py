@@ -10,12 +10,13 @@ from django.contrib.auth.models import User
 from django.http import QueryDict
 
 from threads_app import selectors
-from threads_app.forms.base import DateRangeForm, username_filter
+from threads_app.forms.base import FilterBarForm, username_filter
 from threads_app.models import ApiKey, AuditEvent, Team
 from threads_app.selectors import AuditFilters
 
 
-class AuditFilterForm(DateRangeForm):
+class AuditFilterForm(FilterBarForm):
+    SEARCH = "thread"
     field_order = ["action", "actor", "team", "key", "outcome", "date_from", "date_to", "thread"]
 
     action = forms.ChoiceField(

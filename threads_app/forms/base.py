@@ -83,3 +83,31 @@ class DateRangeForm(Form):
         if date_from and date_to and date_from > date_to:
             self.add_error("date_to", "The end date is before the start date.")
         return cleaned
+
+
+class FilterBarForm(DateRangeForm):
+    """A list's filters shown as one bar (`threads_app/filter_bar.html`, the thread list's and
+    the audit log's): the `SEARCH` field always in sight, the others (`SHOWN`, in order; all
+    by default) behind "Filters (n)" on a narrow screen, n counting those in use."""
+
+    SEARCH: str
+    SHOWN: tuple[str, ...] | None = None
+    UNCOUNTED: tuple[str, ...] = ("sort",)  # shown, but narrowing nothing
+
+    @property
+    def search_field(self) -> forms.BoundField:
+        return self[self.SEARCH]
+
+    @property
+    def more_fields(self) -> list[forms.BoundField]:
+        return [self[name] for name in self.SHOWN or tuple(self.fields) if name != self.SEARCH]
+
+    @property
+    def filters_in_use(self) -> int:
+        """How many of `more_fields` narrow the list (as sent: an unusable one too)."""
+        data = self.data if self.is_bound else {}
+        return sum(
+            1
+            for field in self.more_fields
+            if field.name not in self.UNCOUNTED and data.get(field.name)
+        )

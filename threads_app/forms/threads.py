@@ -9,7 +9,7 @@ from django.contrib.auth.models import User
 from django.core.exceptions import ValidationError
 
 from threads_app import selectors
-from threads_app.forms.base import DateRangeForm, Form, username_filter
+from threads_app.forms.base import FilterBarForm, Form, username_filter
 from threads_app.models import ApiKey, TrackedThread
 
 METADATA_MAX_PAIRS = 16
@@ -251,31 +251,53 @@ class ToolResourcesForm(Form):
         }
 
 
-def _offer_usable_keys(form: forms.Form, user: User) -> None:
-    """The `api_key` field offers the keys the user may use; their only one is preselected."""
+def _offer_usable_keys(form: forms.Form, user: User) -> bool:
+    """The `api_key` field offers the keys the user may use; their only one is preselected,
+    with no empty choice beside it. False when there is none to offer (the page says what
+    to do instead of showing a form that cannot be sent)."""
     keys = selectors.usable_keys(user)
-    cast("forms.ModelChoiceField[ApiKey]", form.fields["api_key"]).queryset = keys
-    if not form.is_bound and not form.initial.get("api_key"):
-        first_two = list(keys[:2])
-        if len(first_two) == 1:
+    field = cast("forms.ModelChoiceField[ApiKey]", form.fields["api_key"])
+    field.queryset = keys
+    first_two = list(keys[:2])
+    if len(first_two) == 1:
+        field.empty_label = None
+        if not form.is_bound and not form.initial.get("api_key"):
             form.initial["api_key"] = first_two[0].pk
+    return bool(first_two)
+
+
+LABEL_MAX = 200
+
+
+def label_field(help_text: str = "Only shown in this dashboard.") -> forms.CharField:
+    """A thread's label: the dashboard's own name for it, never sent upstream."""
+    return forms.CharField(label="Label", max_length=LABEL_MAX, required=False, help_text=help_text)
+
+
+class ThreadEditForm(ToolResourcesForm):
+    """The edit page: the label (kept here) and the tool resources (sent upstream)."""
+
+    label = label_field()
+
+    field_order = ["label"]
 
 
 class ThreadCreateForm(ToolResourcesForm):
-    label = forms.CharField(
-        label="Label", max_length=200, required=False, help_text="Only shown in this dashboard."
-    )
+    label = label_field()
     api_key = forms.ModelChoiceField(label="Key", queryset=ApiKey.objects.none())
 
     field_order = ["label", "api_key"]
 
     def __init__(self, user: User, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        _offer_usable_keys(self, user)
+        self.has_keys = _offer_usable_keys(self, user)
 
 
 class ThreadImportForm(Form):
     api_key = forms.ModelChoiceField(label="Key", queryset=ApiKey.objects.none())
+    label = label_field(
+        "Optional: given to each thread imported here; only shown in this dashboard."
+    )
     thread_ids = forms.CharField(
         label="Thread ids",
         widget=forms.Textarea(attrs={"rows": 8}),
@@ -285,7 +307,7 @@ class ThreadImportForm(Form):
 
     def __init__(self, user: User, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        _offer_usable_keys(self, user)
+        self.has_keys = _offer_usable_keys(self, user)
 
     def clean_thread_ids(self) -> list[str]:
         ids: dict[str, None] = {}
@@ -313,7 +335,7 @@ SORT_CHOICES = [
 ]
 
 
-class ThreadFilterForm(DateRangeForm):
+class ThreadFilterForm(FilterBarForm):
     """The list's search, filters, sort and page cursor (GET): its cleaned values are
     `selectors.ThreadFilters` (`filters`) and the cursor; `selectors.thread_list_page` is the
     query they imply.
@@ -325,8 +347,20 @@ class ThreadFilterForm(DateRangeForm):
 
     FILTERS = ("q", "key", "team", "tracked_by", "state", "date_from", "date_to", "sort")
     TYPED = ("q", "tracked_by", "date_from", "date_to")
+    SEARCH, SHOWN = "q", FILTERS
 
-    q = forms.CharField(label="Search", required=False, max_length=200)
+    q = forms.CharField(
+        label="Search",
+        required=False,
+        max_length=200,
+        widget=forms.TextInput(
+            attrs={
+                "type": "search",
+                "placeholder": "Thread id, label or metadata value",
+                "autocomplete": "off",
+            }
+        ),
+    )
     key = forms.TypedChoiceField(label="Key", required=False, coerce=int, empty_value=None)
     team = forms.TypedChoiceField(label="Team", required=False, coerce=int, empty_value=None)
     tracked_by = username_filter("Tracked by")
@@ -358,11 +392,6 @@ class ThreadFilterForm(DateRangeForm):
         self.fields["date_from"].label = "Created from (UTC)"
         self.fields["date_to"].label = "Created to (UTC)"
         self.is_valid()  # fills cleaned_data with the valid values
-
-    @property
-    def filter_fields(self) -> list[forms.BoundField]:
-        """The filters after the search box, in the toolbar's order."""
-        return [self[name] for name in self.FILTERS if name != "q"]
 
     @property
     def typed_errors(self) -> list[tuple[str, str]]:

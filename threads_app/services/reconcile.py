@@ -38,18 +38,22 @@ class CheckResult:
 
 
 def _explain(thread: TrackedThread, exc: UpstreamError) -> tuple[str, str]:
-    """(outcome, message) for a check the upstream failed."""
+    """(outcome, message) for a check the upstream failed, in the one shape every error
+    takes: what happened, then the API's answer (never inside brackets of its own)."""
     if isinstance(exc, NotFoundError):
         return (
             CheckResult.GONE,
-            f"“{thread}” is gone upstream: the Threads API no longer has it ({exc}).",
+            f"“{thread}” is gone upstream: the Threads API no longer has it. {exc}",
         )
     if isinstance(exc, AuthenticationError):
         return CheckResult.KEY_REJECTED, (
-            f"The Threads API rejected the key “{thread.api_key.label}” ({exc}); "
-            "it is marked failing."
+            f"The Threads API rejected the key “{thread.api_key.label}”, which is now marked "
+            f"failing. {exc}"
         )
-    return CheckResult.FAILED, f"“{thread}” could not be checked, nothing was changed: {exc}"
+    return (
+        CheckResult.FAILED,
+        f"“{thread}” could not be checked, nothing was changed. {exc.headline} {exc}",
+    )
 
 
 def check_thread(thread: TrackedThread) -> CheckResult:

@@ -142,9 +142,16 @@ class ImportResult:
 
 
 def import_threads(
-    *, actor: User, api_key: ApiKey, thread_ids: list[str], origin: Origin | None = None
+    *,
+    actor: User,
+    api_key: ApiKey,
+    thread_ids: list[str],
+    label: str = "",
+    origin: Origin | None = None,
 ) -> list[ImportResult]:
-    """Verify each id with a GET and track those the key can see; one result per id, in order.
+    """Verify each id with a GET and track those the key can see, under `label` (the
+    dashboard's own name for them); one result per id, in order. An id already tracked keeps
+    its label.
 
     A 404 or 400 refuses that id alone, and so does an answer about another thread than the
     one asked for. Any other error concerns the key or the service (401, 429, 5xx, timeout,
@@ -167,7 +174,9 @@ def import_threads(
             result = ImportResult(thread_id, ImportResult.REFUSED, f"Not checked: {stopped_by}")
         else:
             try:
-                result = _import_one(thread_id, actor=actor, api_key=api_key, origin=origin)
+                result = _import_one(
+                    thread_id, actor=actor, api_key=api_key, label=label, origin=origin
+                )
             except UpstreamError as exc:
                 stopped_by = str(exc)
                 result = ImportResult(thread_id, ImportResult.REFUSED, stopped_by)
@@ -176,7 +185,7 @@ def import_threads(
 
 
 def _import_one(
-    thread_id: str, *, actor: User, api_key: ApiKey, origin: Origin | None
+    thread_id: str, *, actor: User, api_key: ApiKey, label: str, origin: Origin | None
 ) -> ImportResult:
     try:
         live = _call(api_key, lambda client: client.retrieve_thread(thread_id))
@@ -200,6 +209,7 @@ def _import_one(
             thread_id=live.id,
             defaults={
                 "tracked_by": actor,
+                "label": label,
                 **selectors.live_fields(live, checked_at=timezone.now()),
             },
         )
@@ -228,7 +238,7 @@ def refresh_thread(thread: TrackedThread) -> Thread:
 
 @dataclass(frozen=True)
 class LiveThread:
-    """What a thread's page shows of the upstream: the live thread and its newest messages,
+    """What a thread's page shows of the upstream: the live thread and its first messages,
     or why each could not be had (`error`: the thread's; `messages_error`: its messages')."""
 
     live: Thread | None = None
@@ -323,7 +333,8 @@ def _remember(thread: TrackedThread, live: Thread | None) -> None:
 
 
 def list_messages(thread: TrackedThread, *, after: str | None = None) -> MessagePage:
-    """One page of the thread's messages, newest first; raises `UpstreamError`."""
+    """One page of the thread's messages, oldest first (a conversation reads downwards);
+    raises `UpstreamError`."""
     return _call(thread.api_key, lambda client: _messages_page(client, thread, after))
 
 
@@ -331,7 +342,7 @@ def _messages_page(
     client: ThreadsClient, thread: TrackedThread, after: str | None = None
 ) -> MessagePage:
     return client.list_messages(
-        thread.thread_id, limit=MESSAGES_PAGE_SIZE, order="desc", after=after
+        thread.thread_id, limit=MESSAGES_PAGE_SIZE, order="asc", after=after
     )
 
 
@@ -341,9 +352,12 @@ def update_thread(
     actor: User,
     metadata: dict[str, str],
     tool_resources: dict[str, Any],
+    label: str | None = None,
     origin: Origin | None = None,
 ) -> TrackedThread:
-    """Replace the thread's metadata and tool_resources; raises `UpstreamError`.
+    """Replace the thread's metadata and tool_resources, and its label here when one is
+    given (the label is the dashboard's own: the upstream never sees it); raises
+    `UpstreamError`, and then nothing changes.
 
     The new metadata map is sent whole. The emulator (emulator/validation.py,
     `thread_modify`) replaces each field present as a whole, as OpenAI's modify does, so the
@@ -360,11 +374,14 @@ def update_thread(
         ),
     )
     fields = selectors.live_fields(live, checked_at=timezone.now())
+    details: dict[str, Any] = {"metadata_before": before, "metadata_after": live.metadata}
+    if label is not None and label != thread.label:
+        details.update(label_before=thread.label, label_after=label)
+        fields["label"] = label
     for name, value in fields.items():
         setattr(thread, name, value)
     with transaction.atomic():
         thread.save(update_fields=list(fields))
-        details = {"metadata_before": before, "metadata_after": live.metadata}
         _record_thread_change(
             thread,
             Action.THREAD_UPDATED,

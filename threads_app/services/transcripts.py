@@ -99,6 +99,6 @@ def deletion_snapshot(thread: TrackedThread) -> str:
         return transcript_json(thread)
     except UpstreamError as exc:
         raise SnapshotFailed(
-            f"“{thread}” was not deleted: its transcript could not be saved first ({exc}). "
-            "Try again, or delete it without saving a transcript."
+            f"“{thread}” was not deleted: its transcript could not be saved first. "
+            f"{exc.headline} {exc} Try again, or delete it without saving a transcript."
         ) from exc

@@ -3,8 +3,9 @@
 import csv
 import itertools
 import json
+from dataclasses import dataclass
 from datetime import UTC
-from typing import Any
+from typing import Any, cast
 
 from django.db.models import QuerySet
 from django.http import HttpResponse, StreamingHttpResponse
@@ -17,8 +18,11 @@ from threads_app.models import AuditEvent
 from threads_app.paging import keyset_page
 from threads_app.views.htmx import AuthenticatedHttpRequest, render_page
 
+Action = AuditEvent.Action
 PAGE_SIZE = 50
 CSV_CHUNK_SIZE = 1000
+# The action and outcome in the page's words; their machine names in columns of their own, last
+# (where they were added, so that the columns before keep their places).
 CSV_HEADER = [
     "sequence",
     "time",
@@ -34,6 +38,8 @@ CSV_HEADER = [
     "user agent",
     "details",
     "hash",
+    "action code",
+    "outcome code",
 ]
 # A spreadsheet runs a cell starting with one of these as a formula (CSV injection).
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
@@ -62,6 +68,39 @@ def _details_summary(details: dict[str, Any]) -> str:
     )
 
 
+@dataclass(frozen=True)
+class AuditRow:
+    """A row of the page: one event, or a deletion's request (`intent`) and its `outcome`
+    together (either may be missing: a deletion still without an outcome, an outcome whose
+    request the user cannot see)."""
+
+    event: AuditEvent | None = None
+    intent: AuditEvent | None = None
+    outcome: AuditEvent | None = None
+
+    @property
+    def first(self) -> AuditEvent:
+        """The row's earliest event: its sequence and time lead the row."""
+        return self.event or self.intent or cast(AuditEvent, self.outcome)
+
+
+def _rows(events: list[AuditEvent], partners: dict[int, AuditEvent]) -> list[AuditRow]:
+    """The page's rows: a deletion's request and outcome as one row, where the outcome is
+    (or the request, when its outcome is on no page before this one)."""
+    on_page = {event.sequence for event in events}
+    rows = []
+    for event in events:
+        partner = partners.get(event.sequence)
+        if event.action == Action.THREAD_DELETE_INTENT:
+            if partner is None or partner.sequence not in on_page:
+                rows.append(AuditRow(intent=event, outcome=partner))
+        elif event.action == Action.THREAD_DELETED:
+            rows.append(AuditRow(intent=partner, outcome=event))
+        else:
+            rows.append(AuditRow(event=event))
+    return rows
+
+
 @require_GET
 def audit_list(request: AuthenticatedHttpRequest) -> HttpResponse:
     form, events = _filtered(request)
@@ -72,11 +111,14 @@ def audit_list(request: AuthenticatedHttpRequest) -> HttpResponse:
         before=_cursor(request.GET.get("before")),
         after=_cursor(request.GET.get("after")),
     )
-    tracked = selectors.tracked_thread_pks(request.user, page.rows)
-    for event in page.rows:
+    partners = selectors.deletion_partners(request.user, page.rows)
+    shown = [*page.rows, *partners.values()]
+    tracked = selectors.tracked_thread_pks(request.user, shown)
+    for event in shown:
         event.thread_pk = tracked.get((event.api_key_id, event.thread_id))
         event.details_summary = _details_summary(event.details)
-    context = {"form": form, "page": page, "nav": "audit"}
+    rows = _rows(page.rows, partners)
+    context = {"form": form, "page": page, "rows": rows, "nav": "audit"}
     return render_page(request, "audit_list", context, partial="rows")
 
 
@@ -101,8 +143,8 @@ def _csv_row(event: AuditEvent) -> list[str]:
             event.sequence,
             event.created_at.astimezone(UTC).isoformat(),
             event.actor_username,
-            event.action,
-            event.outcome,
+            event.get_action_display(),
+            event.get_outcome_display(),
             event.team_name if event.team_id else "personal",
             event.key_hint,
             event.thread_id,
@@ -112,6 +154,8 @@ def _csv_row(event: AuditEvent) -> list[str]:
             event.user_agent,
             json.dumps(event.details, sort_keys=True, ensure_ascii=False),
             event.hash,
+            event.action,
+            event.outcome,
         )
     ]
 

@@ -15,10 +15,12 @@ from threads_app import selectors
 from threads_app.selectors import DayActivity
 from threads_app.views.htmx import AuthenticatedHttpRequest, render_page
 
-# The chart's drawing box (the SVG's viewBox): narrow enough that its labels stay readable
-# when it shrinks to a phone's width, and it scales up with the page.
-WIDTH, HEIGHT = 360, 160
-LEFT, RIGHT, TOP, BOTTOM = 30, 16, 10, 22
+# The chart's drawing box (the SVG's viewBox): it fills the card's width, and its labels stay
+# readable when it shrinks to a phone's (larger there, see app.css). The margins hold the
+# axes' numbers and titles.
+WIDTH, HEIGHT = 720, 240
+LEFT, RIGHT, TOP, BOTTOM = 48, 12, 10, 40
+SERIES = ("created", "imported", "deleted")  # a bar each a day, in this order; CSS classes
 LABEL_EVERY = 7  # days between two dates under the chart
 # The table's column headings: short, so that the five columns fit a phone.
 STATE_HEADINGS = {
@@ -31,7 +33,7 @@ STATE_HEADINGS = {
 
 @dataclass(frozen=True)
 class Bar:
-    series: str  # "created" or "deleted": its CSS class
+    series: str  # one of SERIES: its CSS class
     x: float
     y: float
     width: float
@@ -57,10 +59,24 @@ class Chart:
     height: int
     left: int
     right: int  # the plot's right edge
+    top: int
     baseline: float
     bars: list[Bar]
     ticks: list[Tick]
     labels: list[DayLabel]
+
+    @property
+    def label_y(self) -> float:
+        """Where the days' dates sit, under the x axis."""
+        return round(self.baseline + 14, 2)
+
+    @property
+    def middle_x(self) -> float:
+        return round((self.left + self.right) / 2, 2)
+
+    @property
+    def middle_y(self) -> float:
+        return round((self.top + self.baseline) / 2, 2)
 
 
 def _scale_top(highest: int) -> int:
@@ -72,16 +88,19 @@ def _scale_top(highest: int) -> int:
 
 
 def activity_chart(days: list[DayActivity]) -> Chart:
-    """Two bars a day (created, deleted) on one scale, oldest day on the left."""
+    """Three bars a day (SERIES: created, imported, deleted) on one scale, oldest day on the
+    left."""
     plot_width, plot_height = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
     baseline = TOP + plot_height
-    top = _scale_top(max((max(day.created, day.deleted) for day in days), default=0))
+    highest = max((getattr(day, series) for day in days for series in SERIES), default=0)
+    top = _scale_top(highest)
     slot = plot_width / max(len(days), 1)
-    bar_width = slot * 0.4
+    bar_width = slot * 0.8 / len(SERIES)
     bars, labels = [], []
     for n, day in enumerate(days):
         x = LEFT + n * slot + slot * 0.1
-        for offset, series, count in ((0, "created", day.created), (1, "deleted", day.deleted)):
+        for offset, series in enumerate(SERIES):
+            count = getattr(day, series)
             height = plot_height * count / top
             bars.append(
                 Bar(
@@ -94,11 +113,11 @@ def activity_chart(days: list[DayActivity]) -> Chart:
                 )
             )
         if (len(days) - 1 - n) % LABEL_EVERY == 0:  # today, and every LABEL_EVERY days back
-            labels.append(DayLabel(round(x + bar_width, 2), f"{day.day:%b %-d}"))
+            labels.append(DayLabel(round(x + bar_width * len(SERIES) / 2, 2), f"{day.day:%b %-d}"))
     ticks = [Tick(value, round(baseline - plot_height * value / top, 2)) for value in (0, top)]
     if top > 1 and top % 2 == 0:
         ticks.insert(1, Tick(top // 2, round(baseline - plot_height / 2, 2)))
-    return Chart(WIDTH, HEIGHT, LEFT, WIDTH - RIGHT, baseline, bars, ticks, labels)
+    return Chart(WIDTH, HEIGHT, LEFT, WIDTH - RIGHT, TOP, baseline, bars, ticks, labels)
 
 
 @require_GET
@@ -107,6 +126,7 @@ def overview(request: AuthenticatedHttpRequest) -> HttpResponse:
     context = {
         "nav": "overview",
         "overview": summary,
+        "setup": selectors.setup(request.user, summary),
         "state_headings": STATE_HEADINGS.items(),
         "chart": activity_chart(summary.days),
         "days": selectors.OVERVIEW_DAYS,

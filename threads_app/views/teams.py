@@ -10,6 +10,7 @@ from functools import partial
 
 from django.contrib import messages
 from django.http import HttpResponse
+from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from threads_app import selectors
@@ -47,11 +48,17 @@ def team_create(request: AuthenticatedHttpRequest) -> HttpResponse:
 
 
 def _render_detail(
-    request: AuthenticatedHttpRequest, team: Team, invite_form: InviteForm | None = None
+    request: AuthenticatedHttpRequest,
+    team: Team,
+    invite_form: InviteForm | None = None,
+    undo: tuple[int, str] | None = None,
 ) -> HttpResponse:
-    """The team page, or its `#members` region on the htmx path."""
+    """The team page, or its `#members` region on the htmx path. `undo`: (membership pk,
+    its previous role) after a role change, offered back in that member's row (a plain page
+    gets it from the query string the change redirected to)."""
     user = request.user
     is_owner = selectors.is_team_owner(user, team)
+    undo = undo or _undo_from(request)
     context = {
         "nav": "teams",
         "team": team,
@@ -64,8 +71,21 @@ def _render_detail(
         "role_choices": Membership.Role.choices,
         # Only someone who uses two-factor may require it of the team's owners.
         "may_require_two_factor": selectors.has_two_factor(user),
+        "undo_pk": undo[0] if undo and is_owner else None,
+        "undo_role": Membership.Role(undo[1]) if undo and is_owner else None,
     }
     return render_page(request, "team_detail", context, partial="members")
+
+
+UNDO = "undo"  # the team page's query parameter "<membership pk>:<previous role>"
+
+
+def _undo_from(request: AuthenticatedHttpRequest) -> tuple[int, str] | None:
+    """The role change to offer undoing, from `?undo=` (ignored unless well formed)."""
+    pk, _, role = request.GET.get(UNDO, "").partition(":")
+    if not pk.isdecimal() or len(pk) > 18 or role not in Membership.Role.values:
+        return None
+    return int(pk), role
 
 
 def _after_member_change(request: AuthenticatedHttpRequest, team: Team) -> HttpResponse:
@@ -166,17 +186,23 @@ def team_member_role(
         messages.error(request, "Choose a role: owner, member or viewer.")
         return _after_member_change(request, team)
     role = form.cleaned_data["role"]
+    previous = membership.role
     label = Membership.Role(role).label.lower()
     origin = Origin.from_request(request)
     change = partial(team_services.change_role, membership, actor=actor, role=role, origin=origin)
-    attempt(
+    changed = attempt(
         request,
         change,
         done=lambda changed: (
             f"{membership.user}'s role in {team} is now {label}." if changed else ""
         ),
     )
-    return _after_member_change(request, team)
+    if not changed or previous == role:
+        return _after_member_change(request, team)
+    if request.htmx:
+        return _render_detail(request, team, undo=(membership.pk, previous))
+    undo = f"?{UNDO}={membership.pk}:{previous}"
+    return go_to(request, reverse(TEAM_DETAIL, args=[team.pk]) + undo)
 
 
 @require_http_methods(["GET", "POST"])
@@ -189,7 +215,7 @@ def team_member_remove(
     leaving = membership.user_id == actor.pk
     if request.method == "GET":
         context = {"nav": "teams", "team": team, "membership": membership, "leaving": leaving}
-        return render_page(request, "team_member_remove", context)
+        return render_page(request, "team_member_remove", context, partial="confirm")
     origin = Origin.from_request(request)
     removed = attempt(
         request,

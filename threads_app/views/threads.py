@@ -26,12 +26,13 @@ from threads_app.forms.threads import (
     MessageFormSet,
     MetadataFormSet,
     ThreadCreateForm,
+    ThreadEditForm,
     ThreadFilterForm,
     ThreadImportForm,
     ToolResourcesForm,
     as_typed,
 )
-from threads_app.models import TrackedThread
+from threads_app.models import ApiKey, TrackedThread
 from threads_app.paging import Page
 from threads_app.services import deletions
 from threads_app.services import threads as services
@@ -42,6 +43,7 @@ from threads_app.upstream import MessagePage, NotFoundError, Thread, UpstreamErr
 from threads_app.views.htmx import AuthenticatedHttpRequest, Event, announce, go_to, render_page
 
 PAGE_SIZE = 25
+COUNT = "count"  # the list's query parameter asking for the matches to be counted
 CHECK_MESSAGE_LEVELS = {
     CheckResult.OK: messages.SUCCESS,
     CheckResult.GONE: messages.WARNING,
@@ -63,11 +65,12 @@ def thread_list(request: AuthenticatedHttpRequest) -> HttpResponse:
         page = selectors.thread_list_page(
             request.user, filters, keys=keys, size=PAGE_SIZE, **form.cursor
         )
-    _set_row_display(page.rows, usable_key_ids)
+    _set_row_display(page.rows, usable_key_ids, q=filters.q if filters else "")
     context = {
         "nav": "threads",
         "filters": form,
         "page": page,
+        "list_count": _count(request, filters, keys, page),
         "pager": _pager(form, page),
         "writable_key_ids": usable_key_ids,
         "has_keys": bool(keys),
@@ -77,10 +80,26 @@ def thread_list(request: AuthenticatedHttpRequest) -> HttpResponse:
     return render_page(request, "thread_list", context, partial="rows")
 
 
-def _set_row_display(rows: list[TrackedThread], writable_key_ids: set[int]) -> None:
+def _count(
+    request: AuthenticatedHttpRequest,
+    filters: selectors.ThreadFilters | None,
+    keys: list[ApiKey],
+    page: Page,
+) -> selectors.ListCount | None:
+    """The list's "N threads": free from the counters or the page, else counted only when
+    the page asks (`?count=1`: the count's own request, see thread_count.html)."""
+    if filters is None:
+        return None
+    count = selectors.thread_list_count(request.user, filters, keys=keys, page=page)
+    if count is None and COUNT in request.GET:
+        return selectors.count_matching_threads(request.user, filters)
+    return count
+
+
+def _set_row_display(rows: list[TrackedThread], writable_key_ids: set[int], *, q: str) -> None:
     """What each row shows, worked out once here rather than per use in the template: its
-    name, links (the delete one only where it may be deleted) and creation time (as the
-    `timestamp` tag writes it)."""
+    name, links (the delete one only where it may be deleted), creation time (as the
+    `timestamp` tag writes it) and metadata pair (`_shown_pair`)."""
     detail_url = _pk_url("threads_app:thread_detail")
     delete_url = _pk_url("threads_app:thread_delete")
     for thread in rows:
@@ -89,6 +108,19 @@ def _set_row_display(rows: list[TrackedThread], writable_key_ids: set[int]) -> N
         thread.detail_url = detail_url(thread.pk)
         thread.delete_url = delete_url(thread.pk) if deletable else None
         thread.created_time = timestamp(thread.upstream_created_at or thread.tracked_at)
+        thread.pair, thread.pair_matched = _shown_pair(thread.metadata or {}, q.lower())
+        thread.more_pairs = len(thread.metadata or {}) - (thread.pair is not None)
+
+
+def _shown_pair(metadata: dict[str, Any], q: str) -> tuple[tuple[str, str] | None, bool]:
+    """The metadata pair a list row shows, and whether the search matched it: the first pair
+    whose value holds the search (what made the row match), else the first pair."""
+    pairs = [(str(key), str(value)) for key, value in metadata.items()]
+    if q:
+        for pair in pairs:
+            if q in pair[1].lower():
+                return pair, True
+    return (pairs[0] if pairs else None), False
 
 
 def _pk_url(name: str) -> Callable[[int], str]:
@@ -163,6 +195,7 @@ def thread_import(request: AuthenticatedHttpRequest) -> HttpResponse:
             actor=request.user,
             api_key=form.cleaned_data["api_key"],
             thread_ids=form.cleaned_data["thread_ids"],
+            label=form.cleaned_data["label"],
             origin=Origin.from_request(request),
         )
     context = {
@@ -206,8 +239,21 @@ def thread_detail(request: AuthenticatedHttpRequest, pk: int) -> HttpResponse:
         "gone": isinstance(upstream.error, NotFoundError),
         "reason": reason,
         "writable": writable,
+        "blocked": _blocked(upstream.error),
     }
     return render_page(request, "thread_detail", context, partial="live")
+
+
+def _blocked(error: UpstreamError | None) -> str | None:
+    """Why a thread's page offers Edit, Delete and the transcript disabled, or None."""
+    if error is None:
+        return None
+    if isinstance(error, NotFoundError):
+        return (
+            "The Threads API no longer has this thread: there is nothing to edit, delete or "
+            "download. Untrack it to take it off the list."
+        )
+    return "Editing, deleting and downloading need the Threads API: try again once it answers."
 
 
 @require_GET
@@ -243,10 +289,10 @@ def thread_edit(request: AuthenticatedHttpRequest, pk: int) -> HttpResponse:
     data = posted(request)
     if data is None:
         return _edit_page(request, thread, *_edit_forms_from_live(thread))
-    form = ToolResourcesForm(data)
+    form = ThreadEditForm(data)
     metadata = MetadataFormSet(data, prefix="meta")
     if ADD_ROW in data:
-        form = ToolResourcesForm(initial=as_typed(form))
+        form = ThreadEditForm(initial=as_typed(form))
         return _edit_page(request, thread, form, metadata.as_typed(another=True))
     if not (form.is_valid() and metadata.is_valid()):
         return _edit_page(request, thread, form, metadata)
@@ -256,6 +302,8 @@ def thread_edit(request: AuthenticatedHttpRequest, pk: int) -> HttpResponse:
             actor=request.user,
             metadata=metadata.metadata(),
             tool_resources=form.tool_resources(keep_empty=True),
+            # A post without the field (an older page, a script) keeps the label.
+            label=form.cleaned_data["label"] if "label" in data else None,
             origin=Origin.from_request(request),
         )
     except UpstreamError as exc:
@@ -266,13 +314,14 @@ def thread_edit(request: AuthenticatedHttpRequest, pk: int) -> HttpResponse:
 
 def _edit_forms_from_live(
     thread: TrackedThread,
-) -> tuple[ToolResourcesForm | None, BaseMetadataFormSet | None, UpstreamError | None]:
+) -> tuple[ThreadEditForm | None, BaseMetadataFormSet | None, UpstreamError | None]:
     """The edit forms filled from the live thread, or no forms and why it could not be read."""
     try:
         live: Thread = services.refresh_thread(thread)
     except UpstreamError as exc:
         return None, None, exc
-    form = ToolResourcesForm(initial=ToolResourcesForm.initial_from(live.tool_resources))
+    initial = {**ToolResourcesForm.initial_from(live.tool_resources), "label": thread.label}
+    form = ThreadEditForm(initial=initial)
     metadata = MetadataFormSet(
         initial=[{"key": key, "value": value} for key, value in live.metadata.items()],
         prefix="meta",
@@ -283,7 +332,7 @@ def _edit_forms_from_live(
 def _edit_page(
     request: AuthenticatedHttpRequest,
     thread: TrackedThread,
-    form: ToolResourcesForm | None,
+    form: ThreadEditForm | None,
     metadata: BaseMetadataFormSet | None,
     error: UpstreamError | None = None,
 ) -> HttpResponse:
@@ -312,7 +361,10 @@ def thread_check(request: AuthenticatedHttpRequest, pk: int) -> HttpResponse:
 
 
 def _confirm(request: AuthenticatedHttpRequest, thread: TrackedThread, action: str) -> HttpResponse:
-    context = {"nav": "threads", "thread": thread, "action": action}
+    """The confirmation: a page, or (htmx) the dialog's content; `?row` when a list row opened
+    it, so that its form removes that row in place."""
+    in_row = "row" in request.GET and bool(request.htmx)
+    context = {"nav": "threads", "thread": thread, "action": action, "in_row": in_row}
     return render_page(request, "thread_confirm", context, partial="confirm")
 
 
