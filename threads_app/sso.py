@@ -185,9 +185,12 @@ class SocialAccountAdapter(DefaultSocialAccountAdapter):  # type: ignore[misc]
         self, request: HttpRequest | None, provider: Any = None, client_id: Any = None
     ) -> list[SocialApp]:
         """The providers of OIDC_PROVIDERS only: a SocialApp row (the admin no longer offers
-        them) would skip its checks."""
-        apps = super().list_apps(request, provider=provider, client_id=client_id)
-        return [app for app in apps if app.pk is None]
+        them) would skip its checks. Built from the settings alone, so the log-in page asks
+        the database nothing (allauth's own list reads the SocialApp table first)."""
+        from allauth.socialaccount.adapter import _build_apps_from_settings
+
+        by_provider = _build_apps_from_settings(provider=provider, client_id=client_id)
+        return [app for apps in by_provider.values() for app in apps]
 
     def pre_social_login(self, request: HttpRequest, sociallogin: SocialLogin) -> None:
         facts = login_facts(sociallogin)

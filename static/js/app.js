@@ -8,11 +8,17 @@ document.documentElement.classList.add("js");  // CSS hides what only a page wit
 // and is announced through the polite live region #toasts.
 function showMessages(items) {
   const main = document.getElementById("main");
-  let list = main.querySelector(":scope > .messages");
+  let region = main.querySelector(":scope > .messages-region");
+  if (!region) {  // the page had no messages: the same markup as the page's (base.html)
+    region = document.createElement("div");
+    region.className = "messages-region";
+    main.prepend(region);
+  }
+  let list = region.querySelector(":scope > .messages");
   if (!list) {
     list = document.createElement("ul");
     list.className = "messages";
-    main.prepend(list);
+    region.append(list);
   }
   list.replaceChildren();
   for (const { message, tags } of items) {

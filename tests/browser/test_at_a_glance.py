@@ -321,7 +321,7 @@ def test_one_confirmation_dialog_one_feedback_and_a_role_select_with_undo(
     delete.click()
     dialog.get_by_role("button", name="Delete thread").click()
     expect(page).to_have_url(re.compile(r"/$"))
-    banner = page.locator("main > .messages .message.success")
+    banner = page.locator("main > .messages-region > .messages .message.success")
     expect(banner).to_have_text("Deleted “Confirm me”.")
     assert banner.evaluate("e => getComputedStyle(e.parentElement).position") == "static"
 
@@ -330,7 +330,7 @@ def test_one_confirmation_dialog_one_feedback_and_a_role_select_with_undo(
     page.goto(f"/teams/{team.pk}/")
     expect(page.get_by_role("button", name="Save the role of dora")).to_be_hidden()  # saves itself
     page.get_by_label("Role of dora").select_option("member")
-    expect(page.locator("main > .messages .message.success")).to_have_text(
+    expect(page.locator("main > .messages-region > .messages .message.success")).to_have_text(
         "dora's role in Blue is now member."
     )
     assert Membership.objects.get(team=team, user__username="dora").role == "member"

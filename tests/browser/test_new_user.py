@@ -128,7 +128,7 @@ def test_requiring_two_factor_of_a_team_s_owners(
     box = page.get_by_label("Owners must use two-factor authentication")
     expect(box).to_be_enabled()
     box.check()
-    page.get_by_role("button", name="Save").click()
+    page.get_by_role("button", name="Save", exact=True).click()
     expect(page.get_by_role("heading", level=1)).to_have_text(
         "Require two-factor authentication of Blue's owners?"
     )

@@ -123,10 +123,12 @@ def activity_chart(days: list[DayActivity]) -> Chart:
 @require_GET
 def overview(request: AuthenticatedHttpRequest) -> HttpResponse:
     summary = selectors.overview(request.user)
+    setup = selectors.setup(request.user, summary)
     context = {
         "nav": "overview",
         "overview": summary,
-        "setup": selectors.setup(request.user, summary),
+        "setup": setup,
+        "may_add_threads": setup.can_create,  # the context processor's, without its query
         "state_headings": STATE_HEADINGS.items(),
         "chart": activity_chart(summary.days),
         "days": selectors.OVERVIEW_DAYS,
