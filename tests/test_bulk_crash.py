@@ -22,7 +22,7 @@ from django_tasks_db.models import DBTaskResult
 
 from tests.threads_helpers import body, url
 from tests.worker_fixtures import wait_for
-from threads_app import audit, selectors, tasks
+from threads_app import audit, tasks
 from threads_app.models import AuditEvent, BulkDeleteItem, BulkDeleteJob, TrackedThread
 from threads_app.services import bulk
 

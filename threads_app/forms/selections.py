@@ -23,21 +23,22 @@ class SelectionDeleteForm(Form):
 
 class SavedViewForm(Form):
     """A name for the list's current filter and sort; shared with a team the user owns, or
-    kept for themselves (no team)."""
+    kept for themselves (no team). Posted with the list's filters, whose `team` is a filter:
+    the team shared with is `share_with`."""
 
-    name = forms.CharField(label="Name", max_length=SavedView._meta.get_field("name").max_length)
-    team = forms.TypedChoiceField(label="Share with", required=False, coerce=int, empty_value=None)
+    name = forms.CharField(
+        label="Name",
+        max_length=SavedView._meta.get_field("name").max_length,
+        error_messages={"required": "Give the view a name."},
+    )
+    share_with = forms.TypedChoiceField(
+        label="Share with", required=False, coerce=int, empty_value=None
+    )
 
     def __init__(self, teams: list[Team], *args: Any, **kwargs: Any) -> None:
         """`teams`: those the user owns (a view can be shared with them)."""
         super().__init__(*args, **kwargs)
-        cast(forms.TypedChoiceField, self.fields["team"]).choices = [
+        cast(forms.TypedChoiceField, self.fields["share_with"]).choices = [
             ("", "Only me"),
             *((team.pk, f"Team {team.name}") for team in teams),
         ]
-
-    def clean_name(self) -> str:
-        name = str(self.cleaned_data["name"]).strip()
-        if not name:
-            raise forms.ValidationError("Give the view a name.")
-        return name

@@ -13,11 +13,19 @@ from datetime import datetime
 
 from django.contrib.auth.models import User
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from threads_app import selectors
 from threads_app.audit import Origin
-from threads_app.models import BulkDeleteJob, RetentionPolicy, SavedView, Selection, Team
+from threads_app.models import (
+    BulkDeleteItem,
+    BulkDeleteJob,
+    RetentionPolicy,
+    SavedView,
+    Selection,
+    Team,
+)
 from threads_app.selectors import ThreadFilters
 from threads_app.services.refusals import NotAllowed, Refused
 
@@ -192,8 +200,16 @@ def cancel_job(*, user: User, job: BulkDeleteJob) -> BulkDeleteJob:
     their outcomes, and the threads not reached stay as they are."""
     _check_may_steer(user, job)
     jobs, now = BulkDeleteJob.objects.filter(pk=job.pk), timezone.now()
-    idle = jobs.filter(state__in=[JobState.QUEUED, JobState.PAUSED], task_id="")
-    stopped = idle.update(state=JobState.CANCELLED, finished_at=now) or jobs.filter(
+    idle = jobs.filter(state__in=[JobState.QUEUED, JobState.PAUSED])
+    interrupted = job.items.filter(
+        outcome=BulkDeleteItem.Outcome.PENDING, intent_sequence__isnull=False
+    )
+    if not interrupted.exists():  # a queued task has nothing to resolve: it is let go
+        idle = idle.filter(Q(state=JobState.QUEUED) | Q(task_id=""))
+        stopped = idle.update(state=JobState.CANCELLED, task_id="", finished_at=now)
+    else:  # its queued run resolves them first, then leaves it
+        stopped = 0
+    stopped = stopped or jobs.filter(
         state__in=[JobState.QUEUED, JobState.RUNNING, JobState.PAUSED]
     ).update(state=JobState.CANCELLED)
     if not stopped:

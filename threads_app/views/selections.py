@@ -109,7 +109,7 @@ def saved_view_create(request: AuthenticatedHttpRequest) -> HttpResponse:
             user=request.user,
             name=form.cleaned_data["name"],
             filters=filters,
-            team=next((t for t in teams if t.pk == form.cleaned_data["team"]), None),
+            team=next((t for t in teams if t.pk == form.cleaned_data["share_with"]), None),
         ),
         done=lambda view: f"View “{view.name}” saved.",
     )
