@@ -16,8 +16,9 @@ transaction), so a job whose worker died, or whose database connection was cut, 
 resumed exactly: a pending item with an intent is resolved by asking the upstream first
 (`deletions.resolve_interrupted_deletion`), one without is sent as usual. How many DELETEs
 are in flight is learnt from the answers (`services.concurrency`: start at 8, more while the
-answers are fast, half on a 429, nothing sent before the Retry-After is over); a 429 is not
-an outcome, its DELETE is sent again. A job paused or cancelled stops sending at its next
+answers are fast, half on a 429, nothing sent before the Retry-After is over), in one budget
+per key that every worker and job shares (`services.budget`); a 429 is not an outcome, its
+DELETE is sent again. A job paused or cancelled stops sending at its next
 batch; the deletions in flight get their outcomes first.
 """
 
@@ -44,7 +45,8 @@ from threads_app.models import (
 )
 from threads_app.selectors import MAX_BULK_DELETE, BulkDeleteSelection
 from threads_app.services import deletions
-from threads_app.services.concurrency import AdaptiveConcurrency, run_adaptively
+from threads_app.services.budget import SharedConcurrency
+from threads_app.services.concurrency import run_adaptively
 from threads_app.services.deletions import Deletion
 from threads_app.services.jobs import queue_job
 from threads_app.services.keys import client_for
@@ -383,8 +385,17 @@ class _Run:
     def send(self, batches: Iterable[list[BulkDeleteItem]]) -> None:
         """Claim, send and record the batches' items, as many DELETEs in flight as the answers
         allow."""
-        controller = AdaptiveConcurrency()
-        adaptive = run_adaptively(self._sendings(batches), self._send, controller)
+        key_ids = (
+            self.job.items.filter(outcome=ItemOutcome.PENDING, tracked_thread__isnull=False)
+            .order_by()
+            .values_list("tracked_thread__api_key_id", flat=True)
+            .distinct()
+        )
+        controller = SharedConcurrency(key_ids, holder=f"job {self.job.pk} {self.task_id}")
+        try:
+            adaptive = run_adaptively(self._sendings(batches), self._send, controller)
+        finally:
+            controller.close()
         self._take_answers()
         for sending, error in adaptive.gave_up:  # 429 after 429: its intent gets an outcome
             name = sending.thread.label or sending.thread.thread_id
