@@ -370,7 +370,11 @@ class _Run:
                 return ItemOutcome.FAILED, "No longer tracked here; nothing was sent again.", ""
             try:
                 deletion = deletions.resolve_interrupted_deletion(
-                    thread, intent=intent, actor=self.actor, origin=self.origin
+                    thread,
+                    intent=intent,
+                    actor=self.actor,
+                    origin=self.origin,
+                    details=self.job.audit_details,
                 )
             except Refused as refusal:  # its outcome is recorded already, or being recorded
                 return _recorded_outcome(intent, refusal)
