@@ -543,3 +543,13 @@ def test_a_job_queued_before_the_deploy_still_runs(user, api_key, make_thread, e
     assert job.state == State.FINISHED
     assert set(job.items.values_list("outcome", flat=True)) == {Item.DELETED}
     assert set(AuditEvent.objects.values_list("client_ip", flat=True)) == {"203.0.113.4"}
+
+
+@pytest.mark.django_db
+def test_the_audit_log_links_a_job_s_deletions_back_to_it(user_client, user, api_key, make_thread):
+    make_thread(api_key, label="linked")
+    selection = jobs.create_selection(user=user, filters=ThreadFilters())
+    job = jobs.start_selection_job(user=user, selection=selection, typed_count=1)
+    bulk.run_bulk_delete(job.pk)
+    page = body(user_client.get(url("audit_list")))
+    assert page.count(f'<a href="{url("bulk_delete_job", job.pk)}">job #{job.pk}</a>') == 2
