@@ -249,6 +249,7 @@ ROUTES = {
     "thread_select_all": Route(post=Rule(NONE, REDIRECTS)),
     # A selection is its creator's; an empty POST is a form error.
     "selection_detail": Route(SELECTIONS, get=Rule(SEE), post=Rule(SEE)),
+    "saved_view_list": Route(get=ANYONE),
     "saved_view_create": Route(post=Rule(NONE, REDIRECTS)),
     # A team's members see its views; its owners (and the creator) remove them.
     "saved_view_delete": Route(SAVED_VIEWS, post=Rule(MANAGE, REDIRECTS)),

@@ -488,8 +488,10 @@ def test_saved_views_personal_and_shared_by_an_owner(
     assert (shared.team, shared.filters) == (team_world["blue_team"], {"q": "spring"})
 
     client.force_login(user)  # a member of Blue sees it, and cannot share with Blue
-    page = body(client.get(url("thread_list")))
-    assert "Blue spring" in page
+    page = body(client.get(url("saved_view_list") + "?q=spring"))
+    assert "Blue spring" in page and 'name="q" value="spring"' in page
+    assert 'name="share_with"' not in page  # she owns no team
+    assert url("saved_view_delete", shared.pk) not in page
     client.post(url("saved_view_create"), {"name": "mine", "q": "autumn"})
     assert SavedView.objects.get(name="mine").team is None
     with pytest.raises(NotAllowed):
@@ -509,9 +511,12 @@ def test_saved_views_personal_and_shared_by_an_owner(
 
     stranger = make_user("sam")
     client.force_login(stranger)
-    assert "Blue spring" not in body(client.get(url("thread_list")))
+    assert "Blue spring" not in body(client.get(url("saved_view_list")))
     assert client.post(url("saved_view_delete", shared.pk)).status_code == 404
     client.force_login(other_user)
+    page = body(client.get(url("saved_view_list"), HTTP_HX_REQUEST="true"))
+    assert page.lstrip().startswith('<section class="saved-views"')  # the list's region
+    assert 'name="share_with"' in page and url("saved_view_delete", shared.pk) in page
     client.post(url("saved_view_delete", shared.pk))
     assert not SavedView.objects.filter(pk=shared.pk).exists()
 
@@ -553,3 +558,15 @@ def test_the_audit_log_links_a_job_s_deletions_back_to_it(user_client, user, api
     bulk.run_bulk_delete(job.pk)
     page = body(user_client.get(url("audit_list")))
     assert page.count(f'<a href="{url("bulk_delete_job", job.pk)}">job #{job.pk}</a>') == 2
+
+
+@pytest.mark.django_db
+def test_the_list_page_costs_no_query_for_saved_views(
+    user_client, user, api_key, make_thread, django_assert_max_num_queries
+):
+    SavedView.objects.create(name="mine", created_by=user, filters={"q": "x"})
+    make_thread(api_key, label="x")
+    with django_assert_max_num_queries(6):
+        page = body(user_client.get(url("thread_list")))
+    assert f'hx-get="{url("saved_view_list")}?' in page  # they load in their own region
+    assert f'<a href="{url("saved_view_list")}?">Saved views</a>' in page  # or without JS

@@ -33,6 +33,7 @@ ROUTES: list[tuple[str, Callable[..., HttpResponseBase]]] = [
     ("threads/bulk-delete/", bulk.thread_bulk_delete),
     ("threads/select-all/", selections.thread_select_all),
     ("selections/<int:pk>/", selections.selection_detail),
+    ("views/", selections.saved_view_list),
     ("views/new/", selections.saved_view_create),
     ("views/<int:pk>/delete/", selections.saved_view_delete),
     ("jobs/", bulk.job_list),

@@ -11,7 +11,7 @@ from django.contrib import messages
 from django.http import HttpResponse
 from django.urls import reverse
 from django.utils.http import urlencode
-from django.views.decorators.http import require_http_methods, require_POST
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from threads_app import selectors
 from threads_app.accounts import recent_authentication_required
@@ -139,10 +139,27 @@ class ViewChoice(NamedTuple):
 def list_context(
     request: AuthenticatedHttpRequest, filters: selectors.ThreadFilters | None
 ) -> dict[str, object]:
-    """What the list page's saved views and "Select all" bar need: the views (each with its
-    list URL and whether the user may remove it), the one the list shows (`?view=`), the
-    current filters as data, and the teams a view can be shared with. Two queries."""
+    """What the list page's "Select all" bar needs: the current filters as data, and the
+    saved view the list shows (`?view=`, with its filters unchanged). No query unless the
+    URL names a view: the saved views themselves load in a region of their own
+    (`saved_view_list`), so the list's own page costs what it did."""
+    data = filters.to_data() if filters is not None else {}
+    view_pk = request.GET.get("view", "")
+    current = None
+    if view_pk.isdigit() and len(view_pk) < 19:
+        view = selectors.saved_views(request.user).filter(pk=int(view_pk)).first()
+        current = view if view is not None and view.filters == data else None
+    return {"filter_data": data, "current_view": current}
+
+
+@require_GET
+def saved_view_list(request: AuthenticatedHttpRequest) -> HttpResponse:
+    """The saved views (the user's and their teams'), with the form that saves the filters
+    given (the list's own parameters) as one: the region above the list (htmx), or a page of
+    its own without JavaScript."""
     user = request.user
+    keys, _ = selectors.thread_list_keys(user)
+    filters = ThreadFilterForm(keys, request.GET).filters()
     teams = list(selectors.owned_teams(user))
     owned = {team.pk for team in teams}
     views = [
@@ -153,15 +170,12 @@ def list_context(
         )
         for view in selectors.saved_views(user)
     ]
-    data = filters.to_data() if filters is not None else {}
     view_pk = request.GET.get("view", "")
-    # The view the list shows: named in the URL, with its filters unchanged.
-    current = next(
-        (c.view for c in views if str(c.view.pk) == view_pk and c.view.filters == data), None
-    )
-    return {
+    context = {
+        "nav": "threads",
         "saved_views": views,
-        "current_view": current,
-        "filter_data": data,
+        "current_pk": int(view_pk) if view_pk.isdigit() and len(view_pk) < 19 else None,
+        "filter_data": filters.to_data() if filters is not None else {},
         "owned_teams": teams,
     }
+    return render_page(request, "saved_view_list", context, partial="views")
