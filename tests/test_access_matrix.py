@@ -599,7 +599,8 @@ def test_the_markers_are_shown_to_whoever_may_see_them(actor, live_threads, clie
     world = live_threads
     client.cookies[settings.SESSION_COOKIE_NAME] = world.sessions[actor]
     visible = [scope for scope in world.names if level(actor, scope) >= SEE]
-    urls = [reverse(f"threads_app:{name}") for name in ("thread_list", "key_list", "audit_list")]
+    names = ("thread_list", "saved_view_list", "key_list", "audit_list")
+    urls = [reverse(f"threads_app:{name}") for name in names]
     urls += [
         reverse("threads_app:bulk_delete_job", args=[world.jobs[scope].pk])
         for scope in visible

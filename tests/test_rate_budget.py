@@ -89,5 +89,6 @@ def test_two_workers_on_one_key_finish_two_jobs_under_its_rate_limit(
     stats = emulator.stats()
     assert stats["rate_limited"] <= 0.15 * stats["requests"], stats
     budget = KeyRateBudget.objects.get(pk=api_key.pk)
-    assert budget.decreased_at is not None  # they did meet the limit, and adapted
+    if stats["rate_limited"]:  # they met the limit (a busy machine may not): they adapted
+        assert budget.decreased_at is not None and budget.limit < 64
     assert not KeyRateLease.objects.exists()  # both gave their lease back

@@ -724,19 +724,25 @@ class ThreadFilters:
                 raise ValueError(f"{name} must be an id")
             return value
 
+        def text(name: str) -> str:
+            value = data.get(name) or ""
+            if not isinstance(value, str):
+                raise ValueError(f"{name} must be text")
+            return value
+
         def day(name: str) -> date | None:
-            value = data.get(name)
-            return None if value is None else date.fromisoformat(str(value))
+            value = text(name)
+            return date.fromisoformat(value) if value else None
 
         return cls(
-            q=str(data.get("q", "")),
+            q=text("q"),
             key_id=number("key"),
             team_id=number("team"),
-            tracked_by=str(data.get("tracked_by", "")),
-            state=str(data.get("state", "")),
+            tracked_by=text("tracked_by"),
+            state=text("state"),
             date_from=day("date_from"),
             date_to=day("date_to"),
-            sort=str(data.get("sort", NEWEST)),
+            sort=text("sort") or NEWEST,
         )
 
 
