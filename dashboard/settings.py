@@ -134,6 +134,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                "threads_app.context_processors.abilities",
             ],
         },
     },
@@ -220,9 +221,9 @@ ACCOUNT_RATE_LIMITS = {
     # (an IPv6 address counts by its /64) and per link.
     "invitation_join": "30/h/ip,10/h/key",
 }
-# A sensitive action needs the password or a code within the last 15 minutes (the log-in
-# counts), see threads_app/accounts.py.
-ACCOUNT_REAUTHENTICATION_TIMEOUT = 15 * 60
+# A sensitive action needs the password or a code within the last REAUTHENTICATION_SECONDS
+# (15 minutes by default; the log-in counts), see threads_app/accounts.py.
+ACCOUNT_REAUTHENTICATION_TIMEOUT = env_int("REAUTHENTICATION_SECONDS", 15 * 60, minimum=1)
 MFA_SUPPORTED_TYPES = ["totp", "recovery_codes"]
 MFA_TOTP_ISSUER = "Threads Console"
 # Accounts come from administrators and invitations, so their emails are not verified by allauth.
@@ -291,6 +292,9 @@ if not DEBUG:
     # Production sits behind a TLS-terminating proxy that sets X-Forwarded-Proto.
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
     SECURE_SSL_REDIRECT = True
+    # A load balancer's health probe often speaks plain HTTP to the instance: it gets the
+    # answer, not a redirect to HTTPS (README, "Operability").
+    SECURE_REDIRECT_EXEMPT = [r"^health/$"]
     SESSION_COOKIE_SECURE = True
     CSRF_COOKIE_SECURE = True
     SECURE_HSTS_SECONDS = 31536000

@@ -2,12 +2,14 @@
 
 import json
 import os
+import queue
 import re
 import signal
 import socket
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -19,7 +21,14 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def demo_environment(tmp_path, debug="1", database_name="demo.sqlite3"):
-    env = {k: v for k, v in os.environ.items() if k != "DJANGO_SETTINGS_MODULE"}
+    # Without PYTHONUNBUFFERED, as `make demo` from a plain shell: the demo's stdout to a pipe
+    # is block-buffered, and its "Serving on" line must come out all the same (issue 16: with
+    # it unset, the test waited for a line that sat in the buffer).
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in {"DJANGO_SETTINGS_MODULE", "PYTHONUNBUFFERED"}
+    }
     env.update(
         DJANGO_SETTINGS_MODULE="dashboard.settings",
         DJANGO_DEBUG=debug,
@@ -85,26 +94,107 @@ def test_demo_refuses_outside_debug_mode(tmp_path, monkeypatch):
     assert not (tmp_path / "demo.sqlite3").exists()
 
 
-def test_demo_serves_with_a_worker_that_reaches_the_emulator_and_stops_with_it(tmp_path):
-    env = demo_environment(tmp_path)
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    demo = subprocess.Popen(
-        [sys.executable, "manage.py", "demo", "--port", str(port)],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    try:
-        output = ""
-        while "Serving on" not in output:
-            line = demo.stdout.readline()
-            assert line, output
-            output += line
+class Demo:
+    """`manage.py demo` serving, as a subprocess; its output is read all along by a thread
+    (a pipe nobody reads would block it once full)."""
+
+    def __init__(self, tmp_path):
+        self.env = demo_environment(tmp_path)
+        self.database = tmp_path / "demo.sqlite3"
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        self.process = subprocess.Popen(
+            [sys.executable, "manage.py", "demo", "--port", str(port)],
+            cwd=ROOT,
+            env=self.env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        self.lines = queue.Queue()
+        self.output = []
+        self.worker_pid = None
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self):
+        for line in self.process.stdout:
+            self.lines.put(line)
+        self.lines.put(None)
+
+    def wait_for(self, text, timeout=120):
+        """The output up to the line holding `text`; fails with what came if it never does."""
+        deadline = time.monotonic() + timeout
+        while not any(text in line for line in self.output):
+            try:
+                line = self.lines.get(timeout=max(deadline - time.monotonic(), 0))
+            except queue.Empty:
+                pytest.fail(f"no {text!r} within {timeout} s:\n{''.join(self.output)}")
+            if line is None:
+                pytest.fail(f"the demo ended before {text!r}:\n{''.join(self.output)}")
+            self.output.append(line)
+        return "".join(self.output)
+
+    def serving(self):
+        """Wait until it serves and its worker beats; the worker's pid."""
+        output = self.wait_for("Serving on")
         worker_pid = int(re.search(r"Worker running \(pid (\d+)\)", output).group(1))
+        self.worker_pid = worker_pid
+        db = sqlite3.connect(self.database, timeout=20)
+        deadline = time.monotonic() + 60
+        while db.execute("SELECT count(*) FROM threads_app_workerheartbeat").fetchone()[0] != 1:
+            assert time.monotonic() < deadline, "the worker never beat"
+            time.sleep(0.1)
+        return worker_pid
+
+    def stop(self, signum=signal.SIGINT):
+        if self.process.poll() is None:
+            self.process.send_signal(signum)
+        return self.process.wait(timeout=60)
+
+    def kill(self):
+        """Whatever a failed test left running: the demo, its worker."""
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+        if self.worker_pid is not None and alive(self.worker_pid):
+            os.kill(self.worker_pid, signal.SIGKILL)
+
+
+@pytest.fixture
+def demo(tmp_path):
+    started = Demo(tmp_path)
+    yield started
+    started.kill()
+
+
+def alive(pid):
+    """Whether the process runs (a zombie, ended but not yet reaped, does not)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def gone_within(pid, seconds):
+    deadline = time.monotonic() + seconds
+    while alive(pid):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.1)
+    return True
+
+
+def heartbeats(database):
+    db = sqlite3.connect(database, timeout=20)
+    return db.execute("SELECT count(*) FROM threads_app_workerheartbeat").fetchone()[0]
+
+
+def test_demo_serves_with_a_worker_that_reaches_the_emulator_and_stops_with_it(demo, tmp_path):
+    env = demo.env
+    try:
+        worker_pid = demo.serving()
         queued = subprocess.run(
             [sys.executable, "manage.py", "reconcile_threads", "--enqueue"],
             cwd=ROOT,
@@ -128,11 +218,27 @@ def test_demo_serves_with_a_worker_that_reaches_the_emulator_and_stops_with_it(t
         assert checked == 5
         assert db.execute("SELECT count(*) FROM threads_app_workerheartbeat").fetchone()[0] == 1
     finally:
-        demo.send_signal(signal.SIGINT)  # Ctrl+C on the demo alone
-        demo.communicate(timeout=60)
+        demo.stop(signal.SIGINT)  # Ctrl+C on the demo alone
     with pytest.raises(ProcessLookupError):  # the worker stopped with the demo
         os.kill(worker_pid, 0)
     assert db.execute("SELECT count(*) FROM threads_app_workerheartbeat").fetchone()[0] == 0
+
+
+def test_sigterm_stops_the_demo_and_its_worker_as_ctrl_c_does(demo):
+    worker_pid = demo.serving()
+    status = demo.stop(signal.SIGTERM)  # a process manager, a terminal being closed
+    assert status == 0, "".join(demo.output)
+    assert gone_within(worker_pid, 5)
+    assert heartbeats(demo.database) == 0  # it stopped cleanly, not killed
+
+
+def test_the_worker_stops_when_the_demo_dies_without_a_word(demo):
+    """SIGKILL leaves the demo no chance to stop its worker: the worker sees its parent go."""
+    worker_pid = demo.serving()
+    demo.process.kill()
+    demo.process.wait(timeout=10)
+    assert gone_within(worker_pid, 5)
+    assert heartbeats(demo.database) == 0  # it stopped cleanly: its parent going is a SIGTERM
 
 
 def test_the_demo_prints_the_two_factor_user_s_secret_and_its_codes_log_in(tmp_path):
@@ -158,3 +264,17 @@ def test_the_demo_prints_the_two_factor_user_s_secret_and_its_codes_log_in(tmp_p
     stored = json.loads(data)["secret"]
     assert secret not in stored
     assert decrypt_secret(stored) == secret
+
+
+def test_a_worker_watching_its_parent_refuses_the_reloader(tmp_path):
+    """Under the reloader the worker's parent is the reloader, never the process named."""
+    result = subprocess.run(
+        [sys.executable, "manage.py", "db_worker", "--reload", "--parent-pid", str(os.getpid())],
+        cwd=ROOT,
+        env=demo_environment(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 1
+    assert "--parent-pid needs --no-reload" in result.stderr

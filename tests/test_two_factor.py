@@ -84,25 +84,29 @@ class TestRequired:
         assert user_client.get(url("thread_list")).status_code == 200
 
     def test_a_team_rule_makes_its_owners_enrol_and_no_one_else(
-        self, client, user, other_user, make_team
+        self, client, user, other_user, make_user, make_team
     ):
-        team = make_team("Blue", {user: "owner", other_user: "member"})
+        co_owner = make_user("carol")
+        team = make_team("Blue", {user: "owner", co_owner: "owner", other_user: "member"})
         client.force_login(user)
-        response = client.post(url("team_two_factor_rule", team.pk), {"required": "on"})
+        turn_on_totp(client)  # only someone who uses it may require it (test_team_two_factor_rule)
+        rule = {"required": "on", "confirmed": "on"}
+        response = client.post(url("team_two_factor_rule", team.pk), rule)
         assert response["Location"] == url("team_detail", team.pk)
         team.refresh_from_db()
         assert team.owners_need_two_factor
         [event] = AuditEvent.objects.filter(action=Action.TEAM_TWO_FACTOR_RULE)
         assert (event.team_id, event.details) == (team.pk, {"required": True})
 
-        assert client.get(url("thread_list"))["Location"] == reverse("mfa_activate_totp")
+        owner = Client()
+        owner.force_login(co_owner)
+        assert owner.get(url("thread_list"))["Location"] == reverse("mfa_activate_totp")
         member = Client()
         member.force_login(other_user)
         assert member.get(url("thread_list")).status_code == 200
         # Only owners set the rule.
         assert member.post(url("team_two_factor_rule", team.pk), {}).status_code == 403
 
-        turn_on_totp(client)
         assert client.post(reverse("mfa_deactivate_totp")).status_code == 200  # refused
         client.post(url("team_two_factor_rule", team.pk), {})  # the rule off
         team.refresh_from_db()

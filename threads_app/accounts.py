@@ -3,10 +3,10 @@
 - Nobody signs up on their own (administrators create accounts; an emailed invitation lets a
   new person choose a password, `services.teams.join_with_new_account`).
 - A sensitive action needs a recent authentication: the password or a two-factor code within
-  `ACCOUNT_REAUTHENTICATION_TIMEOUT` (15 minutes). The log-in counts, as does a
-  reauthentication; allauth's own rule counts only reauthentications, so the adapter answers
-  with this one for allauth's pages (two-factor settings) and for ours (`recent_authentication_
-  required`).
+  `ACCOUNT_REAUTHENTICATION_TIMEOUT` (the environment's `REAUTHENTICATION_SECONDS`, 15 minutes
+  by default). The log-in counts, as does a reauthentication; allauth's own rule counts only
+  reauthentications, so the adapter answers with this one for allauth's pages (two-factor
+  settings) and for ours (`recent_authentication_required`).
 """
 
 import time

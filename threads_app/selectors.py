@@ -292,6 +292,16 @@ def has_two_factor(user: User) -> bool:
     return _two_factor_facts(user)[1]
 
 
+def owners_without_two_factor(team: Team) -> QuerySet[User]:
+    """The team's owners who have no authenticator app: those a rule requiring it of the
+    team's owners would send to turn it on."""
+    return (
+        User.objects.filter(memberships__team=team, memberships__role=Role.OWNER)
+        .exclude(_HAS_TOTP)
+        .order_by("username")
+    )
+
+
 def teams_overview(user: User) -> QuerySet[Team]:
     """The user's teams with their own role (None for a superuser outside the team), member
     count and live key count."""

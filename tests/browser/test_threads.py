@@ -30,9 +30,9 @@ def _assert_same_document(page):
     assert page.evaluate("window.sameDocument") is True, "the page was reloaded"
 
 
-def test_create_a_thread_with_metadata_and_a_message(user_page, api_key, upstream):
-    page = user_page
-    page.get_by_role("link", name="New thread").click()
+def test_create_a_thread_with_metadata_and_a_message(api_key, user_page, upstream):
+    page = user_page  # loaded once the key exists: "New thread" is offered to who has a key
+    page.get_by_role("link", name="New thread").first.click()
     page.get_by_label("Label").fill("Refund question")
     page.get_by_label("Key", exact=True).select_option(str(api_key.pk))
     page.get_by_label("Key of pair 1").fill("customer")

@@ -24,6 +24,8 @@ class InviteForm(Form):
 
 class TwoFactorRuleForm(Form):
     required = forms.BooleanField(label="Owners must use two-factor authentication", required=False)
+    # Set by the confirmation page, which lists the owners a new rule sends to turn it on.
+    confirmed = forms.BooleanField(required=False)
 
 
 class RoleForm(Form):

@@ -412,8 +412,14 @@ def set_owners_need_two_factor(
     team: Team, *, actor: User, required: bool, origin: Origin | None = None
 ) -> bool:
     """Make the team's owners use two-factor authentication, or not; False when it already
-    was so. An owner without it is asked to turn it on at their next page."""
+    was so. An owner without it is asked to turn it on at their next page. Only someone who
+    uses it may require it (else they would lock themselves out of every page at once)."""
     _require_owner(team, actor=actor)
+    if required and not selectors.has_two_factor(actor):
+        raise Refused(
+            "Set up two-factor for your account first: only someone who uses it may require it.",
+            code="two_factor_first",
+        )
     with transaction.atomic():
         team = _lock_team(team.pk)
         if team.owners_need_two_factor == required:

@@ -23,7 +23,14 @@ from threads_app.services.refusals import Refused
 T = TypeVar("T")
 
 
-class AuthenticatedHttpRequest(HttpRequest):
+class HtmxHttpRequest(HttpRequest):
+    """A request past the htmx middleware (django-htmx's typing recipe): the pages that need
+    no login (an invitation's link, the demo's emails) take this one."""
+
+    htmx: HtmxDetails
+
+
+class AuthenticatedHttpRequest(HtmxHttpRequest):
     """A request past the login and htmx middleware: a signed-in user, and `htmx`.
 
     Every view is behind LoginRequiredMiddleware, so views annotate their request with this
@@ -31,7 +38,6 @@ class AuthenticatedHttpRequest(HttpRequest):
     """
 
     user: User
-    htmx: HtmxDetails
 
 
 class Event(StrEnum):
@@ -41,7 +47,7 @@ class Event(StrEnum):
 
 
 def render_page(
-    request: AuthenticatedHttpRequest,
+    request: HtmxHttpRequest,
     template: str,
     context: dict[str, Any],
     *,
@@ -63,7 +69,7 @@ def render_page(
     return response
 
 
-def go_to(request: AuthenticatedHttpRequest, to: str, *args: Any) -> HttpResponse:
+def go_to(request: HtmxHttpRequest, to: str, *args: Any) -> HttpResponse:
     """Navigate to a URL or URL name: a full page load on the htmx path too (`HX-Redirect`)."""
     url = resolve_url(to, *args)
     return HttpResponseClientRedirect(url) if request.htmx else redirect(url)

@@ -16,8 +16,7 @@ from allauth.core import ratelimit
 from django.contrib import messages
 from django.contrib.auth import login
 from django.contrib.auth.decorators import login_not_required
-from django.http import HttpRequest, HttpResponse
-from django.shortcuts import redirect, render
+from django.http import HttpResponse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
@@ -32,6 +31,7 @@ from threads_app.services import teams as team_services
 from threads_app.services.refusals import Refused
 from threads_app.views.htmx import (
     AuthenticatedHttpRequest,
+    HtmxHttpRequest,
     attempt,
     go_to,
     render_page,
@@ -84,26 +84,26 @@ def invitation_decline(request: AuthenticatedHttpRequest, pk: int) -> HttpRespon
 @never_cache
 @sensitive_post_parameters("password1", "password2")
 @require_http_methods(["GET", "POST"])
-def invitation_link(request: HttpRequest, token: str) -> HttpResponse:
+def invitation_link(request: HtmxHttpRequest, token: str) -> HttpResponse:
     """An emailed invitation's link: a 404 page once used, revoked or expired."""
     invitation = selectors.invitation_for_link(team_services.invitation_token_hash(token))
-    template = "threads_app/invitation_link.html"
+    template = "invitation_link"
     if invitation is None:
-        return render(request, template, {"invitation": None}, status=404)
+        return render_page(request, template, {"invitation": None}, status=404)
     context: dict[str, object] = {"invitation": invitation, "team": invitation.team}
     user = request.user
     if user.is_authenticated:
         context["addressed"] = selectors.invitations_for(user).filter(pk=invitation.pk).exists()
-        return render(request, template, context)
+        return render_page(request, template, context)
     if selectors.account_with_email(invitation.identifier) is not None:
-        return render(request, template, {**context, "has_account": True})
+        return render_page(request, template, {**context, "has_account": True})
     # Every try counts, per link and per client address (ACCOUNT_RATE_LIMITS["invitation_join"],
     # in the cache all instances share): a link's holder cannot go through usernames.
     if request.method == "POST" and not ratelimit.consume(
         request, action="invitation_join", key=invitation.token_hash
     ):
         context |= {"form": JoinForm(), "limited": JOIN_LIMITED}
-        return render(request, template, context, status=429)
+        return render_page(request, template, context, status=429)
     form = JoinForm(posted(request))
     origin = Origin.from_request(request)
     role = invitation.get_role_display().lower()
@@ -119,10 +119,10 @@ def invitation_link(request: HttpRequest, token: str) -> HttpResponse:
         done=lambda _: f"Welcome! You joined {invitation.team} as {role}.",
     )
     if new_user is None:
-        return render(request, template, {**context, "form": form})
+        return render_page(request, template, {**context, "form": form})
     login(request, new_user, backend="threads_app.accounts.AuthenticationBackend")
     record_authentication(request, new_user, method="password")
     account_services.record_account_event(
         AuditEvent.Action.LOGGED_IN, user=new_user, origin=origin, via="invitation"
     )
-    return redirect("threads_app:team_detail", invitation.team_id)
+    return go_to(request, "threads_app:team_detail", invitation.team_id)

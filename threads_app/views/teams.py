@@ -62,6 +62,8 @@ def _render_detail(
         "keys": selectors.team_keys(user, team),
         "invite_form": invite_form or InviteForm(),
         "role_choices": Membership.Role.choices,
+        # Only someone who uses two-factor may require it of the team's owners.
+        "may_require_two_factor": selectors.has_two_factor(user),
     }
     return render_page(request, "team_detail", context, partial="members")
 
@@ -123,7 +125,16 @@ def team_two_factor_rule(request: AuthenticatedHttpRequest, pk: int) -> HttpResp
     actor = request.user
     team = selectors.get_manageable_team(actor, pk)
     form = TwoFactorRuleForm(posted(request))
-    required = form.is_valid() and form.cleaned_data["required"]
+    valid = form.is_valid()
+    required = valid and form.cleaned_data["required"]
+    confirmed = valid and form.cleaned_data["confirmed"]
+    turning_on = required and not team.owners_need_two_factor
+    if turning_on and not confirmed and selectors.has_two_factor(actor):
+        # First the owners it will send to turn it on, and a confirmation. (Whoever has no
+        # two-factor is refused by the service, below.)
+        affected = selectors.owners_without_two_factor(team)
+        context = {"nav": "teams", "team": team, "affected": affected}
+        return render_page(request, "team_two_factor_confirm", context)
     origin = Origin.from_request(request)
     change = partial(
         team_services.set_owners_need_two_factor,

@@ -72,6 +72,7 @@ def thread_list(request: AuthenticatedHttpRequest) -> HttpResponse:
         "pager": _pager(form, page),
         "writable_key_ids": usable_key_ids,
         "has_keys": bool(keys),
+        "may_add_threads": bool(usable_key_ids),  # the context processor's, without its query
         "pending_invitations": selectors.my_pending_invitations(request.user).count(),
     }
     context |= selections.list_context(request, filters)

@@ -13,14 +13,20 @@ RUNNING for ever):
   WORKER_HEARTBEAT_SECONDS by a daemon thread, so it keeps beating while a long task runs;
   removed when the worker stops cleanly;
 - a sweep between tasks, at most every WORKER_SWEEP_SECONDS: `threads_app.tasks.sweep()`
-  fails the tasks of workers that stopped beating, so their work can be resumed.
+  fails the tasks of workers that stopped beating, so their work can be resumed;
+- `--parent-pid PID`: it stops (as on SIGTERM: its task first) once that process is no longer
+  its parent, so a worker started by another process (the demo) never outlives it, however
+  that process ended (SIGKILL included). A worker in its own session gets no signal when its
+  parent dies: it polls.
 """
 
 import logging
 import os
+import signal
 import socket
 import threading
 import time
+from argparse import ArgumentParser
 from types import FrameType
 from typing import Any
 
@@ -35,6 +41,8 @@ from threads_app import selectors, tasks
 from threads_app.models import WorkerHeartbeat
 
 logger = logging.getLogger(__name__)
+# How often a worker started with --parent-pid looks for its parent.
+PARENT_POLL_SECONDS = 0.5
 
 
 class Heartbeat:
@@ -62,8 +70,10 @@ class Heartbeat:
         self._thread.start()
 
     def stop(self) -> None:
+        """Stop beating and remove the row; also after a `start()` that a signal cut short."""
         self._stopped.set()
-        self._thread.join()
+        if self._thread.ident is not None:
+            self._thread.join()
         WorkerHeartbeat.objects.filter(worker_id=self.worker_id).delete()
 
     def _run(self) -> None:
@@ -98,8 +108,16 @@ class Worker(db_worker.Worker):
     runs. The signal handler reads it too, so `shutdown` marks the worker as stopping first.
     """
 
-    def __init__(self, *, heartbeat_seconds: float, sweep_seconds: float, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *,
+        heartbeat_seconds: float,
+        sweep_seconds: float,
+        parent_pid: int | None = None,
+        **kwargs: Any,
+    ) -> None:
         self._running = True
+        self._parent_pid = parent_pid
         self._stopping = False
         self._heartbeat_seconds = heartbeat_seconds
         self._sweep_seconds = sweep_seconds
@@ -125,13 +143,36 @@ class Worker(db_worker.Worker):
             logger.exception("Worker %s could not sweep for abandoned tasks", self.worker_id)
 
     def shutdown(self, signum: int, frame: FrameType | None) -> None:
+        """The first signal stops the loop at its next turn: after the task, or after the idle
+        sleep (`--interval`). The base exits at once when idle, raising SystemExit wherever the
+        worker is, in the middle of a database call too (a sweep's commit), which could leave
+        its heartbeat behind. A second signal still stops it at once."""
         self._stopping = True
-        super().shutdown(signum, frame)
+        if not self.running:
+            super().shutdown(signum, frame)
+            return
+        logger.warning("Received %s - stopping after this turn", signal.strsignal(signum))
+        self.running = False
+
+    def watch_parent(self, parent_pid: int) -> None:
+        """Once `parent_pid` is no longer this process's parent (it ended, and this one was
+        re-parented), stop as on SIGTERM. Runs in a daemon thread."""
+        while os.getppid() == parent_pid:
+            time.sleep(PARENT_POLL_SECONDS)
+        logger.warning("Worker %s: its parent %d is gone, stopping", self.worker_id, parent_pid)
+        os.kill(os.getpid(), signal.SIGTERM)
 
     def run(self) -> None:
+        if self._parent_pid is not None:
+            watch = threading.Thread(
+                target=self.watch_parent, args=(self._parent_pid,), name="parent", daemon=True
+            )
+            watch.start()
         heartbeat = Heartbeat(self.worker_id, every=self._heartbeat_seconds)
-        heartbeat.start()
         try:
+            # Inside the `try`: a SIGTERM right after the first beat is written (its handler
+            # raises SystemExit wherever the worker is) must still remove it.
+            heartbeat.start()
             super().run()
         finally:
             heartbeat.stop()
@@ -160,6 +201,16 @@ class Command(db_worker.Command):
         "WORKER_HEARTBEAT_SECONDS and a sweep for tasks whose worker stopped beating)."
     )
 
+    def add_arguments(self, parser: ArgumentParser) -> None:
+        super().add_arguments(parser)
+        parser.add_argument(
+            "--parent-pid",
+            type=int,
+            default=None,
+            help="Stop (finishing the task first) once this process is no longer the "
+            "worker's parent. Needs --no-reload.",
+        )
+
     def handle(
         self,
         *,
@@ -170,6 +221,9 @@ class Command(db_worker.Command):
         **options: Any,
     ) -> None:
         self.configure_logging(verbosity)
+        parent_pid: int | None = options["parent_pid"]
+        if parent_pid is not None and reload and not options["batch"]:
+            raise CommandError("--parent-pid needs --no-reload (the reloader is the parent).")
         check_database()
         queue_names = queue_name.split(",")
         excluded = exclude_queues.split(",") if exclude_queues else []
@@ -180,6 +234,7 @@ class Command(db_worker.Command):
             excluded_queue_names=excluded,
             heartbeat_seconds=settings.WORKER_HEARTBEAT_SECONDS,
             sweep_seconds=settings.WORKER_SWEEP_SECONDS,
+            parent_pid=parent_pid,
             **{name: options[name] for name in WORKER_OPTIONS},
         )
         if reload and not options["batch"]:

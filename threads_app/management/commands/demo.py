@@ -6,9 +6,14 @@ serves on http://127.0.0.1:8000, with a background worker (`manage.py db_worker`
 dev server: a subprocess with the same environment plus the emulator's URL, as production
 runs it, stopped when the demo stops. Demo mode only: it refuses to run unless DJANGO_DEBUG
 is on.
+
+SIGTERM (what a process manager, or a terminal being closed, sends) stops it as Ctrl+C does:
+the dev server stops, then the worker. Should the demo die without that (SIGKILL), the worker
+notices its parent is gone and stops on its own (`db_worker --parent-pid`).
 """
 
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -35,6 +40,8 @@ class Command(BaseCommand):
     def handle(self, *args: Any, port: int, no_serve: bool, **options: Any) -> None:
         if not settings.DEBUG:
             raise CommandError("The demo runs only with DJANGO_DEBUG=1 (use `make demo`).")
+        # SIGTERM as Ctrl+C: a KeyboardInterrupt, so every `finally` below runs.
+        signal.signal(signal.SIGTERM, signal.default_int_handler)
         self._reset_demo_database()
         call_command("migrate", verbosity=0, interactive=False)
         call_command("createcachetable", verbosity=0)
@@ -59,8 +66,17 @@ class Command(BaseCommand):
 
     def _serve(self, port: int, base_url: str) -> None:
         """The dev server in this process, the worker in a child that reaches the emulator."""
-        worker = subprocess.Popen(
-            [sys.executable, "manage.py", "db_worker", "--no-reload", "--interval", "0.5"],
+        worker = subprocess.Popen(  # noqa: S603 (this interpreter, our own arguments)
+            [
+                sys.executable,
+                "manage.py",
+                "db_worker",
+                "--no-reload",
+                "--interval",
+                "0.5",
+                "--parent-pid",
+                str(os.getpid()),
+            ],
             cwd=settings.BASE_DIR,
             env={**os.environ, "UMAMIAI_BASE_URL": base_url},
             # Its own process group: Ctrl+C stops the demo, which then stops the worker once
@@ -70,6 +86,8 @@ class Command(BaseCommand):
         try:
             self.stdout.write(self.style.SUCCESS(f"Worker running (pid {worker.pid})"))
             self.stdout.write(self.style.SUCCESS(f"Serving on http://127.0.0.1:{port}/"))
+            # Out now, not when a buffer fills: stdout may be a pipe (`make demo | tee`, tests).
+            self.stdout.flush()
             call_command("runserver", f"127.0.0.1:{port}", use_reloader=False)
         finally:
             worker.terminate()  # SIGTERM: it finishes its task, then exits
