@@ -441,7 +441,9 @@ def test_the_jobs_page_shows_yours_and_your_teams_to_owners(
     assert f"Delete #{team_job.pk}" in page and f"Delete #{own_job.pk}" in page
     assert f'href="{url("selection_detail", own_selection.pk)}"' in page
     overview = body(client.get(url("overview")))
-    assert "Jobs running or waiting" in overview and url("bulk_delete_job", own_job.pk) in overview
+    assert f'hx-get="{url("job_list")}?live"' in overview  # the card loads on its own
+    card = body(client.get(url("job_list") + "?live", HTTP_HX_REQUEST="true"))
+    assert "Jobs running or waiting" in card and url("bulk_delete_job", own_job.pk) in card
 
     client.force_login(other_user)  # Blue's owner: its job, not alice's own
     page = body(client.get(url("job_list")))

@@ -85,4 +85,6 @@ def test_the_jobs_page_and_the_preview_are_accessible_in_dark_mode(
         ("/overview/", "overview with jobs"),
     ):
         page.goto(path)
+        if path == "/overview/":
+            expect(page.locator("#jobs-card")).to_be_visible()  # loaded by htmx
         check_accessibility(page, name)

@@ -80,7 +80,10 @@ def _retry_url(thread_pks: list[int]) -> str | None:
 @require_GET
 def job_list(request: AuthenticatedHttpRequest) -> HttpResponse:
     """Recent jobs the user may see (theirs, and their teams' for owners), newest first,
-    paged by an "older" cursor."""
+    paged by an "older" cursor. `?live` from htmx: only the overview's card of the running,
+    waiting and paused ones (it loads on its own, so the overview's page costs no query)."""
+    if request.htmx and "live" in request.GET:
+        return render_page(request, "jobs_card", {"live_jobs": selectors.live_jobs(request.user)})
     before = request.GET.get("before", "")
     page = keyset_page(
         selectors.visible_jobs(request.user),

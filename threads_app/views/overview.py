@@ -111,6 +111,5 @@ def overview(request: AuthenticatedHttpRequest) -> HttpResponse:
         "chart": activity_chart(summary.days),
         "days": selectors.OVERVIEW_DAYS,
         "pending_invitations": selectors.my_pending_invitations(request.user).count(),
-        "live_jobs": selectors.live_jobs(request.user),
     }
     return render_page(request, "overview", context)
