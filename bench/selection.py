@@ -11,7 +11,8 @@ Parts (all by default):
   match two searches. Each filter is selected (`create_selection`: its count, not timed in the
   target) and its delete job started RUNS times through the test client, as the page does (the
   POST with the typed count), the two filters interleaved: best and median time of that
-  request, and the larger's best against the smaller's. Targets: at most START_MS, at most START_RATIO.
+  request, and the larger's best against the smaller's. Targets: at most START_MS, at most
+  START_RATIO.
 - `rate`: `--delete` threads (20,000) deleted by one real `manage.py db_worker` (already
   running, idle) against `python -m emulator --rate R` (100/s; floor N / R = 200 s). Time
   from the job's start to its end against the floor (target at most RATE_RATIO), the share
