@@ -117,6 +117,10 @@ AXES_COOLOFF_TIME = 0.25  # hours
 # everyone else, and one locked address does not lock out every user behind the same proxy.
 AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
 AXES_CLIENT_IP_CALLABLE = "threads_app.client_ip.client_ip"
+# The username as log-in compares it (lower-cased): a case variant shares the account's count.
+AXES_USERNAME_CALLABLE = "threads_app.lockout.axes_username"
+# Kept out of axes' record of a failed attempt's form (passwords always are).
+AXES_SENSITIVE_PARAMETERS = ["username", "ip_address", "code", "login"]
 AXES_RESET_ON_SUCCESS = True
 AXES_VERBOSE = False
 AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
@@ -211,9 +215,10 @@ ACCOUNT_EMAIL_SUBJECT_PREFIX = "[Threads Console] "
 # A reset asked for an unknown address answers the same and sends nothing (allauth's "no
 # account" email would invite to a sign-up that does not exist).
 ACCOUNT_EMAIL_UNKNOWN_ACCOUNTS = False
-# One lockout policy: django-axes (username + IP, above) locks log-ins; allauth's own log-in
-# limits are off. Its other limits stay: they cap emails sent (password resets) and codes tried
-# (two-factor), which axes does not see.
+# One lockout policy: django-axes (username + IP, above) locks log-ins, counting wrong passwords
+# and wrong two-factor codes alike (threads_app/lockout.py); allauth's own log-in limits are off
+# (its two-factor code limit rides on "login_failed"). Its other limits stay: emails sent
+# (password resets), and the join page's tries.
 ACCOUNT_RATE_LIMITS = {
     "login": False,
     "login_failed": False,
@@ -225,6 +230,11 @@ ACCOUNT_RATE_LIMITS = {
 # (15 minutes by default; the log-in counts), see threads_app/accounts.py.
 ACCOUNT_REAUTHENTICATION_TIMEOUT = env_int("REAUTHENTICATION_SECONDS", 15 * 60, minimum=1)
 MFA_SUPPORTED_TYPES = ["totp", "recovery_codes"]
+# The code forms check the lockout before the code (threads_app/forms/accounts.py).
+MFA_FORMS = {
+    "authenticate": "threads_app.forms.accounts.AuthenticateForm",
+    "reauthenticate": "threads_app.forms.accounts.ReauthenticateForm",
+}
 MFA_TOTP_ISSUER = "Threads Console"
 # Accounts come from administrators and invitations, so their emails are not verified by allauth.
 MFA_ALLOW_UNVERIFIED_EMAIL = True
@@ -285,6 +295,8 @@ CONTENT_SECURITY_POLICY = {
 SESSION_COOKIE_HTTPONLY = True
 # No script reads the CSRF cookie: htmx sends the token from <body hx-headers>, forms post it.
 CSRF_COOKIE_HTTPONLY = True
+# The app's page for a failed check (threads_app/views/errors.py), which never reads the body.
+CSRF_FAILURE_VIEW = "threads_app.views.errors.csrf_failure"
 X_FRAME_OPTIONS = "DENY"
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"

@@ -76,3 +76,6 @@ urlpatterns = [
     path(settings.METRICS_PATH, operations.metrics, name="metrics"),
     path("", include("threads_app.urls")),
 ]
+
+# A request that cannot be read answers with the app's page, never re-reading its body.
+handler400 = "threads_app.views.errors.bad_request"

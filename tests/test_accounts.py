@@ -299,16 +299,21 @@ class TestSignInAudit:
         committed = django_capture_on_commit_callbacks  # allauth signals after the commit
         with committed(execute=True):
             secret = turn_on_totp(user_client)
-        [enabled] = _events(Action.TWO_FACTOR_ENABLED)
-        assert (enabled.owner_id, enabled.details) == (user.pk, {"kind": "totp"})
+        # One event per authenticator: the TOTP, and the recovery codes that come with it.
+        enabled = _events(Action.TWO_FACTOR_ENABLED)
+        assert [(e.owner_id, e.actor_id, e.details["kind"]) for e in enabled] == [
+            (user.pk, user.pk, "totp"),
+            (user.pk, user.pk, "recovery_codes"),
+        ]
         with committed(execute=True):
             user_client.post(reverse("mfa_generate_recovery_codes"))
         [renewed] = _events(Action.RECOVERY_CODES_RENEWED)
         assert (renewed.owner_id, renewed.details) == (user.pk, {})
         with committed(execute=True):
             assert user_client.post(reverse("mfa_deactivate_totp")).status_code == 302
-        [disabled] = _events(Action.TWO_FACTOR_DISABLED)
-        assert disabled.details == {"kind": "totp"}
+        disabled = _events(Action.TWO_FACTOR_DISABLED)
+        # The renewal replaced the recovery codes; turning it off removed both.
+        assert [e.details["kind"] for e in disabled] == ["recovery_codes", "totp", "recovery_codes"]
 
         # A wrong code at the log-in's second step.
         turn_on_totp(user_client)

@@ -29,6 +29,7 @@ from django.db import transaction
 from django.http import HttpRequest
 from django.utils import timezone
 
+from threads_app.client_ip import client_ip
 from threads_app.models import ApiKey, AuditChainHead, AuditEvent, Team
 
 GENESIS_HASH = "0" * 64
@@ -91,14 +92,15 @@ class Origin:
 
     @classmethod
     def from_request(cls, request: HttpRequest) -> "Origin":
-        """The client IP (REMOTE_ADDR: the proxy in front must set it) and user agent.
+        """The client IP, as the lockout reads it (`client_ip`: behind trusted proxies, the
+        address they forwarded), and the user agent.
 
         The IP is normalised as its column stores it (e.g. `::ffff:1.2.3.4`, not Python's
         `::ffff:102:304`): the hash is computed before the INSERT and must match what is read
         back.
         """
         try:
-            address = str(ipaddress.ip_address(request.META.get("REMOTE_ADDR", "")))
+            address = str(ipaddress.ip_address(client_ip(request) or ""))
         except ValueError:
             ip = None
         else:

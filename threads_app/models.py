@@ -410,9 +410,13 @@ class AuditEvent(models.Model):
         LOCKED_OUT = "account.locked_out", "Log-in locked out"
         PASSWORD_CHANGED = "account.password_changed", "Password changed"
         PASSWORD_RESET = "account.password_reset", "Password reset"
-        TWO_FACTOR_ENABLED = "account.two_factor_enabled", "Two-factor turned on"
-        TWO_FACTOR_DISABLED = "account.two_factor_disabled", "Two-factor turned off"
+        # One event per authenticator (TOTP, recovery codes) added or removed, by any path.
+        TWO_FACTOR_ENABLED = "account.two_factor_enabled", "Two-factor method added"
+        TWO_FACTOR_DISABLED = "account.two_factor_disabled", "Two-factor method removed"
         RECOVERY_CODES_RENEWED = "account.recovery_codes_renewed", "Recovery codes renewed"
+        ACCESS_CHANGED = "account.access_changed", "Superuser, staff or active status changed"
+        GROUPS_CHANGED = "account.groups_changed", "Groups changed"
+        PERMISSIONS_CHANGED = "account.permissions_changed", "Permissions changed"
 
     class Outcome(models.TextChoices):
         PENDING = "pending", "Pending"

@@ -1,15 +1,24 @@
-"""The Django admin's forms for adding and editing a user, with the usernames' one rule
-(`models.validate_username`, unique in any case): the admin creates and renames accounts too.
+"""The account forms that are not the app's own: the Django admin's for adding and editing a
+user, with the usernames' one rule (`models.validate_username`, unique in any case), and
+allauth's two-factor code forms (MFA_FORMS), held to the lockout.
 
 A name that does not change is left alone, so an account named before the rule (with an "@",
 say) can still be edited; renaming it, or any account, needs a name the rule accepts.
+
+While the lockout holds for an account at an address, no code is checked at all, not even the
+right one (threads_app/lockout.py). A wrong code is counted through allauth's
+`authentication_failed` signal (threads_app/signals.py).
 """
 
+from typing import Any
+
+from allauth.core import context
+from allauth.mfa.base import forms as mfa_forms
 from django.contrib.auth.forms import AdminUserCreationForm, UserChangeForm
 from django.contrib.auth.models import User
 from django.core.exceptions import ValidationError
 
-from threads_app import selectors
+from threads_app import lockout, selectors
 from threads_app.models import USERNAME_HELP, normalise_username, validate_username
 
 
@@ -43,3 +52,27 @@ class UserEditForm(_UsernameRule, UserChangeForm):  # type: ignore[type-arg]
     def __init__(self, *args: object, **kwargs: object) -> None:
         super().__init__(*args, **kwargs)
         self.fields["username"].help_text = USERNAME_HELP
+
+
+class _HeldToLockout:
+    user: Any
+    reauthentication: bool
+
+    def clean_code(self) -> str:
+        lockout.refuse_code_if_locked(
+            context.request, self.user, reauthentication=self.reauthentication
+        )
+        code: str = super().clean_code()  # type: ignore[misc]
+        return code
+
+
+class AuthenticateForm(_HeldToLockout, mfa_forms.AuthenticateForm):  # type: ignore[misc]
+    """The log-in's second step: a TOTP or a recovery code."""
+
+    reauthentication = False
+
+
+class ReauthenticateForm(_HeldToLockout, mfa_forms.ReauthenticateForm):  # type: ignore[misc]
+    """The reauthentication page's code, for a signed-in user."""
+
+    reauthentication = True

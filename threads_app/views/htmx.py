@@ -60,8 +60,7 @@ def render_page(
     on `HX-Request`, so a cache never serves the partial as the page.
     """
     name = f"threads_app/{template}.html"
-    htmx = request.htmx
-    if partial and htmx and not htmx.history_restore_request:
+    if partial and request.htmx and not request.htmx.history_restore_request:
         name += f"#{partial}"
     response = render(request, name, context, status=status)
     if partial:
