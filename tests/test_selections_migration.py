@@ -1,4 +1,4 @@
-"""Migration 0013 (selections) on a database with jobs in it: each job made before it gets
+"""Migration 0014 (selections) on a database with jobs in it: each job made before it gets
 its `total` and `done` from its items, and runs on as before."""
 
 import pytest
@@ -7,8 +7,8 @@ from django.db.migrations.executor import MigrationExecutor
 
 from threads_app.models import BulkDeleteJob
 
-BEFORE = ("threads_app", "0012_username_any_case")
-AFTER = ("threads_app", "0013_selections")
+BEFORE = ("threads_app", "0013_access_audit")
+AFTER = ("threads_app", "0014_selections")
 
 
 @pytest.mark.django_db(transaction=True)

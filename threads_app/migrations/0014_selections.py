@@ -19,7 +19,7 @@ def count_existing_items(apps, schema_editor):
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('threads_app', '0012_username_any_case'),
+        ('threads_app', '0013_access_audit'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
