@@ -24,8 +24,13 @@ from tests.worker_fixtures import (  # noqa: F401
 # test_scale_out.py runs app instances and workers against one database; on SQLite every
 # writer waits for the others, which is not the deployment it proves.
 # test_overview_counters_postgres.py: the counters' shards, one per PostgreSQL connection.
+# test_selection_crash_postgres.py: a worker's connections killed (pg_terminate_backend).
 if connection.vendor != "postgresql":
-    collect_ignore = ["test_scale_out.py", "test_overview_counters_postgres.py"]
+    collect_ignore = [
+        "test_scale_out.py",
+        "test_overview_counters_postgres.py",
+        "test_selection_crash_postgres.py",
+    ]
 
 # Two accepted keys: two "projects" of the emulated Threads API.
 TEST_KEY = "sk-test-emulator-alpha-0123456789abcdef0"

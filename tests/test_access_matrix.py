@@ -45,6 +45,8 @@ from threads_app.models import (
     BulkDeleteJob,
     Invitation,
     Membership,
+    SavedView,
+    Selection,
     Team,
     TrackedThread,
 )
@@ -104,6 +106,12 @@ MEMBERSHIPS = (
     Target("membership_B_via_A", "membership", "A", crossed=True),
 )
 JOBS = (Target("job_of_A_member", "job", "J"), Target("job_of_other_user", "job", "P"))
+SELECTIONS = (
+    Target("selection_of_A_member", "selection", "J"),
+    Target("selection_of_other_user", "selection", "P"),
+)
+# A view shared with team A by its owner, and the other user's own.
+SAVED_VIEWS = (Target("view_of_team_A", "view", "A"), Target("view_of_other_user", "view", "P"))
 EVENTS = tuple(Target(f"event_{scope}", "event", scope) for scope in "ABP")
 # Pending invitations as a team's owners see them (revoke), and as the invitee does (accept,
 # decline): one to the other user, one to someone who is no actor (scope X: nobody's).
@@ -127,6 +135,8 @@ PATH_KWARGS = {
     "key": {"pk"},
     "team": {"pk"},
     "job": {"pk"},
+    "selection": {"pk"},
+    "view": {"pk"},
     "event": {"pk"},
     "membership": {"pk", "membership_pk"},
     "invitation": {"pk", "invitation_pk"},
@@ -230,6 +240,19 @@ ROUTES = {
         params=lambda world, target: {"thread": world.threads[target.scope].pk},
     ),
     "bulk_delete_job": Route(JOBS, get=Rule(SEE)),
+    # Whoever sees a job may pause, resume or cancel it (a refusal is a message, redirected).
+    "job_list": Route(get=ANYONE),
+    "job_pause": Route(JOBS, post=Rule(SEE, REDIRECTS)),
+    "job_resume": Route(JOBS, post=Rule(SEE, REDIRECTS)),
+    "job_cancel": Route(JOBS, post=Rule(SEE, REDIRECTS)),
+    # Anyone selects what their filters match (only what they may act on counts).
+    "thread_select_all": Route(post=Rule(NONE, REDIRECTS)),
+    # A selection is its creator's; an empty POST is a form error.
+    "selection_detail": Route(SELECTIONS, get=Rule(SEE), post=Rule(SEE)),
+    "saved_view_list": Route(get=ANYONE),
+    "saved_view_create": Route(post=Rule(NONE, REDIRECTS)),
+    # A team's members see its views; its owners (and the creator) remove them.
+    "saved_view_delete": Route(SAVED_VIEWS, post=Rule(MANAGE, REDIRECTS)),
     "thread_check": Route(THREADS, post=Rule(SEE, REDIRECTS)),  # a read: viewers may check
     "thread_export": Route(THREADS, get=Rule(SEE)),
     "key_list": Route(get=ANYONE),
@@ -347,6 +370,8 @@ class World:
     invitations: dict  # target name -> pending invitation
     names: dict  # scope -> strings that name its objects
     sessions: dict  # actor -> session cookie (one login each, not one per cell)
+    selections: dict  # scope -> selection
+    saved_views: dict  # scope -> saved view
 
     def url(self, cell):
         target = cell.target
@@ -355,6 +380,8 @@ class World:
             "key": self.keys,
             "team": self.teams,
             "job": self.jobs,
+            "selection": self.selections,
+            "view": self.saved_views,
             "event": self.events,
         }
         if cell.route.target_in != PATH or target.kind == "":
@@ -457,6 +484,18 @@ def _build_world():
             job=jobs[scope], tracked_thread=thread, thread_id=job_thread_id
         )
         names[scope].append(job_thread_id)
+    selections = {
+        "J": Selection.objects.create(created_by=users["A_member"], bound_pk=0),
+        "P": Selection.objects.create(created_by=users["other_user"], bound_pk=0),
+    }
+    saved_views = {
+        "A": SavedView.objects.create(
+            name="Alpha-view-mx", created_by=users["A_owner"], team=teams["A"]
+        ),
+        "P": SavedView.objects.create(name="Private-view-mx", created_by=users["other_user"]),
+    }
+    names["A"].append("Alpha-view-mx")
+    names["P"].append("Private-view-mx")
     memberships = {
         "membership_A": Membership.objects.get(team=teams["A"], user=users["A_member"]),
         "membership_B": Membership.objects.get(team=teams["B"], user=ben),
@@ -495,7 +534,18 @@ def _build_world():
         authenticated_at(client.session, user, time.time())
         sessions[actor] = client.cookies[settings.SESSION_COOKIE_NAME].value
     return World(
-        users, teams, keys, threads, memberships, jobs, events, invitations, names, sessions
+        users,
+        teams,
+        keys,
+        threads,
+        memberships,
+        jobs,
+        events,
+        invitations,
+        names,
+        sessions,
+        selections,
+        saved_views,
     )
 
 
@@ -549,7 +599,8 @@ def test_the_markers_are_shown_to_whoever_may_see_them(actor, live_threads, clie
     world = live_threads
     client.cookies[settings.SESSION_COOKIE_NAME] = world.sessions[actor]
     visible = [scope for scope in world.names if level(actor, scope) >= SEE]
-    urls = [reverse(f"threads_app:{name}") for name in ("thread_list", "key_list", "audit_list")]
+    names = ("thread_list", "saved_view_list", "key_list", "audit_list")
+    urls = [reverse(f"threads_app:{name}") for name in names]
     urls += [
         reverse("threads_app:bulk_delete_job", args=[world.jobs[scope].pk])
         for scope in visible

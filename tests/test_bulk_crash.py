@@ -22,7 +22,7 @@ from django_tasks_db.models import DBTaskResult
 
 from tests.threads_helpers import body, url
 from tests.worker_fixtures import wait_for
-from threads_app import audit, selectors, tasks
+from threads_app import audit, tasks
 from threads_app.models import AuditEvent, BulkDeleteItem, BulkDeleteJob, TrackedThread
 from threads_app.services import bulk
 
@@ -112,7 +112,7 @@ def test_a_bulk_delete_whose_worker_is_killed_finishes_on_another(
     resumed = wait_for(resumed_result, what="the resumed task's result")
     assert resumed.status == TaskResultStatus.SUCCESSFUL
     assert (job.worker_id, job.resume_count) == ("survivor", 1)
-    assert job.resume_note == bulk.RESUMED_AFTER_WORKER_STOPPED
+    assert job.resume_note == tasks.RESUMED_AFTER_WORKER_STOPPED
     assert "Abandoned: worker doomed" in survivor.output
 
     page = body(user_client.get(url("bulk_delete_job", job.pk)))
@@ -196,14 +196,14 @@ def test_resume_jobs_lists_stuck_jobs_and_resumes_them(
         "(RuntimeError: the upstream caught fire)"
     ) in out.getvalue()
 
-    [listed] = selectors.stuck_bulk_delete_jobs(lease_seconds=settings.WORKER_LEASE_SECONDS)
+    [listed] = tasks.stuck_jobs(lease_seconds=settings.WORKER_LEASE_SECONDS)
     out = StringIO()
     call_command("resume_jobs", "--resume", stdout=out)
     job.refresh_from_db()
     assert f"resumed: task {job.task_id}" in out.getvalue()
     assert (job.state, job.resume_note, job.resume_count) == (
-        BulkDeleteJob.State.RUNNING,
-        bulk.RESUMED_BY_COMMAND,
+        BulkDeleteJob.State.QUEUED,
+        tasks.RESUMED_BY_COMMAND,
         1,
     )
     queued = DBTaskResult.objects.get(pk=job.task_id)
@@ -212,7 +212,7 @@ def test_resume_jobs_lists_stuck_jobs_and_resumes_them(
     assert queued.args_kwargs["kwargs"] == {"job_id": job.pk, "origin": None}
     call_command("resume_jobs", stdout=(out := StringIO()))  # queued: not stuck
     assert "No stuck bulk-delete jobs." in out.getvalue()
-    assert bulk.resume_stuck_job(listed) is None  # resumed meanwhile: not again
+    assert not tasks.resume_stuck_job(listed)  # resumed meanwhile: not again
 
     bulk.run_bulk_delete(job.pk, task_id=job.task_id, worker_id="inline")  # as the worker would
     job.refresh_from_db()
@@ -239,11 +239,11 @@ def test_the_sweep_resumes_an_abandoned_bulk_job_once(user, api_key, make_thread
 
     assert str(swept.pk) == task.id and swept.status == TaskResultStatus.FAILED
     job.refresh_from_db()
-    assert (job.resume_count, job.resume_note) == (1, bulk.RESUMED_AFTER_WORKER_STOPPED)
-    assert job.resumed_at is not None and job.state == BulkDeleteJob.State.RUNNING
+    assert (job.resume_count, job.resume_note) == (1, tasks.RESUMED_AFTER_WORKER_STOPPED)
+    assert job.resumed_at is not None and job.state == BulkDeleteJob.State.QUEUED
     resumed = DBTaskResult.objects.get(pk=job.task_id)
     assert resumed.status == TaskResultStatus.READY
     assert resumed.args_kwargs["kwargs"] == {"job_id": job.pk, "origin": origin}
     assert tasks.sweep() == []  # once only
     assert DBTaskResult.objects.filter(task_path=tasks.BULK_DELETE_TASK).count() == 2
-    assert selectors.stuck_bulk_delete_jobs(lease_seconds=30) == []  # queued: not stuck
+    assert tasks.stuck_jobs(lease_seconds=30) == []  # queued: not stuck

@@ -20,6 +20,7 @@ from tests.conftest import OTHER_TEST_KEY
 from tests.threads_helpers import HX, body, is_partial, url
 from tests.worker_fixtures import wait_for
 from threads_app import audit, selectors, tasks
+from threads_app.audit import Origin
 from threads_app.models import (
     ApiKey,
     AuditEvent,
@@ -52,8 +53,8 @@ def held():
     def queued():
         results = DBTaskResult.objects.filter(task_path=tasks.BULK_DELETE_TASK).order_by("pk")
         return [
-            (kwargs["job_id"], bulk.origin_from_data(kwargs["origin"]))
-            for kwargs in (result.args_kwargs["kwargs"] for result in results)
+            (kwargs["job_id"], Origin.from_data(kwargs["origin"]))
+            for kwargs in map(tasks.task_kwargs, results)
         ]
 
     return queued
@@ -214,7 +215,7 @@ def test_post_naming_only_threads_the_user_may_not_delete_is_refused(
 
 
 @pytest.mark.django_db
-def test_post_creates_a_running_job_with_one_pending_item_per_thread(
+def test_post_creates_a_waiting_job_with_one_pending_item_per_thread(
     user_client, user, other_user, threads, make_key, make_thread, emulator
 ):
     foreign = make_thread(make_key(owner=other_user))
@@ -225,7 +226,7 @@ def test_post_creates_a_running_job_with_one_pending_item_per_thread(
 
     job = BulkDeleteJob.objects.get()
     assert response.status_code == 302 and response["Location"] == url("bulk_delete_job", job.pk)
-    assert job.created_by == user and job.state == BulkDeleteJob.State.RUNNING
+    assert job.created_by == user and job.state == BulkDeleteJob.State.QUEUED
     assert not job.snapshot_before_delete
     assert sorted(job.items.values_list("tracked_thread_id", "thread_id", "outcome")) == sorted(
         (t.pk, t.thread_id, Item.PENDING) for t in threads
@@ -267,6 +268,7 @@ def test_running_job_page_polls_itself_and_shows_how_far_it_got(user_client, thr
     BulkDeleteItem.objects.filter(pk=first.pk).update(
         outcome=Item.DELETED, message="Deleted “Case 5”.", request_id="req_first"
     )
+    BulkDeleteJob.objects.filter(pk=job.pk).update(state=BulkDeleteJob.State.RUNNING, done=1)
     job_url = url("bulk_delete_job", job.pk)
 
     page = body(user_client.get(job_url))

@@ -31,6 +31,7 @@ from hypothesis import strategies as st
 
 import threads_app.forms.audit
 import threads_app.forms.keys
+import threads_app.forms.selections
 import threads_app.forms.teams
 import threads_app.forms.threads
 from tests.test_access_matrix import PARAMS, ROUTES, Cell, live_threads, world
@@ -44,11 +45,12 @@ ACTORS = ("A_owner", "A_member", "A_viewer", "other_user")
 FORM_MODULES = (
     threads_app.forms.audit,
     threads_app.forms.keys,
+    threads_app.forms.selections,
     threads_app.forms.teams,
     threads_app.forms.threads,
 )
 # Read by views or formsets rather than declared on a form.
-EXTRA_FIELDS = ["before", "after", "thread", "add_row", "snapshot", "next", "page"]
+EXTRA_FIELDS = ["before", "after", "thread", "add_row", "snapshot", "next", "page", "view"]
 FORMSET_FIELDS = [
     f"{prefix}-{name}"
     for prefix in ("meta", "msg")

@@ -476,7 +476,7 @@ def test_no_wait_returns_once_the_jobs_are_queued(user, api_key, aged, emulator)
     output = run_command("--no-wait")  # no worker runs: the job waits in the queue
 
     job = BulkDeleteJob.objects.get()
-    assert job.state == BulkDeleteJob.State.RUNNING
+    assert job.state == BulkDeleteJob.State.QUEUED
     assert DBTaskResult.objects.get().status == TaskResultStatus.READY
     assert f"1 thread to delete, job #{job.pk}" in output and "finished" not in output
     assert deletes_sent(emulator) == []
@@ -493,4 +493,4 @@ def test_without_a_worker_the_wait_ends_in_an_error_naming_the_jobs(user, api_ke
     job = BulkDeleteJob.objects.get()
     assert f"Still running after the wait: job #{job.pk}." in str(refused.value)
     assert "is a worker (manage.py db_worker) running?" in str(refused.value)
-    assert job.state == BulkDeleteJob.State.RUNNING  # it goes on once a worker runs
+    assert job.state == BulkDeleteJob.State.QUEUED  # it goes on once a worker runs

@@ -304,7 +304,11 @@ def test_the_migration_refuses_to_run_on_clashing_usernames_and_names_them():
         # Nothing changed: the accounts are all there, and the index is not.
         assert User.objects.count() == 5
         User.objects.create_user("VICTOR", "v2@example.test", PASSWORD)
-        User.objects.filter(username__in=["ADMIN", "Mia", "VICTOR"]).delete()
+        # In SQL: at this old schema the ORM's cascade would ask tables of later migrations.
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "DELETE FROM auth_user WHERE username IN (%s, %s, %s)", ["ADMIN", "Mia", "VICTOR"]
+            )
     finally:
         _migrate_to_the_end()
     with pytest.raises(IntegrityError):

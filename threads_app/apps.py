@@ -6,6 +6,7 @@ class ThreadsAppConfig(AppConfig):
     verbose_name = "Threads Console"
 
     def ready(self) -> None:
-        from threads_app import signals
+        from threads_app import signals, tasks
 
         signals.connect()
+        tasks.register()

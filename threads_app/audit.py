@@ -107,6 +107,21 @@ class Origin:
             ip = AuditEvent._meta.get_field("client_ip").get_prep_value(address)
         return cls(ip=ip, user_agent=request.META.get("HTTP_USER_AGENT", "")[:300])
 
+    def to_data(self) -> dict[str, str | None]:
+        """The origin as JSON data (a background task's argument): `from_data` reads it."""
+        return {"ip": self.ip, "user_agent": self.user_agent}
+
+    @classmethod
+    def from_data(cls, data: dict[str, Any] | None) -> "Origin | None":
+        """The origin `to_data` made (None for None); what is not a string is dropped."""
+        if data is None:
+            return None
+        ip, user_agent = data.get("ip"), data.get("user_agent")
+        return cls(
+            ip=ip if isinstance(ip, str) else None,
+            user_agent=user_agent if isinstance(user_agent, str) else "",
+        )
+
 
 def event(
     *,

@@ -498,21 +498,84 @@ class AuditChainHead(models.Model):
         return f"audit chain head at #{self.sequence}"
 
 
+class SavedView(models.Model):
+    """A named filter and sort of the thread list: its creator's, or (set by an owner) shared
+    with a team, whose members see it above the list. `filters` is `ThreadFilters.to_data()`."""
+
+    name = models.CharField(max_length=80)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="saved_views"
+    )
+    team = models.ForeignKey(
+        Team, null=True, blank=True, on_delete=models.CASCADE, related_name="saved_views"
+    )
+    filters = models.JSONField(default=dict)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name", "pk"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Selection(models.Model):
+    """The thread list's filter, frozen: the threads matching `filters` (`ThreadFilters.to_data()`)
+    that its creator may act on, among those tracked when it was made (pk <= `bound_pk`), so a
+    thread tracked later never joins it. `count` is how many it held when made: deleting
+    them asks for that number to be typed (the request starting the job counts nothing)."""
+
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="selections"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    filters = models.JSONField(default=dict)
+    bound_pk = models.BigIntegerField()
+    count = models.PositiveIntegerField(default=0)
+    saved_view = models.ForeignKey(
+        SavedView, null=True, blank=True, on_delete=models.SET_NULL, related_name="selections"
+    )
+
+    class Meta:
+        ordering = ["-id"]
+
+    def __str__(self) -> str:
+        return f"selection #{self.pk} ({self.count})"
+
+
 class BulkDeleteJob(models.Model):
-    """A bulk deletion run by a background task; its progress lives here, not in memory.
+    """A job run by a background task over many threads (today: deleting them); its progress
+    lives here, not in memory. Jobs have no size limit.
+
+    Its items are either given when it is made (ticked rows) or filled by the worker, in
+    batches in pk order, from its `selection` or retention `policy` (`filled` is False until
+    done; `fill_cursor` is the last thread pk filled, `bound_pk` the highest it may take).
+    `total` and `done` count its items and those with an outcome (kept with each save).
 
     `task_id` is the task (a `DBTaskResult`) that runs it now: a run that finds another id
     there has been taken over and stops. `worker_id` and `progress_at` say which worker runs
-    it and when that run last saved progress. A job whose worker stopped is resumed by a new
-    task (`threads_app.tasks.sweep`, `manage.py resume_jobs`): `resumed_at` and `resume_note`
-    say when and why. A job whose task raised is failed, with the task's `error`.
+    it and when that run last saved progress; `run_started_at` and `run_done` when this run
+    began and how many were done then (its rate). A job whose worker stopped is resumed by a
+    new task (`threads_app.tasks.sweep`, `manage.py resume_jobs`): `resumed_at` and
+    `resume_note` say when and why. A job whose task raised is failed, with the task's `error`.
+    Paused or cancelled, its run stops after the deletions in flight (their outcomes saved)
+    and leaves `task_id` empty.
     """
 
+    class Kind(models.TextChoices):
+        DELETE = "delete", "Delete"
+
     class State(models.TextChoices):
+        QUEUED = "queued", "Waiting"
         RUNNING = "running", "Running"
+        PAUSED = "paused", "Paused"
+        CANCELLED = "cancelled", "Cancelled"
         FINISHED = "finished", "Finished"
         FAILED = "failed", "Failed"
 
+    ACTIVE_STATES = (State.QUEUED, State.RUNNING)  # a run sends while the job is in these
+
+    kind = models.CharField(max_length=10, choices=Kind.choices, default=Kind.DELETE)
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="bulk_delete_jobs"
     )
@@ -528,9 +591,23 @@ class BulkDeleteJob(models.Model):
         on_delete=models.SET_NULL,
         related_name="bulk_delete_jobs",
     )
+    selection = models.ForeignKey(
+        Selection, null=True, blank=True, on_delete=models.SET_NULL, related_name="jobs"
+    )
+    # The team whose owners see the job too (its selection's team or key's team, its policy's).
+    team = models.ForeignKey(
+        Team, null=True, blank=True, on_delete=models.SET_NULL, related_name="jobs"
+    )
+    filled = models.BooleanField(default=True)
+    fill_cursor = models.BigIntegerField(default=0)
+    bound_pk = models.BigIntegerField(null=True, blank=True)
+    total = models.PositiveIntegerField(default=0)
+    done = models.PositiveIntegerField(default=0)
     task_id = models.CharField(max_length=64, blank=True)
     worker_id = models.CharField(max_length=64, blank=True)
     progress_at = models.DateTimeField(null=True, blank=True)
+    run_started_at = models.DateTimeField(null=True, blank=True)
+    run_done = models.PositiveIntegerField(default=0)
     resumed_at = models.DateTimeField(null=True, blank=True)
     resume_count = models.PositiveIntegerField(default=0)
     resume_note = models.CharField(max_length=200, blank=True)
@@ -538,17 +615,19 @@ class BulkDeleteJob(models.Model):
 
     class Meta:
         ordering = ["-id"]
+        indexes = [models.Index(fields=["state", "id"], name="job_state_idx")]
 
     def __str__(self) -> str:
         return f"bulk delete #{self.pk} ({self.state})"
 
     @property
     def audit_details(self) -> dict[str, Any]:
-        """What each deletion of the job adds to its audit events' details: the retention
-        policy that started it and who set it (the job's creator, the events' actor)."""
-        if self.policy_id is None:
-            return {}
-        return {"policy": self.policy_id, "set_by": self.created_by.get_username()}
+        """What each deletion of the job adds to its audit events' details: the job, and the
+        retention policy that started it and who set it (the job's creator, the events' actor)."""
+        details: dict[str, Any] = {"job": self.pk}
+        if self.policy_id is not None:
+            details |= {"policy": self.policy_id, "set_by": self.created_by.get_username()}
+        return details
 
 
 class BulkDeleteItem(models.Model):
@@ -574,6 +653,7 @@ class BulkDeleteItem(models.Model):
 
     class Meta:
         ordering = ["id"]
+        indexes = [models.Index(fields=["job", "outcome", "id"], name="job_item_outcome_idx")]
 
     def __str__(self) -> str:
         return f"{self.thread_id}: {self.outcome}"
@@ -635,3 +715,37 @@ class WorkerHeartbeat(models.Model):
 
     def __str__(self) -> str:
         return f"worker {self.worker_id} ({self.hostname}:{self.pid})"
+
+
+class KeyRateBudget(models.Model):
+    """The one rate budget of an API key, shared by every worker and job sending with it
+    (`services.budget`): how many calls may be in flight on the key in all (`limit`, learnt
+    from the answers), and no call before `pause_until` (a 429's Retry-After)."""
+
+    api_key = models.OneToOneField(
+        ApiKey, on_delete=models.CASCADE, primary_key=True, related_name="rate_budget"
+    )
+    limit = models.FloatField(default=8.0)
+    pause_until = models.DateTimeField(null=True, blank=True)
+    decreased_at = models.DateTimeField(null=True, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"budget of key {self.api_key_id}: {self.limit:g} in flight"
+
+
+class KeyRateLease(models.Model):
+    """A run sending with a key now: the key's budget is split between its live leases
+    (`seen_at` within the lease time), so two workers on one key do not both take all of it."""
+
+    budget = models.ForeignKey(KeyRateBudget, on_delete=models.CASCADE, related_name="leases")
+    holder = models.CharField(max_length=100)
+    seen_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["budget", "holder"], name="unique_rate_lease"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.holder} on key {self.budget_id}"

@@ -9,7 +9,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from itertools import groupby
-from typing import Any, TypedDict, cast
+from typing import Any, ClassVar, TypedDict, cast
 
 from allauth.account.internal.userkit import get_user_by_username
 from allauth.mfa.models import Authenticator
@@ -37,6 +37,8 @@ from threads_app.models import (
     Invitation,
     Membership,
     RetentionPolicy,
+    SavedView,
+    Selection,
     Team,
     TrackedThread,
     WorkerHeartbeat,
@@ -453,20 +455,130 @@ def username_taken(username: str, *, other_than: User | None = None) -> bool:
     return accounts.exists()
 
 
-# --- Bulk delete jobs ---------------------------------------------------------------------
+# --- Jobs ---------------------------------------------------------------------------------
+
+JobState = BulkDeleteJob.State
+LIVE_JOB_STATES = (JobState.QUEUED, JobState.RUNNING, JobState.PAUSED)  # the overview's card
 
 
-def visible_bulk_delete_jobs(user: User) -> QuerySet[BulkDeleteJob]:
-    """A job is its creator's alone (superusers see all): it names threads of several keys."""
-    jobs = BulkDeleteJob.objects.all()
-    return jobs if user.is_superuser else jobs.filter(created_by=user)
+def visible_jobs(user: User) -> QuerySet[BulkDeleteJob]:
+    """A job is its creator's, and its team's owners' (superusers see all): it names threads
+    of several keys, so a team's other members do not see it. Whoever sees a job may pause,
+    resume or cancel it."""
+    jobs = BulkDeleteJob.objects.select_related(
+        "created_by", "selection__saved_view", "policy", "team"
+    )
+    if user.is_superuser:
+        return jobs
+    return jobs.filter(Q(created_by=user) | Q(team__in=_team_ids(user, [Role.OWNER])))
 
 
-def get_visible_bulk_delete_job(user: User, pk: int) -> BulkDeleteJob:
-    return get_object_or_404(visible_bulk_delete_jobs(user), pk=pk)
+def get_visible_job(user: User, pk: int) -> BulkDeleteJob:
+    return get_object_or_404(visible_jobs(user), pk=pk)
 
 
-MAX_BULK_DELETE = 500  # threads per bulk-delete job
+def live_jobs(user: User) -> list[BulkDeleteJob]:
+    """The user's running, waiting and paused jobs (the overview's card), newest first."""
+    return list(visible_jobs(user).filter(state__in=LIVE_JOB_STATES)[:10])
+
+
+JOB_ITEMS_SHOWN = 100  # items a job's page lists (the failed and refused first)
+
+
+@dataclass(frozen=True)
+class JobProgress:
+    """How far a job got: its counts, its rate and time left, and some of its items."""
+
+    job: BulkDeleteJob
+    outcome_counts: dict[str, int]
+    items: list[BulkDeleteItem]  # up to JOB_ITEMS_SHOWN: failed and refused first
+    # Why the job stopped short: the error its task raised ("" when none did).
+    failure: str = ""
+    now: datetime = field(default_factory=timezone.now)
+
+    @property
+    def running(self) -> bool:
+        return self.job.state in BulkDeleteJob.ACTIVE_STATES and not self.failure
+
+    @property
+    def failed(self) -> bool:
+        return bool(self.failure)
+
+    @property
+    def filling(self) -> bool:
+        return not self.job.filled
+
+    @property
+    def total(self) -> int:
+        return self.job.total
+
+    @property
+    def done(self) -> int:
+        return self.job.done
+
+    @property
+    def counts(self) -> list[tuple[str, str, int]]:
+        """(outcome, its label, how many items have it), for every outcome."""
+        return [
+            (value, label, self.outcome_counts.get(value, 0))
+            for value, label in BulkDeleteItem.Outcome.choices
+        ]
+
+    @property
+    def left(self) -> int:
+        return max(self.total - self.done, 0)
+
+    @property
+    def rate(self) -> float | None:
+        """Items done per second by the current run (None before it has done any)."""
+        job = self.job
+        if job.run_started_at is None or job.progress_at is None:
+            return None
+        seconds = (job.progress_at - job.run_started_at).total_seconds()
+        done = job.done - job.run_done
+        return done / seconds if seconds > 0 and done > 0 else None
+
+    @property
+    def seconds_left(self) -> int | None:
+        """At the current rate, how long the rest takes (None when unknown or not running)."""
+        rate = self.rate
+        if not self.running or self.filling or rate is None:
+            return None
+        return round((self.total - self.done) / rate)
+
+    @property
+    def retryable(self) -> list[int]:
+        """The tracked threads of a stopped job that failed or were refused (to try again),
+        as many as a confirmation may hold."""
+        if self.running:
+            return []
+        again = (BulkDeleteItem.Outcome.REFUSED, BulkDeleteItem.Outcome.FAILED)
+        rows = (
+            self.job.items.filter(outcome__in=again, tracked_thread__isnull=False)
+            .order_by("pk")
+            .values_list("tracked_thread_id", flat=True)
+        )
+        return [pk for pk in rows[:MAX_BULK_DELETE] if pk is not None]
+
+
+def job_progress(job: BulkDeleteJob) -> JobProgress:
+    """The job's counts and the items its page lists and, if its task raised, the error: from
+    the job, or (when the job could not record it) from its task's result. Three queries,
+    whatever the job's size."""
+    failure = job.error if job.state == JobState.FAILED else ""
+    if job.state in BulkDeleteJob.ACTIVE_STATES:
+        failure = _task_failure(job.task_id)
+    Outcome = BulkDeleteItem.Outcome
+    problems = (Outcome.FAILED, Outcome.REFUSED)
+    items = job.items.select_related("tracked_thread").order_by("pk")
+    shown = list(items.filter(outcome__in=problems)[:JOB_ITEMS_SHOWN])
+    if len(shown) < JOB_ITEMS_SHOWN:
+        rest = items.exclude(outcome__in=problems)
+        shown += list(rest[: JOB_ITEMS_SHOWN - len(shown)])
+    return JobProgress(job, bulk_delete_outcome_counts(job.pk), shown, failure)
+
+
+MAX_BULK_DELETE = 500  # ticked threads per confirmation (a selection has no limit)
 
 
 @dataclass(frozen=True)
@@ -526,116 +638,7 @@ def bulk_delete_selection(user: User, thread_ids: Iterable[str | int]) -> BulkDe
     )
 
 
-@dataclass(frozen=True)
-class BulkDeleteProgress:
-    """How far a job got: its items (with their threads) and the count of each outcome."""
-
-    job: BulkDeleteJob
-    items: list[BulkDeleteItem]
-    # Why the job stopped short: the error its task raised ("" when none did).
-    failure: str = ""
-
-    @property
-    def running(self) -> bool:
-        return self.job.state == BulkDeleteJob.State.RUNNING and not self.failure
-
-    @property
-    def failed(self) -> bool:
-        return bool(self.failure)
-
-    @property
-    def total(self) -> int:
-        return len(self.items)
-
-    @property
-    def done(self) -> int:
-        return sum(item.outcome != BulkDeleteItem.Outcome.PENDING for item in self.items)
-
-    @property
-    def counts(self) -> list[tuple[str, str, int]]:
-        """(outcome, its label, how many items have it), for every outcome."""
-        counts = Counter(item.outcome for item in self.items)
-        return [(value, label, counts[value]) for value, label in BulkDeleteItem.Outcome.choices]
-
-    @property
-    def retryable(self) -> list[int]:
-        """The tracked threads of a finished job that failed or were refused (to try again)."""
-        if self.running:
-            return []
-        again = (BulkDeleteItem.Outcome.REFUSED, BulkDeleteItem.Outcome.FAILED)
-        return [
-            item.tracked_thread_id
-            for item in self.items
-            if item.outcome in again and item.tracked_thread_id is not None
-        ]
-
-
-def bulk_delete_progress(job: BulkDeleteJob) -> BulkDeleteProgress:
-    """The job's items and, if its task raised, the error: from the job, or (when the job could
-    not record it) from its task's result."""
-    items = list(job.items.select_related("tracked_thread"))
-    failure = job.error if job.state == BulkDeleteJob.State.FAILED else ""
-    if job.state == BulkDeleteJob.State.RUNNING:
-        failure = _task_failure(job.task_id)
-    return BulkDeleteProgress(job, items, failure)
-
-
-@dataclass(frozen=True)
-class StuckJob:
-    """A bulk-delete job that nothing is running: why, and how many items are still pending.
-    `origin` is what its last task was given, if that was a database task (a resumed run
-    records the same)."""
-
-    job: BulkDeleteJob
-    reason: str
-    pending: int
-    origin: dict[str, str | None] | None = None
-
-
-def stuck_bulk_delete_jobs(*, lease_seconds: float) -> list[StuckJob]:
-    """Jobs not finished that no task will finish: their task is gone or ended, or its worker
-    stopped beating for `lease_seconds`; and failed jobs that still have pending items. A job
-    whose task waits in the queue, or runs on a live worker, is not stuck."""
-    jobs = list(
-        BulkDeleteJob.objects.filter(
-            state__in=[BulkDeleteJob.State.RUNNING, BulkDeleteJob.State.FAILED]
-        ).order_by("pk")
-    )
-    pending: dict[int, int] = dict(
-        BulkDeleteItem.objects.filter(job__in=jobs, outcome=BulkDeleteItem.Outcome.PENDING)
-        .order_by()
-        .values_list("job")
-        .annotate(count=Count("pk"))
-    )
-    task_ids = [pk for pk in (_uuid(job.task_id) for job in jobs) if pk is not None]
-    task_results = {str(r.pk): r for r in DBTaskResult.objects.filter(pk__in=task_ids)}
-    live = live_worker_ids(lease_seconds=lease_seconds)
-    stuck = []
-    for job in jobs:
-        result = task_results.get(job.task_id)
-        kwargs = result.args_kwargs.get("kwargs", {}) if result is not None else {}
-        reason = _why_stuck(job, result, live, pending=pending.get(job.pk, 0))
-        if reason:
-            stuck.append(StuckJob(job, reason, pending.get(job.pk, 0), kwargs.get("origin")))
-    return stuck
-
-
-def _why_stuck(
-    job: BulkDeleteJob, result: DBTaskResult[..., Any] | None, live: set[str], *, pending: int
-) -> str:
-    if job.state == BulkDeleteJob.State.FAILED:
-        return f"its task failed ({job.error})" if pending else ""
-    if result is None:
-        return "no task runs it"
-    if result.status == TaskResultStatus.READY:
-        return ""
-    if result.status == TaskResultStatus.RUNNING:
-        worker = result.worker_ids[-1] if result.worker_ids else "?"
-        return "" if worker in live else f"its worker {worker} stopped beating"
-    return f"its task ended ({result.status.lower()}) before the job did"
-
-
-def _uuid(value: str) -> uuid.UUID | None:
+def task_uuid(value: str) -> uuid.UUID | None:
     try:
         return uuid.UUID(value)
     except ValueError:  # no task yet, or another backend's (the immediate one runs at once)
@@ -644,7 +647,7 @@ def _uuid(value: str) -> uuid.UUID | None:
 
 def _task_failure(task_id: str) -> str:
     """The error of a database task that failed (its traceback's last line), else ""."""
-    pk = _uuid(task_id)
+    pk = task_uuid(task_id)
     if pk is None:
         return ""
     failed = DBTaskResult.objects.filter(pk=pk, status=TaskResultStatus.FAILED)
@@ -706,6 +709,65 @@ class ThreadFilters:
     date_from: date | None = None
     date_to: date | None = None
     sort: str = NEWEST
+
+    # ThreadFilters field: the list's query parameter (and `to_data` key) for it.
+    PARAMETERS: ClassVar[dict[str, str]] = {
+        "q": "q",
+        "key_id": "key",
+        "team_id": "team",
+        "tracked_by": "tracked_by",
+        "state": "state",
+        "date_from": "date_from",
+        "date_to": "date_to",
+        "sort": "sort",
+    }
+
+    def to_data(self) -> dict[str, str | int]:
+        """The filters as JSON data, keyed by the list's query parameters, defaults left out:
+        what a selection or saved view stores, and (urlencoded) the list's URL for them."""
+        data: dict[str, str | int] = {}
+        for name, parameter in self.PARAMETERS.items():
+            value = getattr(self, name)
+            if value in (None, "") or (name == "sort" and value == NEWEST):
+                continue
+            data[parameter] = value.isoformat() if isinstance(value, date) else value
+        return data
+
+    @classmethod
+    def from_data(cls, data: dict[str, Any]) -> "ThreadFilters":
+        """The filters `to_data` made (ValueError for data it cannot have made)."""
+        unknown = set(data) - set(cls.PARAMETERS.values())
+        if unknown:
+            raise ValueError(f"Unknown filters: {', '.join(sorted(unknown))}")
+
+        def number(name: str) -> int | None:
+            value = data.get(name)
+            if value is None:
+                return None
+            if not isinstance(value, int) or isinstance(value, bool):
+                raise ValueError(f"{name} must be an id")
+            return value
+
+        def text(name: str) -> str:
+            value = data.get(name) or ""
+            if not isinstance(value, str):
+                raise ValueError(f"{name} must be text")
+            return value
+
+        def day(name: str) -> date | None:
+            value = text(name)
+            return date.fromisoformat(value) if value else None
+
+        return cls(
+            q=text("q"),
+            key_id=number("key"),
+            team_id=number("team"),
+            tracked_by=text("tracked_by"),
+            state=text("state"),
+            date_from=day("date_from"),
+            date_to=day("date_to"),
+            sort=text("sort") or NEWEST,
+        )
 
 
 def _sortable(threads: QuerySet[TrackedThread]) -> QuerySet[TrackedThread]:
@@ -771,6 +833,151 @@ def _filtered(
     if filters.state != ALL_STATES:
         threads = threads.filter(state=filters.state)
     return threads
+
+
+# --- Selections: the list's filter, frozen ------------------------------------------------
+
+NOTHING_TO_DO = (TrackedThread.State.DELETED, TrackedThread.State.DELETING)
+SELECTION_PREVIEW_ROWS = 50
+READ_ONLY = "read-only to you (a team you view, or a revoked key): left out"
+ALREADY_DELETED = "already deleted, or being deleted: nothing to do"
+
+
+@dataclass(frozen=True)
+class Exclusion:
+    """Threads matching a selection's filter that it leaves out, and why."""
+
+    reason: str
+    count: int
+
+
+@dataclass(frozen=True)
+class SelectionPreview:
+    """What acting on a selection covers: how many threads, per key, team and state (labels
+    with counts, largest first), what it leaves out and why, and its first rows."""
+
+    count: int
+    excluded: list[Exclusion]
+    by_key: list[tuple[str, int]]
+    by_team: list[tuple[str, int]]
+    by_state: list[tuple[str, int]]
+    first_rows: list[TrackedThread]
+
+
+def selection_filters(selection: Selection) -> ThreadFilters:
+    return ThreadFilters.from_data(selection.filters)
+
+
+def highest_thread_pk() -> int:
+    """The bound a selection made now gets: threads tracked later never join it."""
+    return TrackedThread.objects.aggregate(top=Max("pk"))["top"] or 0
+
+
+def _selection_matches(user: User, selection: Selection) -> QuerySet[TrackedThread]:
+    """The visible threads matching the selection's filter, tracked before it was made."""
+    filters = selection_filters(selection)
+    return filtered_threads(user, filters).filter(pk__lte=selection.bound_pk)
+
+
+def selection_threads(user: User, selection: Selection) -> QuerySet[TrackedThread]:
+    """The threads of the selection the user may act on (delete): under a key they may use,
+    and neither deleted nor being deleted. Not ordered."""
+    threads = _selection_matches(user, selection).filter(api_key__in=usable_keys(user))
+    return threads.exclude(state__in=NOTHING_TO_DO)
+
+
+def visible_selections(user: User) -> QuerySet[Selection]:
+    """A selection is its creator's (superusers see all)."""
+    selections = Selection.objects.select_related("saved_view")
+    return selections if user.is_superuser else selections.filter(created_by=user)
+
+
+def get_visible_selection(user: User, pk: int) -> Selection:
+    return get_object_or_404(visible_selections(user), pk=pk)
+
+
+def _ranked(counts: Counter[str]) -> list[tuple[str, int]]:
+    return sorted(counts.items(), key=lambda pair: (-pair[1], pair[0]))
+
+
+def selection_preview(user: User, selection: Selection) -> SelectionPreview:
+    """The selection's preview in four queries, whatever its size: one GROUP BY key and state
+    over the matching threads (the breakdowns and exclusions come from its rows), the keys
+    (with their teams, and whether the user may use them), and the first rows in the list's
+    order."""
+    grouped = (
+        _selection_matches(user, selection)
+        .order_by()
+        .values_list("api_key_id", "state")
+        .annotate(count=Count("pk"))
+    )
+    keys, usable = thread_list_keys(user)
+    by_pk = {key.pk: key for key in keys}
+    labels = dict(TrackedThread.State.choices)
+    by_key: Counter[str] = Counter()
+    by_team: Counter[str] = Counter()
+    by_state: Counter[str] = Counter()
+    read_only = already = 0
+    for key_id, state, count in grouped:
+        if key_id not in usable:
+            read_only += count
+        elif state in NOTHING_TO_DO:
+            already += count
+        else:
+            key = by_pk[key_id]
+            by_key[f"{key.label} ({key.hint})"] += count
+            by_team[key.team.name if key.team is not None else "Personal keys"] += count
+            by_state[labels.get(state, state)] += count
+    excluded = [
+        Exclusion(reason, count)
+        for reason, count in ((READ_ONLY, read_only), (ALREADY_DELETED, already))
+        if count
+    ]
+    order = SORTS.get(selection_filters(selection).sort, SORTS[NEWEST])
+    first = selection_threads(user, selection).only(*THREAD_LIST_COLUMNS).order_by(*order)
+    return SelectionPreview(
+        count=sum(by_state.values()),
+        excluded=excluded,
+        by_key=_ranked(by_key),
+        by_team=_ranked(by_team),
+        by_state=_ranked(by_state),
+        first_rows=list(first[:SELECTION_PREVIEW_ROWS]),
+    )
+
+
+def saved_views(user: User) -> QuerySet[SavedView]:
+    """The user's own saved views and those shared with their teams (superusers: all)."""
+    views = SavedView.objects.select_related("team", "created_by")
+    if user.is_superuser:
+        return views
+    return views.filter(Q(created_by=user, team=None) | Q(team__in=_team_ids(user)))
+
+
+def get_saved_view(user: User, pk: int) -> SavedView:
+    return get_object_or_404(saved_views(user), pk=pk)
+
+
+def may_remove_saved_view(
+    user: User, view: SavedView, *, owned_team_ids: set[int] | None = None
+) -> bool:
+    """Its creator, and for a shared one the team's owners (and superusers). `owned_team_ids`:
+    the teams the user owns, when already known (a list of views asks once)."""
+    if user.is_superuser or view.created_by_id == user.pk:
+        return True
+    if view.team_id is None:
+        return False
+    if owned_team_ids is None:
+        owned_team_ids = set(owned_teams(user).values_list("pk", flat=True))
+    return view.team_id in owned_team_ids
+
+
+def get_removable_saved_view(user: User, pk: int) -> SavedView:
+    """404 when the user does not see the view, 403 when they may not remove it."""
+    view = get_saved_view(user, pk)
+    _forbid_unless(
+        may_remove_saved_view(user, view), "Only its creator or the team's owners can remove it."
+    )
+    return view
 
 
 def thread_list_keys(user: User) -> tuple[list[ApiKey], set[int]]:

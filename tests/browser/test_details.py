@@ -157,7 +157,7 @@ def test_a_bulk_delete_shows_a_spinner_then_its_progress(user_page, api_key, mak
     with _spinning(page, "**/threads/bulk-delete/", page.locator("#bulk-delete-spinner")):
         page.get_by_role("button", name="Delete 2 threads").click()
     expect(page.get_by_role("heading", level=1)).to_have_text(re.compile(r"^Bulk delete #\d+$"))
-    progress = page.get_by_role("region", name=re.compile("^Deleting"))
+    progress = page.get_by_role("region", name=re.compile("^Waiting for a worker"))
     expect(progress.locator(".spinner")).to_be_visible()
     job_id = int(page.url.rstrip("/").rsplit("/", 1)[1])
 

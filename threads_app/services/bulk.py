@@ -1,18 +1,25 @@
 """Bulk deletion: many threads deleted in one job, by a background task, a few at a time.
 
 The job and its items are rows, so the progress page (after a reload, on any app instance)
-reads where a job is from the database. `start_bulk_delete` creates them and, once they are
-committed, queues `threads_app.tasks.bulk_delete_task`, which a `db_worker` process runs:
-nothing of the job outlives a request in the web process. The task runs `run_bulk_delete`.
+reads where a job is from the database. A job is made by `start_bulk_delete` (ticked threads:
+its items are made with it) or `services.jobs` (a selection, a retention policy: its items
+are filled by the worker); once committed it is queued (`services.jobs.queue_job`), and a
+`db_worker` process runs `run_bulk_delete`: nothing of the job outlives a request in the web
+process, and the request that starts a job does no work proportional to its size.
 
-Each item goes through the steps of `services.deletions.delete_thread`, a batch at a time:
+The run first fills the job's items from its source, FILL_BATCH threads at a time in pk
+order (each batch and the cursor saved together), then goes through the pending items in pk
+order, a batch at a time, each through the steps of `services.deletions.delete_thread`:
 every thread gets its own intent/outcome pair of audit events, and one failure never stops
 the others. The item keeps its intent's sequence from the claim on (saved in the claim's
-transaction), so a job whose worker died can be resumed exactly: a pending item with an
-intent is resolved by asking the upstream first (`deletions.resolve_interrupted_deletion`),
-one without is sent as usual. How many DELETEs are in flight is learnt from the answers
-(`services.concurrency`: start at 8, more while the answers are fast, half on a 429, nothing
-sent before the Retry-After is over); a 429 is not an outcome, its DELETE is sent again.
+transaction), so a job whose worker died, or whose database connection was cut, can be
+resumed exactly: a pending item with an intent is resolved by asking the upstream first
+(`deletions.resolve_interrupted_deletion`), one without is sent as usual. How many DELETEs
+are in flight is learnt from the answers (`services.concurrency`: start at 8, more while the
+answers are fast, half on a 429, nothing sent before the Retry-After is over), in one budget
+per key that every worker and job shares (`services.budget`); a 429 is not an outcome, its
+DELETE is sent again. A job paused or cancelled stops sending at its next
+batch; the deletions in flight get their outcomes first.
 """
 
 import logging
@@ -20,12 +27,11 @@ import queue
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict
 from typing import NamedTuple
 
 from django.contrib.auth.models import User
 from django.db import connection, transaction
-from django.db.models import F
+from django.db.models import F, QuerySet
 from django.utils import timezone
 
 from threads_app import selectors
@@ -35,13 +41,14 @@ from threads_app.models import (
     AuditEvent,
     BulkDeleteItem,
     BulkDeleteJob,
-    RetentionPolicy,
     TrackedThread,
 )
-from threads_app.selectors import MAX_BULK_DELETE, BulkDeleteSelection, StuckJob
+from threads_app.selectors import MAX_BULK_DELETE, BulkDeleteSelection
 from threads_app.services import deletions
-from threads_app.services.concurrency import AdaptiveConcurrency, run_adaptively
+from threads_app.services.budget import SharedConcurrency
+from threads_app.services.concurrency import run_adaptively
 from threads_app.services.deletions import Deletion
+from threads_app.services.jobs import queue_job
 from threads_app.services.keys import client_for
 from threads_app.services.refusals import Refused
 from threads_app.services.transcripts import SnapshotFailed, deletion_snapshot
@@ -51,10 +58,9 @@ logger = logging.getLogger(__name__)
 
 WORKERS = 8  # transcripts fetched, and interrupted deletions resolved, this many at a time
 BATCH = 25  # intents recorded, and finished deletions saved, this many at a time
+FILL_BATCH = 2000  # items a job's run makes from its source per transaction
 SAVE_EVERY = 1.0  # seconds: finished deletions are saved at least this often (progress)
 NOT_ALLOWED = "You may no longer delete this thread, so nothing was sent."
-RESUMED_AFTER_WORKER_STOPPED = "Resumed after the worker stopped"
-RESUMED_BY_COMMAND = "Resumed by an operator (manage.py resume_jobs)"
 
 ItemOutcome = BulkDeleteItem.Outcome  # what became of one thread of a job (its page shows it)
 AuditOutcome = AuditEvent.Outcome  # what a deletion's audit event records
@@ -65,8 +71,6 @@ _ITEM_OUTCOME: dict[str, str] = {
     AuditOutcome.REFUSED: ItemOutcome.REFUSED,
     AuditOutcome.FAILED: ItemOutcome.FAILED,
 }
-
-OriginData = dict[str, str | None]  # an Origin as a task's JSON argument
 
 
 class NothingToDelete(Refused):
@@ -91,64 +95,48 @@ def start_bulk_delete(
     thread_ids: Iterable[str | int],
     origin: Origin | None = None,
     snapshot: bool = False,
-    policy: RetentionPolicy | None = None,
 ) -> BulkDeleteJob:
-    """Create a job with one pending item per deletable thread; queue its task once committed.
+    """Create a job with one pending item per deletable ticked thread (at most
+    MAX_BULK_DELETE: more are selected by filter, `services.jobs.start_selection_job`); queue
+    its task once committed.
 
     Raises `NothingToDelete`. The threads the actor may not delete are left out, as the
     confirmation page said. With `snapshot`, each thread's transcript is saved with its
     deletion's audit event first; a thread whose transcript cannot be fetched is not deleted.
-    A retention `policy` starting the job (with its setter as the actor) is kept on the job
-    and named in each deletion's audit events (`BulkDeleteJob.audit_details`).
     """
+    from threads_app.services.jobs import queue_job  # jobs starts jobs of this module's kind
+
     selection = selectors.bulk_delete_selection(actor, thread_ids)
     if selection.too_many or not selection.deletable:
         raise NothingToDelete(selection)
     with transaction.atomic():
         job = BulkDeleteJob.objects.create(
-            created_by=actor, snapshot_before_delete=snapshot, policy=policy
+            created_by=actor,
+            snapshot_before_delete=snapshot,
+            state=JobState.QUEUED,
+            total=len(selection.deletable),
         )
         BulkDeleteItem.objects.bulk_create(
             BulkDeleteItem(job=job, tracked_thread=thread, thread_id=thread.thread_id)
             for thread in selection.deletable
         )
-        transaction.on_commit(lambda: _enqueue(job.pk, origin=origin_data(origin)))
+        queue_job(job, origin=origin)
     return job
 
 
-def origin_data(origin: Origin | None) -> OriginData | None:
-    """The origin as the task's JSON argument (`origin_from_data` reads it back)."""
-    return None if origin is None else asdict(origin)
-
-
-def origin_from_data(data: OriginData | None) -> Origin | None:
-    if data is None:
-        return None
-    return Origin(ip=data.get("ip"), user_agent=data.get("user_agent") or "")
-
-
-def _enqueue(job_id: int, *, origin: OriginData | None) -> str:
-    """Queue a run of the job (which names no task); name the task on the job; return its id."""
-    from threads_app.tasks import bulk_delete_task  # the task module imports this one
-
-    result = bulk_delete_task.enqueue(job_id=job_id, origin=origin)
-    # An immediate backend has run the job already, and named its task: kept as it is.
-    BulkDeleteJob.objects.filter(pk=job_id, task_id="").update(task_id=result.id)
-    return result.id
-
-
-def resume_job(
-    job_id: int, *, task_id: str, state: str, origin: OriginData | None, note: str
-) -> str | None:
+def requeue_job(job_id: int, *, task_id: str, state: str, origin: Origin | None, note: str) -> bool:
     """Queue a new run of a job whose task is gone (its worker stopped, or it raised), unless
-    the job changed since it was found so (`task_id` and `state` as seen then): the new task's
-    id, or None. The conditional UPDATE makes one resumer of many win; an older run of the
-    job that still goes on stops at its next save (`JobTakenOver`). With the database
-    backend, call inside the transaction that found the old task gone (as the sweep does):
-    the resume is then committed with that finding, or not at all."""
+    the job changed since it was found so (`task_id` and `state` as seen then): whether it
+    was. The conditional UPDATE makes one resumer of many win; an older run of the job that
+    still goes on stops at its next save (`JobTakenOver`). A waiting, running or failed job
+    runs on; a paused or cancelled one gets a run that only resolves what was left between
+    intent and outcome. With the database backend, call inside the transaction that found
+    the old task gone (as the sweep does): the resume is then committed with that finding,
+    or not at all."""
+    stopped = state in (JobState.PAUSED, JobState.CANCELLED)
     resumed = BulkDeleteJob.objects.filter(pk=job_id, task_id=task_id, state=state).update(
         task_id="",
-        state=JobState.RUNNING,
+        state=state if stopped else JobState.QUEUED,
         finished_at=None,
         error="",
         resumed_at=timezone.now(),
@@ -156,16 +144,10 @@ def resume_job(
         resume_note=note[:200],
     )
     if not resumed:
-        return None
-    new_task_id = _enqueue(job_id, origin=origin)
-    logger.warning("Bulk delete job %s: %s (task %s)", job_id, note, new_task_id)
-    return new_task_id
-
-
-def resume_stuck_job(stuck: StuckJob, *, note: str = RESUMED_BY_COMMAND) -> str | None:
-    """Resume a job `selectors.stuck_bulk_delete_jobs` found (see `resume_job`)."""
-    job = stuck.job
-    return resume_job(job.pk, task_id=job.task_id, state=job.state, origin=stuck.origin, note=note)
+        return False
+    queue_job(BulkDeleteJob.objects.get(pk=job_id), origin=origin, at_commit=False)
+    logger.warning("Bulk delete job %s: %s", job_id, note)
+    return True
 
 
 def fail_job(job_id: int, error: BaseException, *, task_id: str | None = None) -> None:
@@ -186,52 +168,85 @@ def run_bulk_delete(
     task_id: str | None = None,
     worker_id: str = "",
 ) -> None:
-    """Run the job's pending items to an outcome each; return when it is finished.
+    """Fill the job's items, then run its pending ones to an outcome each; return when it is
+    finished, paused or cancelled.
 
     `task_id` is the task this run belongs to (None: a run outside any task, which takes the
-    job as it is). A task's run first takes the job (the job names that task, or none yet);
-    one that finds another task there returns at once, and one whose job is taken over while
-    it runs stops at its next save (`JobTakenOver`).
+    job as it is). A task's run first takes the job (`_take_job`); one that finds another
+    task there returns at once, and one whose job is taken over while it runs stops at its
+    next save (`JobTakenOver`). A paused or cancelled job's run only resolves what an earlier
+    run left between intent and outcome, then leaves the job (its `task_id` emptied).
 
     Items interrupted between intent and outcome by an earlier run are resolved first,
     WORKERS at a time (`resolve_interrupted_deletion`: a GET, then the DELETE again only if
-    the thread is still there). The others go BATCH at a time through the steps of
-    `delete_thread`: their threads are claimed and their intents appended (with the intents'
-    sequences on the items) and committed before any of their DELETEs is sent; the actor's
-    permission is checked once for the batch (a thread they may no longer delete gets a
-    "not sent" outcome), and the DELETEs are sent as `run_adaptively` allows. Finished
+    the thread is still there). The others go BATCH at a time, in pk order, through the steps
+    of `delete_thread`: their threads are claimed and their intents appended (with the
+    intents' sequences on the items) and committed before any of their DELETEs is sent; the
+    actor's permission is checked once for the batch (a thread they may no longer delete gets
+    a "not sent" outcome), and the DELETEs are sent as `run_adaptively` allows. Finished
     deletions are saved together (outcome events, thread states, item rows and the job's
-    `progress_at` in one transaction) every BATCH items or SAVE_EVERY seconds.
+    `done` and `progress_at` in one transaction) every BATCH items or SAVE_EVERY seconds.
     """
-    if task_id is not None and not _take_job(job_id, task_id=task_id, worker_id=worker_id):
+    if task_id is None:
+        BulkDeleteJob.objects.filter(pk=job_id, state=JobState.QUEUED).update(
+            state=JobState.RUNNING
+        )
+    elif not _take_job(job_id, task_id=task_id, worker_id=worker_id):
         logger.warning("Bulk delete job %s is not task %s's: nothing done", job_id, task_id)
         return
-    job = BulkDeleteJob.objects.select_related("created_by").get(pk=job_id)
-    items = list(
-        job.items.filter(outcome=ItemOutcome.PENDING).select_related(
-            "tracked_thread__api_key__team"
-        )
-    )
-    keys: dict[int, ApiKey] = {}  # one object per key: its "last used" is written once
-    for item in items:
-        if item.tracked_thread is not None:
-            thread = item.tracked_thread
-            thread.api_key = keys.setdefault(thread.api_key_id, thread.api_key)
+    job = BulkDeleteJob.objects.select_related("created_by", "selection", "policy").get(pk=job_id)
     with ThreadPoolExecutor(WORKERS, thread_name_prefix=f"bulk-delete-{job_id}") as pool:
         run = _Run(job, origin=origin, pool=pool, task_id=task_id)
-        run.resolve([item for item in items if item.intent_sequence is not None])
-        run.send([item for item in items if item.intent_sequence is None])
-    finished = BulkDeleteJob.objects.filter(pk=job_id, state=JobState.RUNNING)
+        run.stopping = job.state not in BulkDeleteJob.ACTIVE_STATES
+        run.resolve(run.interrupted())
+        if not run.stopping:
+            run.fill()
+        if not run.stopping:
+            run.send(run.pending_batches())
+    mine = BulkDeleteJob.objects.filter(pk=job_id)
     if task_id is not None:
-        finished = finished.filter(task_id=task_id)
-    finished.update(state=JobState.FINISHED, finished_at=timezone.now())
+        mine = mine.filter(task_id=task_id)
+    now = timezone.now()
+    if not mine.filter(state=JobState.RUNNING).update(state=JobState.FINISHED, finished_at=now):
+        # paused or cancelled: nothing runs the job now (resuming it queues a new run)
+        mine.filter(state=JobState.PAUSED).update(task_id="")
+        mine.filter(state=JobState.CANCELLED).update(task_id="", finished_at=now)
 
 
 def _take_job(job_id: int, *, task_id: str, worker_id: str) -> bool:
-    jobs = BulkDeleteJob.objects.filter(
-        pk=job_id, state=JobState.RUNNING, task_id__in=["", task_id]
+    """Make the job this task's: one waiting or running with no task or this one (it runs
+    now), or one paused or cancelled that names this task (to resolve what was left)."""
+    now, worker = timezone.now(), worker_id[:64]
+    jobs = BulkDeleteJob.objects.filter(pk=job_id)
+    taken = jobs.filter(state__in=BulkDeleteJob.ACTIVE_STATES, task_id__in=["", task_id]).update(
+        state=JobState.RUNNING,
+        task_id=task_id,
+        worker_id=worker,
+        progress_at=now,
+        run_started_at=now,
+        run_done=F("done"),
     )
-    return bool(jobs.update(task_id=task_id, worker_id=worker_id[:64], progress_at=timezone.now()))
+    stopped = (JobState.PAUSED, JobState.CANCELLED)
+    return bool(
+        taken
+        or jobs.filter(state__in=stopped, task_id=task_id).update(worker_id=worker, progress_at=now)
+    )
+
+
+def job_source(job: BulkDeleteJob) -> QuerySet[TrackedThread] | None:
+    """The threads the job's run fills its items from (None: its items came with it): its
+    selection's, or its retention policy's as of the job's start; none above its bound."""
+    if job.filled or job.bound_pk is None:
+        return None
+    if job.selection is not None:
+        threads = selectors.selection_threads(job.created_by, job.selection)
+    elif job.policy is not None:
+        threads = selectors.retention_candidates(
+            job.policy.api_key, max_age_days=job.policy.max_age_days, now=job.created_at
+        ).filter(api_key__in=selectors.usable_keys(job.created_by))
+    else:
+        return None
+    return threads.filter(pk__lte=job.bound_pk)
 
 
 class _Sending(NamedTuple):
@@ -261,6 +276,74 @@ class _Run:
         self.pairs: list[tuple[AuditEvent, Deletion]] = []  # outcomes not recorded yet
         self.settled: list[BulkDeleteItem] = []  # items with their outcome set, not saved yet
         self.saved_at = time.monotonic()
+        self.keys: dict[int, ApiKey] = {}  # one object per key: its "last used" written once
+        self.stopping = False  # paused or cancelled: no new batch is begun
+
+    # --- the job's items, from its source, and read back a batch at a time
+
+    def fill(self) -> None:
+        """Make the job's items from its source (`job_source`), FILL_BATCH threads at a time
+        in pk order: each batch's items, the cursor and `total` are saved together, so a run
+        that stops anywhere is continued by the next from where it was."""
+        source = job_source(self.job)
+        if source is None:
+            return
+        rows = source.order_by("pk").values_list("pk", "thread_id")
+        while not self.job.filled and not self.stopping:
+            with transaction.atomic():
+                batch = list(rows.filter(pk__gt=self.job.fill_cursor)[:FILL_BATCH])
+                BulkDeleteItem.objects.bulk_create(
+                    BulkDeleteItem(job=self.job, tracked_thread_id=pk, thread_id=thread_id)
+                    for pk, thread_id in batch
+                )
+                self.job.filled = len(batch) < FILL_BATCH
+                if batch:
+                    self.job.fill_cursor = batch[-1][0]
+                updated = self._mine().update(
+                    filled=self.job.filled,
+                    fill_cursor=self.job.fill_cursor,
+                    total=F("total") + len(batch),
+                    progress_at=timezone.now(),
+                )
+                if not updated:
+                    raise JobTakenOver(f"Bulk delete job {self.job.pk} was taken over")
+                self._check_state()
+
+    def interrupted(self) -> list[BulkDeleteItem]:
+        """The items an earlier run left between intent and outcome (a few at most: those in
+        flight or claimed when it stopped)."""
+        items = self.job.items.filter(outcome=ItemOutcome.PENDING, intent_sequence__isnull=False)
+        return self._shared_keys(list(items.select_related("tracked_thread__api_key__team")))
+
+    def pending_batches(self) -> Iterator[list[BulkDeleteItem]]:
+        """The items not begun yet, BATCH at a time in pk order, read as they are needed
+        (a job of any size is never all in memory); none once the job is paused or cancelled."""
+        pending = self.job.items.filter(
+            outcome=ItemOutcome.PENDING, intent_sequence__isnull=True
+        ).select_related("tracked_thread__api_key__team")
+        last = 0
+        while not self.stopping:
+            batch = list(pending.filter(pk__gt=last).order_by("pk")[:BATCH])
+            if not batch:
+                return
+            last = batch[-1].pk
+            yield self._shared_keys(batch)
+
+    def _shared_keys(self, items: list[BulkDeleteItem]) -> list[BulkDeleteItem]:
+        for item in items:
+            if item.tracked_thread is not None:
+                thread = item.tracked_thread
+                thread.api_key = self.keys.setdefault(thread.api_key_id, thread.api_key)
+        return items
+
+    def _mine(self) -> QuerySet[BulkDeleteJob]:
+        jobs = BulkDeleteJob.objects.filter(pk=self.job.pk)
+        return jobs if self.task_id is None else jobs.filter(task_id=self.task_id)
+
+    def _check_state(self) -> None:
+        """Note whether the job was paused or cancelled (its run then stops at the next batch)."""
+        state = BulkDeleteJob.objects.filter(pk=self.job.pk).values_list("state", flat=True)
+        self.stopping = state.first() not in BulkDeleteJob.ACTIVE_STATES
 
     # --- items interrupted by an earlier run
 
@@ -287,7 +370,11 @@ class _Run:
                 return ItemOutcome.FAILED, "No longer tracked here; nothing was sent again.", ""
             try:
                 deletion = deletions.resolve_interrupted_deletion(
-                    thread, intent=intent, actor=self.actor, origin=self.origin
+                    thread,
+                    intent=intent,
+                    actor=self.actor,
+                    origin=self.origin,
+                    details=self.job.audit_details,
                 )
             except Refused as refusal:  # its outcome is recorded already, or being recorded
                 return _recorded_outcome(intent, refusal)
@@ -299,10 +386,20 @@ class _Run:
 
     # --- items not begun yet
 
-    def send(self, items: Sequence[BulkDeleteItem]) -> None:
-        """Claim, send and record the items, as many DELETEs in flight as the answers allow."""
-        controller = AdaptiveConcurrency()
-        adaptive = run_adaptively(self._sendings(items), self._send, controller)
+    def send(self, batches: Iterable[list[BulkDeleteItem]]) -> None:
+        """Claim, send and record the batches' items, as many DELETEs in flight as the answers
+        allow."""
+        key_ids = (
+            self.job.items.filter(outcome=ItemOutcome.PENDING, tracked_thread__isnull=False)
+            .order_by()
+            .values_list("tracked_thread__api_key_id", flat=True)
+            .distinct()
+        )
+        controller = SharedConcurrency(key_ids, holder=f"job {self.job.pk} {self.task_id}")
+        try:
+            adaptive = run_adaptively(self._sendings(batches), self._send, controller)
+        finally:
+            controller.close()
         self._take_answers()
         for sending, error in adaptive.gave_up:  # 429 after 429: its intent gets an outcome
             name = sending.thread.label or sending.thread.thread_id
@@ -319,11 +416,12 @@ class _Run:
             adaptive.peak_limit,
         )
 
-    def _sendings(self, items: Sequence[BulkDeleteItem]) -> Iterator[_Sending]:
+    def _sendings(self, batches: Iterable[list[BulkDeleteItem]]) -> Iterator[_Sending]:
         """The items ready to send, a batch claimed at a time (read by `run_adaptively` as it
-        has room, in this thread: the database work stays here); progress saved as it goes."""
-        for start in range(0, len(items), BATCH):
-            for sending in self._start(items[start : start + BATCH]):
+        has room, in this thread: the database work stays here); progress saved as it goes.
+        A batch claimed is sent whole, even if the job is paused meanwhile."""
+        for batch in batches:
+            for sending in self._start(batch):
                 yield sending
                 self._save_if_due()
             self._save_if_due()
@@ -428,13 +526,13 @@ class _Run:
 
     def save(self) -> None:
         """Record the finished deletions' outcomes and save the settled items, together, with
-        the job's `progress_at` (`JobTakenOver` if the job is another task's now)."""
+        the job's `done` and `progress_at` (`JobTakenOver` if the job is another task's now);
+        note whether it was paused or cancelled meanwhile."""
         with transaction.atomic():
-            jobs = BulkDeleteJob.objects.filter(pk=self.job.pk)
-            if self.task_id is not None:
-                jobs = jobs.filter(task_id=self.task_id)
-            if not jobs.update(progress_at=timezone.now()):
+            done = F("done") + len(self.settled)
+            if not self._mine().update(done=done, progress_at=timezone.now()):
                 raise JobTakenOver(f"Bulk delete job {self.job.pk} was taken over by another task")
+            self._check_state()
             deletions.record_deletions(
                 self.pairs, actor=self.actor, origin=self.origin, details=self.job.audit_details
             )

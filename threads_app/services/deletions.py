@@ -307,9 +307,15 @@ def record_deletions(
 
 
 def resolve_interrupted_deletion(
-    thread: TrackedThread, *, intent: AuditEvent, actor: User, origin: Origin | None = None
+    thread: TrackedThread,
+    *,
+    intent: AuditEvent,
+    actor: User,
+    origin: Origin | None = None,
+    details: Mapping[str, Any] | None = None,
 ) -> Deletion:
-    """Finish a deletion whose process stopped between its intent and its outcome.
+    """Finish a deletion whose process stopped between its intent and its outcome (`details`
+    go into the outcome's details, as its intent had them: a job's id).
 
     The thread is `deleting` under `intent`, which has no outcome: the DELETE may or may not
     have reached the upstream, so it is asked first. A 404 means the thread is gone (already
@@ -349,7 +355,7 @@ def resolve_interrupted_deletion(
     else:
         sent = send_deletion(thread, client=client)
         deletion = replace(sent, details={"resolved": "sent again", **sent.details})
-    record_deletions([(intent, deletion)], actor=actor, origin=origin)
+    record_deletions([(intent, deletion)], actor=actor, origin=origin, details=details)
     return deletion
 
 

@@ -5,9 +5,11 @@ only be enabled for the number of days whose preview was shown (`PreviewFirst`).
 is audited (set, enabled, disabled, with the settings before and after).
 
 `enforce_retention` (run by `manage.py enforce_retention` or `tasks.enforce_retention_task`)
-deletes through the same audited pipeline as anyone's bulk delete: a bulk-delete job per key,
-started in the name of the policy's setter and naming the policy, so every deletion's intent
-and outcome say `{"policy": id, "set_by": username}`. A policy whose setter may no longer
+deletes through the same audited pipeline as anyone's bulk delete: one job per policy run,
+whatever its size (`services.jobs.start_policy_job`: the worker fills it with the key's
+threads older than the policy allows), started in the name of the policy's setter and naming
+the policy, so every deletion's intent and outcome say `{"job": id, "policy": id, "set_by":
+username}`. A policy whose setter may no longer
 manage or use the key is not enforced (`selectors.retention_not_enforced`).
 """
 
@@ -22,8 +24,7 @@ from django.utils import timezone
 from threads_app import audit, selectors
 from threads_app.audit import Origin
 from threads_app.models import ApiKey, AuditEvent, BulkDeleteJob, RetentionPolicy
-from threads_app.selectors import MAX_BULK_DELETE
-from threads_app.services.bulk import NothingToDelete, start_bulk_delete
+from threads_app.services.jobs import start_policy_job
 from threads_app.services.refusals import NotAllowed, Refused
 
 Action = AuditEvent.Action
@@ -99,26 +100,28 @@ class Enforcement:
     """What enforcing one enabled policy did (or, on a dry run, would do)."""
 
     policy: RetentionPolicy
-    thread_ids: list[str] = field(default_factory=list)  # the upstream ids of the threads to go
-    jobs: list[BulkDeleteJob] = field(default_factory=list)  # started (none on a dry run)
+    count: int = 0  # threads to go, when counted
+    thread_ids: list[str] = field(default_factory=list)  # on a dry run: their upstream ids
+    job: BulkDeleteJob | None = None  # started (none on a dry run, or with nothing to delete)
     not_enforced: str = ""  # why the policy was not enforced, if it was not
 
     @property
     def summary(self) -> str:
         if self.not_enforced:
             return f"Not enforced: {self.not_enforced}"
-        count = len(self.thread_ids)
-        if not count:
+        if not self.count:
             return "Nothing to delete."
-        jobs = ", ".join(f"#{job.pk}" for job in self.jobs)
-        return f"{count} thread{'s' if count != 1 else ''} to delete: bulk-delete job {jobs}."
+        count = f"{self.count} thread{'s' if self.count != 1 else ''}"
+        if self.job is None:
+            return f"{count} would go."
+        return f"{count} to delete: bulk-delete job #{self.job.pk}."
 
 
 def enforce_retention(
     *, dry_run: bool = False, origin: Origin | None = None, now: datetime | None = None
 ) -> list[Enforcement]:
-    """Enforce every enabled policy: one bulk-delete job (of at most MAX_BULK_DELETE threads;
-    more jobs for more) per key, started by the policy's setter and naming the policy.
+    """Enforce every enabled policy: one job per policy, of any size, started by the
+    policy's setter and naming the policy.
 
     With `dry_run`, only say what would go: nothing is started or written. Otherwise each
     policy keeps when it ran and what came of it (`last_run_at`, `last_result`). The jobs are
@@ -144,23 +147,13 @@ def _enforce(
     threads = selectors.retention_candidates(
         policy.api_key, max_age_days=policy.max_age_days, now=now
     )
-    rows = list(threads.values_list("pk", "thread_id"))
-    if dry_run or not rows:
-        return Enforcement(policy, [thread_id for _, thread_id in rows])
-    setter = policy.set_by
-    assert setter is not None  # else `retention_not_enforced` would have said why not
-    jobs, thread_ids = [], []
-    for start in range(0, len(rows), MAX_BULK_DELETE):
-        chunk = rows[start : start + MAX_BULK_DELETE]
-        try:
-            job = start_bulk_delete(
-                actor=setter,
-                thread_ids=[pk for pk, _ in chunk],
-                origin=origin,
-                policy=policy,
-            )
-        except NothingToDelete:  # deleted, or being deleted, since they were counted
-            continue
-        jobs.append(job)
-        thread_ids += list(job.items.values_list("thread_id", flat=True))
-    return Enforcement(policy, thread_ids, jobs)
+    if dry_run:
+        thread_ids = list(threads.values_list("thread_id", flat=True))
+        return Enforcement(policy, len(thread_ids), thread_ids)
+    bound = selectors.highest_thread_pk()
+    count = threads.filter(pk__lte=bound).count()
+    if not count:
+        return Enforcement(policy)
+    return Enforcement(
+        policy, count, job=start_policy_job(policy, bound_pk=bound, as_of=now, origin=origin)
+    )

@@ -1,20 +1,27 @@
-"""Bulk deletion pages: the confirmation of a selection from the list, and a job's progress.
+"""Bulk deletion pages: the confirmation of ticked threads, the jobs page, a job's progress,
+and pausing, resuming or cancelling a job.
 
 The job runs away from the request (`services.bulk`); its page reads the job's rows, so a
 reload shows where it is, and while it runs its progress region polls itself through htmx.
 """
 
+from collections.abc import Callable
+
 from django.http import HttpResponse
 from django.urls import reverse
 from django.utils.http import urlencode
-from django.views.decorators.http import require_GET, require_http_methods
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from threads_app import selectors
 from threads_app.accounts import recent_authentication_required
 from threads_app.audit import Origin
+from threads_app.models import BulkDeleteJob
+from threads_app.paging import keyset_page
 from threads_app.selectors import BulkDeleteSelection
-from threads_app.services import bulk
-from threads_app.views.htmx import AuthenticatedHttpRequest, go_to, render_page
+from threads_app.services import bulk, jobs
+from threads_app.views.htmx import AuthenticatedHttpRequest, attempt, go_to, render_page
+
+JOBS_PAGE_SIZE = 25
 
 
 @require_http_methods(["GET", "POST"])
@@ -51,10 +58,10 @@ def _confirm(
 @require_GET
 def bulk_delete_job(request: AuthenticatedHttpRequest, pk: int) -> HttpResponse:
     """The job's progress: the whole page, or (htmx, polling) its progress region."""
-    job = selectors.get_visible_bulk_delete_job(request.user, pk)
-    progress = selectors.bulk_delete_progress(job)
+    job = selectors.get_visible_job(request.user, pk)
+    progress = selectors.job_progress(job)
     context = {
-        "nav": "threads",
+        "nav": "jobs",
         "job": job,
         "progress": progress,
         "retry_url": _retry_url(progress.retryable),
@@ -68,3 +75,54 @@ def _retry_url(thread_pks: list[int]) -> str | None:
         return None
     query = urlencode({"thread": thread_pks}, doseq=True)
     return reverse("threads_app:thread_bulk_delete") + "?" + query
+
+
+@require_GET
+def job_list(request: AuthenticatedHttpRequest) -> HttpResponse:
+    """Recent jobs the user may see (theirs, and their teams' for owners), newest first,
+    paged by an "older" cursor. `?live` from htmx: only the overview's card of the running,
+    waiting and paused ones (it loads on its own, so the overview's page costs no query)."""
+    if request.htmx and "live" in request.GET:
+        return render_page(request, "jobs_card", {"live_jobs": selectors.live_jobs(request.user)})
+    before = request.GET.get("before", "")
+    page = keyset_page(
+        selectors.visible_jobs(request.user),
+        size=JOBS_PAGE_SIZE,
+        order=("-pk",),
+        before=int(before) if before.isdigit() and len(before) < 19 else None,
+    )
+    older = reverse("threads_app:job_list") + f"?before={page.older}" if page.older else None
+    context = {"nav": "jobs", "page": page, "older": older}
+    return render_page(request, "job_list", context)
+
+
+def _steer(
+    request: AuthenticatedHttpRequest, pk: int, change: Callable[[BulkDeleteJob], object], done: str
+) -> HttpResponse:
+    job = selectors.get_visible_job(request.user, pk)
+    attempt(request, lambda: change(job), done=lambda _: done)
+    return go_to(request, "threads_app:bulk_delete_job", job.pk)
+
+
+@require_POST
+def job_pause(request: AuthenticatedHttpRequest, pk: int) -> HttpResponse:
+    def pause(job: BulkDeleteJob) -> object:
+        return jobs.pause_job(user=request.user, job=job)
+
+    return _steer(request, pk, pause, "Paused: the deletions in flight finish first.")
+
+
+@require_POST
+def job_resume(request: AuthenticatedHttpRequest, pk: int) -> HttpResponse:
+    def resume(job: BulkDeleteJob) -> object:
+        return jobs.resume_job(user=request.user, job=job, origin=Origin.from_request(request))
+
+    return _steer(request, pk, resume, "Resumed.")
+
+
+@require_POST
+def job_cancel(request: AuthenticatedHttpRequest, pk: int) -> HttpResponse:
+    def cancel(job: BulkDeleteJob) -> object:
+        return jobs.cancel_job(user=request.user, job=job)
+
+    return _steer(request, pk, cancel, "Cancelled: nothing more is begun.")

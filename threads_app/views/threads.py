@@ -40,6 +40,7 @@ from threads_app.services.reconcile import CheckResult, check_thread
 from threads_app.services.refusals import Refused
 from threads_app.templatetags.timestamps import timestamp
 from threads_app.upstream import MessagePage, NotFoundError, Thread, UpstreamError
+from threads_app.views import selections
 from threads_app.views.htmx import AuthenticatedHttpRequest, Event, announce, go_to, render_page
 
 PAGE_SIZE = 25
@@ -77,6 +78,7 @@ def thread_list(request: AuthenticatedHttpRequest) -> HttpResponse:
         "may_add_threads": bool(usable_key_ids),  # the context processor's, without its query
         "pending_invitations": selectors.my_pending_invitations(request.user).count(),
     }
+    context |= selections.list_context(request, filters)
     return render_page(request, "thread_list", context, partial="rows")
 
 

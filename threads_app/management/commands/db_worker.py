@@ -83,6 +83,7 @@ class Heartbeat:
                     self.beat()
                 except DatabaseError:
                     logger.exception("Worker %s could not write its heartbeat", self.worker_id)
+                    connection.close()  # a lost connection: the next beat opens a new one
         finally:
             connection.close()  # this thread's connection
 

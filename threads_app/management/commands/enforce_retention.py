@@ -76,7 +76,7 @@ class Command(BaseCommand):
             self.stdout.write("No retention policy is enabled.")
         for enforcement in done:
             self._report(enforcement, dry_run=dry_run)
-        jobs = [job for enforcement in done for job in enforcement.jobs]
+        jobs = [enforcement.job for enforcement in done if enforcement.job is not None]
         if jobs and not no_wait:
             self._wait(jobs, deadline=time.monotonic() + wait_seconds)
 
@@ -92,10 +92,10 @@ class Command(BaseCommand):
         if enforcement.not_enforced:
             self.stdout.write(f"{heading}: NOT ENFORCED: {enforcement.not_enforced}")
             return
-        count = len(enforcement.thread_ids)
+        count = enforcement.count
         verb = "would go" if dry_run else "to delete"
-        jobs = "".join(f", job #{job.pk}" for job in enforcement.jobs)
-        self.stdout.write(f"{heading}: {count} thread{'s' if count != 1 else ''} {verb}{jobs}")
+        job = f", job #{enforcement.job.pk}" if enforcement.job is not None else ""
+        self.stdout.write(f"{heading}: {count} thread{'s' if count != 1 else ''} {verb}{job}")
         for thread_id in enforcement.thread_ids:
             self.stdout.write(f"  {thread_id}")
 
@@ -104,10 +104,10 @@ class Command(BaseCommand):
         deadline, a CommandError naming the jobs still running."""
         for job in jobs:
             job.refresh_from_db(fields=["state"])
-            while job.state == BulkDeleteJob.State.RUNNING:
+            while job.state in BulkDeleteJob.ACTIVE_STATES:
                 if time.monotonic() >= deadline:
                     still = BulkDeleteJob.objects.filter(
-                        pk__in=[j.pk for j in jobs], state=BulkDeleteJob.State.RUNNING
+                        pk__in=[j.pk for j in jobs], state__in=BulkDeleteJob.ACTIVE_STATES
                     ).order_by("pk")
                     running = ", ".join(f"#{pk}" for pk in still.values_list("pk", flat=True))
                     raise CommandError(
@@ -117,6 +117,6 @@ class Command(BaseCommand):
                     )
                 time.sleep(POLL_SECONDS)
                 job.refresh_from_db(fields=["state"])
-            counts = selectors.bulk_delete_progress(job).counts
+            counts = selectors.job_progress(job).counts
             outcomes = ", ".join(f"{label.lower()}: {n}" for _, label, n in counts if n)
-            self.stdout.write(f"Job #{job.pk} finished: {outcomes}.")
+            self.stdout.write(f"Job #{job.pk} {job.get_state_display().lower()}: {outcomes}.")

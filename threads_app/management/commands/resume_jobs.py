@@ -15,8 +15,8 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from threads_app import selectors, tasks
-from threads_app.services import bulk
+from threads_app import tasks
+from threads_app.models import BulkDeleteJob
 
 
 class Command(BaseCommand):
@@ -35,7 +35,7 @@ class Command(BaseCommand):
                 self.stdout.write(
                     f"Swept task {result.pk} ({result.task_path}): its worker stopped."
                 )
-        stuck = selectors.stuck_bulk_delete_jobs(lease_seconds=settings.WORKER_LEASE_SECONDS)
+        stuck = tasks.stuck_jobs(lease_seconds=settings.WORKER_LEASE_SECONDS)
         if not stuck:
             self.stdout.write("No stuck bulk-delete jobs.")
             return
@@ -46,10 +46,11 @@ class Command(BaseCommand):
                 f"Job #{job.job.pk} ({job.job.state}, {job.pending} pending): {job.reason}{saved}"
             )
             if resume:
-                task_id = bulk.resume_stuck_job(job)
-                if task_id is None:
-                    self.stdout.write("  changed meanwhile, left as it is")
+                if tasks.resume_stuck_job(job):
+                    self.stdout.write(
+                        f"  resumed: task {BulkDeleteJob.objects.get(pk=job.job.pk).task_id}"
+                    )
                 else:
-                    self.stdout.write(f"  resumed: task {task_id}")
+                    self.stdout.write("  changed meanwhile, left as it is")
         if not resume:
             raise CommandError(f"{len(stuck)} stuck job(s); run with --resume to resume them.")
