@@ -40,6 +40,7 @@ from threads_app import audit
 from threads_app.crypto import encrypt_secret, secret_fingerprint, secret_hint
 from threads_app.models import (
     ApiKey,
+    ApiToken,
     AuditEvent,
     BulkDeleteItem,
     BulkDeleteJob,
@@ -105,6 +106,9 @@ MEMBERSHIPS = (
 )
 JOBS = (Target("job_of_A_member", "job", "J"), Target("job_of_other_user", "job", "P"))
 EVENTS = tuple(Target(f"event_{scope}", "event", scope) for scope in "ABP")
+# Access tokens: the teams' (made by their owners) and the other user's personal one. Only
+# those who may manage a token see it (a team's members and viewers do not).
+TOKENS = tuple(Target(f"token_{scope}", "token", scope) for scope in "ABP")
 # Pending invitations as a team's owners see them (revoke), and as the invitee does (accept,
 # decline): one to the other user, one to someone who is no actor (scope X: nobody's).
 TEAM_INVITATIONS = (
@@ -128,6 +132,7 @@ PATH_KWARGS = {
     "team": {"pk"},
     "job": {"pk"},
     "event": {"pk"},
+    "token": {"pk"},
     "membership": {"pk", "membership_pk"},
     "invitation": {"pk", "invitation_pk"},
     "my_invitation": {"pk"},
@@ -183,6 +188,16 @@ def thread_create_params(world, target):
 
 def thread_import_params(world, target):
     return {"api_key": world.keys[target.scope].pk, "thread_ids": "thread_matrixnosuchthread"}
+
+
+def token_create_params(world, target):
+    team = world.teams.get(target.scope)
+    return {
+        "label": "matrix-new-token",
+        "scopes": ["threads:read"],
+        "days": "30",
+        "team": team.pk if team else "",
+    }
 
 
 def key_create_params(world, target):
@@ -276,6 +291,18 @@ ROUTES = {
     "audit_snapshot": Route(EVENTS, get=Rule(SEE)),
     # For load balancers: no login, and it names nothing (the leak checks below apply).
     "health": Route(get=ANYONE, public=True),
+    # A team's tokens are for its owners: a choice of another team is a form error (200), the
+    # new token is the answer (200, not a redirect: it is shown once, never in a URL).
+    "token_list": Route(
+        KEY_OWNERS,
+        get=ANYONE,
+        post=Rule(MANAGE, refused=200),
+        target_in=POST_DATA,
+        params=token_create_params,
+    ),
+    "token_revoke": Route(
+        TOKENS, get=Rule(MANAGE, refused=404), post=Rule(MANAGE, REDIRECTS, refused=404)
+    ),
 }
 
 
@@ -345,6 +372,7 @@ class World:
     jobs: dict  # scope -> bulk-delete job
     events: dict  # scope -> audit event with a snapshot
     invitations: dict  # target name -> pending invitation
+    tokens: dict  # scope -> access token
     names: dict  # scope -> strings that name its objects
     sessions: dict  # actor -> session cookie (one login each, not one per cell)
 
@@ -356,6 +384,7 @@ class World:
             "team": self.teams,
             "job": self.jobs,
             "event": self.events,
+            "token": self.tokens,
         }
         if cell.route.target_in != PATH or target.kind == "":
             args = []
@@ -487,6 +516,22 @@ def _build_world():
         ),
     }
     invitations["invitation_B_via_A"] = invitations["invitation_B"]
+    tokens = {
+        scope: ApiToken.objects.create(
+            created_by=maker,
+            team=teams.get(scope),
+            label=f"token-{scope}-mx",
+            hint="tc_mx" + scope,
+            token_hash=f"matrix-token-{scope}",
+            scopes=["threads:read"],
+            expires_at=timezone.now() + timedelta(days=30),
+        )
+        for scope, maker in (
+            ("A", users["A_owner"]),
+            ("B", users["B_owner"]),
+            ("P", users["other_user"]),
+        )
+    }
     sessions = {}
     for actor, user in users.items():
         client = Client()
@@ -495,7 +540,17 @@ def _build_world():
         authenticated_at(client.session, user, time.time())
         sessions[actor] = client.cookies[settings.SESSION_COOKIE_NAME].value
     return World(
-        users, teams, keys, threads, memberships, jobs, events, invitations, names, sessions
+        users,
+        teams,
+        keys,
+        threads,
+        memberships,
+        jobs,
+        events,
+        invitations,
+        tokens,
+        names,
+        sessions,
     )
 
 

@@ -29,6 +29,7 @@ from threads_app.models import (
     CREATED,
     LABEL_KEY,
     ApiKey,
+    ApiToken,
     AuditEvent,
     BulkDeleteItem,
     BulkDeleteJob,
@@ -158,6 +159,23 @@ def get_manageable_key(user: User, pk: int) -> ApiKey:
 
 def get_visible_team(user: User, pk: int) -> Team:
     return get_object_or_404(visible_teams(user), pk=pk)
+
+
+# --- Access tokens of the automation API ------------------------------------------------------
+
+
+def manageable_tokens(user: User) -> QuerySet[ApiToken]:
+    """Tokens the user may see and revoke: their personal ones, and those of the teams they
+    own (whoever made them). Superusers act as owners everywhere."""
+    tokens = ApiToken.objects.select_related("created_by", "team")
+    if user.is_superuser:
+        return tokens
+    mine = Q(team__isnull=True, created_by=user)
+    return tokens.filter(mine | Q(team__in=_team_ids(user, [Role.OWNER])))
+
+
+def get_manageable_token(user: User, pk: int) -> ApiToken:
+    return get_object_or_404(manageable_tokens(user), pk=pk)
 
 
 # --- Operations: what the health endpoint, the metrics and the worker read -------------------
