@@ -340,10 +340,11 @@ def update_thread(
     *,
     actor: User,
     metadata: dict[str, str],
-    tool_resources: dict[str, Any],
+    tool_resources: dict[str, Any] | None = None,
     origin: Origin | None = None,
 ) -> TrackedThread:
-    """Replace the thread's metadata and tool_resources; raises `UpstreamError`.
+    """Replace the thread's metadata and tool_resources (None: not sent, left as they are
+    upstream); raises `UpstreamError`.
 
     The new metadata map is sent whole. The emulator (emulator/validation.py,
     `thread_modify`) replaces each field present as a whole, as OpenAI's modify does, so the

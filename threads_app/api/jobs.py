@@ -1,0 +1,111 @@
+"""The one place the API reaches background jobs (CONTRACT.md): start a delete over ticked
+threads, a job's status, cancel. Today these are the bulk-delete jobs of `services.bulk`;
+when the selections work (issue 17) generalises them, only this module changes."""
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from django.db.models import Exists, OuterRef, QuerySet
+from django.shortcuts import get_object_or_404
+
+from threads_app import selectors
+from threads_app.api.base import Principal
+from threads_app.audit import Origin
+from threads_app.models import BulkDeleteItem, BulkDeleteJob
+from threads_app.services import bulk
+from threads_app.services.refusals import Refused
+
+Outcome = BulkDeleteItem.Outcome
+
+
+@dataclass(frozen=True)
+class JobItem:
+    thread: int | None
+    thread_id: str
+    outcome: str
+    message: str
+    request_id: str
+
+
+@dataclass(frozen=True)
+class JobStatus:
+    id: int
+    kind: str
+    state: str  # running, finished or failed
+    total: int
+    done: int
+    counts: dict[str, int]
+    created_by: str
+    created_at: datetime
+    finished_at: datetime | None
+    failure: str
+    items: list[JobItem]
+
+
+def _visible_jobs(principal: Principal) -> QuerySet[BulkDeleteJob]:
+    """The user's jobs; a team token's, only those whose every thread is the team's."""
+    jobs = selectors.visible_bulk_delete_jobs(principal.user)
+    if principal.team_id is None:
+        return jobs
+    elsewhere = BulkDeleteItem.objects.filter(job=OuterRef("pk")).exclude(
+        tracked_thread__api_key__team_id=principal.team_id
+    )
+    return jobs.exclude(Exists(elsewhere))
+
+
+def get_job(principal: Principal, pk: int) -> BulkDeleteJob:
+    return get_object_or_404(_visible_jobs(principal), pk=pk)
+
+
+def start_delete(*, principal: Principal, thread_ids: list[int], origin: Origin) -> BulkDeleteJob:
+    """A delete job of the ticked threads the token may delete (the others are left out, as
+    the confirmation page says); refused when none may be."""
+    ids = thread_ids
+    if principal.team_id is not None:
+        in_team = selectors.visible_threads(principal.user).filter(
+            pk__in=ids, api_key__team_id=principal.team_id
+        )
+        ids = list(in_team.values_list("pk", flat=True))
+    if not ids:
+        raise Refused("None of the selected threads can be deleted.", code="nothing_to_delete")
+    return bulk.start_bulk_delete(actor=principal.user, thread_ids=ids, origin=origin)
+
+
+def status(job: BulkDeleteJob) -> JobStatus:
+    progress = selectors.bulk_delete_progress(job)
+    return JobStatus(
+        id=job.pk,
+        kind="delete",
+        state=BulkDeleteJob.State.FAILED if progress.failed else job.state,
+        total=progress.total,
+        done=progress.done,
+        counts={outcome: count for outcome, _label, count in progress.counts},
+        created_by=job.created_by.get_username(),
+        created_at=job.created_at,
+        finished_at=job.finished_at,
+        failure=progress.failure,
+        items=[
+            JobItem(
+                item.tracked_thread_id,
+                item.thread_id,
+                item.outcome,
+                item.message,
+                item.request_id,
+            )
+            for item in progress.items
+        ],
+    )
+
+
+def cancel(*, principal: Principal, job: BulkDeleteJob) -> BulkDeleteJob:
+    """Today's bulk-delete jobs cannot be stopped once started: a finished one says so, a
+    running one too (issue 17 brings `services.jobs.cancel_job`, which this will call)."""
+    if job.state != BulkDeleteJob.State.RUNNING:
+        raise Refused(
+            f"Job {job.pk} is {job.state}: there is nothing to cancel.", code="job_not_cancellable"
+        )
+    raise Refused(
+        f"Job {job.pk} is running, and a bulk-delete job cannot be cancelled yet: it runs to "
+        "its end.",
+        code="job_not_cancellable",
+    )

@@ -1,0 +1,99 @@
+"""The API's shared types: ids, bounded texts, the thread and key shapes it answers with.
+
+The bounds are the pages' (forms/threads.py, forms/keys.py): the same limits, one place each.
+"""
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from ninja import Path, Schema
+from pydantic import Field, StringConstraints
+
+from threads_app.forms.threads import (
+    CODE_INTERPRETER_FILES_MAX,
+    ID_MAX,
+    METADATA_KEY_MAX,
+    METADATA_MAX_PAIRS,
+    METADATA_VALUE_MAX,
+)
+from threads_app.models import ApiKey, TrackedThread
+
+PK_MAX = 2**63 - 1  # what a primary key column holds
+# A row's id in a path: outside this range nothing can exist (and nothing is looked up).
+PathPk = Annotated[int, Path(ge=1, le=PK_MAX)]
+Pk = Annotated[int, Field(ge=1, le=PK_MAX)]
+# Opaque upstream ids (`thread_…`, `file-…`): one token of sane length, as the forms check.
+UpstreamId = Annotated[str, StringConstraints(min_length=1, max_length=ID_MAX, pattern=r"^\S+$")]
+NO_NUL = r"^[^\x00]*$"  # a database text cannot hold NUL (the forms refuse it too)
+
+
+def text(max_length: int, *, min_length: int = 0) -> Any:
+    return Annotated[
+        str, StringConstraints(min_length=min_length, max_length=max_length, pattern=NO_NUL)
+    ]
+
+
+Metadata = Annotated[
+    dict[
+        Annotated[
+            str, StringConstraints(min_length=1, max_length=METADATA_KEY_MAX, pattern=NO_NUL)
+        ],
+        Annotated[str, StringConstraints(max_length=METADATA_VALUE_MAX, pattern=NO_NUL)],
+    ],
+    Field(max_length=METADATA_MAX_PAIRS),
+]
+
+
+class CodeInterpreter(Schema):
+    file_ids: list[UpstreamId] = Field(default_factory=list, max_length=CODE_INTERPRETER_FILES_MAX)
+
+
+class FileSearch(Schema):
+    vector_store_ids: list[UpstreamId] = Field(default_factory=list, max_length=1)
+
+
+class ToolResources(Schema):
+    code_interpreter: CodeInterpreter | None = None
+    file_search: FileSearch | None = None
+
+    def as_sent(self) -> dict[str, Any]:
+        return self.model_dump(exclude_none=True)
+
+
+class KeyRef(Schema):
+    id: int
+    label: str
+    hint: str
+
+
+class ThreadOut(Schema):
+    """A tracked thread as the list shows it."""
+
+    id: int
+    thread_id: str
+    label: str
+    state: Literal["active", "gone", "deleting", "deleted"]
+    key: KeyRef
+    team: str | None
+    tracked_by: str | None
+    created_at: datetime  # upstream, or when it was tracked if that is unknown
+    tracked_at: datetime
+
+
+def key_ref(api_key: ApiKey) -> KeyRef:
+    return KeyRef(id=api_key.pk, label=api_key.label, hint=api_key.hint)
+
+
+def thread_out(thread: TrackedThread) -> ThreadOut:
+    key = thread.api_key
+    return ThreadOut(
+        id=thread.pk,
+        thread_id=thread.thread_id,
+        label=thread.label,
+        state=thread.state,  # type: ignore[arg-type]
+        key=key_ref(key),
+        team=key.team.name if key.team_id and key.team else None,
+        tracked_by=thread.tracked_by.get_username() if thread.tracked_by else None,
+        created_at=thread.upstream_created_at or thread.tracked_at,
+        tracked_at=thread.tracked_at,
+    )
