@@ -22,7 +22,6 @@ from threads_app.api.base import (
 from threads_app.services.refusals import Refused
 from threads_app.upstream import UpstreamError
 
-
 JSON = "application/json"
 
 
