@@ -422,7 +422,7 @@ def test_a_delete_job_of_ticked_threads(
 def test_a_job_of_nothing_deletable_is_refused(api, user, other_user, make_key, make_thread):
     theirs = make_thread(make_key(owner=other_user))
     response = api.post("jobs/delete", {"threads": [theirs.pk]})
-    assert response.status_code == 400
+    assert response.status_code == 403
     assert problem_type(response) == "nothing_to_delete"
     assert not BulkDeleteJob.objects.exists()
 

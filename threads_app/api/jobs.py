@@ -13,7 +13,7 @@ from threads_app.api.base import Principal
 from threads_app.audit import Origin
 from threads_app.models import BulkDeleteItem, BulkDeleteJob
 from threads_app.services import bulk
-from threads_app.services.refusals import Refused
+from threads_app.services.refusals import NotAllowed, Refused
 
 Outcome = BulkDeleteItem.Outcome
 
@@ -66,9 +66,13 @@ def start_delete(*, principal: Principal, thread_ids: list[int], origin: Origin)
             pk__in=ids, api_key__team_id=principal.team_id
         )
         ids = list(in_team.values_list("pk", flat=True))
-    if not ids:
-        raise Refused("None of the selected threads can be deleted.", code="nothing_to_delete")
-    return bulk.start_bulk_delete(actor=principal.user, thread_ids=ids, origin=origin)
+    try:
+        if not ids:
+            raise bulk.NothingToDelete(selectors.bulk_delete_selection(principal.user, ids))
+        return bulk.start_bulk_delete(actor=principal.user, thread_ids=ids, origin=origin)
+    except bulk.NothingToDelete as refusal:
+        # As the pages answer: none of the threads named may be deleted by this user (403).
+        raise NotAllowed(refusal.message, code=refusal.code) from None
 
 
 def status(job: BulkDeleteJob) -> JobStatus:
