@@ -1,4 +1,4 @@
-"""The API's access matrix: every operation × every scope × owner, member, viewer and
+"""The API's access matrix: every operation, by every scope, by owner, member, viewer and
 outsider of a team, each cell a real request with a token that has that one scope.
 
 A token without the operation's scope is refused with 403 (`insufficient_scope`) whoever holds
