@@ -55,6 +55,13 @@ def test_a_token_in_the_url_is_refused_even_a_good_one(user):
     assert not AuditEvent.objects.filter(action=Action.TOKEN_FIRST_USED).exists()
 
 
+def test_an_unknown_query_parameter_is_refused_not_ignored(api):
+    response = api.get("threads", {"staet": "deleted"})
+    assert response.status_code == 400
+    assert problem_type(response) == "unknown_parameter"
+    assert "staet" in response.json()["detail"]
+
+
 def test_a_session_is_not_a_token(user_client):
     response = user_client.get("/api/v1/threads")
     assert response.status_code == 401
@@ -126,7 +133,6 @@ def test_the_list_uses_the_pages_filters_sort_and_cursors(api, api_key, make_thr
         ({"date_from": "2026-03-02", "date_to": "2026-03-01"}, "date_to"),
         ({"state": "sleeping"}, "state"),
         ({"sort": "random"}, "sort"),
-        ({"key": "999999"}, "key"),
         ({"before": "0"}, "before"),
     ],
 )
@@ -135,6 +141,14 @@ def test_a_filter_that_cannot_be_used_is_422_naming_it(api, params, field):
     assert response.status_code == 422
     assert problem_type(response) == "validation_error"
     assert ["query", field] in [error["loc"] for error in response.json()["errors"]]
+
+
+def test_a_key_or_team_out_of_sight_is_404(api, other_user, make_key):
+    for params in ({"key": make_key(owner=other_user).pk}, {"team": 999999}):
+        response = api.get("threads", params)
+        assert response.status_code == 404
+        assert problem_type(response) == "not_found"
+    assert api.get("audit/events", {"key": 999999}).status_code == 404
 
 
 def test_one_thread_with_its_live_copy_and_newest_messages(api, api_key, make_thread):
@@ -352,7 +366,7 @@ def test_a_team_token_sees_and_acts_in_its_team_only(user, make_team, make_key, 
     assert api.post("threads", {"api_key": personal_key.pk}).status_code == 404
     overview = api.get("overview").json()
     assert [k["key"]["id"] for k in overview["keys"]] == [team_key.pk]
-    assert api.get("threads", {"key": personal_key.pk}).status_code == 422
+    assert api.get("threads", {"key": personal_key.pk}).status_code == 404
 
 
 def test_a_team_token_follows_its_makers_role_now(user, make_team, make_key, make_thread):

@@ -3,8 +3,8 @@ form and query), and the same set streamed as NDJSON."""
 
 import json
 from collections.abc import Iterator
-from datetime import datetime
-from typing import Any
+from datetime import date, datetime
+from typing import Any, Literal
 
 from django.db.models import QuerySet
 from django.http import StreamingHttpResponse
@@ -12,28 +12,30 @@ from ninja import Field, Query, Router, Schema
 
 from threads_app import selectors
 from threads_app.api.base import ApiRequest, Problem, field_errors, scoped
+from threads_app.api.schemas import Pk, text
 from threads_app.forms.audit import AuditFilterForm
 from threads_app.models import AuditEvent
 from threads_app.paging import keyset_page
 
 router = Router(tags=["audit"])
 READ = "audit:read"
-ERRORS: dict[int, Any] = {code: Problem for code in (400, 401, 403, 422, 429)}
+ERRORS: dict[int, Any] = {code: Problem for code in (400, 401, 403, 404, 422, 429)}
 EXPORT_CHUNK = 1000
 NDJSON = "application/x-ndjson"
 
 
 class AuditQuery(Schema):
-    """The audit page's filters, read by its own form (`AuditFilterForm`)."""
+    """The audit page's filters, read by its own form (`AuditFilterForm`): typed here for the
+    document, parsed there."""
 
-    action: str | None = Field(None, description="e.g. thread.deleted")
-    actor: str | None = Field(None, description="A username, any case")
-    team: str | None = Field(None, description="A team's id")
-    key: str | None = Field(None, description="A key's id")
-    outcome: str | None = Field(None, description="pending, success, already_gone, refused, failed")
-    date_from: str | None = Field(None, description="From this UTC day (YYYY-MM-DD)")
-    date_to: str | None = Field(None, description="Up to this UTC day, included")
-    thread: str | None = Field(None, description="Part of a thread id, any case")
+    action: Literal[tuple(AuditEvent.Action.values)] | None = None  # type: ignore[valid-type]
+    actor: text(150) | None = Field(None, description="A username, any case")  # type: ignore[valid-type]
+    team: Pk | None = Field(None, description="A team's id")
+    key: Pk | None = Field(None, description="A key's id")
+    outcome: Literal[tuple(AuditEvent.Outcome.values)] | None = None  # type: ignore[valid-type]
+    date_from: date | None = Field(None, description="From this UTC day")
+    date_to: date | None = Field(None, description="Up to this UTC day, included")
+    thread: text(100) | None = Field(None, description="Part of a thread id, any case")  # type: ignore[valid-type]
 
 
 class AuditEventOut(Schema):

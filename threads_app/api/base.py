@@ -161,7 +161,10 @@ def require_in_team(principal: Principal, team_id: int | None) -> None:
 
 
 def field_errors(form: forms.Form, source: str = "query") -> ApiProblem:
-    """A form's errors (the pages' parser said no) as a 422."""
+    """A form's errors (the pages' parser said no): a key or team out of sight is a 404, as
+    everywhere; anything else a 422 naming the fields."""
+    if {"key", "team"} & set(form.errors):
+        return ApiProblem(404, "not_found", "There is no such key or team that you may see.")
     errors = [
         {"loc": [source, name], "msg": str(message)}
         for name, messages in form.errors.items()
@@ -182,12 +185,6 @@ class Scoped(HttpAuthBase):
         self.scope = scope
 
     def __call__(self, request: HttpRequest) -> Principal:
-        if TOKEN_PARAMETERS & {name.lower() for name in request.GET}:
-            raise ApiProblem(
-                400,
-                "token_in_url",
-                "Tokens are never accepted in a URL: send it in the Authorization header.",
-            )
         scheme, _, token = request.headers.get("Authorization", "").partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
             raise AuthenticationError()
@@ -238,11 +235,33 @@ def with_rate_limit_headers(request: HttpRequest, response: HttpResponseBase) ->
         response["Retry-After"] = str(reset)
 
 
-def api_view(view: Callable[..., HttpResponseBase]) -> Callable[..., HttpResponseBase]:
-    """An API URL's view: no log-in page, no CSRF (tokens only), the rate-limit headers."""
+def unknown_parameters(
+    request: HttpRequest, known: Callable[[HttpRequest], set[str] | None]
+) -> HttpResponse | None:
+    """A token in the URL (never accepted: URLs land in logs and histories), or a query
+    parameter the operation does not take (a typo would otherwise widen what a script lists or
+    deletes): a 400. `known` gives the operation's parameters (None: no such operation)."""
+    names = set(request.GET)
+    if TOKEN_PARAMETERS & {name.lower() for name in names}:
+        detail = "Tokens are never accepted in a URL: send it in the Authorization header."
+        return problem(request, 400, "token_in_url", detail)
+    allowed = known(request)
+    if allowed is not None and names - allowed:
+        unknown, takes = ", ".join(sorted(names - allowed)), ", ".join(sorted(allowed))
+        detail = f"Unknown query parameters: {unknown}. This endpoint takes: {takes or 'none'}."
+        return problem(request, 400, "unknown_parameter", detail)
+    return None
+
+
+def api_view(
+    view: Callable[..., HttpResponseBase],
+    known: Callable[[HttpRequest], set[str] | None] = lambda request: None,
+) -> Callable[..., HttpResponseBase]:
+    """An API URL's view: no log-in page, no CSRF (tokens only), no unknown query parameters,
+    the rate-limit headers."""
 
     def answer(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
-        response = view(request, *args, **kwargs)
+        response = unknown_parameters(request, known) or view(request, *args, **kwargs)
         if response.status_code == 405 and "Allow" in response:  # Django's, in HTML
             allow = response["Allow"]
             detail = f"This endpoint takes {allow}."

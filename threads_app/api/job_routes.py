@@ -7,7 +7,7 @@ from ninja import Field, Router, Schema, Status
 
 from threads_app.api import jobs
 from threads_app.api.base import ApiRequest, Problem, scoped
-from threads_app.api.schemas import PathPk, Pk
+from threads_app.api.schemas import Body, PathPk, Pk
 from threads_app.audit import Origin
 from threads_app.selectors import MAX_BULK_DELETE
 
@@ -37,7 +37,7 @@ class JobOut(Schema):
     items: list[JobItemOut]
 
 
-class DeleteJobIn(Schema):
+class DeleteJobIn(Body):
     threads: list[Pk] = Field(
         min_length=1, max_length=MAX_BULK_DELETE, description="Ids of tracked threads"
     )

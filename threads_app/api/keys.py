@@ -10,7 +10,7 @@ from pydantic import StringConstraints
 
 from threads_app import selectors
 from threads_app.api.base import ApiRequest, Principal, Problem, require_in_team, scoped
-from threads_app.api.schemas import PathPk, Pk, text
+from threads_app.api.schemas import Body, PathPk, Pk, text
 from threads_app.audit import Origin
 from threads_app.models import ApiKey, Team
 from threads_app.services import keys as key_service
@@ -68,7 +68,7 @@ def list_keys(request: ApiRequest) -> list[KeyOut]:
     return [key_out(api_key) for api_key in keys]
 
 
-class KeyCreate(Schema):
+class KeyCreate(Body):
     label: text(100, min_length=1)  # type: ignore[valid-type]
     secret: Secret
     team: Pk | None = Field(None, description="A team's id for a team key; null: personal")
@@ -94,7 +94,7 @@ def add_key(request: ApiRequest, body: KeyCreate) -> Status[KeyOut]:
     return Status(201, key_out(api_key))
 
 
-class KeyRotate(Schema):
+class KeyRotate(Body):
     secret: Secret
 
 

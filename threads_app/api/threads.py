@@ -2,7 +2,7 @@
 first messages, create, import, update metadata and an idempotent delete."""
 
 from dataclasses import replace
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any, Literal
 
 from ninja import Field, Query, Router, Schema, Status
@@ -18,6 +18,7 @@ from threads_app.api.base import (
     scoped,
 )
 from threads_app.api.schemas import (
+    Body,
     Metadata,
     PathPk,
     Pk,
@@ -63,18 +64,21 @@ def visible_key(principal: Principal, pk: int) -> ApiKey:
 
 
 class ThreadQuery(Schema):
-    """The list page's parameters, read by its own form (`ThreadFilterForm`)."""
+    """The list page's parameters, read by its own form (`ThreadFilterForm`): typed here for
+    the document, parsed there."""
 
-    q: str | None = Field(None, description="Part of a thread's id, label or metadata value")
-    key: str | None = Field(None, description="A key's id")
-    team: str | None = Field(None, description="A team's id")
-    tracked_by: str | None = Field(None, description="A username, any case")
-    state: str | None = Field(None, description="active, gone, deleting, deleted or all")
-    date_from: str | None = Field(None, description="Created from this UTC day (YYYY-MM-DD)")
-    date_to: str | None = Field(None, description="Created up to this UTC day, included")
-    sort: str | None = Field(None, description="newest (default), oldest or label")
-    before: str | None = Field(None, description="The `older` cursor of the previous page")
-    after: str | None = Field(None, description="The `newer` cursor of a later page")
+    q: text(200) | None = Field(None, description="Part of a thread's id, label or metadata")  # type: ignore[valid-type]
+    key: Pk | None = Field(None, description="A key's id")
+    team: Pk | None = Field(None, description="A team's id")
+    tracked_by: text(150) | None = Field(None, description="A username, any case")  # type: ignore[valid-type]
+    state: Literal["active", "gone", "deleting", "deleted", "all"] | None = Field(
+        None, description="Every state but deleted when absent"
+    )
+    date_from: date | None = Field(None, description="Created from this UTC day")
+    date_to: date | None = Field(None, description="Created up to this UTC day, included")
+    sort: Literal["newest", "oldest", "label"] | None = Field(None, description="newest if absent")
+    before: Pk | None = Field(None, description="The `older` cursor of the previous page")
+    after: Pk | None = Field(None, description="The `newer` cursor of a later page")
 
 
 class ThreadPage(Schema):
@@ -165,20 +169,22 @@ def get_thread(request: ApiRequest, pk: PathPk) -> ThreadDetail:
     )
 
 
-class Attachment(Schema):
+class Tool(Body):
+    type: Literal["code_interpreter", "file_search"]
+
+
+class Attachment(Body):
     file_id: UpstreamId
-    tools: list[dict[Literal["type"], Literal["code_interpreter", "file_search"]]] = Field(
-        default_factory=list, max_length=2
-    )
+    tools: list[Tool] = Field(default_factory=list, max_length=2)
 
 
-class MessageIn(Schema):
+class MessageIn(Body):
     role: Literal["user", "assistant"]
     content: text(MESSAGE_TEXT_MAX, min_length=1)  # type: ignore[valid-type]
     attachments: list[Attachment] = Field(default_factory=list, max_length=20)
 
 
-class ThreadCreate(Schema):
+class ThreadCreate(Body):
     api_key: Pk = Field(description="The id of a key the token's user may use")
     label: text(200) = ""  # type: ignore[valid-type]
     metadata: Metadata = Field(default_factory=dict)
@@ -202,7 +208,7 @@ def create_thread(request: ApiRequest, body: ThreadCreate) -> Status[ThreadOut]:
     return Status(201, thread_out(thread))
 
 
-class ThreadImport(Schema):
+class ThreadImport(Body):
     api_key: Pk
     thread_ids: list[UpstreamId] = Field(min_length=1, max_length=IMPORT_MAX_IDS)
 
@@ -236,7 +242,7 @@ def import_threads(request: ApiRequest, body: ThreadImport) -> list[ImportResult
     ]
 
 
-class ThreadUpdate(Schema):
+class ThreadUpdate(Body):
     metadata: Metadata = Field(description="The new metadata, whole: keys left out are removed")
     tool_resources: ToolResources | None = Field(None, description="Left as they are if absent")
 

@@ -2,6 +2,8 @@
 of every error, the OpenAPI 3.1 document and its docs page (Swagger UI from django-ninja's
 own static files: nothing from a CDN, no inline script)."""
 
+import functools
+import re
 from typing import Any
 
 from django.core.exceptions import PermissionDenied
@@ -74,16 +76,37 @@ for handled in (
     api.add_exception_handler(handled, _problem)
 
 
+@functools.cache
+def query_parameters() -> dict[tuple[str, str], set[str]]:
+    """{(method, path as the document writes it): the names of its query parameters}."""
+    document = api.get_openapi_schema()
+    return {
+        (method.upper(), path): {
+            parameter["name"]
+            for parameter in operation.get("parameters", [])
+            if parameter["in"] == "query"
+        }
+        for path, operations in document["paths"].items()
+        for method, operation in operations.items()
+    }
+
+
+def _known_parameters(request: HttpRequest) -> set[str] | None:
+    """The query parameters the requested operation takes (None: no such operation)."""
+    match = request.resolver_match
+    if match is None:
+        return None
+    path = "/" + re.sub(r"<(?:\w+:)?(\w+)>", r"{\1}", match.route)
+    return query_parameters().get((request.method or "", path))
+
+
 def _urls() -> list[URLPattern | URLResolver]:
     patterns, _app, _namespace = api.urls
     wrapped: list[URLPattern | URLResolver] = []
     for pattern in patterns:
         assert isinstance(pattern, URLPattern)
-        wrapped.append(
-            URLPattern(
-                pattern.pattern, api_view(pattern.callback), pattern.default_args, pattern.name
-            )
-        )
+        view = api_view(pattern.callback, _known_parameters)
+        wrapped.append(URLPattern(pattern.pattern, view, pattern.default_args, pattern.name))
     return [*wrapped, re_path(r"^.*$", api_view(not_found), name="not_found")]
 
 
