@@ -3,11 +3,11 @@
 Demo secrets are made-up keys that only the in-process emulator accepts.
 """
 
+from dataclasses import dataclass
+
 from allauth.mfa.recovery_codes.internal.auth import RecoveryCodes
 from allauth.mfa.totp.internal.auth import TOTP, generate_totp_secret
 from django.contrib.auth import get_user_model
-
-from dataclasses import dataclass
 
 from threads_app.models import ApiToken, Membership
 from threads_app.services import keys, teams, threads, tokens
