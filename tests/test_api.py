@@ -471,3 +471,16 @@ def test_the_docs_page_is_served_from_local_assets(client):
     page = client.get("/api/v1/docs").content.decode()
     assert "/static/ninja/swagger-ui-bundle.js" in page
     assert "cdn" not in page.lower() and "https://" not in page
+
+
+def test_the_known_query_parameters_are_the_documents():
+    """The unknown-parameter check reads the operations; the document must say the same."""
+    from threads_app.api.urls import api, query_parameters
+
+    document = api.get_openapi_schema()
+    documented = {
+        (method.upper(), path): {p["name"] for p in op.get("parameters", []) if p["in"] == "query"}
+        for path, operations in document["paths"].items()
+        for method, op in operations.items()
+    }
+    assert query_parameters() == documented

@@ -8,7 +8,7 @@ from ninja import Router, Schema
 
 from threads_app import selectors
 from threads_app.api.base import ApiRequest, Problem, scoped
-from threads_app.api.schemas import KeyRef
+from threads_app.api.schemas import KeyRef, key_ref
 
 router = Router(tags=["overview"])
 ERRORS: dict[int, Any] = {code: Problem for code in (401, 403, 429)}
@@ -43,7 +43,7 @@ def get_overview(request: ApiRequest) -> OverviewOut:
     return OverviewOut(
         keys=[
             KeyCounts(
-                key=KeyRef(id=k.key.pk, label=k.key.label, hint=k.key.hint),
+                key=KeyRef(**key_ref(k.key)),
                 team=k.key.team.name if k.key.team else None,
                 counts=k.counts,
                 tracked=k.tracked,

@@ -121,20 +121,22 @@ class ThreadOut(Schema):
     tracked_at: datetime
 
 
-def key_ref(api_key: ApiKey) -> KeyRef:
-    return KeyRef(id=api_key.pk, label=api_key.label, hint=api_key.hint)
+def key_ref(api_key: ApiKey) -> dict[str, Any]:
+    return {"id": api_key.pk, "label": api_key.label, "hint": api_key.hint}
 
 
-def thread_out(thread: TrackedThread) -> ThreadOut:
+def thread_out(thread: TrackedThread) -> dict[str, Any]:
+    """A `ThreadOut` as data: the operation's answer is validated against it once, by
+    django-ninja (not built here and again there: the list answers 25 of them)."""
     key = thread.api_key
-    return ThreadOut(
-        id=thread.pk,
-        thread_id=thread.thread_id,
-        label=thread.label,
-        state=thread.state,  # type: ignore[arg-type]
-        key=key_ref(key),
-        team=key.team.name if key.team_id and key.team else None,
-        tracked_by=thread.tracked_by.get_username() if thread.tracked_by else None,
-        created_at=thread.upstream_created_at or thread.tracked_at,
-        tracked_at=thread.tracked_at,
-    )
+    return {
+        "id": thread.pk,
+        "thread_id": thread.thread_id,
+        "label": thread.label,
+        "state": thread.state,
+        "key": key_ref(key),
+        "team": key.team.name if key.team_id and key.team else None,
+        "tracked_by": thread.tracked_by.get_username() if thread.tracked_by else None,
+        "created_at": thread.upstream_created_at or thread.tracked_at,
+        "tracked_at": thread.tracked_at,
+    }

@@ -106,9 +106,8 @@ def list_threads(
     if principal.team_id is not None:
         filters = replace(filters, team_id=principal.team_id)
     page = selectors.thread_list_page(principal.user, filters, keys=keys, size=limit, **form.cursor)
-    return ThreadPage(
-        threads=[thread_out(thread) for thread in page.rows], older=page.older, newer=page.newer
-    )
+    threads = [thread_out(thread) for thread in page.rows]
+    return {"threads": threads, "older": page.older, "newer": page.newer}  # type: ignore[return-value]
 
 
 class LiveThread(Schema):
@@ -151,7 +150,7 @@ def get_thread(request: ApiRequest, pk: PathPk) -> ThreadDetail:
     page = upstream.page if upstream else None
     thread.refresh_from_db()
     return ThreadDetail(
-        **thread_out(thread).model_dump(),
+        **thread_out(thread),
         metadata=thread.metadata,
         last_checked_at=thread.last_checked_at,
         live=LiveThread(
@@ -193,7 +192,7 @@ class ThreadCreate(Body):
 
 
 @router.post("/threads", response={201: ThreadOut, **UPSTREAM_ERRORS}, auth=scoped(WRITE))
-def create_thread(request: ApiRequest, body: ThreadCreate) -> Status[ThreadOut]:
+def create_thread(request: ApiRequest, body: ThreadCreate) -> Status[dict[str, Any]]:
     """Create a thread upstream with the key, and track it."""
     principal = request.auth
     thread = services.create_thread(
@@ -248,7 +247,7 @@ class ThreadUpdate(Body):
 
 
 @router.patch("/threads/{int:pk}", response={200: ThreadOut, **UPSTREAM_ERRORS}, auth=scoped(WRITE))
-def update_thread(request: ApiRequest, pk: PathPk, body: ThreadUpdate) -> ThreadOut:
+def update_thread(request: ApiRequest, pk: PathPk, body: ThreadUpdate) -> dict[str, Any]:
     """Replace the thread's metadata (and tool resources, if given)."""
     principal = request.auth
     thread = writable_thread(principal, pk)
