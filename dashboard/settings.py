@@ -221,7 +221,13 @@ ACCOUNT_EMAIL_UNKNOWN_ACCOUNTS = False
 # One lockout policy: django-axes (username + IP, above) locks log-ins; allauth's own log-in
 # limits are off. Its other limits stay: they cap emails sent (password resets) and codes tried
 # (two-factor), which axes does not see.
-ACCOUNT_RATE_LIMITS = {"login": False, "login_failed": False}
+ACCOUNT_RATE_LIMITS = {
+    "login": False,
+    "login_failed": False,
+    # The join page of an invitation's link (views/invitations.py): tries per client address
+    # (an IPv6 address counts by its /64) and per link.
+    "invitation_join": "30/h/ip,10/h/key",
+}
 # A sensitive action needs the password or a code within the last 15 minutes (the log-in
 # counts), see threads_app/accounts.py.
 ACCOUNT_REAUTHENTICATION_TIMEOUT = 15 * 60

@@ -98,10 +98,10 @@ def test_someone_new_chooses_a_password_and_joins_with_the_role(emailed, team):
 @pytest.mark.parametrize(
     ("data", "message"),
     [
-        ({"username": "alice", "password1": PASSWORD, "password2": PASSWORD}, "already exists"),
+        ({"username": "alice", "password1": PASSWORD, "password2": PASSWORD}, "not available"),
         ({"username": "newbie", "password1": "12345678", "password2": "12345678"}, "too common"),
         ({"username": "newbie", "password1": PASSWORD, "password2": "other"}, "differ"),
-        ({"username": "bad name!", "password1": PASSWORD, "password2": PASSWORD}, "valid"),
+        ({"username": "bad name!", "password1": PASSWORD, "password2": PASSWORD}, "Use only"),
     ],
 )
 def test_a_bad_account_is_refused_and_the_link_still_works(emailed, team, data, message):

@@ -221,9 +221,9 @@ def test_revoking_twice_says_it_is_closed(user_client, user, team, invitation):
 
 @pytest.mark.parametrize(
     ("identifier", "sees"),
-    [("bob", True), ("BOB@EXAMPLE.test", True), ("Bob", False), ("bo", False)],
+    [("bob", True), ("BOB@EXAMPLE.test", True), ("Bob", True), ("bo", False)],
 )
-def test_the_invitee_is_found_by_exact_username_or_email_in_any_case(
+def test_the_invitee_is_found_by_username_or_email_in_any_case_as_log_in_finds_them(
     client, user, team, other_user, identifier, sees
 ):
     team_services.invite_member(team, actor=user, identifier=identifier, role=MEMBER)

@@ -29,7 +29,9 @@ from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse
 
 from threads_app import selectors
+from threads_app.client_ip import client_ip
 from threads_app.crypto import decrypt_secret, encrypt_secret
+from threads_app.models import normalise_username, validate_username
 from threads_app.views.htmx import AuthenticatedHttpRequest, go_to
 
 V = TypeVar("V", bound=Callable[..., HttpResponse])
@@ -89,6 +91,19 @@ class AuthenticationBackend(AllauthBackend):  # type: ignore[misc]
 class AccountAdapter(DefaultAccountAdapter):  # type: ignore[misc]
     def is_open_for_signup(self, request: HttpRequest) -> bool:
         return False
+
+    def clean_username(self, username: str, shallow: bool = False) -> str:
+        """The usernames' one rule (`models.validate_username`), should sign-up be opened."""
+        username = normalise_username(username)
+        validate_username(username)
+        return cast(str, super().clean_username(username, shallow=shallow))
+
+    def get_client_ip(self, request: HttpRequest) -> str:
+        """The address allauth's limits count by: the one the lockout and the audit read."""
+        ip = client_ip(request)
+        if not ip:
+            raise PermissionDenied("Unable to determine client IP address")
+        return ip
 
     def is_reauthentication_required(self, *, app: str, **kwargs: Any) -> bool:
         return not recently_authenticated(context.request)

@@ -9,9 +9,12 @@ The audit log itself cannot be touched at all, and a key's secret is never shown
 from typing import TYPE_CHECKING, Any, TypedDict
 
 from django.contrib import admin
+from django.contrib.auth import admin as auth_admin
+from django.contrib.auth.models import User
 from django.db.models import Count, Model, QuerySet
 from django.http import HttpRequest
 
+from threads_app.forms.accounts import UserAddForm, UserEditForm
 from threads_app.models import (
     ApiKey,
     AuditEvent,
@@ -197,3 +200,20 @@ class RetentionPolicyAdmin(ReadOnlyMixin, ModelAdmin):
     list_display = ("api_key", "max_age_days", "enabled", "set_by", "updated_at", "last_run_at")
     list_filter = ("enabled",)
     list_select_related = ("api_key", "set_by")
+
+
+if TYPE_CHECKING:
+    BaseUserAdmin = auth_admin.UserAdmin[User]
+else:
+    BaseUserAdmin = auth_admin.UserAdmin
+
+
+admin.site.unregister(User)
+
+
+@admin.register(User)
+class UserAdmin(BaseUserAdmin):
+    """Django's, adding and renaming users by the usernames' one rule (forms/accounts.py)."""
+
+    form = UserEditForm
+    add_form = UserAddForm

@@ -4,10 +4,13 @@ The upstream API has no list endpoint, so `TrackedThread` is the dashboard's mem
 thread it created or was told about. Secrets live only in `ApiKey.secret_encrypted`.
 """
 
+import re
+import unicodedata
 from collections.abc import Iterable
 from typing import Any, NoReturn
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import F, Q
@@ -50,11 +53,50 @@ class Membership(models.Model):
         return f"{self.user} in {self.team} ({self.role})"
 
 
+# --- Usernames: the one rule for every form that creates or renames an account -------------
+# Log-in finds an account by its username in any case (allauth), so two usernames differing only
+# by case would lock both out: they are unique regardless of case, in the database too
+# (migration 0012's index on LOWER(username)). A username has no "@", so it never passes for an
+# email (invitations to an email go to the account with that email), and it is plain ASCII: no
+# look-alike letters from other scripts (an "admin" spelt with a Cyrillic "a"), and LOWER()
+# folds it the same on PostgreSQL and SQLite.
+USERNAME_MAX_LENGTH = 150
+USERNAME_HELP = "Letters a-z, digits and . _ + - only (no spaces, no @). Mia and mia are one name."
+_USERNAME_CHARACTERS = re.compile(r"[A-Za-z0-9._+-]+")
+
+
+def normalise_username(username: str) -> str:
+    """A username as typed, made comparable: compatibility forms folded (a full-width letter
+    is its ASCII one, as Django's forms do it) and surrounding whitespace trimmed; the case
+    is kept."""
+    return unicodedata.normalize("NFKC", username).strip()
+
+
+def validate_username(username: str) -> None:
+    """Raise a ValidationError saying what is wrong with a new username (taken aside)."""
+    if not username:
+        raise ValidationError("Enter a username.", code="required")
+    if len(username) > USERNAME_MAX_LENGTH:
+        raise ValidationError(
+            f"A username has at most {USERNAME_MAX_LENGTH} characters.", code="max_length"
+        )
+    if "@" in username:
+        raise ValidationError(
+            "A username cannot contain “@”: it would look like an email address.", code="email"
+        )
+    if not _USERNAME_CHARACTERS.fullmatch(username):
+        raise ValidationError(
+            "Use only letters a-z, digits and . _ + - in a username "
+            "(no spaces, accents or other alphabets).",
+            code="invalid",
+        )
+
+
 def normalise_identifier(identifier: str) -> str:
-    """How an invitation names its invitee: trimmed, and an email (anything with an "@")
-    lower-cased, as emails match regardless of case. Usernames otherwise match exactly."""
-    identifier = identifier.strip()
-    return identifier.lower() if "@" in identifier else identifier
+    """How an invitation names its invitee: an email (anything with an "@") or a username,
+    normalised as a username is and lower-cased, as log-in finds both in any case (so "Bob"
+    and "bob" are one pending invitation)."""
+    return normalise_username(identifier).lower()
 
 
 class Invitation(models.Model):

@@ -9,8 +9,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from itertools import groupby
-from typing import Any, TypedDict
+from typing import Any, TypedDict, cast
 
+from allauth.account.internal.userkit import get_user_by_username
 from allauth.mfa.models import Authenticator
 from django.conf import settings
 from django.contrib.auth.models import User
@@ -370,13 +371,16 @@ def _unexpired() -> Q:
 
 
 def invitations_for(user: User) -> QuerySet[Invitation]:
-    """Invitations addressed to the user: their exact username, or their email (any case);
-    an expired one is nobody's."""
-    identifiers = {normalise_identifier(user.get_username())}
+    """Invitations addressed to the user, compared as log-in compares (any case): one to a
+    username is theirs when it is their username, one to an email when it is their *email*.
+    A username that looks like an email (made before the rule forbade "@") claims no email
+    invitation. An expired one is nobody's."""
+    # iexact: invitations sent before identifiers were lower-cased kept the username's case.
+    addressed = Q(identifier__iexact=user.get_username()) & ~Q(identifier__contains="@")
     if user.email:
-        identifiers.add(normalise_identifier(user.email))
+        addressed |= Q(identifier=normalise_identifier(user.email)) & Q(identifier__contains="@")
     return (
-        Invitation.objects.filter(identifier__in=identifiers)
+        Invitation.objects.filter(addressed)
         .filter(_unexpired())
         .select_related("team", "invited_by")
     )
@@ -416,10 +420,32 @@ def get_team_invitation(team: Team, invitation_pk: int) -> Invitation:
 
 
 def member_answering_to(team: Team, identifier: str) -> Membership | None:
-    """The team's member with this username or email, if any (owners see them all anyway)."""
+    """The team's member an invitation to `identifier` would be for, if any (owners see them
+    all anyway): the email's account for an email, the username's otherwise, in any case."""
     identifier = identifier.strip()
-    named = Q(user__username=identifier) | Q(user__email__iexact=identifier)
+    if "@" in identifier:
+        named = Q(user__email__iexact=identifier)
+    else:
+        named = Q(user__username__iexact=identifier)
     return team_members(team).filter(named).first()
+
+
+# --- Accounts by username ------------------------------------------------------------------
+
+
+def account_named(username: str) -> User | None:
+    """The account log-in finds under `username`: allauth's rule (the username in any case,
+    and exactly one such account), so whoever compares names here compares as log-in does."""
+    return cast("User | None", get_user_by_username(username)) if username else None
+
+
+def username_taken(username: str, *, other_than: User | None = None) -> bool:
+    """Whether an account (other than `other_than`, being renamed) has this username in any
+    case: the form-side twin of the database's unique index on LOWER(username)."""
+    accounts = User.objects.filter(username__iexact=username)
+    if other_than is not None:
+        accounts = accounts.exclude(pk=other_than.pk)
+    return accounts.exists()
 
 
 # --- Bulk delete jobs ---------------------------------------------------------------------
@@ -934,7 +960,13 @@ def filtered_audit_events(user: User, filters: AuditFilters | None) -> QuerySet[
     if filters.action:
         events = events.filter(action=filters.action)
     if filters.actor:
-        events = events.filter(actor_username__iexact=filters.actor)
+        # The account log-in finds under that name: its events, even those recorded under an
+        # earlier username, and nobody else's. No such account (deleted): the name recorded.
+        account = account_named(filters.actor)
+        if account is not None:
+            events = events.filter(actor_id=account.pk)
+        else:
+            events = events.filter(actor_username__iexact=filters.actor)
     if filters.team is not None:
         events = events.filter(team_id=filters.team.pk)
     if filters.key is not None:

@@ -139,6 +139,12 @@ def test_someone_new_joins_from_an_emailed_invitation(
     page.locator('a[href*="/invitations/link/"]').click()
     expect(page.get_by_role("heading", level=1)).to_have_text("Join Blue")
     accessible(page, "invitation link")
+    page.get_by_label("Username").fill(user.username.upper())  # taken, in another case
+    page.get_by_label("Password", exact=True).fill("a-long-enough-password")
+    page.get_by_label("Password (again)").fill("a-long-enough-password")
+    page.get_by_role("button", name="Create account and join").click()
+    expect(page.locator("form")).to_contain_text("is not available: choose another username")
+    accessible(page, "invitation link, a name not available")
     page.get_by_label("Username").fill("newbie")
     page.get_by_label("Password", exact=True).fill("a-long-enough-password")
     page.get_by_label("Password (again)").fill("a-long-enough-password")

@@ -1,11 +1,18 @@
-"""What every form shares: labels without a suffix, refusals from services, POST binding; and
-what filter forms share: a range of days, a username field."""
+"""What every form shares: labels without a suffix, refusals from services, POST binding; the
+field of a username being chosen; and what filter forms share: a range of days, a username
+field."""
 
 from typing import Any
 
 from django import forms
 from django.http import HttpRequest, QueryDict
 
+from threads_app.models import (
+    USERNAME_HELP,
+    USERNAME_MAX_LENGTH,
+    normalise_username,
+    validate_username,
+)
 from threads_app.services.refusals import Refused
 
 
@@ -25,6 +32,25 @@ class Form(forms.Form):
         """Show why a service refused the change: on its field, or above the form."""
         field = refusal.field if refusal.field in self.fields else None
         self.add_error(field, refusal.message)
+
+
+class UsernameField(forms.CharField):
+    """A username being chosen (a new account, or a rename), in any form: the rule of
+    `models.validate_username`, on the name as `models.normalise_username` makes it. Whether
+    it is taken is the form's or the service's to say (`selectors.username_taken`)."""
+
+    default_validators = [validate_username]
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault("label", "Username")
+        kwargs.setdefault("help_text", USERNAME_HELP)
+        # The length is the rule's to check (one message); the browser is told it too.
+        attrs = {"autocomplete": "username", "maxlength": str(USERNAME_MAX_LENGTH)}
+        kwargs.setdefault("widget", forms.TextInput(attrs=attrs))
+        super().__init__(**kwargs)
+
+    def to_python(self, value: Any) -> str:
+        return normalise_username(super().to_python(value) or "")
 
 
 def username_filter(label: str) -> forms.CharField:

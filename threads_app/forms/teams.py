@@ -5,7 +5,7 @@ from typing import Any
 
 from django import forms
 
-from threads_app.forms.base import Form
+from threads_app.forms.base import Form, UsernameField
 from threads_app.models import Invitation, Membership, Team
 
 
@@ -33,12 +33,7 @@ class RoleForm(Form):
 class JoinForm(Form):
     """Someone new, following an emailed invitation: the account they want."""
 
-    username = forms.CharField(
-        label="Username",
-        max_length=150,
-        widget=forms.TextInput(attrs={"autocomplete": "username"}),
-        help_text="Letters, digits and @ . + - _ only.",
-    )
+    username = UsernameField()
     password1 = forms.CharField(
         label="Password",
         strip=False,

@@ -30,6 +30,8 @@ from threads_app.models import (
     Team,
     TrackedThread,
     normalise_identifier,
+    normalise_username,
+    validate_username,
 )
 from threads_app.services.refusals import NotAllowed, Refused
 
@@ -287,6 +289,23 @@ def accept_invitation(
     return membership or team.memberships.get(user=actor), joined
 
 
+# Names nobody chooses for themselves: they would pass for the site's staff. Refused as a
+# taken name is, so that "not available" never confirms that an account exists.
+RESERVED_USERNAMES = frozenset(
+    {"admin", "administrator", "root", "superuser", "staff", "support", "security", "system"}
+)
+
+
+def _unavailable(username: str) -> Refused:
+    """The one answer for a name that is taken or reserved, suggesting a free one."""
+    message = f"“{username}” is not available: choose another username"
+    for _ in range(5):
+        suggestion = f"{username[:140]}-{secrets.randbelow(9000) + 1000}"
+        if not selectors.username_taken(suggestion):
+            return Refused(f"{message}, such as “{suggestion}”.", field="username")
+    return Refused(f"{message}.", field="username")
+
+
 def join_with_new_account(
     invitation: Invitation,
     *,
@@ -296,14 +315,20 @@ def join_with_new_account(
 ) -> User:
     """Someone without an account, holding an emailed invitation's link: create their
     account (the invited email, the username and password they chose) and join the team with
-    the invited role. Refused when the username is taken or the password too weak."""
-    username = username.strip()
-    candidate = User(username=username, email=invitation.identifier)
+    the invited role. Refused when the username breaks the rule (`models.validate_username`)
+    or is not available, or the password is too weak.
+
+    A name taken (in any case) and a reserved one get the same answer, with a free name to
+    try: the link's holder learns that this name cannot be had, not that an account has it.
+    """
+    username = normalise_username(username)
     try:
-        candidate.full_clean(exclude=["password"])
+        validate_username(username)
     except ValidationError as exc:
-        message = " ".join(exc.message_dict.get("username", exc.messages))
-        raise Refused(message, field="username") from None
+        raise Refused(" ".join(exc.messages), field="username") from None
+    if username.lower() in RESERVED_USERNAMES or selectors.username_taken(username):
+        raise _unavailable(username)
+    candidate = User(username=username, email=invitation.identifier)
     try:
         password_validation.validate_password(password, candidate)
     except ValidationError as exc:
@@ -314,8 +339,8 @@ def join_with_new_account(
         try:
             with transaction.atomic():
                 user = User.objects.create_user(username, invitation.identifier, password)
-        except IntegrityError:
-            raise Refused(f"The username “{username}” is taken.", field="username") from None
+        except IntegrityError:  # the same name (any case), taken a moment ago
+            raise _unavailable(username) from None
         _add_membership(invitation.team, user=user, role=invitation.role)
         _close(invitation, Invitation.Status.ACCEPTED, actor=user, origin=origin, new_account=True)
     return user

@@ -12,6 +12,7 @@ and joins; someone with one logs in first and answers as above.
 from functools import partial
 
 from allauth.account.internal.flows.login import record_authentication
+from allauth.core import ratelimit
 from django.contrib import messages
 from django.contrib.auth import login
 from django.contrib.auth.decorators import login_not_required
@@ -38,6 +39,10 @@ from threads_app.views.htmx import (
 )
 
 INVITATION_LIST = "threads_app:invitation_list"
+JOIN_LIMITED = (
+    "Too many tries through this link or from your address: nothing was created. "
+    "Wait an hour, then try again."
+)
 
 
 @require_GET
@@ -92,6 +97,13 @@ def invitation_link(request: HttpRequest, token: str) -> HttpResponse:
         return render(request, template, context)
     if selectors.account_with_email(invitation.identifier) is not None:
         return render(request, template, {**context, "has_account": True})
+    # Every try counts, per link and per client address (ACCOUNT_RATE_LIMITS["invitation_join"],
+    # in the cache all instances share): a link's holder cannot go through usernames.
+    if request.method == "POST" and not ratelimit.consume(
+        request, action="invitation_join", key=invitation.token_hash
+    ):
+        context |= {"form": JoinForm(), "limited": JOIN_LIMITED}
+        return render(request, template, context, status=429)
     form = JoinForm(posted(request))
     origin = Origin.from_request(request)
     role = invitation.get_role_display().lower()
