@@ -200,7 +200,7 @@ def test_the_migration_keeps_the_data_already_there(make_key, user):
 
     api_key = make_key(owner=user)
     executor = MigrationExecutor(connection)
-    executor.migrate([("threads_app", "0011_accounts")])
+    executor.migrate([("threads_app", "0012_username_any_case")])
     try:
         with connection.cursor() as cursor:
             cursor.execute(

@@ -8,7 +8,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('threads_app', '0011_accounts'),
+        ('threads_app', '0012_username_any_case'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
