@@ -76,6 +76,7 @@ def _schema():
     return schemathesis.openapi.from_wsgi("/api/v1/openapi.json", application, config=CONFIG)
 
 
+@pytest.mark.django_db
 def test_the_served_document_is_valid_openapi_3_1(client):
     """Against the OpenAPI 3.1 meta-schema (schemathesis' copy), and each schema in it against
     JSON Schema 2020-12's: nothing a client generator would stumble over."""
