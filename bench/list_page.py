@@ -48,7 +48,9 @@ def _arguments():
         help="comma-separated row counts, ascending (default: 100,100000,1000000)",
     )
     parser.add_argument("--runs", type=int, default=30, help="counted rounds per size")
-    return parser.parse_args()
+    # Known ones only: bench/api.py imports this module for its world and seeding, and takes
+    # these arguments plus its own.
+    return parser.parse_known_args()[0]
 
 
 ARGS = _arguments()

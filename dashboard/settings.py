@@ -78,6 +78,7 @@ INSTALLED_APPS = [
     "allauth.socialaccount",
     "allauth.socialaccount.providers.openid_connect",
     "django_prometheus",
+    "ninja",  # the automation API's docs page: Swagger UI from its static files, no CDN
     # threads_app comes before django_tasks_db: Django runs the first app's management command
     # of a name, so `manage.py db_worker` is threads_app's (the worker with a heartbeat).
     "threads_app",
@@ -191,6 +192,13 @@ METRICS_ENABLED = env_bool("METRICS_ENABLED", False)
 METRICS_PATH = env("METRICS_PATH", "metrics/").strip("/") + "/"
 if METRICS_PATH == "/":
     raise ImproperlyConfigured("METRICS_PATH must name a path, e.g. metrics/.")
+
+# The automation API's rate limit: requests per token per window (threads_app/api/base.py),
+# counted in the database so every instance shares one count.
+API_RATE_LIMIT = env_int("API_RATE_LIMIT", 600)
+API_RATE_WINDOW_SECONDS = env_int("API_RATE_WINDOW_SECONDS", 60)
+if API_RATE_LIMIT < 1 or API_RATE_WINDOW_SECONDS < 1:
+    raise ImproperlyConfigured("API_RATE_LIMIT and API_RATE_WINDOW_SECONDS must be 1 or more.")
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 

@@ -83,6 +83,8 @@ urlpatterns = [
     ),
     path("accounts/", include(ACCOUNT_ROUTES)),
     path("admin/", admin.site.urls),
+    # The automation API: tokens only (no session, no CSRF), answers in JSON.
+    path("api/v1/", include("threads_app.api.urls")),
     # Off (404) unless METRICS_ENABLED; the deployment keeps this path to its scraper.
     path(settings.METRICS_PATH, operations.metrics, name="metrics"),
     path("", include("threads_app.urls")),

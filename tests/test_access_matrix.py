@@ -40,6 +40,7 @@ from threads_app import audit
 from threads_app.crypto import encrypt_secret, secret_fingerprint, secret_hint
 from threads_app.models import (
     ApiKey,
+    ApiToken,
     AuditEvent,
     BulkDeleteItem,
     BulkDeleteJob,
@@ -113,6 +114,9 @@ SELECTIONS = (
 # A view shared with team A by its owner, and the other user's own.
 SAVED_VIEWS = (Target("view_of_team_A", "view", "A"), Target("view_of_other_user", "view", "P"))
 EVENTS = tuple(Target(f"event_{scope}", "event", scope) for scope in "ABP")
+# Access tokens: the teams' (made by their owners) and the other user's personal one. Only
+# those who may manage a token see it (a team's members and viewers do not).
+TOKENS = tuple(Target(f"token_{scope}", "token", scope) for scope in "ABP")
 # Pending invitations as a team's owners see them (revoke), and as the invitee does (accept,
 # decline): one to the other user, one to someone who is no actor (scope X: nobody's).
 TEAM_INVITATIONS = (
@@ -138,6 +142,7 @@ PATH_KWARGS = {
     "selection": {"pk"},
     "view": {"pk"},
     "event": {"pk"},
+    "token": {"pk"},
     "membership": {"pk", "membership_pk"},
     "invitation": {"pk", "invitation_pk"},
     "my_invitation": {"pk"},
@@ -193,6 +198,16 @@ def thread_create_params(world, target):
 
 def thread_import_params(world, target):
     return {"api_key": world.keys[target.scope].pk, "thread_ids": "thread_matrixnosuchthread"}
+
+
+def token_create_params(world, target):
+    team = world.teams.get(target.scope)
+    return {
+        "label": "matrix-new-token",
+        "scopes": ["threads:read"],
+        "days": "30",
+        "team": team.pk if team else "",
+    }
 
 
 def key_create_params(world, target):
@@ -299,6 +314,18 @@ ROUTES = {
     "audit_snapshot": Route(EVENTS, get=Rule(SEE)),
     # For load balancers: no login, and it names nothing (the leak checks below apply).
     "health": Route(get=ANYONE, public=True),
+    # A team's tokens are for its owners: a choice of another team is a form error (200), the
+    # new token is the answer (200, not a redirect: it is shown once, never in a URL).
+    "token_list": Route(
+        KEY_OWNERS,
+        get=ANYONE,
+        post=Rule(MANAGE, refused=200),
+        target_in=POST_DATA,
+        params=token_create_params,
+    ),
+    "token_revoke": Route(
+        TOKENS, get=Rule(MANAGE, refused=404), post=Rule(MANAGE, REDIRECTS, refused=404)
+    ),
 }
 
 
@@ -368,6 +395,7 @@ class World:
     jobs: dict  # scope -> bulk-delete job
     events: dict  # scope -> audit event with a snapshot
     invitations: dict  # target name -> pending invitation
+    tokens: dict  # scope -> access token
     names: dict  # scope -> strings that name its objects
     sessions: dict  # actor -> session cookie (one login each, not one per cell)
     selections: dict  # scope -> selection
@@ -383,6 +411,7 @@ class World:
             "selection": self.selections,
             "view": self.saved_views,
             "event": self.events,
+            "token": self.tokens,
         }
         if cell.route.target_in != PATH or target.kind == "":
             args = []
@@ -526,6 +555,22 @@ def _build_world():
         ),
     }
     invitations["invitation_B_via_A"] = invitations["invitation_B"]
+    tokens = {
+        scope: ApiToken.objects.create(
+            created_by=maker,
+            team=teams.get(scope),
+            label=f"token-{scope}-mx",
+            hint="tc_mx" + scope,
+            token_hash=f"matrix-token-{scope}",
+            scopes=["threads:read"],
+            expires_at=timezone.now() + timedelta(days=30),
+        )
+        for scope, maker in (
+            ("A", users["A_owner"]),
+            ("B", users["B_owner"]),
+            ("P", users["other_user"]),
+        )
+    }
     sessions = {}
     for actor, user in users.items():
         client = Client()
@@ -542,6 +587,7 @@ def _build_world():
         jobs,
         events,
         invitations,
+        tokens,
         names,
         sessions,
         selections,

@@ -55,6 +55,7 @@ def test_demo_seeds_users_team_keys_and_threads_afresh_each_time(tmp_path):
     for login in ("demo / demo-password", "mia / mia-password", "victor / victor-password"):
         assert login in result.stdout
     assert "sk-demo" not in result.stdout + result.stderr
+    assert re.search(r"export TOKEN=tc_\S{43}\n", result.stdout)
 
     db = sqlite3.connect(tmp_path / "demo.sqlite3")
     users = {row[0] for row in db.execute("SELECT username FROM auth_user")}
@@ -217,6 +218,7 @@ def test_demo_serves_with_a_worker_that_reaches_the_emulator_and_stops_with_it(d
         ).fetchone()[0]
         assert checked == 5
         assert db.execute("SELECT count(*) FROM threads_app_workerheartbeat").fetchone()[0] == 1
+        _the_readmes_curl_examples_work(demo.wait_for("Serving on"), demo.port)
     finally:
         demo.stop(signal.SIGINT)  # Ctrl+C on the demo alone
     with pytest.raises(ProcessLookupError):  # the worker stopped with the demo
@@ -328,3 +330,32 @@ def test_the_demo_with_sso_logs_sso_sam_in_through_its_provider(tmp_path):
         demo.kill()
     with pytest.raises(requests.ConnectionError):  # the provider stopped with the demo
         requests.get(f"{issuer}/.well-known/openid-configuration", timeout=5)
+
+
+def _the_readmes_curl_examples_work(output, port):
+    """The three curl examples of the README, as written, against the served demo with the
+    token it printed: the list, a delete (twice: the same answer), the audit stream."""
+    token = re.search(r"export TOKEN=(tc_\S+)", output).group(1)
+    readme = (ROOT / "README.md").read_text()
+    examples = [line for line in readme.splitlines() if line.startswith("curl ")]
+    assert len(examples) == 3
+
+    def run(command):
+        command = command.replace("127.0.0.1:8000", f"127.0.0.1:{port}")
+        done = subprocess.run(
+            ["sh", "-c", command],
+            env={**os.environ, "TOKEN": token},
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    listed, deletion, stream = examples
+    threads = json.loads(run(listed))["threads"]
+    assert [t["label"] for t in threads] == ["Support tickets summary"]
+    first, again = json.loads(run(deletion)), json.loads(run(deletion))
+    assert (first["outcome"], first["repeated"], again["repeated"]) == ("success", False, True)
+    events = [json.loads(line) for line in run(stream).splitlines()]
+    assert [e["action"] for e in events[:2]] == ["thread.deleted", "thread.delete_intent"]

@@ -3,12 +3,14 @@
 Demo secrets are made-up keys that only the in-process emulator accepts.
 """
 
+from dataclasses import dataclass
+
 from allauth.mfa.recovery_codes.internal.auth import RecoveryCodes
 from allauth.mfa.totp.internal.auth import TOTP, generate_totp_secret
 from django.contrib.auth import get_user_model
 
-from threads_app.models import Membership
-from threads_app.services import keys, teams, threads
+from threads_app.models import ApiToken, Membership
+from threads_app.services import keys, teams, threads, tokens
 
 DEMO_SECRETS = {"personal": "sk-demo-personal-key", "team": "sk-demo-team-key"}
 # (username, password, what the README says they can do)
@@ -28,8 +30,16 @@ CONVERSATION = [
 ]
 
 
-def seed() -> str:
-    """Seed the demo; returns the TOTP secret of `TWO_FACTOR_USER` (new each time)."""
+@dataclass(frozen=True)
+class Seeded:
+    """What the demo prints: new on each start."""
+
+    totp_secret: str  # of TWO_FACTOR_USER
+    api_token: str  # demo's personal access token, every scope (README's curl examples)
+
+
+def seed() -> Seeded:
+    """Seed the demo."""
     User = get_user_model()
     users = {}
     for username, password, _ in DEMO_LOGINS:
@@ -72,4 +82,7 @@ def seed() -> str:
     secret = str(generate_totp_secret())
     TOTP.activate(tess, secret)
     RecoveryCodes.activate(tess)
-    return secret
+    _row, token = tokens.create_token(
+        actor=demo, label="Demo script token", scopes=list(ApiToken.Scope.values)
+    )
+    return Seeded(totp_secret=secret, api_token=token)

@@ -432,6 +432,11 @@ class AuditEvent(models.Model):
         SSO_LINKED = "account.sso_linked", "Account linked to single sign-on"
         SSO_REFUSED = "account.sso_refused", "Single sign-on refused"
         BREAK_GLASS = "account.break_glass", "Break-glass password log-in"
+        TOKEN_CREATED = "token.created", "Access token created"
+        TOKEN_FIRST_USED = "token.first_used", "Access token used for the first time"
+        TOKEN_NEW_ADDRESS = "token.new_address", "Access token used from a new address"
+        TOKEN_REVOKED = "token.revoked", "Access token revoked"
+        TOKEN_EXPIRED = "token.expired", "Access token expired"
 
     class Outcome(models.TextChoices):
         PENDING = "pending", "Pending"
@@ -749,3 +754,73 @@ class KeyRateLease(models.Model):
 
     def __str__(self) -> str:
         return f"{self.holder} on key {self.budget_id}"
+
+
+class ApiToken(models.Model):
+    """An access token of the automation API (`/api/v1/`): a user's own (`team` None), or a
+    team's (made by one of its owners, `created_by`), limited to `scopes`.
+
+    Only the SHA-256 of the token is kept (`token_hash`): the token is shown once, when it is
+    made. It has 256 random bits, so a fast hash is enough (nothing to guess from it). A
+    request with it acts as `created_by` with that user's rights at the time of the request
+    (roles are checked on every request), narrowed to the team for a team token.
+    """
+
+    class Scope(models.TextChoices):
+        THREADS_READ = "threads:read", "threads:read — list and read threads, keys' hints, jobs"
+        THREADS_WRITE = "threads:write", "threads:write — create, import and edit threads"
+        THREADS_DELETE = "threads:delete", "threads:delete — delete threads, start bulk deletes"
+        KEYS_MANAGE = "keys:manage", "keys:manage — add, rotate and revoke API keys"
+        AUDIT_READ = "audit:read", "audit:read — read and export the audit log"
+
+    DEFAULT_DAYS = 90
+    MAX_DAYS = 365
+
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_tokens"
+    )
+    team = models.ForeignKey(
+        Team, null=True, blank=True, on_delete=models.CASCADE, related_name="api_tokens"
+    )
+    label = models.CharField(max_length=100)
+    # The token's first characters (its prefix and 4 more), to recognise it in the list.
+    hint = models.CharField(max_length=20, editable=False)
+    token_hash = models.CharField(max_length=64, unique=True, editable=False)
+    scopes = models.JSONField(default=list)
+    created_at = models.DateTimeField(auto_now_add=True)
+    expires_at = models.DateTimeField()
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+    # When its expiry was recorded in the audit log (once).
+    expiry_recorded_at = models.DateTimeField(null=True, blank=True)
+    # The API's rate limit: requests counted in the current window (`rate_window`, the
+    # window's number since the epoch), updated in one atomic UPDATE per request.
+    rate_window = models.BigIntegerField(default=0, editable=False)
+    rate_count = models.IntegerField(default=0, editable=False)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["expires_at"], name="api_token_expiry")]
+
+    def __str__(self) -> str:
+        return f"{self.label} ({self.hint}…)"
+
+    @property
+    def is_revoked(self) -> bool:
+        return self.revoked_at is not None
+
+
+class ApiTokenAddress(models.Model):
+    """A client address a token was used from: a new one is audited once."""
+
+    token = models.ForeignKey(ApiToken, on_delete=models.CASCADE, related_name="addresses")
+    address = models.GenericIPAddressField()
+    first_seen_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["token", "address"], name="unique_token_address"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.token_id} from {self.address}"

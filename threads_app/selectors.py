@@ -30,6 +30,7 @@ from threads_app.models import (
     CREATED,
     LABEL_KEY,
     ApiKey,
+    ApiToken,
     AuditEvent,
     BulkDeleteItem,
     BulkDeleteJob,
@@ -161,6 +162,23 @@ def get_manageable_key(user: User, pk: int) -> ApiKey:
 
 def get_visible_team(user: User, pk: int) -> Team:
     return get_object_or_404(visible_teams(user), pk=pk)
+
+
+# --- Access tokens of the automation API ------------------------------------------------------
+
+
+def manageable_tokens(user: User) -> QuerySet[ApiToken]:
+    """Tokens the user may see and revoke: their personal ones, and those of the teams they
+    own (whoever made them). Superusers act as owners everywhere."""
+    tokens = ApiToken.objects.select_related("created_by", "team")
+    if user.is_superuser:
+        return tokens
+    mine = Q(team__isnull=True, created_by=user)
+    return tokens.filter(mine | Q(team__in=_team_ids(user, [Role.OWNER])))
+
+
+def get_manageable_token(user: User, pk: int) -> ApiToken:
+    return get_object_or_404(manageable_tokens(user), pk=pk)
 
 
 # --- Operations: what the health endpoint, the metrics and the worker read -------------------
@@ -1262,6 +1280,23 @@ def filtered_audit_events(user: User, filters: AuditFilters | None) -> QuerySet[
     return events
 
 
+def recorded_deletion(thread: TrackedThread) -> AuditEvent | None:
+    """The outcome event of the deletion that removed the thread (deleted, or already gone
+    upstream), if the audit log has one: what a repeated delete answers."""
+    removed = (AuditEvent.Outcome.SUCCESS, AuditEvent.Outcome.ALREADY_GONE)
+    return (
+        AuditEvent.objects.filter(
+            action=AuditEvent.Action.THREAD_DELETED,
+            api_key_id=thread.api_key_id,
+            thread_id=thread.thread_id,
+            outcome__in=removed,
+        )
+        .defer("snapshot")
+        .order_by("-sequence")
+        .first()
+    )
+
+
 def with_snapshot_flag(events: QuerySet[AuditEvent]) -> QuerySet[AuditEvent]:
     """`has_snapshot` on each event: whether it keeps a transcript (without reading it)."""
     return events.annotate(has_snapshot=~Q(snapshot=""))
@@ -1473,7 +1508,7 @@ def _key_attention(key: ApiKey, now: datetime) -> str:
     return ""
 
 
-def overview(user: User, *, now: datetime | None = None) -> Overview:
+def overview(user: User, *, now: datetime | None = None, team_id: int | None = None) -> Overview:
     """What the user may see, summed up in two queries: their visible keys with the count of
     their threads in each state (from the counters the database keeps, `ThreadCount`: a few
     rows a key, however many threads it has), and the threads created and deleted per day
@@ -1481,22 +1516,23 @@ def overview(user: User, *, now: datetime | None = None) -> Overview:
     from the audit log: a row a day and scope), both scoped as the audit log is.
 
     A deletion counts when its outcome removed the thread (deleted, or already gone); the
-    days are whole UTC days, today included.
+    days are whole UTC days, today included. `team_id` narrows it to one team (a team's
+    access token).
     """
     now = now or timezone.now()
-    keys = [
+    keys = visible_keys(user) if team_id is None else visible_keys(user).filter(team_id=team_id)
+    figures = [
         KeyFigures(
             key,
             {state: getattr(key, f"count_{state}") for state in STATES.values},
             _key_attention(key, now),
         )
-        for key in visible_keys(user)
-        .select_related("team")
+        for key in keys.select_related("team")
         .defer("secret_encrypted", "fingerprint")
         .annotate(**_per_state_counts())
         .order_by(F("team__name").asc(nulls_first=True), "label", "id")
     ]
-    return Overview(keys, _activity(user, now.date()))
+    return Overview(figures, _activity(user, now.date(), team_id))
 
 
 @dataclass(frozen=True)
@@ -1540,11 +1576,13 @@ def setup(user: User, summary: Overview) -> Setup:
     )
 
 
-def _activity(user: User, today: date) -> list[DayActivity]:
+def _activity(user: User, today: date, team_id: int | None) -> list[DayActivity]:
     first = today - timedelta(days=OVERVIEW_DAYS - 1)
     rows = DailyThreadActivity.objects.filter(day__gte=first)
     if not user.is_superuser:
         rows = rows.filter(_audit_scope(user, no_team=DailyThreadActivity.NO_TEAM))
+    if team_id is not None:
+        rows = rows.filter(team_id=team_id)
     per_day = {
         day: (created, imported, deleted)
         for day, created, imported, deleted in rows.order_by()

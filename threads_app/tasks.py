@@ -30,6 +30,7 @@ from threads_app.services import bulk, jobs
 from threads_app.services.counts import fold_thread_counts
 from threads_app.services.reconcile import reconcile_all
 from threads_app.services.retention import enforce_retention
+from threads_app.services.tokens import record_expired_tokens
 
 logger = logging.getLogger(__name__)
 
@@ -144,7 +145,8 @@ def sweep() -> list[DBTaskResult[..., Any]]:
     report it. An abandoned `bulk_delete_task` is resumed in the same transaction: its job
     notes "resumed after the worker stopped" and a new task is queued for it (any live worker
     takes it), so each abandoned job is resumed exactly once. Heartbeat rows older than the
-    lease are then removed, and the thread counters' shards folded (`fold_thread_counts`).
+    lease are then removed, the thread counters' shards folded (`fold_thread_counts`) and the
+    access tokens that expired since the last sweep audited (`record_expired_tokens`).
     Called by every `db_worker` between tasks (at most every WORKER_SWEEP_SECONDS); safe to
     call anywhere.
     """
@@ -182,6 +184,7 @@ def sweep() -> list[DBTaskResult[..., Any]]:
             abandoned.append(result)
     WorkerHeartbeat.objects.filter(beat_at__lt=cutoff).delete()
     fold_thread_counts()
+    record_expired_tokens(now=now)
     return abandoned
 
 

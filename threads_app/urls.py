@@ -14,6 +14,7 @@ from threads_app.views import (
     selections,
     teams,
     threads,
+    tokens,
     transcripts,
 )
 
@@ -65,6 +66,8 @@ ROUTES: list[tuple[str, Callable[..., HttpResponseBase]]] = [
     ("audit/export.csv", audit.audit_export),
     ("audit/<int:pk>/snapshot.json", transcripts.audit_snapshot),
     ("health/", operations.health),
+    ("tokens/", tokens.token_list),
+    ("tokens/<int:pk>/revoke/", tokens.token_revoke),
 ]
 
 urlpatterns = [path(route, view, name=view.__name__) for route, view in ROUTES]

@@ -76,6 +76,8 @@ _ITEM_OUTCOME: dict[str, str] = {
 class NothingToDelete(Refused):
     """No job was started: none of the selected threads may be deleted. `.selection` says why."""
 
+    default_code = "nothing_to_delete"
+
     def __init__(self, selection: BulkDeleteSelection) -> None:
         if selection.too_many:
             message = f"At most {MAX_BULK_DELETE} threads can be deleted in one go."

@@ -41,6 +41,8 @@ DELETABLE = (State.ACTIVE, State.GONE)  # the states a deletion may claim a thre
 class DeletionUnderway(Refused):
     """The thread's deletion was begun already, so nothing was sent or recorded."""
 
+    default_code = "deletion_underway"
+
 
 class AlreadyDeleted(DeletionUnderway):
     """The thread is deleted."""

@@ -35,9 +35,13 @@ LAST_USED_PRECISION = timedelta(minutes=1)
 class KeyRejected(Refused):
     """The upstream answered 401/403 for the secret."""
 
+    default_code = "key_rejected"
+
 
 class KeyUnverified(Refused):
     """The upstream could not be asked; the caller may choose to save without verifying."""
+
+    default_code = "key_unverified"
 
 
 def client_for(api_key: ApiKey, *, retry_rate_limited: bool = True) -> ThreadsClient:
@@ -102,12 +106,13 @@ def _refuse_duplicate(
     if existing is not None:
         where = f"team {team.name}" if team is not None else "your personal keys"
         raise Refused(
-            f"This key is already stored in {where} as “{existing.label}” ({existing.hint})."
+            f"This key is already stored in {where} as “{existing.label}” ({existing.hint}).",
+            code="duplicate_key",
         )
 
 
 def _duplicate_race() -> Refused:
-    return Refused("This key was stored by another request a moment ago.")
+    return Refused("This key was stored by another request a moment ago.", code="duplicate_key")
 
 
 def _check_manageable(api_key: ApiKey, *, actor: User) -> None:
@@ -179,7 +184,10 @@ def rotate_key(
     """Replace the key's secret; its tracked threads stay with it."""
     _check_manageable(api_key, actor=actor)
     if api_key.is_revoked:
-        raise Refused(f"“{api_key.label}” is revoked and cannot be rotated. Add a new key instead.")
+        raise Refused(
+            f"“{api_key.label}” is revoked and cannot be rotated. Add a new key instead.",
+            code="already_revoked",
+        )
     fingerprint = secret_fingerprint(secret)
     _refuse_duplicate(fingerprint, owner=api_key.owner, team=api_key.team, exclude_pk=api_key.pk)
     if verify:
@@ -217,7 +225,7 @@ def revoke_key(api_key: ApiKey, *, actor: User, origin: Origin | None = None) ->
     """Stop using the key; its threads stay listed, read-only. Returns their count."""
     _check_manageable(api_key, actor=actor)
     if api_key.is_revoked:
-        raise Refused(f"“{api_key.label}” is already revoked.")
+        raise Refused(f"“{api_key.label}” is already revoked.", code="already_revoked")
     threads = selectors.tracked_thread_count(api_key)
     api_key.revoked_at = timezone.now()
     with transaction.atomic():

@@ -351,13 +351,13 @@ def update_thread(
     *,
     actor: User,
     metadata: dict[str, str],
-    tool_resources: dict[str, Any],
+    tool_resources: dict[str, Any] | None = None,
     label: str | None = None,
     origin: Origin | None = None,
 ) -> TrackedThread:
-    """Replace the thread's metadata and tool_resources, and its label here when one is
-    given (the label is the dashboard's own: the upstream never sees it); raises
-    `UpstreamError`, and then nothing changes.
+    """Replace the thread's metadata and tool_resources (None: not sent, left as they are
+    upstream), and its label here when one is given (the label is the dashboard's own: the
+    upstream never sees it); raises `UpstreamError`, and then nothing changes.
 
     The new metadata map is sent whole. The emulator (emulator/validation.py,
     `thread_modify`) replaces each field present as a whole, as OpenAI's modify does, so the

@@ -55,16 +55,20 @@ class Command(BaseCommand):
         emulator.start()
         settings.UMAMIAI_BASE_URL = emulator.base_url
         try:
-            totp_secret = demo_data.seed()
+            seeded = demo_data.seed()
             self.stdout.write(self.style.SUCCESS(f"Emulator at {emulator.base_url}"))
             for username, password, role in demo_data.DEMO_LOGINS:
                 self.stdout.write(f"  log in as {username} / {password}  ({role})")
             self.stdout.write(
-                f"  {demo_data.TWO_FACTOR_USER}'s two-factor (TOTP) secret: {totp_secret}\n"
+                f"  {demo_data.TWO_FACTOR_USER}'s two-factor (TOTP) secret: {seeded.totp_secret}\n"
                 "    add it to an authenticator app (or `oathtool --totp -b SECRET`) for the code"
                 " the log-in asks for after the password"
             )
             self.stdout.write("  emails sent (password resets, invitations): /accounts/dev/emails/")
+            self.stdout.write(
+                f'  demo\'s API token (every scope; README, "The automation API"):\n'
+                f"    export TOKEN={seeded.api_token}"
+            )
             with ExitStack() as stack:
                 if sso:
                     bases = [f"http://127.0.0.1:{port}", f"http://localhost:{port}"]

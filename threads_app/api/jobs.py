@@ -1,0 +1,106 @@
+"""The one place the API reaches background jobs: start a delete over ticked threads, a
+job's status, cancel (the jobs of `services.jobs`, whatever selected their threads)."""
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from django.db.models import Exists, OuterRef, QuerySet
+from django.shortcuts import get_object_or_404
+
+from threads_app import selectors
+from threads_app.api.base import Principal
+from threads_app.audit import Origin
+from threads_app.models import BulkDeleteItem, BulkDeleteJob
+from threads_app.services import bulk, jobs
+from threads_app.services.refusals import NotAllowed
+
+Outcome = BulkDeleteItem.Outcome
+
+
+@dataclass(frozen=True)
+class JobItem:
+    thread: int | None
+    thread_id: str
+    outcome: str
+    message: str
+    request_id: str
+
+
+@dataclass(frozen=True)
+class JobStatus:
+    id: int
+    kind: str
+    state: str  # queued, running, paused, cancelled, finished or failed
+    total: int
+    done: int
+    counts: dict[str, int]
+    created_by: str
+    created_at: datetime
+    finished_at: datetime | None
+    failure: str
+    items: list[JobItem]
+
+
+def _visible_jobs(principal: Principal) -> QuerySet[BulkDeleteJob]:
+    """The user's jobs; a team token's, only those whose every thread is the team's."""
+    visible = selectors.visible_jobs(principal.user)
+    if principal.team_id is None:
+        return visible
+    elsewhere = BulkDeleteItem.objects.filter(job=OuterRef("pk")).exclude(
+        tracked_thread__api_key__team_id=principal.team_id
+    )
+    return visible.exclude(Exists(elsewhere))
+
+
+def get_job(principal: Principal, pk: int) -> BulkDeleteJob:
+    return get_object_or_404(_visible_jobs(principal), pk=pk)
+
+
+def start_delete(*, principal: Principal, thread_ids: list[int], origin: Origin) -> BulkDeleteJob:
+    """A delete job of the ticked threads the token may delete (the others are left out, as
+    the confirmation page says); refused when none may be."""
+    ids = thread_ids
+    if principal.team_id is not None:
+        in_team = selectors.visible_threads(principal.user).filter(
+            pk__in=ids, api_key__team_id=principal.team_id
+        )
+        ids = list(in_team.values_list("pk", flat=True))
+    try:
+        if not ids:
+            raise bulk.NothingToDelete(selectors.bulk_delete_selection(principal.user, ids))
+        return bulk.start_bulk_delete(actor=principal.user, thread_ids=ids, origin=origin)
+    except bulk.NothingToDelete as refusal:
+        # As the pages answer: none of the threads named may be deleted by this user (403).
+        raise NotAllowed(refusal.message, code=refusal.code) from None
+
+
+def status(job: BulkDeleteJob) -> JobStatus:
+    progress = selectors.job_progress(job)
+    return JobStatus(
+        id=job.pk,
+        kind=job.kind,
+        state=BulkDeleteJob.State.FAILED if progress.failed else job.state,
+        total=progress.total,
+        done=progress.done,
+        counts={outcome: count for outcome, _label, count in progress.counts},
+        created_by=job.created_by.get_username(),
+        created_at=job.created_at,
+        finished_at=job.finished_at,
+        failure=progress.failure,
+        items=[
+            JobItem(
+                item.tracked_thread_id,
+                item.thread_id,
+                item.outcome,
+                item.message,
+                item.request_id,
+            )
+            for item in progress.items
+        ],
+    )
+
+
+def cancel(*, principal: Principal, job: BulkDeleteJob) -> BulkDeleteJob:
+    """Cancel a job that has not finished (`services.jobs.cancel_job`): nothing more is
+    begun, the deletions in flight get their outcomes."""
+    return jobs.cancel_job(user=principal.user, job=job)
