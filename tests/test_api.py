@@ -430,7 +430,7 @@ def test_a_delete_job_of_ticked_threads(
     assert job["counts"]["deleted"] == 3
     cancel = api.post(f"jobs/{job['id']}/cancel")
     assert cancel.status_code == 409
-    assert problem_type(cancel) == "job_not_cancellable"
+    assert problem_type(cancel) == "job_ended"
 
 
 def test_a_job_of_nothing_deletable_is_refused(api, user, other_user, make_key, make_thread):

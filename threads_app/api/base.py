@@ -39,7 +39,10 @@ PROBLEM_CONTENT_TYPE = "application/problem+json"
 STATUS_OF_CODE = {
     "deletion_underway": 409,
     "already_revoked": 409,
-    "job_not_cancellable": 409,
+    "job_ended": 409,
+    "job_stopping": 409,
+    "job_not_running": 409,
+    "job_not_paused": 409,
     "key_unverified": 502,
 }
 # Query parameters that look like a credential: a token in a URL lands in logs and histories.

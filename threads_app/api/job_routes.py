@@ -26,7 +26,7 @@ class JobItemOut(Schema):
 class JobOut(Schema):
     id: int
     kind: Literal["delete"]
-    state: Literal["running", "finished", "failed"]
+    state: Literal["queued", "running", "paused", "cancelled", "finished", "failed"]
     total: int
     done: int
     counts: dict[str, int]
