@@ -16,12 +16,14 @@ $(STAMP): requirements.txt requirements-dev.txt
 demo: $(STAMP)
 	DJANGO_DEBUG=1 DATABASE_URL=sqlite:///demo.sqlite3 $(PY) manage.py demo --sso
 
-## Lint (ruff, mypy), then the whole suite (browser tests included) on SQLite, then again on PostgreSQL
+## Lint (ruff, mypy), then the whole suite (browser tests included) on SQLite, then again on PostgreSQL;
+## each pass runs in TEST_PROCESSES pytest-xdist workers (2: the machines' cores)
+TEST_PROCESSES ?= 2
 test: $(STAMP) lint
-	$(PY) -m pytest
+	$(PY) -m pytest -n $(TEST_PROCESSES)
 	@if [ -n "$(TEST_POSTGRES_URL)" ]; then \
 		echo "PostgreSQL pass: the whole suite again, on TEST_POSTGRES_URL"; \
-		DATABASE_URL="$(TEST_POSTGRES_URL)" $(PY) -m pytest; \
+		DATABASE_URL="$(TEST_POSTGRES_URL)" $(PY) -m pytest -n $(TEST_PROCESSES); \
 	else \
 		echo "PostgreSQL pass not run: set TEST_POSTGRES_URL=postgres://user:pass@host:5432/db" \
 			"to run it (README, PostgreSQL tests)"; \
