@@ -202,7 +202,9 @@ document.body.addEventListener("htmx:beforeRequest", (event) => {
   if (event.detail.target === dialog) opener = event.detail.elt;
   else if (dialog.open && dialog.contains(event.detail.elt)) closeDialog();
 });
-document.body.addEventListener("htmx:afterSwap", (event) => {
+// Shown once settled, when htmx has wired the confirmation's form: a press before that would
+// send the form without htmx (the page's own POST, a full reload).
+document.body.addEventListener("htmx:afterSettle", (event) => {
   if (event.detail.target !== dialog) return;
   dialog.showModal();
   const first = dialog.querySelector("input, button:not([data-close-dialog])");
