@@ -147,6 +147,20 @@ CASES = list(_cases())
 INPUT_NAME = re.compile(r'<(?:input|select|textarea|button)[^>]*\bname="([^"]+)"')
 
 
+def fuzz_settings(examples=EXAMPLES):
+    """Hypothesis over a live world built by a function-scoped fixture (drawn per example)."""
+    return hypothesis_settings(
+        max_examples=examples,
+        deadline=None,
+        suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+        database=None,
+    )
+
+
+def case_id(case):
+    return f"{case.url_name}-{case.method}-{case.actor}-{case.target.name}"
+
+
 def _page_fields(client, url):
     """The names of the fields the page at `url` shows (its own forms), if it has any."""
     response = client.get(url)
@@ -157,15 +171,8 @@ def _page_fields(client, url):
 
 
 @pytest.mark.django_db
-@pytest.mark.parametrize(
-    "case", CASES, ids=lambda c: f"{c.url_name}-{c.method}-{c.actor}-{c.target.name}"
-)
-@hypothesis_settings(
-    max_examples=EXAMPLES,
-    deadline=None,
-    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-    database=None,
-)
+@pytest.mark.parametrize("case", CASES, ids=case_id)
+@fuzz_settings()
 @given(data=st.data())
 def test_no_server_error(case, live_threads, client, data):
     world = live_threads
@@ -288,15 +295,8 @@ POST_CASES = [case for case in CASES if case.method == "POST" and case.actor == 
 
 
 @pytest.mark.django_db
-@pytest.mark.parametrize(
-    "case", POST_CASES, ids=lambda c: f"{c.url_name}-{c.method}-{c.actor}-{c.target.name}"
-)
-@hypothesis_settings(
-    max_examples=EXAMPLES,
-    deadline=None,
-    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-    database=None,
-)
+@pytest.mark.parametrize("case", POST_CASES, ids=case_id)
+@fuzz_settings()
 @given(data=st.data())
 def test_every_form_takes_any_body_without_a_server_error(case, live_threads, client, data):
     world = live_threads
@@ -361,12 +361,7 @@ def _account_form(form, user):
 
 @pytest.mark.django_db
 @pytest.mark.parametrize("form", ACCOUNT_FORMS)
-@hypothesis_settings(
-    max_examples=EXAMPLES * 3,
-    deadline=None,
-    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-    database=None,
-)
+@fuzz_settings(EXAMPLES * 3)
 @given(data=st.data())
 def test_the_account_forms_take_any_input_without_a_server_error(form, accounts, data):
     AccessAttempt.objects.all().delete()  # each example starts unlocked: else all are 429s
