@@ -663,3 +663,26 @@ def test_the_worker_task_retries_later_through_the_queue(user, webhook_receiver)
     retry = DBTaskResult.objects.exclude(pk=queued.pk).get()
     assert retry.run_after == delivery.next_attempt_at
     assert retry.args_kwargs["kwargs"] == {"delivery_ids": [delivery.pk]}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_sweep_queues_again_a_delivery_whose_task_was_lost(user, webhook_receiver):
+    from django_tasks_db.models import DBTaskResult
+
+    from threads_app.tasks import sweep
+
+    endpoint, _ = _endpoint(user, webhook_receiver.url())
+    _notify(user)
+    [delivery] = _deliveries(endpoint)
+    DBTaskResult.objects.all().delete()  # its task is gone (a worker killed with -9)
+    sweep()
+    assert not DBTaskResult.objects.exists()  # not overdue yet
+
+    long_ago = timezone.now() - webhooks.OVERDUE - timedelta(seconds=1)
+    WebhookDelivery.objects.filter(pk=delivery.pk).update(next_attempt_at=long_ago)
+    sweep()
+    sweep()  # once per OVERDUE at most
+    [queued] = DBTaskResult.objects.all()
+    assert queued.args_kwargs["kwargs"] == {"delivery_ids": [delivery.pk]}
+    webhooks.run_due_deliveries()
+    assert len(webhook_receiver.requests) == 1

@@ -166,8 +166,9 @@ def sweep() -> list[DBTaskResult[..., Any]]:
     report it. An abandoned `bulk_delete_task` is resumed in the same transaction: its job
     notes "resumed after the worker stopped" and a new task is queued for it (any live worker
     takes it), so each abandoned job is resumed exactly once. Heartbeat rows older than the
-    lease are then removed, the thread counters' shards folded (`fold_thread_counts`) and the
-    access tokens that expired since the last sweep audited (`record_expired_tokens`).
+    lease are then removed, the thread counters' shards folded (`fold_thread_counts`), the
+    access tokens that expired since the last sweep audited (`record_expired_tokens`) and the
+    webhook deliveries whose task was lost queued again (`webhooks.take_overdue`).
     Called by every `db_worker` between tasks (at most every WORKER_SWEEP_SECONDS); safe to
     call anywhere.
     """
@@ -206,6 +207,8 @@ def sweep() -> list[DBTaskResult[..., Any]]:
     WorkerHeartbeat.objects.filter(beat_at__lt=cutoff).delete()
     fold_thread_counts()
     record_expired_tokens(now=now)
+    if overdue := webhooks.take_overdue(now=now):
+        queue_deliveries(overdue)
     return abandoned
 
 

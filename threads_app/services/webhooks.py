@@ -51,6 +51,7 @@ RETRY_FOR = timedelta(hours=24)
 FIRST_RETRY = timedelta(seconds=30)
 LONGEST_RETRY = timedelta(hours=4)
 CLAIM = timedelta(minutes=2)  # an attempt under way holds its delivery this long
+OVERDUE = timedelta(minutes=10)  # due this long ago and not tried: its task was lost
 USER_AGENT = "ThreadsConsole-Webhooks/1"
 MAX_ENDPOINTS = 20  # per team, and per user for their own
 
@@ -398,6 +399,19 @@ def run_due_deliveries(*, now: datetime | None = None) -> int:
     for pk in due:
         deliver(pk, now=now)
     return len(due)
+
+
+def take_overdue(*, now: datetime | None = None, limit: int = 500) -> list[int]:
+    """The deliveries due more than OVERDUE ago and still not tried, whose task was lost (its
+    worker died, or stopped before queueing the retry): their time moved to `now`, so the
+    worker's sweep, which queues them again, finds each once per OVERDUE at most."""
+    now = now or timezone.now()
+    overdue = WebhookDelivery.objects.filter(
+        status=Status.PENDING, next_attempt_at__lt=now - OVERDUE, endpoint__enabled=True
+    )
+    ids = list(overdue.order_by("next_attempt_at").values_list("pk", flat=True)[:limit])
+    overdue.filter(pk__in=ids).update(next_attempt_at=now)
+    return ids
 
 
 @sensitive_variables("secret")
