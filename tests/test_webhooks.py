@@ -17,6 +17,9 @@ import pytest
 from django.core import mail
 from django.urls import reverse
 from django.utils import timezone
+from hypothesis import given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 from standardwebhooks import Webhook, WebhookVerificationError
 
 from tests.conftest import TEST_KEY
@@ -269,6 +272,35 @@ def test_unsafe_urls_are_refused_at_save_time(settings, user, url, words):
     settings.WEBHOOK_ALLOW_PRIVATE = False
     with pytest.raises(webhook_http.RefusedURL, match=words):
         webhook_http.check_url(url)
+
+
+@hypothesis_settings(max_examples=300, deadline=None)
+@given(address=st.ip_addresses())
+def test_an_ip_literal_is_accepted_exactly_when_its_address_is(address):
+    """No DNS: the URL's own address is the one judged (public ones pass, nothing else)."""
+    host = f"[{address}]" if address.version == 6 else str(address)
+    try:
+        target = webhook_http.check_url(f"https://{host}:8443/x?y=1")
+    except webhook_http.RefusedURL:
+        assert webhook_http.address_problem(address, allow_private=True) is not None
+    else:
+        assert webhook_http.address_problem(address, allow_private=True) is None
+        assert (target.addresses, target.port, target.path) == ((address,), 8443, "/x?y=1")
+
+
+@hypothesis_settings(max_examples=300, deadline=None)
+@given(
+    url=st.one_of(
+        st.text(max_size=60),
+        st.text(alphabet="0123456789abcdef.:[]@%/?#-", max_size=40).map("https://".__add__),
+    )
+)
+def test_any_url_is_checked_or_refused_with_a_message(url):
+    """Whatever is typed or stored, the check answers with a target or a `RefusedURL`."""
+    try:
+        webhook_http.check_url(url)
+    except webhook_http.RefusedURL as refusal:
+        assert str(refusal)
 
 
 @pytest.mark.django_db
