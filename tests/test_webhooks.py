@@ -541,6 +541,15 @@ def test_register_edit_rotate_delete_through_the_pages_audited_and_the_secret_sh
         assert "receiver-own-token" not in json.dumps(event.details)
 
 
+def test_the_log_filter_redacts_a_webhook_secret_too():
+    from threads_app.redaction import RedactSecretsFilter
+
+    secret = webhooks.new_secret()
+    record = logging.LogRecord("x", logging.INFO, __file__, 1, "got %s here", (secret,), None)
+    assert RedactSecretsFilter().filter(record)
+    assert record.getMessage() == "got [redacted] here"
+
+
 @pytest.mark.django_db
 def test_the_form_says_what_is_missing(client, user):
     client.force_login(user)
