@@ -573,6 +573,7 @@ def test_the_list_and_the_page_show_deliveries_and_their_errors(client, user, we
     text = client.get(detail).content.decode()
     assert "thread.deleted" in text and "Answered 500." in text and "pending" in text
     assert "Send again" in text and "next try" in text
+    assert 'hx-trigger="every 5s"' in text  # refreshes itself while one is pending
     # An htmx request gets the deliveries alone.
     partial = client.get(detail, headers={"HX-Request": "true"}).content.decode()
     assert partial.lstrip().startswith('<section id="deliveries"')

@@ -55,3 +55,7 @@ def test_an_endpoint_is_registered_and_its_deliveries_seen(
     webhooks.run_due_deliveries()
     assert WebhookDelivery.objects.get().attempts == 2
     assert len(webhook_receiver.requests) == 2
+    # The list refreshes itself while a delivery is pending: no reload needed.
+    expect(page.locator("#deliveries tbody tr").get_by_text("delivered")).to_be_visible(
+        timeout=15_000
+    )

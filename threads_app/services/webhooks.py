@@ -183,11 +183,10 @@ def update_endpoint(
     _checked_url(url)
     before = {
         "host": urlsplit(endpoint.url).hostname or "",
-        "url_changed": False,
+        "url_changed": url != endpoint.url,
         "events": endpoint.events,
         "enabled": endpoint.enabled,
     }
-    url_changed = url != endpoint.url
     with transaction.atomic():
         endpoint.url, endpoint.events, endpoint.description = url, chosen, description
         if enabled and not endpoint.enabled:
@@ -201,7 +200,7 @@ def update_endpoint(
             Action.WEBHOOK_UPDATED,
             actor=actor,
             origin=origin,
-            before={**before, "url_changed": url_changed},
+            before=before,
             events=chosen,
             enabled=enabled,
         )
@@ -305,16 +304,17 @@ def notify_each(
         for notice in notices
         if notice.team_id is None and notice.owner_id is not None
     }
-    endpoints = [
-        endpoint
-        for endpoint in selectors.enabled_webhooks(team_ids=team_ids, owner_ids=owner_ids)
-        if event in endpoint.events
-    ]
-    if not endpoints:
-        return []
+    subscribed: dict[tuple[int | None, int | None], list[WebhookEndpoint]] = {}
+    for endpoint in selectors.enabled_webhooks(team_ids=team_ids, owner_ids=owner_ids):
+        if event in endpoint.events:
+            subscribed.setdefault((endpoint.team_id, endpoint.owner_id), []).append(endpoint)
     now = now or timezone.now()
     deliveries = []
     for notice in notices:
+        scope = (notice.team_id, None) if notice.team_id is not None else (None, notice.owner_id)
+        endpoints = subscribed.get(scope, [])
+        if not endpoints:
+            continue
         body = json.dumps(
             {"type": event, "timestamp": now.isoformat(), "data": notice.data},
             separators=(",", ":"),
@@ -330,9 +330,6 @@ def notify_each(
                 give_up_at=now + RETRY_FOR,
             )
             for endpoint in endpoints
-            if (endpoint.team_id, endpoint.owner_id)
-            in ((notice.team_id, None), (None, notice.owner_id))
-            and (notice.team_id is not None or notice.owner_id is not None)
         ]
     if not deliveries:
         return []

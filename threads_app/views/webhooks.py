@@ -14,7 +14,7 @@ from threads_app.accounts import recent_authentication_required
 from threads_app.audit import Origin
 from threads_app.forms.base import posted
 from threads_app.forms.webhooks import WebhookCreateForm, WebhookEditForm
-from threads_app.models import WebhookEndpoint
+from threads_app.models import WebhookDelivery, WebhookEndpoint
 from threads_app.services import webhooks as webhook_service
 from threads_app.views.htmx import AuthenticatedHttpRequest, attempt, go_to, render_page, submit
 
@@ -75,12 +75,17 @@ def webhook_create(request: AuthenticatedHttpRequest) -> HttpResponse:
 def webhook_detail(request: AuthenticatedHttpRequest, pk: int) -> HttpResponse:
     actor = request.user
     endpoint = selectors.get_visible_webhook(actor, pk)
+    deliveries = selectors.recent_deliveries(endpoint)
     context = {
         "nav": NAV,
         "endpoint": endpoint,
         "may_manage": selectors.may_manage_webhook(actor, endpoint),
-        "deliveries": selectors.recent_deliveries(endpoint),
+        "deliveries": deliveries,
         "shown": selectors.RECENT_DELIVERIES,
+        # The list refreshes itself while something is still to be delivered.
+        "pending": any(
+            delivery.status == WebhookDelivery.Status.PENDING for delivery in deliveries
+        ),
     }
     return render_page(request, "webhook_detail", context, partial="deliveries")
 
