@@ -625,6 +625,24 @@ def test_a_deleted_thread_is_told_to_the_keys_endpoints_only(
 
 
 @pytest.mark.django_db(transaction=True)
+def test_a_thread_already_gone_is_told_and_a_deletion_that_failed_is_not(
+    user, api_key, make_thread, emulator, webhook_receiver, immediate_tasks
+):
+    endpoint, _ = _endpoint(user, webhook_receiver.url(), events=[Event.THREAD_DELETED])
+    gone, kept, broken = (make_thread(api_key, label=name) for name in ("gone", "kept", "broken"))
+    emulator.remove_thread(gone.thread_id)
+    delete_thread(gone, actor=user)
+    emulator.add_fault(method="DELETE", path="*", kind="not_deleted")
+    delete_thread(kept, actor=user)
+    emulator.add_fault(method="DELETE", path="*", status=500, times=10)
+    delete_thread(broken, actor=user)
+
+    [payload] = _payloads(webhook_receiver)
+    assert (payload["data"]["label"], payload["data"]["outcome"]) == ("gone", "already_gone")
+    assert len(_deliveries(endpoint)) == 1
+
+
+@pytest.mark.django_db(transaction=True)
 def test_a_retention_run_tells_of_itself_its_deletions_and_its_finished_job(
     user, make_team, make_key, make_thread, webhook_receiver, immediate_tasks
 ):
