@@ -520,6 +520,10 @@ def test_register_edit_rotate_delete_through_the_pages_audited_and_the_secret_sh
     assert "Delete “Pager 2”?" in pages[-1].content.decode()
     assert client.post(delete)["Location"] == LIST
     assert not WebhookEndpoint.objects.exists()
+    audit_page = client.get(reverse("threads_app:audit_list"))
+    pages.append(audit_page)
+    for label in ("Webhook endpoint registered", "Webhook secret rotated", "endpoint deleted"):
+        assert label in audit_page.content.decode()
 
     events = list(AuditEvent.objects.filter(action__startswith="webhook.").order_by("sequence"))
     assert [event.action for event in events] == [
