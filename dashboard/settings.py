@@ -200,6 +200,13 @@ API_RATE_WINDOW_SECONDS = env_int("API_RATE_WINDOW_SECONDS", 60)
 if API_RATE_LIMIT < 1 or API_RATE_WINDOW_SECONDS < 1:
     raise ImproperlyConfigured("API_RATE_LIMIT and API_RATE_WINDOW_SECONDS must be 1 or more.")
 
+# Webhooks (threads_app/webhook_http.py): receivers on private and loopback addresses are
+# refused unless WEBHOOK_ALLOW_PRIVATE (the demo's and the tests' receivers are on this
+# machine); WEBHOOK_CA_BUNDLE names a PEM file of the CAs receivers' certificates may chain
+# to, instead of the system's store (a private CA; the tests' own).
+WEBHOOK_ALLOW_PRIVATE = env_bool("WEBHOOK_ALLOW_PRIVATE", False)
+WEBHOOK_CA_BUNDLE = env("WEBHOOK_CA_BUNDLE", "") or None
+
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_PASSWORD_VALIDATORS = [

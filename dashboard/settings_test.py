@@ -12,6 +12,8 @@ os.environ.setdefault(
     "dGVzdC1vbmx5LWZlcm5ldC1rZXktbnVtYmVyLW9uZS0=,dGVzdC1vbmx5LWZlcm5ldC1rZXktbnVtYmVyLXR3by0=",
 )
 os.environ.setdefault("AUDIT_HMAC_KEY", "test-only-audit-hmac-key")
+# The tests' webhook receivers listen on 127.0.0.1 (tests turn it off to see refusals).
+os.environ.setdefault("WEBHOOK_ALLOW_PRIVATE", "1")
 
 from dashboard.settings import *  # noqa: F403
 

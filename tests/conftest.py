@@ -15,6 +15,10 @@ from tests.oidc_fixtures import (  # noqa: F401
     oidc_provider,  # the test OpenID Connect provider (tests/oidc_provider/), behaving
     oidc_provider_server,  # its process, one for the session
 )
+from tests.webhook_fixtures import (  # noqa: F401
+    webhook_ca,  # a CA made for the run (trustme)
+    webhook_receiver,  # a real HTTPS receiver on 127.0.0.1 that the app trusts
+)
 from tests.worker_fixtures import (  # noqa: F401
     immediate_tasks,  # tasks run as they are queued, in the caller
     start_worker,  # a real db_worker subprocess

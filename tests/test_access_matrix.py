@@ -50,6 +50,8 @@ from threads_app.models import (
     Selection,
     Team,
     TrackedThread,
+    WebhookDelivery,
+    WebhookEndpoint,
 )
 from threads_app.services.teams import invitation_token_hash
 
@@ -58,7 +60,9 @@ NONE, SEE, USE, MANAGE = range(4)
 
 # A secret posted to the key form: it must never come back either.
 NEW_SECRET = "sk-matrix-new-secret-0123456789abcdef"
-SECRETS = (TEST_KEY, OTHER_TEST_KEY, NEW_SECRET)
+# The world's webhook endpoints' signing secret: no page shows a stored one.
+HOOK_SECRET = "whsec_bWF0cml4LXdlYmhvb2stc2VjcmV0LTAxMjM0NTY3ODk="
+SECRETS = (TEST_KEY, OTHER_TEST_KEY, NEW_SECRET, HOOK_SECRET)
 
 ANONYMOUS = "anonymous"
 # What each actor may do in each scope: team A, team B, the other user's personal things (P),
@@ -117,6 +121,10 @@ EVENTS = tuple(Target(f"event_{scope}", "event", scope) for scope in "ABP")
 # Access tokens: the teams' (made by their owners) and the other user's personal one. Only
 # those who may manage a token see it (a team's members and viewers do not).
 TOKENS = tuple(Target(f"token_{scope}", "token", scope) for scope in "ABP")
+# Webhook endpoints (the teams' and the other user's own) and one delivery of each: a team's
+# members and viewers see them, its owners manage them.
+WEBHOOKS = tuple(Target(f"webhook_{scope}", "webhook", scope) for scope in "ABP")
+DELIVERIES = tuple(Target(f"delivery_{scope}", "delivery", scope) for scope in "ABP")
 # Pending invitations as a team's owners see them (revoke), and as the invitee does (accept,
 # decline): one to the other user, one to someone who is no actor (scope X: nobody's).
 TEAM_INVITATIONS = (
@@ -143,6 +151,8 @@ PATH_KWARGS = {
     "view": {"pk"},
     "event": {"pk"},
     "token": {"pk"},
+    "webhook": {"pk"},
+    "delivery": {"pk"},
     "membership": {"pk", "membership_pk"},
     "invitation": {"pk", "invitation_pk"},
     "my_invitation": {"pk"},
@@ -206,6 +216,16 @@ def token_create_params(world, target):
         "label": "matrix-new-token",
         "scopes": ["threads:read"],
         "days": "30",
+        "team": team.pk if team else "",
+    }
+
+
+def webhook_create_params(world, target):
+    team = world.teams.get(target.scope)
+    return {
+        "url": "https://127.0.0.1:9/matrix-hook",
+        "description": "matrix-new-hook",
+        "events": ["thread.deleted"],
         "team": team.pk if team else "",
     }
 
@@ -326,6 +346,22 @@ ROUTES = {
     "token_revoke": Route(
         TOKENS, get=Rule(MANAGE, refused=404), post=Rule(MANAGE, REDIRECTS, refused=404)
     ),
+    # A team's endpoints: its owners register them (another team's is a form error: 200; the
+    # answer is the page with the new secret, 200), its members and viewers look at them.
+    "webhook_list": Route(get=ANYONE),
+    "webhook_create": Route(
+        KEY_OWNERS,
+        get=ANYONE,
+        post=Rule(MANAGE, refused=200),
+        target_in=POST_DATA,
+        params=webhook_create_params,
+    ),
+    "webhook_detail": Route(WEBHOOKS, get=Rule(SEE)),
+    # An empty POST is a form error: 200 for whoever may manage the endpoint.
+    "webhook_edit": Route(WEBHOOKS, get=Rule(MANAGE), post=Rule(MANAGE)),
+    "webhook_rotate": Route(WEBHOOKS, get=Rule(MANAGE), post=Rule(MANAGE)),  # the new secret
+    "webhook_delete": Route(WEBHOOKS, get=Rule(MANAGE), post=Rule(MANAGE, REDIRECTS)),
+    "webhook_resend": Route(DELIVERIES, post=Rule(MANAGE, REDIRECTS)),
 }
 
 
@@ -400,6 +436,8 @@ class World:
     sessions: dict  # actor -> session cookie (one login each, not one per cell)
     selections: dict  # scope -> selection
     saved_views: dict  # scope -> saved view
+    webhooks: dict  # scope -> webhook endpoint
+    deliveries: dict  # scope -> one delivery of that endpoint
 
     def url(self, cell):
         target = cell.target
@@ -412,6 +450,8 @@ class World:
             "view": self.saved_views,
             "event": self.events,
             "token": self.tokens,
+            "webhook": self.webhooks,
+            "delivery": self.deliveries,
         }
         if cell.route.target_in != PATH or target.kind == "":
             args = []
@@ -571,6 +611,31 @@ def _build_world():
             ("P", users["other_user"]),
         )
     }
+    webhooks = {
+        scope: WebhookEndpoint.objects.create(
+            team=teams.get(scope),
+            owner=None if scope in teams else users["other_user"],
+            url=f"https://hooks.example.com/{scope}-matrix",
+            description=f"{scope}-hook-mx",
+            events=["thread.deleted"],
+            secret_encrypted=encrypt_secret(HOOK_SECRET),
+        )
+        for scope in "ABP"
+    }
+    deliveries = {
+        scope: WebhookDelivery.objects.create(
+            endpoint=endpoint,
+            message_id=f"msg_matrix{scope}",
+            event="thread.deleted",
+            body="{}",
+            status=WebhookDelivery.Status.FAILED,
+            created_at=timezone.now(),
+            give_up_at=timezone.now(),
+        )
+        for scope, endpoint in webhooks.items()
+    }
+    for scope, endpoint in webhooks.items():
+        names[scope].append(endpoint.description)
     sessions = {}
     for actor, user in users.items():
         client = Client()
@@ -592,6 +657,8 @@ def _build_world():
         sessions,
         selections,
         saved_views,
+        webhooks,
+        deliveries,
     )
 
 
@@ -645,7 +712,7 @@ def test_the_markers_are_shown_to_whoever_may_see_them(actor, live_threads, clie
     world = live_threads
     client.cookies[settings.SESSION_COOKIE_NAME] = world.sessions[actor]
     visible = [scope for scope in world.names if level(actor, scope) >= SEE]
-    names = ("thread_list", "saved_view_list", "key_list", "audit_list")
+    names = ("thread_list", "saved_view_list", "key_list", "audit_list", "webhook_list")
     urls = [reverse(f"threads_app:{name}") for name in names]
     urls += [
         reverse("threads_app:bulk_delete_job", args=[world.jobs[scope].pk])

@@ -34,6 +34,7 @@ import threads_app.forms.keys
 import threads_app.forms.selections
 import threads_app.forms.teams
 import threads_app.forms.threads
+import threads_app.forms.webhooks
 from tests.test_access_matrix import PARAMS, ROUTES, Cell, live_threads, world
 from threads_app.models import AuditEvent, Invitation, TrackedThread
 from threads_app.services.teams import invitation_token_hash
@@ -48,6 +49,7 @@ FORM_MODULES = (
     threads_app.forms.selections,
     threads_app.forms.teams,
     threads_app.forms.threads,
+    threads_app.forms.webhooks,
 )
 # Read by views or formsets rather than declared on a form.
 EXTRA_FIELDS = ["before", "after", "thread", "add_row", "snapshot", "next", "page", "view"]

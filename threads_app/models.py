@@ -437,6 +437,13 @@ class AuditEvent(models.Model):
         TOKEN_NEW_ADDRESS = "token.new_address", "Access token used from a new address"
         TOKEN_REVOKED = "token.revoked", "Access token revoked"
         TOKEN_EXPIRED = "token.expired", "Access token expired"
+        # Webhooks (issue 19, item 3)
+        WEBHOOK_CREATED = "webhook.created", "Webhook endpoint registered"
+        WEBHOOK_UPDATED = "webhook.updated", "Webhook endpoint changed"
+        WEBHOOK_SECRET_ROTATED = "webhook.secret_rotated", "Webhook secret rotated"
+        WEBHOOK_DELETED = "webhook.deleted", "Webhook endpoint deleted"
+        WEBHOOK_DISABLED = "webhook.disabled", "Webhook endpoint disabled after failing"
+        WEBHOOK_RESENT = "webhook.resent", "Webhook message sent again"
 
     class Outcome(models.TextChoices):
         PENDING = "pending", "Pending"
@@ -824,3 +831,105 @@ class ApiTokenAddress(models.Model):
 
     def __str__(self) -> str:
         return f"{self.token_id} from {self.address}"
+
+
+class WebhookEndpoint(models.Model):
+    """An HTTPS URL that is sent the events it asks for, signed the Standard Webhooks way
+    (threads_app/services/webhooks.py): a team's (its owners manage it) or a user's own
+    (`owner`, for their personal keys). The secret (`whsec_…`) is kept encrypted like an API
+    key and shown only when it is made or rotated."""
+
+    class Event(models.TextChoices):
+        THREAD_DELETED = "thread.deleted", "thread.deleted — a thread was deleted (or found gone)"
+        JOB_FINISHED = "job.finished", "job.finished — a bulk job finished"
+        JOB_NEEDS_APPROVAL = "job.needs_approval", "job.needs_approval — a job waits for approval"
+        KEY_FAILING = "key.failing", "key.failing — the API started rejecting a key"
+        RETENTION_ENFORCED = "retention.enforced", "retention.enforced — a retention policy ran"
+
+    team = models.ForeignKey(
+        Team, null=True, blank=True, on_delete=models.CASCADE, related_name="webhook_endpoints"
+    )
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="webhook_endpoints",
+    )
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    url = models.URLField(max_length=500)
+    description = models.CharField(max_length=200, blank=True)
+    events = models.JSONField(default=list)
+    enabled = models.BooleanField(default=True)
+    # Why it was turned off by the app (deliveries failing for a day), if it was.
+    disabled_reason = models.CharField(max_length=300, blank=True)
+    secret_encrypted = models.TextField(editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    secret_rotated_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=(Q(owner__isnull=False, team__isnull=True))
+                | (Q(owner__isnull=True, team__isnull=False)),
+                name="webhook_owned_by_user_xor_team",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.description or self.url
+
+
+class WebhookDelivery(models.Model):
+    """One message to one endpoint, tried until it is answered 2xx or its day is over
+    (`give_up_at`); `message_id` is its `webhook-id`, the same on every attempt."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        DELIVERED = "delivered", "Delivered"
+        FAILED = "failed", "Failed"
+
+    endpoint = models.ForeignKey(
+        WebhookEndpoint, on_delete=models.CASCADE, related_name="deliveries"
+    )
+    message_id = models.CharField(max_length=40, unique=True)
+    event = models.CharField(max_length=40)
+    body = models.TextField()  # the JSON sent, byte for byte the same on every attempt
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
+    attempts = models.PositiveIntegerField(default=0)
+    created_at = models.DateTimeField()
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    give_up_at = models.DateTimeField()
+    last_attempt_at = models.DateTimeField(null=True, blank=True)
+    last_status_code = models.PositiveSmallIntegerField(null=True, blank=True)
+    last_error = models.CharField(max_length=300, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [
+            models.Index(fields=["status", "next_attempt_at"], name="webhook_delivery_due"),
+            models.Index(fields=["endpoint", "-created_at"], name="webhook_delivery_recent"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.event} to {self.endpoint_id} ({self.status})"
+
+
+class WebhookAttempt(models.Model):
+    """One try of a delivery: what the receiver answered, or why nothing was sent or heard."""
+
+    delivery = models.ForeignKey(
+        WebhookDelivery, on_delete=models.CASCADE, related_name="attempt_rows"
+    )
+    attempted_at = models.DateTimeField()
+    status_code = models.PositiveSmallIntegerField(null=True, blank=True)
+    error = models.CharField(max_length=300, blank=True)
+
+    class Meta:
+        ordering = ["-attempted_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.delivery_id} at {self.attempted_at}"

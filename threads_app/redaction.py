@@ -1,4 +1,5 @@
-"""Log hygiene: no log line may carry anything shaped like an API key, and noise stays short.
+"""Log hygiene: no log line may carry anything shaped like an API key or a webhook secret, and
+noise stays short.
 
 `RedactSecretsFilter` sits on every log handler (settings' LOGGING). `OneLineFilter` sits on
 loggers whose events are routine and whose tracebacks say nothing (a request with a Host the
@@ -8,7 +9,7 @@ app does not serve: every scanner sends them).
 import logging
 import re
 
-SECRET_PATTERN = re.compile(r"(Bearer\s+)?\bsk-[A-Za-z0-9_\-]{6,}")
+SECRET_PATTERN = re.compile(r"(Bearer\s+)?\bsk-[A-Za-z0-9_\-]{6,}|\bwhsec_[A-Za-z0-9+/=]{6,}")
 
 
 def redact(text: str) -> str:

@@ -42,6 +42,8 @@ from threads_app.models import (
     Selection,
     Team,
     TrackedThread,
+    WebhookDelivery,
+    WebhookEndpoint,
     WorkerHeartbeat,
     normalise_identifier,
 )
@@ -179,6 +181,105 @@ def manageable_tokens(user: User) -> QuerySet[ApiToken]:
 
 def get_manageable_token(user: User, pk: int) -> ApiToken:
     return get_object_or_404(manageable_tokens(user), pk=pk)
+
+
+# --- Webhooks ---------------------------------------------------------------------------------
+
+
+def visible_webhooks(user: User) -> QuerySet[WebhookEndpoint]:
+    """Endpoints whose settings and deliveries the user may see: their own, and their
+    teams' (any role). Never their secrets."""
+    endpoints = WebhookEndpoint.objects.select_related("team", "owner")
+    if user.is_superuser:
+        return endpoints
+    return endpoints.filter(Q(owner=user) | Q(team__in=_team_ids(user)))
+
+
+def manageable_webhooks(user: User) -> QuerySet[WebhookEndpoint]:
+    """Endpoints the user may change, rotate, delete and send again: their own, and those of
+    the teams they own."""
+    endpoints = WebhookEndpoint.objects.select_related("team", "owner")
+    if user.is_superuser:
+        return endpoints
+    return endpoints.filter(Q(owner=user) | Q(team__in=_team_ids(user, [Role.OWNER])))
+
+
+def may_manage_webhook(user: User, endpoint: WebhookEndpoint) -> bool:
+    return manageable_webhooks(user).filter(pk=endpoint.pk).exists()
+
+
+def get_visible_webhook(user: User, pk: int) -> WebhookEndpoint:
+    return get_object_or_404(visible_webhooks(user), pk=pk)
+
+
+def get_manageable_webhook(user: User, pk: int) -> WebhookEndpoint:
+    """404 when the user may not see the endpoint, 403 when they may only look at it."""
+    endpoint = get_visible_webhook(user, pk)
+    _forbid_unless(
+        may_manage_webhook(user, endpoint),
+        "Only the team's owners (or the endpoint's owner) can change this endpoint.",
+    )
+    return endpoint
+
+
+def get_manageable_delivery(user: User, pk: int) -> WebhookDelivery:
+    """A delivery of an endpoint the user may manage: 404 out of sight, 403 to look only."""
+    delivery = get_object_or_404(
+        WebhookDelivery.objects.select_related("endpoint", "endpoint__team"),
+        pk=pk,
+        endpoint__in=visible_webhooks(user),
+    )
+    _forbid_unless(
+        may_manage_webhook(user, delivery.endpoint),
+        "Only the team's owners (or the endpoint's owner) can send this again.",
+    )
+    return delivery
+
+
+RECENT_DELIVERIES = 50
+
+
+def recent_deliveries(endpoint: WebhookEndpoint) -> list[WebhookDelivery]:
+    """The endpoint's newest deliveries, each with its attempts (newest first)."""
+    return list(
+        endpoint.deliveries.prefetch_related("attempt_rows").order_by("-created_at", "-id")[
+            :RECENT_DELIVERIES
+        ]
+    )
+
+
+def enabled_webhooks(*, team_ids: set[int], owner_ids: set[int]) -> list[WebhookEndpoint]:
+    """The enabled endpoints of these teams and of these users' own."""
+    if not team_ids and not owner_ids:
+        return []
+    return list(
+        WebhookEndpoint.objects.filter(
+            Q(team_id__in=team_ids) | Q(owner_id__in=owner_ids), enabled=True
+        )
+    )
+
+
+def due_webhook_delivery_ids(now: datetime) -> list[int]:
+    return list(
+        WebhookDelivery.objects.filter(
+            status=WebhookDelivery.Status.PENDING, next_attempt_at__lte=now, endpoint__enabled=True
+        )
+        .order_by("next_attempt_at", "pk")
+        .values_list("pk", flat=True)
+    )
+
+
+def webhook_owner_emails(endpoint: WebhookEndpoint) -> list[str]:
+    """Whom to tell about the endpoint: the team's owners, or its own owner (with an email,
+    active accounts only)."""
+    if endpoint.team_id is not None:
+        users = User.objects.filter(
+            memberships__team_id=endpoint.team_id, memberships__role=Role.OWNER
+        )
+    else:
+        users = User.objects.filter(webhook_endpoints=endpoint)
+    emails = users.filter(is_active=True).exclude(email="").values_list("email", flat=True)
+    return sorted(set(emails))
 
 
 # --- Operations: what the health endpoint, the metrics and the worker read -------------------

@@ -26,7 +26,7 @@ from django_tasks_db.models import DBTaskResult
 from threads_app import selectors
 from threads_app.audit import Origin
 from threads_app.models import BulkDeleteJob, WorkerHeartbeat
-from threads_app.services import bulk, jobs
+from threads_app.services import bulk, jobs, webhooks
 from threads_app.services.counts import fold_thread_counts
 from threads_app.services.reconcile import reconcile_all
 from threads_app.services.retention import enforce_retention
@@ -118,9 +118,30 @@ def queue_bulk_delete(job_id: int, origin: Origin | None) -> str:
     return bulk_delete_task.enqueue(job_id=job_id, origin=data).id
 
 
+@task()
+def deliver_webhooks_task(*, delivery_ids: list[int]) -> dict[str, int]:
+    """Try each delivery once (`services.webhooks.deliver`), one after the other; queue a
+    task for each one to try again when its backoff is over (the database backend keeps a
+    task until its `run_after`)."""
+    retries = 0
+    for delivery_id in delivery_ids:
+        again = webhooks.deliver(delivery_id)
+        if again is not None and deliver_webhooks_task.get_backend().supports_defer:
+            deliver_webhooks_task.using(run_after=again).enqueue(delivery_ids=[delivery_id])
+            retries += 1
+    return {"deliveries": len(delivery_ids), "to_retry": retries}
+
+
+def queue_deliveries(delivery_ids: list[int]) -> None:
+    """Queue the deliveries' first attempt (`services.webhooks` calls this once committed)."""
+    deliver_webhooks_task.enqueue(delivery_ids=delivery_ids)
+
+
 def register() -> None:
-    """Give `services.jobs` the way to queue a job's run (the app's `ready` calls this)."""
+    """Give `services.jobs` the way to queue a job's run, and `services.webhooks` the way to
+    queue deliveries (the app's `ready` calls this)."""
     jobs.run_jobs_with(queue_bulk_delete)
+    webhooks.queue_deliveries_with(queue_deliveries)
 
 
 def task_kwargs(result: DBTaskResult[..., Any]) -> dict[str, Any]:
@@ -145,8 +166,9 @@ def sweep() -> list[DBTaskResult[..., Any]]:
     report it. An abandoned `bulk_delete_task` is resumed in the same transaction: its job
     notes "resumed after the worker stopped" and a new task is queued for it (any live worker
     takes it), so each abandoned job is resumed exactly once. Heartbeat rows older than the
-    lease are then removed, the thread counters' shards folded (`fold_thread_counts`) and the
-    access tokens that expired since the last sweep audited (`record_expired_tokens`).
+    lease are then removed, the thread counters' shards folded (`fold_thread_counts`), the
+    access tokens that expired since the last sweep audited (`record_expired_tokens`) and the
+    webhook deliveries whose task was lost queued again (`webhooks.take_overdue`).
     Called by every `db_worker` between tasks (at most every WORKER_SWEEP_SECONDS); safe to
     call anywhere.
     """
@@ -185,6 +207,8 @@ def sweep() -> list[DBTaskResult[..., Any]]:
     WorkerHeartbeat.objects.filter(beat_at__lt=cutoff).delete()
     fold_thread_counts()
     record_expired_tokens(now=now)
+    if overdue := webhooks.take_overdue(now=now):
+        queue_deliveries(overdue)
     return abandoned
 
 

@@ -16,6 +16,7 @@ from threads_app.views import (
     threads,
     tokens,
     transcripts,
+    webhooks,
 )
 
 app_name = "threads_app"
@@ -68,6 +69,13 @@ ROUTES: list[tuple[str, Callable[..., HttpResponseBase]]] = [
     ("health/", operations.health),
     ("tokens/", tokens.token_list),
     ("tokens/<int:pk>/revoke/", tokens.token_revoke),
+    ("webhooks/", webhooks.webhook_list),
+    ("webhooks/new/", webhooks.webhook_create),
+    ("webhooks/<int:pk>/", webhooks.webhook_detail),
+    ("webhooks/<int:pk>/edit/", webhooks.webhook_edit),
+    ("webhooks/<int:pk>/rotate/", webhooks.webhook_rotate),
+    ("webhooks/<int:pk>/delete/", webhooks.webhook_delete),
+    ("webhooks/deliveries/<int:pk>/resend/", webhooks.webhook_resend),
 ]
 
 urlpatterns = [path(route, view, name=view.__name__) for route, view in ROUTES]

@@ -42,9 +42,10 @@ from threads_app.models import (
     BulkDeleteItem,
     BulkDeleteJob,
     TrackedThread,
+    WebhookEndpoint,
 )
 from threads_app.selectors import MAX_BULK_DELETE, BulkDeleteSelection
-from threads_app.services import deletions
+from threads_app.services import deletions, webhooks
 from threads_app.services.budget import SharedConcurrency
 from threads_app.services.concurrency import run_adaptively
 from threads_app.services.deletions import Deletion
@@ -209,10 +210,38 @@ def run_bulk_delete(
     if task_id is not None:
         mine = mine.filter(task_id=task_id)
     now = timezone.now()
-    if not mine.filter(state=JobState.RUNNING).update(state=JobState.FINISHED, finished_at=now):
-        # paused or cancelled: nothing runs the job now (resuming it queues a new run)
-        mine.filter(state=JobState.PAUSED).update(task_id="")
-        mine.filter(state=JobState.CANCELLED).update(task_id="", finished_at=now)
+    with transaction.atomic():
+        if mine.filter(state=JobState.RUNNING).update(state=JobState.FINISHED, finished_at=now):
+            _notify_finished(job)
+            return
+    # paused or cancelled: nothing runs the job now (resuming it queues a new run)
+    mine.filter(state=JobState.PAUSED).update(task_id="")
+    mine.filter(state=JobState.CANCELLED).update(task_id="", finished_at=now)
+
+
+def _notify_finished(job: BulkDeleteJob) -> None:
+    """`job.finished` to its creator's own endpoints and to those of every team whose
+    threads it went through: its id, kind and outcome counts."""
+    data = {
+        "job_id": job.pk,
+        "kind": job.kind,
+        "state": JobState.FINISHED.value,
+        "created_by": job.created_by.get_username(),
+        "policy_id": job.policy_id,
+        "outcomes": selectors.bulk_delete_outcome_counts(job.pk),
+    }
+    team_ids = (
+        job.items.exclude(tracked_thread__api_key__team__isnull=True)
+        .values_list("tracked_thread__api_key__team", flat=True)
+        .distinct()
+    )
+    webhooks.notify_each(
+        event=WebhookEndpoint.Event.JOB_FINISHED,
+        notices=[
+            webhooks.Notice(None, job.created_by_id, data),
+            *(webhooks.Notice(team_id, None, data) for team_id in sorted(set(team_ids))),
+        ],
+    )
 
 
 def _take_job(job_id: int, *, task_id: str, worker_id: str) -> bool:

@@ -25,7 +25,8 @@ from django.utils import timezone
 
 from threads_app import audit
 from threads_app.audit import Origin
-from threads_app.models import AuditEvent, TrackedThread
+from threads_app.models import AuditEvent, TrackedThread, WebhookEndpoint
+from threads_app.services import webhooks
 from threads_app.services.keys import client_for, note_key_result
 from threads_app.services.refusals import Refused
 from threads_app.services.threads import require_writable
@@ -300,12 +301,39 @@ def record_deletions(
                 state=F("state_before_deletion"), state_before_deletion="", deletion_started_at=None
             )
         audit.record_many(outcomes)
+        webhooks.notify_each(
+            event=WebhookEndpoint.Event.THREAD_DELETED,
+            notices=[
+                _deleted_notice(deletion, event, job=(details or {}).get("job"))
+                for (_, deletion), event in zip(pairs, outcomes, strict=True)
+                if deletion.removed
+            ],
+        )
     for thread in removed:
         thread.state, thread.state_before_deletion = State.DELETED, ""
     for thread in kept:
         if thread.state == State.DELETING:
             thread.state, thread.state_before_deletion = State(thread.state_before_deletion), ""
             thread.deletion_started_at = None
+
+
+def _deleted_notice(deletion: Deletion, event: AuditEvent, *, job: Any) -> webhooks.Notice:
+    """The `thread.deleted` webhook of a deletion that removed its thread: ids and labels."""
+    thread, key = deletion.thread, deletion.thread.api_key
+    return webhooks.Notice(
+        key.team_id,
+        key.owner_id,
+        {
+            "thread_id": thread.thread_id,
+            "label": thread.label,
+            "key_id": key.pk,
+            "key_label": key.label,
+            "team_id": key.team_id,
+            "outcome": deletion.outcome,
+            "audit_sequence": event.sequence,
+            "job_id": job if isinstance(job, int) else None,
+        },
+    )
 
 
 def resolve_interrupted_deletion(

@@ -14,7 +14,8 @@ from django.views.decorators.debug import sensitive_variables
 from threads_app import audit, selectors
 from threads_app.audit import Origin
 from threads_app.crypto import decrypt_secret, encrypt_secret, secret_fingerprint, secret_hint
-from threads_app.models import ApiKey, AuditEvent, Membership, Team
+from threads_app.models import ApiKey, AuditEvent, Membership, Team, WebhookEndpoint
+from threads_app.services import webhooks
 from threads_app.services.refusals import NotAllowed, Refused
 from threads_app.upstream import (
     AuthenticationError,
@@ -70,7 +71,20 @@ def note_key_result(api_key: ApiKey, error: UpstreamError | None = None) -> None
         fields = {"last_used_at": now, "last_checked_at": now, "failing": False, "last_error": ""}
     else:
         return
-    ApiKey.objects.filter(pk=api_key.pk).update(**fields)
+    with transaction.atomic():
+        turned_failing = bool(fields["failing"]) and bool(
+            ApiKey.objects.filter(pk=api_key.pk, failing=False).update(**fields)
+        )
+        if not turned_failing:
+            ApiKey.objects.filter(pk=api_key.pk).update(**fields)
+        else:
+            webhooks.notify(
+                event=WebhookEndpoint.Event.KEY_FAILING,
+                team=api_key.team,
+                owner=api_key.owner,
+                # Never the upstream's message: it may quote part of the key.
+                data={"key_id": api_key.pk, "key_label": api_key.label, "team_id": api_key.team_id},
+            )
     for name, value in fields.items():
         setattr(api_key, name, value)
 

@@ -23,7 +23,14 @@ from django.utils import timezone
 
 from threads_app import audit, selectors
 from threads_app.audit import Origin
-from threads_app.models import ApiKey, AuditEvent, BulkDeleteJob, RetentionPolicy
+from threads_app.models import (
+    ApiKey,
+    AuditEvent,
+    BulkDeleteJob,
+    RetentionPolicy,
+    WebhookEndpoint,
+)
+from threads_app.services import webhooks
 from threads_app.services.jobs import start_policy_job
 from threads_app.services.refusals import NotAllowed, Refused
 
@@ -135,7 +142,28 @@ def enforce_retention(
             RetentionPolicy.objects.filter(pk=enforcement.policy.pk).update(
                 last_run_at=now, last_result=enforcement.summary[:500]
             )
+            _notify_enforced(enforcement)
     return done
+
+
+def _notify_enforced(enforcement: Enforcement) -> None:
+    """`retention.enforced` to the key's team's endpoints (or its owner's own)."""
+    policy, key = enforcement.policy, enforcement.policy.api_key
+    webhooks.notify(
+        event=WebhookEndpoint.Event.RETENTION_ENFORCED,
+        team=key.team,
+        owner=key.owner,
+        data={
+            "policy_id": policy.pk,
+            "key_id": key.pk,
+            "key_label": key.label,
+            "team_id": key.team_id,
+            "max_age_days": policy.max_age_days,
+            "threads": enforcement.count,
+            "job_id": enforcement.job.pk if enforcement.job else None,
+            "not_enforced": enforcement.not_enforced,
+        },
+    )
 
 
 def _enforce(

@@ -54,6 +54,8 @@ class Command(BaseCommand):
         emulator = Emulator(keys=list(demo_data.DEMO_SECRETS.values()), latency=0.05)
         emulator.start()
         settings.UMAMIAI_BASE_URL = emulator.base_url
+        # Webhook receivers on this machine are welcome in the demo (README, "Webhooks").
+        settings.WEBHOOK_ALLOW_PRIVATE = True
         try:
             seeded = demo_data.seed()
             self.stdout.write(self.style.SUCCESS(f"Emulator at {emulator.base_url}"))
@@ -98,7 +100,7 @@ class Command(BaseCommand):
                 str(os.getpid()),
             ],
             cwd=settings.BASE_DIR,
-            env={**os.environ, "UMAMIAI_BASE_URL": base_url},
+            env={**os.environ, "UMAMIAI_BASE_URL": base_url, "WEBHOOK_ALLOW_PRIVATE": "1"},
             # Its own process group: Ctrl+C stops the demo, which then stops the worker once
             # (a second signal would make the worker abandon its task).
             start_new_session=True,
