@@ -3,7 +3,9 @@
 from datetime import datetime
 from typing import Any, Literal
 
-from ninja import Field, Router, Schema, Status
+from django.http import StreamingHttpResponse
+from django.utils.http import content_disposition_header
+from ninja import Field, Query, Router, Schema, Status
 
 from threads_app.api import jobs
 from threads_app.api.base import ApiRequest, Problem, scoped
@@ -72,3 +74,69 @@ def cancel_job(request: ApiRequest, pk: PathPk) -> JobOut:
     """Stop a running job (the deletions already sent keep their outcomes)."""
     job = jobs.cancel(principal=request.auth, job=jobs.get_job(request.auth, pk))
     return job_out(job)
+
+
+class ReceiptLineOut(Schema):
+    job: int
+    line: int
+    thread_id: str
+    outcome: str
+    http_status: int | None
+    request_id: str
+    at: str
+    intent_sequence: int | None
+    event_sequence: int | None
+    event_hash: str
+    note: str
+
+
+class ReceiptCheckpointOut(Schema):
+    sequence: int
+    hash: str
+    at: str
+    mac: str
+
+
+class ReceiptOut(Schema):
+    receipt: dict[str, Any]
+    lines: list[ReceiptLineOut]
+    checkpoint: ReceiptCheckpointOut
+    signature: str
+
+
+@router.get(
+    "/jobs/{int:pk}/receipt",
+    response={200: ReceiptOut, **ERRORS, 503: Problem},
+    auth=scoped("audit:read"),
+    openapi_extra={
+        "responses": {
+            200: {
+                "description": "The receipt: JSON, or CSV with `?format=csv`",
+                "content": {
+                    "application/json": {"schema": {"$ref": "#/components/schemas/ReceiptOut"}},
+                    "text/csv": {"schema": {"type": "string"}},
+                },
+            }
+        }
+    },
+)
+def get_receipt(
+    request: ApiRequest,
+    pk: PathPk,
+    format: Literal["json", "csv"] = Query("json"),  # type: ignore[type-arg]
+) -> StreamingHttpResponse:
+    """A finished (or cancelled) job's receipt, streamed: every thread with its outcome, the
+    upstream's status and request id, the time and its audit event's sequence and hash,
+    ending with a signed audit checkpoint (`manage.py verify_audit --receipt FILE` checks
+    it). 409 until the job has finished. The download is audited."""
+    issued = jobs.receipt(
+        principal=request.auth,
+        job=jobs.get_job(request.auth, pk),
+        format=format,
+        origin=Origin.from_request(request),
+    )
+    return StreamingHttpResponse(
+        issued.chunks(),
+        content_type=issued.content_type,
+        headers={"Content-Disposition": content_disposition_header(True, issued.filename)},
+    )
