@@ -60,12 +60,7 @@ class ReceiptLine:
     note: str
 
     def to_data(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    def canonical(self) -> bytes:
-        return json.dumps(
-            self.to_data(), sort_keys=True, separators=(",", ":"), ensure_ascii=False
-        ).encode()
+        return {name: getattr(self, name) for name in FIELDS}
 
 
 FIELDS = tuple(field.name for field in dataclasses.fields(ReceiptLine))
@@ -79,8 +74,10 @@ def _signer() -> "hmac.HMAC":
     return hmac.new(key, digestmod=hashlib.sha256)
 
 
-def _sign(signer: "hmac.HMAC", line: ReceiptLine) -> None:
-    signer.update(line.canonical() + b"\n")
+def _sign(signer: "hmac.HMAC", data: dict[str, Any]) -> None:
+    """Add a line (`ReceiptLine.to_data`) to the receipt's signature."""
+    canonical = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    signer.update(canonical.encode() + b"\n")
 
 
 def _signature(signer: "hmac.HMAC", checkpoint: Checkpoint) -> str:
@@ -114,8 +111,9 @@ def receipt_json(
     yield '{"receipt": ' + json.dumps(receipt_header(job)) + ',\n"lines": ['
     separator = "\n"
     for line in lines:
-        _sign(signer, line)
-        yield separator + json.dumps(line.to_data(), ensure_ascii=False)
+        data = line.to_data()
+        _sign(signer, data)
+        yield separator + json.dumps(data, ensure_ascii=False)
         separator = ",\n"
     yield '\n],\n"checkpoint": ' + checkpoint.to_json()
     yield ',\n"signature": ' + json.dumps(_signature(signer, checkpoint)) + "}\n"
@@ -143,8 +141,9 @@ def receipt_csv(
     signer = _signer()
     yield row(FIELDS)
     for line in lines:
-        _sign(signer, line)
-        yield row(getattr(line, name) for name in FIELDS)
+        data = line.to_data()
+        _sign(signer, data)
+        yield row(data.values())
     tail = dict.fromkeys(FIELDS, "") | {"job": job.pk}
     yield row((tail | {"line": CHECKPOINT_ROW, "note": checkpoint.to_json()}).values())
     yield row((tail | {"line": SIGNATURE_ROW, "note": _signature(signer, checkpoint)}).values())
@@ -279,7 +278,7 @@ def verify_receipt(receipt: Receipt, checkpoint_log: Iterable[str]) -> Verificat
         return chain
     signer = _signer()
     for line in receipt.lines:
-        _sign(signer, line)
+        _sign(signer, line.to_data())
     if not hmac.compare_digest(_signature(signer, checkpoint).encode(), receipt.signature.encode()):
         return _broken(
             "the receipt's signature does not match its lines and checkpoint "

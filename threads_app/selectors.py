@@ -709,16 +709,19 @@ def receipt_lines(job: BulkDeleteJob) -> Iterator[ReceiptLine]:
     while batch := list(items.filter(pk__gt=last)[:RECEIPT_BATCH]):
         last = batch[-1][0]
         sequences = [row[6] for row in batch if row[6] is not None]
-        events = AuditEvent.objects.only(
-            "sequence", "hash", "created_at", "http_status", "request_id"
-        ).in_bulk(sequences, field_name="sequence")
+        events = {
+            row[0]: row
+            for row in AuditEvent.objects.filter(sequence__in=sequences).values_list(
+                "sequence", "hash", "created_at", "http_status", "request_id"
+            )
+        }
         for _pk, thread_id, outcome, message, finished_at, intent, sequence in batch:
             number += 1
             event = events.get(sequence) if sequence is not None else None
             when: datetime | None
             if event is not None:
-                hash_, status, request_id = event.hash, event.http_status, event.request_id
-                when, note = event.created_at, message
+                _, hash_, when, status, request_id = event
+                note = message
             else:
                 sequence, hash_, status, request_id = None, "", None, ""
                 when, note = finished_at, _unrecorded_note(outcome, message, intent)
