@@ -321,7 +321,7 @@ def test_verify_receipt_needs_a_checkpoint_log_and_a_receipt(
         verify(tmp_path / "missing.json", "--checkpoints", str(log))
 
 
-@settings(max_examples=200, deadline=None, suppress_health_check=list(HealthCheck))
+@settings(max_examples=200, deadline=None, database=None, suppress_health_check=list(HealthCheck))
 @given(
     text=st.one_of(
         st.text(max_size=300),

@@ -11,7 +11,8 @@ from ninja import Field, Query, Router, Schema, Status
 from threads_app.api import jobs
 from threads_app.api.base import ApiRequest, Problem, scoped
 from threads_app.api.schemas import Body, PathPk, Pk
-from threads_app.audit import Origin
+from threads_app.audit import Checkpoint, Origin
+from threads_app.receipts import ReceiptLine
 from threads_app.selectors import MAX_BULK_DELETE
 from threads_app.services import receipts
 
@@ -78,31 +79,12 @@ def cancel_job(request: ApiRequest, pk: PathPk) -> JobOut:
     return job_out(job)
 
 
-class ReceiptLineOut(Schema):
-    job: int
-    line: int
-    thread_id: str
-    outcome: str
-    http_status: int | None
-    request_id: str
-    at: str
-    intent_sequence: int | None
-    event_sequence: int | None
-    event_hash: str
-    note: str
-
-
-class ReceiptCheckpointOut(Schema):
-    sequence: int
-    hash: str
-    at: str
-    mac: str
-
-
 class ReceiptOut(Schema):
+    """What `threads_app.receipts.receipt_json` writes (documented only: it is streamed)."""
+
     receipt: dict[str, Any]
-    lines: list[ReceiptLineOut]
-    checkpoint: ReceiptCheckpointOut
+    lines: list[ReceiptLine]
+    checkpoint: Checkpoint
     signature: str
 
 
