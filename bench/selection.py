@@ -20,12 +20,19 @@ Parts (all by default):
   verified, and the worker's RSS growth over the job (less than RSS_MB).
 - `two`: two jobs of `--delete`/2 threads each on one key, two workers at once, same limit:
   together against the floor (at most TWO_RATIO), 429s at most TWO_SHARE.
+- `receipt`: a finished job of `--receipt-lines` threads (20,000), each with its intent and
+  outcome events in the audit log: the time to generate its receipt (CSV and JSON, streamed
+  to a file, with the peak of Python memory allocated meanwhile) and to verify it
+  (`manage.py verify_audit --receipt`), against `verify_chain` over the same log, timed in
+  the same process (the baseline: a verification recomputes the chain up to its checkpoint).
+  No target: the times are printed.
 
 With a PostgreSQL URL it runs in a database of its own (`test_<name>`, created and dropped).
 Prints the figures; exits 1 when a target is missed.
 """
 
 import argparse
+import io
 import logging
 import os
 import statistics
@@ -33,6 +40,8 @@ import subprocess
 import sys
 import tempfile
 import time
+import tracemalloc
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
@@ -42,11 +51,14 @@ from urllib.parse import quote
 def _arguments() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--database-url", help="PostgreSQL URL (default: a SQLite file)")
-    parser.add_argument("--parts", default="start,rate,two", help="start, rate, two")
+    parser.add_argument(
+        "--parts", default="start,rate,two,receipt", help="start, rate, two, receipt"
+    )
     parser.add_argument("--threads", type=int, default=1_000_000, help="tracked, for `start`")
     parser.add_argument("--delete", type=int, default=20_000, help="threads deleted, `rate`")
     parser.add_argument("--rate", type=float, default=100.0, help="emulator requests/s per key")
     parser.add_argument("--runs", type=int, default=15, help="timed starts per filter")
+    parser.add_argument("--receipt-lines", type=int, default=20_000, help="threads, `receipt`")
     return parser.parse_args()
 
 
@@ -70,12 +82,20 @@ from rate_limited import control, emulator_process  # noqa: E402
 
 from threads_app import audit  # noqa: E402
 from threads_app.crypto import encrypt_secret, secret_fingerprint, secret_hint  # noqa: E402
-from threads_app.models import ApiKey, BulkDeleteJob, TrackedThread  # noqa: E402
+from threads_app.models import (  # noqa: E402
+    ApiKey,
+    AuditEvent,
+    BulkDeleteItem,
+    BulkDeleteJob,
+    TrackedThread,
+)
 from threads_app.selectors import ThreadFilters  # noqa: E402
 from threads_app.services import jobs  # noqa: E402
 from threads_app.upstream import ThreadsClient  # noqa: E402
 
 WARM_UP = 3
+RECEIPT_BATCH = 1000
+RECEIPT_RUNS = 3
 START_MS = 200.0
 START_RATIO = 1.3
 RATE_RATIO, RATE_SHARE, RSS_MB = 1.1, 0.03, 50.0
@@ -274,6 +294,117 @@ def deletion_run(name: str, base_url: str, key: ApiKey, user: object, sizes: lis
               f"+{growth:.1f} MB  ({check(growth < RSS_MB, 'rss')}: < {RSS_MB:g} MB)")  # fmt: skip
 
 
+# --- receipt: generating and verifying a 20,000-line receipt ---------------------------------
+
+
+def finished_job(user: object, key: ApiKey, lines: int) -> BulkDeleteJob:
+    """A finished job of `lines` items, each with an intent and an outcome in the audit log
+    (appended RECEIPT_BATCH at a time, as a job's run does), the items naming them."""
+    job = BulkDeleteJob.objects.create(
+        created_by=user, state=BulkDeleteJob.State.FINISHED, total=lines, done=lines
+    )
+    Outcome = AuditEvent.Outcome
+    for start in range(0, lines, RECEIPT_BATCH):
+        ids = [f"thread_receipt_{n:06d}" for n in range(start, min(start + RECEIPT_BATCH, lines))]
+        intents = audit.record_many(
+            [
+                audit.event(
+                    action=AuditEvent.Action.THREAD_DELETE_INTENT,
+                    outcome=Outcome.PENDING,
+                    actor=user,
+                    api_key=key,
+                    thread_id=thread_id,
+                    details={"label": "", "job": job.pk},
+                )
+                for thread_id in ids
+            ]
+        )
+        outcomes = audit.record_many(
+            [
+                audit.event(
+                    action=AuditEvent.Action.THREAD_DELETED,
+                    outcome=Outcome.SUCCESS,
+                    actor=user,
+                    api_key=key,
+                    thread_id=intent.thread_id,
+                    http_status=200,
+                    request_id=f"req_{intent.sequence}",
+                    details={"intent": intent.sequence, "job": job.pk},
+                )
+                for intent in intents
+            ]
+        )
+        BulkDeleteItem.objects.bulk_create(
+            BulkDeleteItem(
+                job=job,
+                thread_id=intent.thread_id,
+                outcome=BulkDeleteItem.Outcome.DELETED,
+                message="Deleted.",
+                request_id=outcome.request_id,
+                intent_sequence=intent.sequence,
+                outcome_sequence=outcome.sequence,
+            )
+            for intent, outcome in zip(intents, outcomes, strict=True)
+        )
+    return job
+
+
+def write_receipt(user: object, job: BulkDeleteJob, format: str, path: Path) -> None:
+    """Issue the job's receipt and stream it to `path`, as a download does."""
+    from threads_app.services import receipts
+
+    issued = receipts.issue_receipt(user=user, job=job, format=format)  # type: ignore[arg-type]
+    with path.open("w", encoding="utf-8", newline="") as file:
+        for chunk in issued.chunks():
+            file.write(chunk)
+
+
+def part_receipt() -> None:
+    from django.conf import settings
+    from django.core.management import call_command
+
+    logging.getLogger(audit.CHECKPOINT_LOGGER.name).setLevel(logging.WARNING)  # a line each
+    user = get_user_model().objects.filter(username="owner").first()
+    key = ApiKey.objects.filter(owner=user).first()
+    if user is None or key is None:
+        user, key, _ = owner()
+    lines = ARGS.receipt_lines
+    settings.AUDIT_CHECKPOINT_FILE = str(Path(WORKDIR.name) / "checkpoints.log")
+    started = time.perf_counter()
+    job = finished_job(user, key, lines)
+    print(f"receipt: a finished job of {lines:,} threads, {2 * lines:,} audit events "
+          f"written in {time.perf_counter() - started:.1f} s")  # fmt: skip
+    for format in ("csv", "json"):
+        path = Path(WORKDIR.name) / f"receipt.{format}"
+        baseline, generated, verified, outputs = [], [], [], []
+        for _ in range(RECEIPT_RUNS):  # interleaved: a busy moment slows all three alike
+            baseline.append(timed(audit.verify_chain))
+            generated.append(timed(lambda: write_receipt(user, job, format, path)))  # noqa: B023
+            out = io.StringIO()
+            verified.append(
+                timed(lambda: call_command("verify_audit", "--receipt", str(path), stdout=out))  # noqa: B023
+            )
+            outputs.append(out.getvalue())
+        tracemalloc.start()  # one more run, for its memory (tracing slows it down)
+        write_receipt(user, job, format, path)
+        peak = tracemalloc.get_traced_memory()[1] / 2**20
+        tracemalloc.stop()
+        said = all(f"{lines} lines, {lines} with their" in output for output in outputs)
+        ok = check(said, f"receipt {format}")
+        size = path.stat().st_size / 2**20
+        chain = min(baseline)
+        print(f"  {format.upper()} ({size:.1f} MB), best of {RECEIPT_RUNS}: generated in "
+              f"{min(generated):.2f} s (peak {peak:.1f} MB allocated meanwhile), verified in "
+              f"{min(verified):.2f} s = {min(verified) / chain:.2f}x verify_chain over the "
+              f"{2 * lines:,} events ({chain:.2f} s)  ({ok})")  # fmt: skip
+
+
+def timed(run: Callable[[], object]) -> float:
+    started = time.perf_counter()
+    run()
+    return time.perf_counter() - started
+
+
 def main() -> int:
     logging.getLogger("axes").setLevel(logging.WARNING)
     logging.getLogger("threads_app.upstream").setLevel(logging.WARNING)  # a line per call
@@ -283,6 +414,8 @@ def main() -> int:
         parts = ARGS.parts.split(",")
         if "start" in parts:
             part_start()
+        if "receipt" in parts:
+            part_receipt()
         if "rate" in parts or "two" in parts:
             user = get_user_model().objects.filter(username="owner").first()
             key = ApiKey.objects.filter(owner=user).first()

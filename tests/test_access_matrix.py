@@ -280,6 +280,10 @@ ROUTES = {
     "job_pause": Route(JOBS, post=Rule(SEE, REDIRECTS)),
     "job_resume": Route(JOBS, post=Rule(SEE, REDIRECTS)),
     "job_cancel": Route(JOBS, post=Rule(SEE, REDIRECTS)),
+    # Whoever sees a job may download its receipt; the world's jobs are running, so the
+    # download goes back to the job's page, saying why (tests/test_receipts.py downloads one).
+    "job_receipt_csv": Route(JOBS, get=Rule(SEE, REDIRECTS)),
+    "job_receipt_json": Route(JOBS, get=Rule(SEE, REDIRECTS)),
     # Anyone selects what their filters match (only what they may act on counts).
     "thread_select_all": Route(post=Rule(NONE, REDIRECTS)),
     # A selection is its creator's; an empty POST is a form error.

@@ -100,6 +100,10 @@ RULES = {
     ("post", "/api/v1/jobs/{pk}/cancel"): Rule(
         "threads:delete", {"owner": 404, "member": 200, "viewer": 404, "outsider": 404}
     ),
+    # Its receipt, to whoever sees the job: the world's job is running, so not yet (409).
+    ("get", "/api/v1/jobs/{pk}/receipt"): Rule(
+        "audit:read", {"owner": 404, "member": 409, "viewer": 404, "outsider": 404}
+    ),
     ("get", "/api/v1/audit/events"): Rule("audit:read", everyone(200)),
     ("get", "/api/v1/audit/export"): Rule("audit:read", everyone(200)),
     ("get", "/api/v1/overview"): Rule("threads:read", everyone(200)),

@@ -78,7 +78,7 @@ def test_a_bulk_delete_whose_worker_is_killed_finishes_on_another(
     # Every item has exactly one outcome, and every thread is gone.
     assert (
         Counter(job.items.values_list("outcome", flat=True))
-        - Counter({Item.DELETED: THREADS, Item.ALREADY_GONE: THREADS})
+        - Counter({Item.DELETED: THREADS, Item.GONE_AFTER_INTERRUPT: THREADS})
         == Counter()
     )
     assert not job.items.filter(outcome=Item.PENDING).exists()
@@ -97,6 +97,10 @@ def test_a_bulk_delete_whose_worker_is_killed_finishes_on_another(
     resolved = [o for [o] in pairs.values() if "resolved" in o.details]
     assert len(resolved) == interrupted
     assert {o.details["resolved"] for o in resolved} <= {"checked", "sent again"}
+    # A check that found the thread gone says so: not "already gone" (its DELETE was sent).
+    assert {o.outcome for o in resolved if o.details["resolved"] == "checked"} <= {
+        AuditEvent.Outcome.GONE_AFTER_INTERRUPT
+    }
     assert audit.verify_chain().ok
 
     # The first task was swept as lost; the second, queued by the sweep, finished the job.

@@ -220,18 +220,24 @@ def test_begin_deletions_answers_for_each_thread(user, api_key, make_thread, emu
 
 
 @pytest.mark.django_db
-def test_an_interrupted_deletion_that_reached_the_upstream_is_already_gone(user, thread, emulator):
+def test_an_interrupted_deletion_that_reached_the_upstream_is_gone_after_interrupt(
+    user, thread, emulator
+):
+    """Neither "deleted" (no answer said so) nor "already gone" (its own DELETE was probably
+    sent): gone, confirmed after an interrupted deletion."""
     intent = interrupt(thread, user)
     emulator.remove_thread(thread.thread_id)  # its DELETE was sent before the process died
 
     deletion = resolve_interrupted_deletion(thread, intent=intent, actor=user)
 
-    assert deletion.outcome == Outcome.ALREADY_GONE and deletion.removed
+    assert deletion.outcome == Outcome.GONE_AFTER_INTERRUPT and deletion.removed
+    assert "when checked after the interrupted deletion" in deletion.message
     assert emulator.request_log == [("GET", f"/v1/threads/{thread.thread_id}")]
     assert state_of(thread) == thread.state == State.DELETED
     outcome = AuditEvent.objects.get(action=Action.THREAD_DELETED)
     assert outcome.details == {"intent": intent.sequence, "resolved": "checked"}
     assert outcome.http_status == 404
+    assert (outcome.outcome, deletion.event_sequence) == ("gone_interrupted", outcome.sequence)
     assert audit.verify_chain().ok
 
 

@@ -233,10 +233,14 @@ class Verification:
     reason: str = ""
 
 
-def verify_chain() -> Verification:
-    """Recompute the whole chain; report the first broken link."""
+def verify_chain(*, through: int | None = None) -> Verification:
+    """Recompute the whole chain (or its events up to `through`: what a checkpoint covers);
+    report the first broken link."""
     expected_sequence, prev_hash, count = 1, GENESIS_HASH, 0
-    for event in AuditEvent.objects.order_by("sequence").iterator(chunk_size=2000):
+    events = AuditEvent.objects.order_by("sequence")
+    if through is not None:
+        events = events.filter(sequence__lte=through)
+    for event in events.iterator(chunk_size=2000):
         if event.sequence != expected_sequence:
             return Verification(
                 False, count, expected_sequence, f"event {expected_sequence} is missing (gap)"
@@ -248,7 +252,12 @@ def verify_chain() -> Verification:
         if not _same(event.hash, compute_hash(event)):
             return Verification(False, count, event.sequence, "its content was changed")
         expected_sequence, prev_hash, count = expected_sequence + 1, event.hash, count + 1
-    return _verify_head(count, prev_hash)
+    if through is None:
+        return _verify_head(count, prev_hash)
+    if count < through:
+        reason = f"events {count + 1} to {through} are missing"
+        return Verification(False, count, count + 1, reason)
+    return Verification(True, count)
 
 
 def _verify_head(count: int, last_hash: str) -> Verification:
@@ -352,6 +361,39 @@ def checkpoint_head() -> Checkpoint | None:
     checkpoint = Checkpoint.sign(*head)
     write_checkpoint(checkpoint)
     return checkpoint
+
+
+def checkpoint_covering(sequence: int) -> Checkpoint | None:
+    """A signed checkpoint of event `sequence` or a later one: the earliest in
+    AUDIT_CHECKPOINT_FILE that still matches the log, or else a new one of the chain's head
+    (`checkpoint_head`; OSError if it cannot be written). None only for an empty log."""
+    found = _earliest_checkpoint_from(sequence) if sequence > 0 else None
+    if found is not None:
+        stored = _hashes_at({found.sequence}).get(found.sequence, "")
+        if _same(stored, found.hash):
+            return found
+    return checkpoint_head()
+
+
+def _earliest_checkpoint_from(sequence: int) -> Checkpoint | None:
+    """The signed checkpoint of AUDIT_CHECKPOINT_FILE (if set and readable) with the lowest
+    sequence at or after `sequence`."""
+    path, found = settings.AUDIT_CHECKPOINT_FILE, None
+    if not path:
+        return None
+    try:
+        with open(path, encoding="utf-8") as lines:
+            for line in lines:
+                try:
+                    checkpoint = Checkpoint.from_json(line)
+                except ValueError:
+                    continue
+                earlier = found is None or checkpoint.sequence < found.sequence
+                if checkpoint.sequence >= sequence and earlier and checkpoint.signed:
+                    found = checkpoint
+    except (OSError, UnicodeDecodeError):
+        return None  # a new checkpoint is written instead (or says why it cannot be)
+    return found
 
 
 def verify_checkpoints(lines: Iterable[str]) -> Verification:

@@ -444,6 +444,8 @@ class AuditEvent(models.Model):
         WEBHOOK_DELETED = "webhook.deleted", "Webhook endpoint deleted"
         WEBHOOK_DISABLED = "webhook.disabled", "Webhook endpoint disabled after failing"
         WEBHOOK_RESENT = "webhook.resent", "Webhook message sent again"
+        # Deletion receipts (issue 18)
+        RECEIPT_DOWNLOADED = "receipt.downloaded", "Deletion receipt downloaded"
 
     class Outcome(models.TextChoices):
         PENDING = "pending", "Pending"
@@ -451,6 +453,11 @@ class AuditEvent(models.Model):
         ALREADY_GONE = "already_gone", "Already gone"
         REFUSED = "refused", "Refused"
         FAILED = "failed", "Failed"
+        # Deletion receipts (issue 18): the GET resolving an interrupted deletion answered 404.
+        GONE_AFTER_INTERRUPT = "gone_interrupted", "Gone, confirmed after an interrupted deletion"
+
+    # The outcomes of a deletion whose thread went (it is marked deleted).
+    REMOVED_OUTCOMES = (Outcome.SUCCESS, Outcome.ALREADY_GONE, Outcome.GONE_AFTER_INTERRUPT)
 
     sequence = models.PositiveBigIntegerField(unique=True)
     created_at = models.DateTimeField()
@@ -633,6 +640,15 @@ class BulkDeleteJob(models.Model):
         return f"bulk delete #{self.pk} ({self.state})"
 
     @property
+    def receipt_ready(self) -> bool:
+        """Whether the job's receipt can be issued: a delete job that finished, or was
+        cancelled and has no run left resolving its interrupted deletions."""
+        if self.kind != self.Kind.DELETE:
+            return False
+        stopped = self.state == self.State.CANCELLED and not self.task_id
+        return self.state == self.State.FINISHED or stopped
+
+    @property
     def audit_details(self) -> dict[str, Any]:
         """What each deletion of the job adds to its audit events' details: the job, and the
         retention policy that started it and who set it (the job's creator, the events' actor)."""
@@ -649,6 +665,8 @@ class BulkDeleteItem(models.Model):
         ALREADY_GONE = "already_gone", "Already gone"
         REFUSED = "refused", "Refused"
         FAILED = "failed", "Failed"
+        # Deletion receipts (issue 18): as AuditEvent.Outcome.GONE_AFTER_INTERRUPT.
+        GONE_AFTER_INTERRUPT = "gone_interrupted", "Gone, confirmed after an interrupted deletion"
 
     job = models.ForeignKey(BulkDeleteJob, on_delete=models.CASCADE, related_name="items")
     tracked_thread = models.ForeignKey(
@@ -662,6 +680,9 @@ class BulkDeleteItem(models.Model):
     # The sequence of its deletion's intent, saved with the claim: a pending item that has one
     # was interrupted between intent and outcome, and is resolved by asking the upstream first.
     intent_sequence = models.PositiveBigIntegerField(null=True, blank=True)
+    # The sequence of its outcome's audit event, saved with the outcome (None: none recorded):
+    # the job's receipt names it, and its hash, for each thread.
+    outcome_sequence = models.PositiveBigIntegerField(null=True, blank=True)
 
     class Meta:
         ordering = ["id"]
@@ -669,6 +690,16 @@ class BulkDeleteItem(models.Model):
 
     def __str__(self) -> str:
         return f"{self.thread_id}: {self.outcome}"
+
+
+# A deletion's audit outcome, as its job's item says it.
+ITEM_OUTCOME_OF: dict[str, str] = {
+    AuditEvent.Outcome.SUCCESS: BulkDeleteItem.Outcome.DELETED,
+    AuditEvent.Outcome.ALREADY_GONE: BulkDeleteItem.Outcome.ALREADY_GONE,
+    AuditEvent.Outcome.GONE_AFTER_INTERRUPT: BulkDeleteItem.Outcome.GONE_AFTER_INTERRUPT,
+    AuditEvent.Outcome.REFUSED: BulkDeleteItem.Outcome.REFUSED,
+    AuditEvent.Outcome.FAILED: BulkDeleteItem.Outcome.FAILED,
+}
 
 
 class RetentionPolicy(models.Model):

@@ -5,7 +5,7 @@ An object outside these querysets is a 404 for that user, on full pages and part
 
 import uuid
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from itertools import groupby
@@ -48,6 +48,7 @@ from threads_app.models import (
     normalise_identifier,
 )
 from threads_app.paging import Page, keyset_page
+from threads_app.receipts import ReceiptLine
 from threads_app.upstream import Thread
 
 Role = Membership.Role
@@ -789,6 +790,67 @@ def bulk_delete_outcome_counts(job_id: int) -> dict[str, int]:
     return {outcome: 0 for outcome in BulkDeleteItem.Outcome.values} | dict(rows)
 
 
+RECEIPT_BATCH = 1000  # a receipt's items read, with their outcome events, per two queries
+
+
+def receipt_lines(job: BulkDeleteJob) -> Iterator[ReceiptLine]:
+    """Every item of the job, in pk order, with its outcome's audit event: RECEIPT_BATCH
+    items and their events at a time (events by sequence, a unique index), so a receipt of
+    any size streams. Only what is known: an item without an outcome event says why."""
+    items = job.items.order_by("pk").values_list(
+        "pk",
+        "thread_id",
+        "outcome",
+        "message",
+        "finished_at",
+        "intent_sequence",
+        "outcome_sequence",
+    )
+    last, number = 0, 0
+    while batch := list(items.filter(pk__gt=last)[:RECEIPT_BATCH]):
+        last = batch[-1][0]
+        sequences = [row[6] for row in batch if row[6] is not None]
+        events = {
+            row[0]: row
+            for row in AuditEvent.objects.filter(sequence__in=sequences).values_list(
+                "sequence", "hash", "created_at", "http_status", "request_id"
+            )
+        }
+        for _pk, thread_id, outcome, message, finished_at, intent, sequence in batch:
+            number += 1
+            event = events.get(sequence) if sequence is not None else None
+            when: datetime | None
+            if event is not None:
+                _, hash_, when, status, request_id = event
+                note = message
+            else:
+                sequence, hash_, status, request_id = None, "", None, ""
+                when, note = finished_at, _unrecorded_note(outcome, message, intent)
+            yield ReceiptLine(
+                job=job.pk,
+                line=number,
+                thread_id=thread_id,
+                outcome=outcome,
+                http_status=status,
+                request_id=request_id,
+                at=when.astimezone(UTC).isoformat() if when is not None else "",
+                intent_sequence=intent,
+                event_sequence=sequence,
+                event_hash=hash_,
+                note=note,
+            )
+
+
+def _unrecorded_note(outcome: str, message: str, intent: int | None) -> str:
+    """What a receipt says of an item whose outcome has no audit event."""
+    if outcome == BulkDeleteItem.Outcome.PENDING:
+        if intent is None:
+            return "Not reached: nothing was sent for this thread."
+        return f"Requested (event #{intent}); no outcome is recorded for it."
+    no_event = "No outcome event is recorded for it."
+    return f"{message} {no_event}" if message else no_event
+
+
 # --- Threads: the list's filters, and whether the upstream may be asked -----------------
 
 
@@ -1382,9 +1444,10 @@ def filtered_audit_events(user: User, filters: AuditFilters | None) -> QuerySet[
 
 
 def recorded_deletion(thread: TrackedThread) -> AuditEvent | None:
-    """The outcome event of the deletion that removed the thread (deleted, or already gone
-    upstream), if the audit log has one: what a repeated delete answers."""
-    removed = (AuditEvent.Outcome.SUCCESS, AuditEvent.Outcome.ALREADY_GONE)
+    """The outcome event of the deletion that removed the thread (deleted, already gone
+    upstream, or gone after an interrupted deletion), if the audit log has one: what a
+    repeated delete answers."""
+    removed = AuditEvent.REMOVED_OUTCOMES
     return (
         AuditEvent.objects.filter(
             action=AuditEvent.Action.THREAD_DELETED,

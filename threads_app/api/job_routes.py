@@ -1,15 +1,20 @@
-"""Jobs: start a delete of ticked threads, follow it, cancel it (through `api.jobs`)."""
+"""Jobs: start a delete of ticked threads, follow it, cancel it, get its receipt (through
+`api.jobs`)."""
 
 from datetime import datetime
 from typing import Any, Literal
 
-from ninja import Field, Router, Schema, Status
+from django.http import StreamingHttpResponse
+from django.utils.http import content_disposition_header
+from ninja import Field, Query, Router, Schema, Status
 
 from threads_app.api import jobs
 from threads_app.api.base import ApiRequest, Problem, scoped
 from threads_app.api.schemas import Body, PathPk, Pk
-from threads_app.audit import Origin
+from threads_app.audit import Checkpoint, Origin
+from threads_app.receipts import ReceiptLine
 from threads_app.selectors import MAX_BULK_DELETE
+from threads_app.services import receipts
 
 router = Router(tags=["jobs"])
 ERRORS: dict[int, Any] = {code: Problem for code in (400, 401, 403, 404, 409, 422, 429)}
@@ -72,3 +77,54 @@ def cancel_job(request: ApiRequest, pk: PathPk) -> JobOut:
     """Stop a running job (the deletions already sent keep their outcomes)."""
     job = jobs.cancel(principal=request.auth, job=jobs.get_job(request.auth, pk))
     return job_out(job)
+
+
+class ReceiptOut(Schema):
+    """What `threads_app.receipts.receipt_json` writes (documented only: it is streamed)."""
+
+    receipt: dict[str, Any]
+    lines: list[ReceiptLine]
+    checkpoint: Checkpoint
+    signature: str
+
+
+@router.get(
+    "/jobs/{int:pk}/receipt",
+    response={200: ReceiptOut, **ERRORS, 503: Problem},
+    auth=scoped("audit:read"),
+    openapi_extra={
+        "responses": {
+            200: {
+                "description": "The receipt: JSON, or CSV with `?format=csv`",
+                # As the answer names them (the plain JSON key is ninja's, and is dropped
+                # when an operation documents its own media types).
+                "content": {
+                    receipts.CONTENT_TYPES["json"]: {
+                        "schema": {"$ref": "#/components/schemas/ReceiptOut"}
+                    },
+                    receipts.CONTENT_TYPES["csv"]: {"schema": {"type": "string"}},
+                },
+            }
+        }
+    },
+)
+def get_receipt(
+    request: ApiRequest,
+    pk: PathPk,
+    format: Literal["json", "csv"] = Query("json"),  # type: ignore[type-arg]
+) -> StreamingHttpResponse:
+    """A finished (or cancelled) job's receipt, streamed: every thread with its outcome, the
+    upstream's status and request id, the time and its audit event's sequence and hash,
+    ending with a signed audit checkpoint (`manage.py verify_audit --receipt FILE` checks
+    it). 409 until the job has finished. The download is audited."""
+    issued = jobs.receipt(
+        principal=request.auth,
+        job=jobs.get_job(request.auth, pk),
+        format=format,
+        origin=Origin.from_request(request),
+    )
+    return StreamingHttpResponse(
+        issued.chunks(),
+        content_type=issued.content_type,
+        headers={"Content-Disposition": content_disposition_header(True, issued.filename)},
+    )

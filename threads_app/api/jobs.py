@@ -1,5 +1,6 @@
 """The one place the API reaches background jobs: start a delete over ticked threads, a
-job's status, cancel (the jobs of `services.jobs`, whatever selected their threads)."""
+job's status, cancel, a finished job's receipt (the jobs of `services.jobs`, whatever
+selected their threads)."""
 
 from dataclasses import dataclass
 from datetime import datetime
@@ -11,7 +12,7 @@ from threads_app import selectors
 from threads_app.api.base import Principal
 from threads_app.audit import Origin
 from threads_app.models import BulkDeleteItem, BulkDeleteJob
-from threads_app.services import bulk, jobs
+from threads_app.services import bulk, jobs, receipts
 from threads_app.services.refusals import NotAllowed
 
 Outcome = BulkDeleteItem.Outcome
@@ -104,3 +105,11 @@ def cancel(*, principal: Principal, job: BulkDeleteJob) -> BulkDeleteJob:
     """Cancel a job that has not finished (`services.jobs.cancel_job`): nothing more is
     begun, the deletions in flight get their outcomes."""
     return jobs.cancel_job(user=principal.user, job=job)
+
+
+def receipt(
+    *, principal: Principal, job: BulkDeleteJob, format: receipts.Format, origin: Origin
+) -> receipts.IssuedReceipt:
+    """The job's receipt, to stream (`services.receipts.issue_receipt`: audited; refused
+    until the job has finished)."""
+    return receipts.issue_receipt(user=principal.user, job=job, format=format, origin=origin)

@@ -266,7 +266,7 @@ def update_thread(request: ApiRequest, pk: PathPk, body: ThreadUpdate) -> dict[s
 class DeletionOut(Schema):
     thread: int
     thread_id: str
-    outcome: Literal["success", "already_gone"]
+    outcome: Literal["success", "already_gone", "gone_interrupted"]
     message: str
     request_id: str | None
     repeated: bool = Field(description="True when the thread was deleted before: nothing sent")

@@ -37,6 +37,7 @@ from django.utils import timezone
 from threads_app import selectors
 from threads_app.audit import Origin
 from threads_app.models import (
+    ITEM_OUTCOME_OF,
     ApiKey,
     AuditEvent,
     BulkDeleteItem,
@@ -66,12 +67,6 @@ NOT_ALLOWED = "You may no longer delete this thread, so nothing was sent."
 ItemOutcome = BulkDeleteItem.Outcome  # what became of one thread of a job (its page shows it)
 AuditOutcome = AuditEvent.Outcome  # what a deletion's audit event records
 JobState = BulkDeleteJob.State
-_ITEM_OUTCOME: dict[str, str] = {
-    AuditOutcome.SUCCESS: ItemOutcome.DELETED,
-    AuditOutcome.ALREADY_GONE: ItemOutcome.ALREADY_GONE,
-    AuditOutcome.REFUSED: ItemOutcome.REFUSED,
-    AuditOutcome.FAILED: ItemOutcome.FAILED,
-}
 
 
 class NothingToDelete(Refused):
@@ -393,12 +388,14 @@ class _Run:
 
     def _resolve(
         self, item: BulkDeleteItem, intents: dict[int | None, AuditEvent]
-    ) -> tuple[str, str, str]:
-        """A worker's task: one interrupted item's (outcome, message, request id)."""
+    ) -> tuple[str, str, str, int | None]:
+        """A worker's task: one interrupted item's (outcome, message, request id, outcome
+        event's sequence)."""
         try:
             thread, intent = item.tracked_thread, intents.get(item.intent_sequence)
             if thread is None or intent is None:
-                return ItemOutcome.FAILED, "No longer tracked here; nothing was sent again.", ""
+                message = "No longer tracked here; nothing was sent again."
+                return ItemOutcome.FAILED, message, "", None
             try:
                 deletion = deletions.resolve_interrupted_deletion(
                     thread,
@@ -409,9 +406,10 @@ class _Run:
                 )
             except Refused as refusal:  # its outcome is recorded already, or being recorded
                 return _recorded_outcome(intent, refusal)
-            return _ITEM_OUTCOME[deletion.outcome], deletion.message, deletion.request_id
+            outcome = ITEM_OUTCOME_OF[deletion.outcome]
+            return outcome, deletion.message, deletion.request_id, deletion.event_sequence
         except Exception as exc:
-            return ItemOutcome.FAILED, _unexpected(item, exc), ""
+            return ItemOutcome.FAILED, _unexpected(item, exc), "", None
         finally:
             connection.close()
 
@@ -564,11 +562,18 @@ class _Run:
             if not self._mine().update(done=done, progress_at=timezone.now()):
                 raise JobTakenOver(f"Bulk delete job {self.job.pk} was taken over by another task")
             self._check_state()
-            deletions.record_deletions(
+            outcomes = deletions.record_deletions(
                 self.pairs, actor=self.actor, origin=self.origin, details=self.job.audit_details
             )
+            recorded = {
+                intent.sequence: event.sequence
+                for (intent, _), event in zip(self.pairs, outcomes, strict=True)
+            }
+            fields = ["outcome", "message", "request_id", "finished_at", "outcome_sequence"]
             for item in self.settled:  # an UPDATE each: far cheaper than bulk_update's CASEs
-                item.save(update_fields=["outcome", "message", "request_id", "finished_at"])
+                if item.intent_sequence in recorded:
+                    item.outcome_sequence = recorded[item.intent_sequence]
+                item.save(update_fields=fields)
         self.pairs, self.settled, self.saved_at = [], [], time.monotonic()
 
     # --- helpers
@@ -600,18 +605,26 @@ class _Run:
 
     def _finish(self, sending: _Sending, deletion: Deletion) -> None:
         self.pairs.append((sending.intent, deletion))
-        outcome = _ITEM_OUTCOME[deletion.outcome]
+        outcome = ITEM_OUTCOME_OF[deletion.outcome]
         self._settle(sending.item, outcome, deletion.message, deletion.request_id)
 
     def _settle(
-        self, item: BulkDeleteItem, outcome: str, message: str, request_id: str = ""
+        self,
+        item: BulkDeleteItem,
+        outcome: str,
+        message: str,
+        request_id: str = "",
+        event_sequence: int | None = None,
     ) -> None:
+        """Set the item's outcome, to save (`event_sequence`: its outcome event, when that is
+        recorded already; `save` sets it for the outcomes it records)."""
         item.outcome, item.message = outcome, message[:500]
         item.request_id, item.finished_at = request_id[:100], timezone.now()
+        item.outcome_sequence = event_sequence
         self.settled.append(item)
 
 
-def _recorded_outcome(intent: AuditEvent, refusal: Refused) -> tuple[str, str, str]:
+def _recorded_outcome(intent: AuditEvent, refusal: Refused) -> tuple[str, str, str, int | None]:
     """An interrupted item whose intent was answered meanwhile (or is being answered): the
     item takes the recorded outcome, and nothing new is recorded."""
     outcome = (
@@ -620,12 +633,14 @@ def _recorded_outcome(intent: AuditEvent, refusal: Refused) -> tuple[str, str, s
             thread_id=intent.thread_id,
             details__intent=intent.sequence,
         )
-        .values_list("outcome", "request_id")
+        .values_list("outcome", "request_id", "sequence")
         .first()
     )
     if outcome is None:
-        return ItemOutcome.FAILED, str(refusal), ""
-    return _ITEM_OUTCOME[outcome[0]], f"{refusal} (its outcome was recorded before)", outcome[1]
+        return ItemOutcome.FAILED, str(refusal), "", None
+    recorded, request_id, sequence = outcome
+    message = f"{refusal} (its outcome was recorded before)"
+    return ITEM_OUTCOME_OF[recorded], message, request_id, sequence
 
 
 def _unexpected(item: BulkDeleteItem, exc: Exception) -> str:

@@ -1,7 +1,8 @@
 """Deleting threads upstream, audited: the pipeline a single delete and a bulk job share.
 
 A deletion's intent is recorded and committed *before* its DELETE is sent, and its outcome
-(success, already gone, refused or failed) after, so every attempt leaves a pair of events.
+(success, already gone, refused or failed; or gone, confirmed after an interrupted deletion)
+after, so every attempt leaves a pair of events.
 A single delete takes the three steps one after another (`delete_thread`); a bulk job takes
 them for many threads at once (`begin_deletions`, `send_deletion`, `record_deletions`).
 
@@ -77,10 +78,12 @@ class Deletion:
     request_id: str = ""  # the DELETE answer's x-request-id ("" when there was none)
     http_status: int | None = None
     details: dict[str, Any] = field(default_factory=dict)  # for the outcome's audit event
+    # Its outcome event's sequence, once recorded by the function that returned it (else None).
+    event_sequence: int | None = None
 
     @property
     def removed(self) -> bool:
-        return self.outcome in (Outcome.SUCCESS, Outcome.ALREADY_GONE)
+        return self.outcome in AuditEvent.REMOVED_OUTCOMES
 
     @classmethod
     def failed(
@@ -260,9 +263,10 @@ def record_deletions(
     actor: User,
     origin: Origin | None = None,
     details: Mapping[str, Any] | None = None,
-) -> None:
+) -> list[AuditEvent]:
     """Record the outcomes of `(committed intent, Deletion)` pairs, in one transaction
-    (`details` go into every outcome's details, as `begin_deletions` puts them in intents).
+    (`details` go into every outcome's details, as `begin_deletions` puts them in intents);
+    return their outcome events, in the pairs' order.
 
     Each outcome event names its intent's sequence; the threads removed upstream are marked
     deleted with it, and those that were not go back from `deleting` to the state they had,
@@ -315,6 +319,7 @@ def record_deletions(
         if thread.state == State.DELETING:
             thread.state, thread.state_before_deletion = State(thread.state_before_deletion), ""
             thread.deletion_started_at = None
+    return outcomes
 
 
 def _deleted_notice(deletion: Deletion, event: AuditEvent, *, job: Any) -> webhooks.Notice:
@@ -348,10 +353,12 @@ def resolve_interrupted_deletion(
     go into the outcome's details, as its intent had them: a job's id).
 
     The thread is `deleting` under `intent`, which has no outcome: the DELETE may or may not
-    have reached the upstream, so it is asked first. A 404 means the thread is gone (already
-    gone); a thread it still has gets the DELETE again (`send_deletion`); a GET that fails
-    is a failed deletion. The outcome is recorded for `intent` as `record_deletions` does:
-    the thread ends deleted, or back in the state it had before.
+    have reached the upstream, so it is asked first. A 404 means the thread is gone: most
+    likely by this deletion's own DELETE, though nobody can know, so its outcome says just
+    that (`GONE_AFTER_INTERRUPT`, neither "deleted" nor "already gone"); a thread it still
+    has gets the DELETE again (`send_deletion`); a GET that fails is a failed deletion. The
+    outcome is recorded for `intent` as `record_deletions` does (its sequence is on the
+    answer's `event_sequence`): the thread ends deleted, or back in the state it had before.
 
     Call it only for a deletion known to be interrupted (its job's lease ran out, or its
     process is gone): the resolution takes the deletion over by moving `deletion_started_at`
@@ -373,8 +380,9 @@ def resolve_interrupted_deletion(
     except NotFoundError as exc:
         deletion = Deletion(
             thread,
-            Outcome.ALREADY_GONE,
-            f"“{name}” was already gone upstream; it is marked deleted.",
+            Outcome.GONE_AFTER_INTERRUPT,
+            f"“{name}” was gone upstream when checked after the interrupted deletion; "
+            "it is marked deleted.",
             request_id=exc.request_id or "",
             http_status=exc.status,
             details={"resolved": "checked"},
@@ -385,8 +393,8 @@ def resolve_interrupted_deletion(
     else:
         sent = send_deletion(thread, client=client)
         deletion = replace(sent, details={"resolved": "sent again", **sent.details})
-    record_deletions([(intent, deletion)], actor=actor, origin=origin, details=details)
-    return deletion
+    [event] = record_deletions([(intent, deletion)], actor=actor, origin=origin, details=details)
+    return replace(deletion, event_sequence=event.sequence)
 
 
 def _take_over(thread: TrackedThread, *, intent: AuditEvent) -> None:

@@ -1,5 +1,5 @@
 """Bulk deletion pages: the confirmation of ticked threads, the jobs page, a job's progress,
-and pausing, resuming or cancelling a job.
+pausing, resuming or cancelling a job, and a finished job's receipt.
 
 The job runs away from the request (`services.bulk`); its page reads the job's rows, so a
 reload shows where it is, and while it runs its progress region polls itself through htmx.
@@ -7,9 +7,10 @@ reload shows where it is, and while it runs its progress region polls itself thr
 
 from collections.abc import Callable
 
-from django.http import HttpResponse
+from django.contrib import messages
+from django.http import HttpResponse, HttpResponseBase, StreamingHttpResponse
 from django.urls import reverse
-from django.utils.http import urlencode
+from django.utils.http import content_disposition_header, urlencode
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from threads_app import selectors
@@ -18,7 +19,8 @@ from threads_app.audit import Origin
 from threads_app.models import BulkDeleteJob
 from threads_app.paging import keyset_page
 from threads_app.selectors import BulkDeleteSelection
-from threads_app.services import bulk, jobs
+from threads_app.services import bulk, jobs, receipts
+from threads_app.services.refusals import Refused
 from threads_app.views.htmx import AuthenticatedHttpRequest, attempt, go_to, render_page
 
 JOBS_PAGE_SIZE = 25
@@ -126,3 +128,32 @@ def job_cancel(request: AuthenticatedHttpRequest, pk: int) -> HttpResponse:
         return jobs.cancel_job(user=request.user, job=job)
 
     return _steer(request, pk, cancel, "Cancelled: nothing more is begun.")
+
+
+def _receipt(
+    request: AuthenticatedHttpRequest, pk: int, format: receipts.Format
+) -> HttpResponseBase:
+    """The job's receipt, streamed; a job without one yet goes back to its page, saying why."""
+    job = selectors.get_visible_job(request.user, pk)
+    try:
+        receipt = receipts.issue_receipt(
+            user=request.user, job=job, format=format, origin=Origin.from_request(request)
+        )
+    except Refused as refusal:
+        messages.error(request, str(refusal))
+        return go_to(request, "threads_app:bulk_delete_job", job.pk)
+    return StreamingHttpResponse(
+        receipt.chunks(),
+        content_type=receipt.content_type,
+        headers={"Content-Disposition": content_disposition_header(True, receipt.filename)},
+    )
+
+
+@require_GET
+def job_receipt_csv(request: AuthenticatedHttpRequest, pk: int) -> HttpResponseBase:
+    return _receipt(request, pk, "csv")
+
+
+@require_GET
+def job_receipt_json(request: AuthenticatedHttpRequest, pk: int) -> HttpResponseBase:
+    return _receipt(request, pk, "json")
