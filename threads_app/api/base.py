@@ -100,6 +100,17 @@ TITLES = {
 }
 
 
+# What any operation may answer: a query parameter it does not take or a token in the URL
+# (400), no token or a bad one (401), a scope the token lacks (403), too many requests (429).
+ALWAYS = (400, 401, 403, 429)
+
+
+def errors(*statuses: int) -> dict[int, Any]:
+    """An operation's documented problem answers: ALWAYS, and the `statuses` it can give
+    besides (tests/test_api_statuses.py makes each one happen)."""
+    return {status: Problem for status in sorted({*ALWAYS, *statuses})}
+
+
 def problem(
     request: HttpRequest, status: int, code: str, detail: str, **extra: Any
 ) -> HttpResponse:
@@ -176,16 +187,29 @@ def field_errors(form: forms.Form, source: str = "query") -> ApiProblem:
     return ApiProblem(422, "validation_error", "The request is not valid.", errors=errors)
 
 
+def insufficient_scope(*scopes: str) -> ApiProblem:
+    names = " or ".join(scopes)
+    return ApiProblem(403, "insufficient_scope", f"This token does not have the scope {names}.")
+
+
+def require_scope(principal: Principal, scope: str) -> None:
+    """For an operation whose scope depends on what it is asked (a selection's job: its
+    action): 403 unless the token has `scope`."""
+    if scope not in principal.token.scopes:
+        raise insufficient_scope(scope)
+
+
 class Scoped(HttpAuthBase):
-    """Bearer token authentication for one operation, which needs `scope`."""
+    """Bearer token authentication for one operation, which needs one of `scopes` (one,
+    unless the operation checks which with `require_scope`)."""
 
     openapi_scheme = "bearer"
 
-    def __init__(self, scope: str) -> None:
+    def __init__(self, *scopes: str) -> None:
         super().__init__()
-        if scope not in tokens.SCOPES:
-            raise ValueError(scope)
-        self.scope = scope
+        if not scopes or set(scopes) - set(tokens.SCOPES):
+            raise ValueError(scopes)
+        self.scopes = scopes
 
     def __call__(self, request: HttpRequest) -> Principal:
         scheme, _, token = request.headers.get("Authorization", "").partition(" ")
@@ -204,21 +228,19 @@ class Scoped(HttpAuthBase):
                 f"At most {settings.API_RATE_LIMIT} requests per "
                 f"{settings.API_RATE_WINDOW_SECONDS} s with one token.",
             )
-        if self.scope not in use.token.scopes:
-            raise ApiProblem(
-                403, "insufficient_scope", f"This token does not have the scope {self.scope}."
-            )
+        if not set(self.scopes) & set(use.token.scopes):
+            raise insufficient_scope(*self.scopes)
         return Principal(use.token.created_by, use.token)
 
 
-_scopes: dict[str, Scoped] = {}
+_scopes: dict[tuple[str, ...], Scoped] = {}
 
 
-def scoped(scope: str) -> Scoped:
-    """The authentication of an operation that needs `scope` (one object per scope)."""
-    if scope not in _scopes:
-        _scopes[scope] = Scoped(scope)
-    return _scopes[scope]
+def scoped(*scopes: str) -> Scoped:
+    """The authentication of an operation that needs one of `scopes` (one object each)."""
+    if scopes not in _scopes:
+        _scopes[scopes] = Scoped(*scopes)
+    return _scopes[scopes]
 
 
 def with_rate_limit_headers(request: HttpRequest, response: HttpResponseBase) -> None:
