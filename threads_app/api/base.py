@@ -24,6 +24,7 @@ from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.http.response import HttpResponseBase
 from ninja import Schema
 from ninja.errors import AuthenticationError, HttpError, ValidationError
+from ninja.renderers import JSONRenderer
 from ninja.security.http import HttpAuthBase
 
 from threads_app.audit import Origin
@@ -166,6 +167,18 @@ def upstream_problem(request: HttpRequest, exc: UpstreamError) -> HttpResponse:
         request_id=exc.request_id,
         upstream_status=exc.status,
     )
+
+
+RENDERER = JSONRenderer()  # django-ninja's own (NinjaAPI's default): the same JSON and type
+
+
+def unvalidated(request: HttpRequest, data: dict[str, Any]) -> HttpResponse:
+    """A 200 answer already in its schema's shape, rendered as django-ninja renders any
+    answer but not validated again field by field, which is most of a long list's cost.
+    For data built in one place for that schema (`schemas.thread_out`); tests/test_api.py
+    checks the list against its schema, and schemathesis checks every answer."""
+    content = RENDERER.render(request, data, response_status=200)
+    return HttpResponse(content, content_type=f"{RENDERER.media_type}; charset={RENDERER.charset}")
 
 
 def require_in_team(principal: Principal, team_id: int | None) -> None:

@@ -5,7 +5,7 @@ from dataclasses import replace
 from datetime import datetime
 from typing import Any, Literal
 
-from django.http import QueryDict
+from django.http import HttpResponse, QueryDict
 from ninja import Field, Query, Router, Schema, Status
 
 from threads_app import selectors
@@ -17,6 +17,7 @@ from threads_app.api.base import (
     field_errors,
     require_in_team,
     scoped,
+    unvalidated,
 )
 from threads_app.api.schemas import (
     Body,
@@ -96,16 +97,17 @@ def list_filters(
     """The list's filters (and cursor) in `data`, through the list page's own form; a team
     token's narrowed to its team. Also the form and the keys the token may see. Raises the
     form's errors (`field_errors`)."""
-    keys, _usable = selectors.thread_list_keys(principal.user)
+    keys = selectors.filter_keys(principal.user)
     if principal.team_id is not None:
-        keys = [key for key in keys if key.team_id == principal.team_id]
-    form = ThreadFilterForm(keys, data)
+        keys = keys.filter(team_id=principal.team_id)
+    listed = list(keys)
+    form = ThreadFilterForm(listed, data)
     filters = form.filters()
     if form.errors or filters is None:
         raise field_errors(form, source)
     if principal.team_id is not None:
         filters = replace(filters, team_id=principal.team_id)
-    return form, filters, keys
+    return form, filters, listed
 
 
 @router.get("/threads", response={200: ThreadPage, **errors(404, 422)}, auth=scoped(READ))
@@ -113,14 +115,14 @@ def list_threads(
     request: ApiRequest,
     query: Query[ThreadQuery],
     limit: int = Query(25, ge=1, le=100),  # type: ignore[type-arg]
-) -> ThreadPage:
+) -> HttpResponse:
     """The threads the token may see, as the list page finds them: search, filters, sort and
     keyset cursors (`older`/`newer`)."""
     principal = request.auth
     form, filters, keys = list_filters(principal, request.GET)
     page = selectors.thread_list_page(principal.user, filters, keys=keys, size=limit, **form.cursor)
     threads = [thread_out(thread) for thread in page.rows]
-    return {"threads": threads, "older": page.older, "newer": page.newer}  # type: ignore[return-value]
+    return unvalidated(request, {"threads": threads, "older": page.older, "newer": page.newer})
 
 
 class LiveThread(Schema):
