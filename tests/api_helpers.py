@@ -42,6 +42,14 @@ class ApiClient:
     def delete(self, path, params=""):
         return self.client.delete(self._url(path) + (f"?{params}" if params else ""))
 
+    def send(self, method, path, query, data=""):
+        """Any method, the query as given (not checked), `data` the raw body of a non-GET."""
+        url = self._url(path.removeprefix("/api/v1/"))
+        if method == "get":
+            return self.client.get(url, query)
+        url += "?" + "&".join(f"{k}={v}" for k, v in query.items()) if query else ""
+        return getattr(self.client, method)(url, data, content_type="application/json")
+
 
 def problem_type(response):
     assert response["Content-Type"] == "application/problem+json", response.content

@@ -484,3 +484,25 @@ def test_the_known_query_parameters_are_the_documents():
         for method, op in operations.items()
     }
     assert query_parameters() == documented
+
+
+def test_the_list_answers_exactly_its_schema_s_shape(
+    api, user, api_key, make_team, make_key, make_thread
+):
+    """The list is rendered without validating each row again (`base.unvalidated`): what it
+    answers must be what its schema makes of it, field for field, for every kind of row."""
+    from threads_app.api.base import RENDERER
+    from threads_app.api.threads import ThreadPage
+
+    team = make_team(members={user: Membership.Role.OWNER})
+    make_thread(make_key(team=team, created_by=user), label="team's", tracked_by=user)
+    untracked = make_thread(api_key, label="no tracker")
+    TrackedThread.objects.filter(pk=untracked.pk).update(tracked_by=None, upstream_created_at=None)
+    response = api.get("threads", {"limit": 1})
+    assert response["Content-Type"] == "application/json; charset=utf-8"
+    for page in (response.json(), api.get("threads", {"state": "all"}).json()):
+        validated = ThreadPage.model_validate(page).model_dump()
+        assert json.loads(RENDERER.render(None, validated, response_status=200)) == page
+    rows = api.get("threads").json()["threads"]
+    assert {row["team"] for row in rows} == {team.name, None}
+    assert {row["tracked_by"] for row in rows} == {user.username, None}

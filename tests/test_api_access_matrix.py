@@ -26,10 +26,12 @@ from threads_app.models import (
     BulkDeleteItem,
     BulkDeleteJob,
     Membership,
+    Selection,
     Team,
     TrackedThread,
 )
-from threads_app.services import tokens
+from threads_app.selectors import ThreadFilters
+from threads_app.services import jobs, tokens
 
 Role = Membership.Role
 ACTORS = ("owner", "member", "viewer", "outsider")
@@ -76,6 +78,19 @@ RULES = {
         "threads:write", writers(200), body=lambda w: {"metadata": {"matrix": "yes"}}
     ),
     ("delete", "/api/v1/threads/{pk}"): Rule("threads:delete", writers(200)),
+    # Filters naming the team: out of the outsider's sight (404), as for the list.
+    ("post", "/api/v1/selections"): Rule(
+        "threads:read", writers(201, viewer=201), body=lambda w: {"team": w.team.pk}
+    ),
+    # A selection is its creator's (the member's): anyone else is shown nothing.
+    ("get", "/api/v1/selections/{pk}"): Rule(
+        "threads:read", {"owner": 404, "member": 200, "viewer": 404, "outsider": 404}
+    ),
+    ("post", "/api/v1/selections/{pk}/jobs"): Rule(
+        "threads:delete",
+        {"owner": 404, "member": 202, "viewer": 404, "outsider": 404},
+        body=lambda w: {"action": "delete", "typed_count": 1},
+    ),
     ("get", "/api/v1/keys"): Rule("threads:read", everyone(200)),
     ("post", "/api/v1/keys"): Rule(
         "keys:manage",
@@ -140,11 +155,17 @@ class World:
     key: ApiKey
     thread: TrackedThread
     job: BulkDeleteJob
+    selection: Selection
     tokens: dict  # (actor, scope) -> token
     markers: list  # what the outsider must never be shown
 
     def path(self, cell):
-        objects = {"threads": self.thread, "keys": self.key, "jobs": self.job}
+        objects = {
+            "threads": self.thread,
+            "keys": self.key,
+            "jobs": self.job,
+            "selections": self.selection,
+        }
         path = cell.path.removeprefix("/api/v1/")
         if "{pk}" not in path:
             return path
@@ -172,13 +193,14 @@ def _build_world():
     )
     job = BulkDeleteJob.objects.create(created_by=users["member"])
     BulkDeleteItem.objects.create(job=job, tracked_thread=thread, thread_id="thread_job_amx")
+    selection = jobs.create_selection(user=users["member"], filters=ThreadFilters(team_id=team.pk))
     made = {}
     for actor, scope in itertools.product(ACTORS, SCOPES):
         _row, made[actor, scope] = tokens.create_token(
             actor=users[actor], label=f"{actor} {scope}", scopes=[scope]
         )
     ApiToken.objects.update(expires_at=timezone.now() + timedelta(days=1))
-    return World(team, key, thread, job, made, [team.name, key.label, thread.label])
+    return World(team, key, thread, job, selection, made, [team.name, key.label, thread.label])
 
 
 @pytest.fixture(scope="module")

@@ -22,6 +22,8 @@ from dashboard.wsgi import application
 from tests.api_helpers import make_token
 from tests.conftest import TEST_KEY
 from threads_app.models import BulkDeleteItem, BulkDeleteJob, Membership
+from threads_app.selectors import ThreadFilters
+from threads_app.services import jobs
 
 Role = Membership.Role
 ROLES = ("owner", "member", "viewer", "outsider")
@@ -43,7 +45,8 @@ def team_world(make_user, make_team, make_key, make_thread, settings):
     thread = make_thread(key, label="conformance", metadata={"a": "b"}, tracked_by=users["member"])
     job = BulkDeleteJob.objects.create(created_by=users["member"])
     BulkDeleteItem.objects.create(job=job, tracked_thread=thread, thread_id=thread.thread_id)
-    return {"users": users, "key": key, "thread": thread, "job": job}
+    selection = jobs.create_selection(user=users["member"], filters=ThreadFilters(team_id=team.pk))
+    return {"users": users, "key": key, "thread": thread, "job": job, "selection": selection}
 
 
 @pytest.fixture(autouse=True)
@@ -94,7 +97,7 @@ def test_the_served_document_is_valid_openapi_3_1(client):
     for schema in schemas:
         jsonschema_rs.meta.validate(schema)
     operations = [result.ok() for result in _schema().get_all_operations()]
-    assert len(operations) == 17
+    assert len(operations) == 20
 
 
 def _pins(world, path):
@@ -102,7 +105,8 @@ def _pins(world, path):
     if "{pk}" not in path:
         return None
     area = path.removeprefix("/api/v1/").split("/")[0]
-    return {"pk": {"threads": world["thread"], "keys": world["key"], "jobs": world["job"]}[area].pk}
+    objects = {"threads": "thread", "keys": "key", "jobs": "job", "selections": "selection"}
+    return {"pk": world[objects[area]].pk}
 
 
 @pytest.mark.django_db

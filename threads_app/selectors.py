@@ -1161,18 +1161,21 @@ def get_removable_saved_view(user: User, pk: int) -> SavedView:
     return view
 
 
-def thread_list_keys(user: User) -> tuple[list[ApiKey], set[int]]:
-    """The keys the list offers to filter by (those the user may see, with their team and
-    their threads per state, `count_<state>`), and the pks of those the user may use (change
-    threads under). One query."""
-    usable = usable_keys(user).filter(pk=OuterRef("pk"))
-    rows = (
+def filter_keys(user: User) -> QuerySet[ApiKey]:
+    """The keys the list's filter form offers (those the user may see, with their team): all
+    the form and the list's query read of them (`ThreadFilterForm`, `thread_list_page`)."""
+    return (
         visible_keys(user)
         .select_related("team")
         .only("pk", "label", "hint", "revoked_at", "team", "team__name")
-        .annotate(**_per_state_counts())
-        .annotate(usable=Exists(usable))
     )
+
+
+def thread_list_keys(user: User) -> tuple[list[ApiKey], set[int]]:
+    """`filter_keys`, with their threads per state (`count_<state>`, the list page's count),
+    and the pks of those the user may use (change threads under). One query."""
+    usable = usable_keys(user).filter(pk=OuterRef("pk"))
+    rows = filter_keys(user).annotate(**_per_state_counts()).annotate(usable=Exists(usable))
     keys = list(rows)
     return [*keys], {key.pk for key in keys if key.usable}
 

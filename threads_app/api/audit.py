@@ -11,7 +11,7 @@ from django.http import StreamingHttpResponse
 from ninja import Field, Query, Router, Schema
 
 from threads_app import selectors
-from threads_app.api.base import ApiRequest, Problem, field_errors, scoped
+from threads_app.api.base import ApiRequest, errors, field_errors, scoped
 from threads_app.api.schemas import Pk, text
 from threads_app.forms.audit import AuditFilterForm
 from threads_app.models import AuditEvent
@@ -19,7 +19,6 @@ from threads_app.paging import keyset_page
 
 router = Router(tags=["audit"])
 READ = "audit:read"
-ERRORS: dict[int, Any] = {code: Problem for code in (400, 401, 403, 404, 422, 429)}
 EXPORT_CHUNK = 1000
 NDJSON = "application/x-ndjson"
 
@@ -92,7 +91,7 @@ def _events(request: ApiRequest) -> QuerySet[AuditEvent]:
     return events
 
 
-@router.get("/audit/events", response={200: AuditPage, **ERRORS}, auth=scoped(READ))
+@router.get("/audit/events", response={200: AuditPage, **errors(404, 422)}, auth=scoped(READ))
 def list_events(
     request: ApiRequest,
     query: Query[AuditQuery],
@@ -114,7 +113,7 @@ def list_events(
 
 @router.get(
     "/audit/export",
-    response={200: AuditEventOut, **ERRORS},
+    response={200: AuditEventOut, **errors(404, 422)},
     auth=scoped(READ),
     openapi_extra={
         "responses": {

@@ -24,6 +24,7 @@ from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.http.response import HttpResponseBase
 from ninja import Schema
 from ninja.errors import AuthenticationError, HttpError, ValidationError
+from ninja.renderers import JSONRenderer
 from ninja.security.http import HttpAuthBase
 
 from threads_app.audit import Origin
@@ -102,6 +103,17 @@ TITLES = {
 }
 
 
+# What any operation may answer: a query parameter it does not take or a token in the URL
+# (400), no token or a bad one (401), a scope the token lacks (403), too many requests (429).
+ALWAYS = (400, 401, 403, 429)
+
+
+def errors(*statuses: int) -> dict[int, Any]:
+    """An operation's documented problem answers: ALWAYS, and the `statuses` it can give
+    besides (tests/test_api_statuses.py makes each one happen)."""
+    return {status: Problem for status in sorted({*ALWAYS, *statuses})}
+
+
 def problem(
     request: HttpRequest, status: int, code: str, detail: str, **extra: Any
 ) -> HttpResponse:
@@ -159,6 +171,18 @@ def upstream_problem(request: HttpRequest, exc: UpstreamError) -> HttpResponse:
     )
 
 
+RENDERER = JSONRenderer()  # django-ninja's own (NinjaAPI's default): the same JSON and type
+
+
+def unvalidated(request: HttpRequest, data: dict[str, Any]) -> HttpResponse:
+    """A 200 answer already in its schema's shape, rendered as django-ninja renders any
+    answer but not validated again field by field, which is most of a long list's cost.
+    For data built in one place for that schema (`schemas.thread_out`); tests/test_api.py
+    checks the list against its schema, and schemathesis checks every answer."""
+    content = RENDERER.render(request, data, response_status=200)
+    return HttpResponse(content, content_type=f"{RENDERER.media_type}; charset={RENDERER.charset}")
+
+
 def require_in_team(principal: Principal, team_id: int | None) -> None:
     """A team token sees its team's things only: anything else is out of sight (404)."""
     if principal.team_id is not None and team_id != principal.team_id:
@@ -178,16 +202,29 @@ def field_errors(form: forms.Form, source: str = "query") -> ApiProblem:
     return ApiProblem(422, "validation_error", "The request is not valid.", errors=errors)
 
 
+def insufficient_scope(*scopes: str) -> ApiProblem:
+    names = " or ".join(scopes)
+    return ApiProblem(403, "insufficient_scope", f"This token does not have the scope {names}.")
+
+
+def require_scope(principal: Principal, scope: str) -> None:
+    """For an operation whose scope depends on what it is asked (a selection's job: its
+    action): 403 unless the token has `scope`."""
+    if scope not in principal.token.scopes:
+        raise insufficient_scope(scope)
+
+
 class Scoped(HttpAuthBase):
-    """Bearer token authentication for one operation, which needs `scope`."""
+    """Bearer token authentication for one operation, which needs one of `scopes` (one,
+    unless the operation checks which with `require_scope`)."""
 
     openapi_scheme = "bearer"
 
-    def __init__(self, scope: str) -> None:
+    def __init__(self, *scopes: str) -> None:
         super().__init__()
-        if scope not in tokens.SCOPES:
-            raise ValueError(scope)
-        self.scope = scope
+        if not scopes or set(scopes) - set(tokens.SCOPES):
+            raise ValueError(scopes)
+        self.scopes = scopes
 
     def __call__(self, request: HttpRequest) -> Principal:
         scheme, _, token = request.headers.get("Authorization", "").partition(" ")
@@ -206,21 +243,19 @@ class Scoped(HttpAuthBase):
                 f"At most {settings.API_RATE_LIMIT} requests per "
                 f"{settings.API_RATE_WINDOW_SECONDS} s with one token.",
             )
-        if self.scope not in use.token.scopes:
-            raise ApiProblem(
-                403, "insufficient_scope", f"This token does not have the scope {self.scope}."
-            )
+        if not set(self.scopes) & set(use.token.scopes):
+            raise insufficient_scope(*self.scopes)
         return Principal(use.token.created_by, use.token)
 
 
-_scopes: dict[str, Scoped] = {}
+_scopes: dict[tuple[str, ...], Scoped] = {}
 
 
-def scoped(scope: str) -> Scoped:
-    """The authentication of an operation that needs `scope` (one object per scope)."""
-    if scope not in _scopes:
-        _scopes[scope] = Scoped(scope)
-    return _scopes[scope]
+def scoped(*scopes: str) -> Scoped:
+    """The authentication of an operation that needs one of `scopes` (one object each)."""
+    if scopes not in _scopes:
+        _scopes[scopes] = Scoped(*scopes)
+    return _scopes[scopes]
 
 
 def with_rate_limit_headers(request: HttpRequest, response: HttpResponseBase) -> None:

@@ -9,7 +9,7 @@ from django.utils.http import content_disposition_header
 from ninja import Field, Query, Router, Schema, Status
 
 from threads_app.api import jobs
-from threads_app.api.base import ApiRequest, Problem, scoped
+from threads_app.api.base import ApiRequest, errors, scoped
 from threads_app.api.schemas import Body, PathPk, Pk
 from threads_app.audit import Checkpoint, Origin
 from threads_app.receipts import ReceiptLine
@@ -17,7 +17,6 @@ from threads_app.selectors import MAX_BULK_DELETE
 from threads_app.services import receipts
 
 router = Router(tags=["jobs"])
-ERRORS: dict[int, Any] = {code: Problem for code in (400, 401, 403, 404, 409, 422, 429)}
 
 
 class JobItemOut(Schema):
@@ -30,8 +29,11 @@ class JobItemOut(Schema):
 
 class JobOut(Schema):
     id: int
-    kind: Literal["delete"]
-    state: Literal["queued", "running", "paused", "cancelled", "finished", "failed"]
+    # "export" and the approval states come with issue 18 (CONTRACT2.md).
+    kind: Literal["delete", "export"]
+    state: Literal[
+        "queued", "running", "paused", "cancelled", "finished", "failed", "approval", "expired"
+    ]
     total: int
     done: int
     counts: dict[str, int]
@@ -52,7 +54,7 @@ def job_out(job: Any) -> JobOut:
     return JobOut.model_validate(jobs.status(job), from_attributes=True)
 
 
-@router.post("/jobs/delete", response={202: JobOut, **ERRORS}, auth=scoped("threads:delete"))
+@router.post("/jobs/delete", response={202: JobOut, **errors(422)}, auth=scoped("threads:delete"))
 def start_delete_job(request: ApiRequest, body: DeleteJobIn) -> Status[JobOut]:
     """Delete the ticked threads in the background worker; those the token may not delete are
     left out. Follow it with GET /jobs/{id}."""
@@ -64,14 +66,18 @@ def start_delete_job(request: ApiRequest, body: DeleteJobIn) -> Status[JobOut]:
     return Status(202, job_out(job))
 
 
-@router.get("/jobs/{int:pk}", response={200: JobOut, **ERRORS}, auth=scoped("threads:read"))
+@router.get(
+    "/jobs/{int:pk}", response={200: JobOut, **errors(404, 422)}, auth=scoped("threads:read")
+)
 def get_job(request: ApiRequest, pk: PathPk) -> JobOut:
     """A job's progress: its state, counts per outcome and every item."""
     return job_out(jobs.get_job(request.auth, pk))
 
 
 @router.post(
-    "/jobs/{int:pk}/cancel", response={200: JobOut, **ERRORS}, auth=scoped("threads:delete")
+    "/jobs/{int:pk}/cancel",
+    response={200: JobOut, **errors(404, 409, 422)},
+    auth=scoped("threads:delete"),
 )
 def cancel_job(request: ApiRequest, pk: PathPk) -> JobOut:
     """Stop a running job (the deletions already sent keep their outcomes)."""
@@ -90,7 +96,7 @@ class ReceiptOut(Schema):
 
 @router.get(
     "/jobs/{int:pk}/receipt",
-    response={200: ReceiptOut, **ERRORS, 503: Problem},
+    response={200: ReceiptOut, **errors(404, 409, 422, 503)},
     auth=scoped("audit:read"),
     openapi_extra={
         "responses": {

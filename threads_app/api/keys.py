@@ -2,14 +2,14 @@
 first), rotate and revoke; the services the key pages use."""
 
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated
 
 from django.views.decorators.debug import sensitive_variables
 from ninja import Field, Router, Schema, Status
 from pydantic import StringConstraints
 
 from threads_app import selectors
-from threads_app.api.base import ApiRequest, Principal, Problem, require_in_team, scoped
+from threads_app.api.base import ApiRequest, Principal, errors, require_in_team, scoped
 from threads_app.api.schemas import Body, PathPk, Pk, text
 from threads_app.audit import Origin
 from threads_app.models import ApiKey, Team
@@ -17,7 +17,6 @@ from threads_app.services import keys as key_service
 
 router = Router(tags=["keys"])
 MANAGE = "keys:manage"
-ERRORS: dict[int, Any] = {code: Problem for code in (400, 401, 403, 404, 409, 422, 429)}
 # As the key form takes it: one line of printable ASCII.
 Secret = Annotated[str, StringConstraints(min_length=12, max_length=500, pattern=r"^[\x21-\x7e]+$")]
 
@@ -58,7 +57,7 @@ def manageable_key(principal: Principal, pk: int) -> ApiKey:
     return selectors.get_manageable_key(principal.user, api_key.pk)
 
 
-@router.get("/keys", response={200: list[KeyOut], **ERRORS}, auth=scoped("threads:read"))
+@router.get("/keys", response={200: list[KeyOut], **errors()}, auth=scoped("threads:read"))
 def list_keys(request: ApiRequest) -> list[KeyOut]:
     """The keys the token's user may see (to create or import threads with): hints only."""
     principal = request.auth
@@ -74,7 +73,7 @@ class KeyCreate(Body):
     team: Pk | None = Field(None, description="A team's id for a team key; null: personal")
 
 
-@router.post("/keys", response={201: KeyOut, 502: Problem, **ERRORS}, auth=scoped(MANAGE))
+@router.post("/keys", response={201: KeyOut, **errors(404, 422, 502)}, auth=scoped(MANAGE))
 @sensitive_variables("body")
 def add_key(request: ApiRequest, body: KeyCreate) -> Status[KeyOut]:
     """Store a key once the Threads API accepts it (a team key: the team's owners only; a team
@@ -99,7 +98,9 @@ class KeyRotate(Body):
 
 
 @router.post(
-    "/keys/{int:pk}/rotate", response={200: KeyOut, 502: Problem, **ERRORS}, auth=scoped(MANAGE)
+    "/keys/{int:pk}/rotate",
+    response={200: KeyOut, **errors(404, 409, 422, 502)},
+    auth=scoped(MANAGE),
 )
 @sensitive_variables("body")
 def rotate_key(request: ApiRequest, pk: PathPk, body: KeyRotate) -> KeyOut:
@@ -114,7 +115,9 @@ def rotate_key(request: ApiRequest, pk: PathPk, body: KeyRotate) -> KeyOut:
     return key_out(api_key)
 
 
-@router.post("/keys/{int:pk}/revoke", response={200: KeyOut, **ERRORS}, auth=scoped(MANAGE))
+@router.post(
+    "/keys/{int:pk}/revoke", response={200: KeyOut, **errors(404, 409, 422)}, auth=scoped(MANAGE)
+)
 def revoke_key(request: ApiRequest, pk: PathPk) -> KeyOut:
     """Stop using the key; its threads stay listed, read-only."""
     principal = request.auth

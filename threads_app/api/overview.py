@@ -2,16 +2,14 @@
 threads created and deleted per day over the last 30 days."""
 
 from datetime import date
-from typing import Any
 
 from ninja import Router, Schema
 
 from threads_app import selectors
-from threads_app.api.base import ApiRequest, Problem, scoped
+from threads_app.api.base import ApiRequest, errors, scoped
 from threads_app.api.schemas import KeyRef, key_ref
 
 router = Router(tags=["overview"])
-ERRORS: dict[int, Any] = {code: Problem for code in (401, 403, 429)}
 
 
 class KeyCounts(Schema):
@@ -35,7 +33,7 @@ class OverviewOut(Schema):
     days: list[Day]
 
 
-@router.get("/overview", response={200: OverviewOut, **ERRORS}, auth=scoped("threads:read"))
+@router.get("/overview", response={200: OverviewOut, **errors()}, auth=scoped("threads:read"))
 def get_overview(request: ApiRequest) -> OverviewOut:
     """What the token may see, summed up, as on the overview page."""
     principal = request.auth

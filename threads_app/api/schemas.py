@@ -3,7 +3,7 @@
 The bounds are the pages' (forms/threads.py, forms/keys.py): the same limits, one place each.
 """
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import Annotated, Any, Literal
 
 from ninja import Path, Schema
@@ -13,6 +13,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    Strict,
     StringConstraints,
 )
 
@@ -46,6 +47,17 @@ NOT_IN_ID = (
 UpstreamId = Annotated[
     str, StringConstraints(min_length=1, max_length=ID_MAX, pattern=f"^[^{NOT_IN_ID}]+$")
 ]
+
+
+def _written_day(value: object) -> object:
+    """A day is written YYYY-MM-DD: no number of seconds (pydantic would take one)."""
+    if not isinstance(value, str | date):
+        raise ValueError("A day is written YYYY-MM-DD.")
+    return value
+
+
+# A UTC day, from a query or a JSON body (strict bodies take no text for a date otherwise).
+Day = Annotated[date, Strict(False), BeforeValidator(_written_day)]
 NO_NUL = r"^[^\x00]*$"  # a database text cannot hold NUL (the forms refuse it too)
 
 

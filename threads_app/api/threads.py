@@ -2,9 +2,10 @@
 first messages, create, import, update metadata and an idempotent delete."""
 
 from dataclasses import replace
-from datetime import date, datetime
+from datetime import datetime
 from typing import Any, Literal
 
+from django.http import HttpResponse, QueryDict
 from ninja import Field, Query, Router, Schema, Status
 
 from threads_app import selectors
@@ -12,13 +13,15 @@ from threads_app.api.base import (
     ApiProblem,
     ApiRequest,
     Principal,
-    Problem,
+    errors,
     field_errors,
     require_in_team,
     scoped,
+    unvalidated,
 )
 from threads_app.api.schemas import (
     Body,
+    Day,
     Metadata,
     PathPk,
     Pk,
@@ -42,8 +45,6 @@ from threads_app.upstream import NotFoundError
 
 router = Router(tags=["threads"])
 READ, WRITE, DELETE = "threads:read", "threads:write", "threads:delete"
-ERRORS: dict[int, Any] = {code: Problem for code in (400, 401, 403, 404, 422, 429)}
-UPSTREAM_ERRORS: dict[int, Any] = {**ERRORS, 502: Problem}
 
 
 def visible_thread(principal: Principal, pk: int) -> TrackedThread:
@@ -63,9 +64,9 @@ def visible_key(principal: Principal, pk: int) -> ApiKey:
     return api_key
 
 
-class ThreadQuery(Schema):
-    """The list page's parameters, read by its own form (`ThreadFilterForm`): typed here for
-    the document, parsed there."""
+class ListFilters(Schema):
+    """The list page's filters and sort, read by its own form (`ThreadFilterForm`): typed here
+    for the document, parsed there (`list_filters`). The list's query and a selection's body."""
 
     q: text(200) | None = Field(None, description="Part of a thread's id, label or metadata")  # type: ignore[valid-type]
     key: Pk | None = Field(None, description="A key's id")
@@ -74,9 +75,12 @@ class ThreadQuery(Schema):
     state: Literal["active", "gone", "deleting", "deleted", "all"] | None = Field(
         None, description="Every state but deleted when absent"
     )
-    date_from: date | None = Field(None, description="Created from this UTC day")
-    date_to: date | None = Field(None, description="Created up to this UTC day, included")
+    date_from: Day | None = Field(None, description="Created from this UTC day")
+    date_to: Day | None = Field(None, description="Created up to this UTC day, included")
     sort: Literal["newest", "oldest", "label"] | None = Field(None, description="newest if absent")
+
+
+class ThreadQuery(ListFilters):
     before: Pk | None = Field(None, description="The `older` cursor of the previous page")
     after: Pk | None = Field(None, description="The `newer` cursor of a later page")
 
@@ -87,27 +91,38 @@ class ThreadPage(Schema):
     newer: int | None = Field(description="Cursor of the previous page (`after=`), if any")
 
 
-@router.get("/threads", response={200: ThreadPage, **ERRORS}, auth=scoped(READ))
+def list_filters(
+    principal: Principal, data: QueryDict | dict[str, str], *, source: str = "query"
+) -> tuple[ThreadFilterForm, selectors.ThreadFilters, list[ApiKey]]:
+    """The list's filters (and cursor) in `data`, through the list page's own form; a team
+    token's narrowed to its team. Also the form and the keys the token may see. Raises the
+    form's errors (`field_errors`)."""
+    keys = selectors.filter_keys(principal.user)
+    if principal.team_id is not None:
+        keys = keys.filter(team_id=principal.team_id)
+    listed = list(keys)
+    form = ThreadFilterForm(listed, data)
+    filters = form.filters()
+    if form.errors or filters is None:
+        raise field_errors(form, source)
+    if principal.team_id is not None:
+        filters = replace(filters, team_id=principal.team_id)
+    return form, filters, listed
+
+
+@router.get("/threads", response={200: ThreadPage, **errors(404, 422)}, auth=scoped(READ))
 def list_threads(
     request: ApiRequest,
     query: Query[ThreadQuery],
     limit: int = Query(25, ge=1, le=100),  # type: ignore[type-arg]
-) -> ThreadPage:
+) -> HttpResponse:
     """The threads the token may see, as the list page finds them: search, filters, sort and
     keyset cursors (`older`/`newer`)."""
     principal = request.auth
-    keys, _usable = selectors.thread_list_keys(principal.user)
-    if principal.team_id is not None:
-        keys = [key for key in keys if key.team_id == principal.team_id]
-    form = ThreadFilterForm(keys, request.GET)
-    filters = form.filters()
-    if form.errors or filters is None:
-        raise field_errors(form)
-    if principal.team_id is not None:
-        filters = replace(filters, team_id=principal.team_id)
+    form, filters, keys = list_filters(principal, request.GET)
     page = selectors.thread_list_page(principal.user, filters, keys=keys, size=limit, **form.cursor)
     threads = [thread_out(thread) for thread in page.rows]
-    return {"threads": threads, "older": page.older, "newer": page.newer}  # type: ignore[return-value]
+    return unvalidated(request, {"threads": threads, "older": page.older, "newer": page.newer})
 
 
 class LiveThread(Schema):
@@ -133,7 +148,9 @@ class ThreadDetail(ThreadOut):
     request_id: str | None = Field(description="The Threads API's request id")
 
 
-@router.get("/threads/{int:pk}", response={200: ThreadDetail, **UPSTREAM_ERRORS}, auth=scoped(READ))
+@router.get(
+    "/threads/{int:pk}", response={200: ThreadDetail, **errors(404, 422, 502)}, auth=scoped(READ)
+)
 def get_thread(request: ApiRequest, pk: PathPk) -> ThreadDetail:
     """The tracked thread, the live one and its newest messages (asked for at once). A thread
     the Threads API no longer has is marked gone; another failure is a 502."""
@@ -191,7 +208,7 @@ class ThreadCreate(Body):
     tool_resources: ToolResources | None = None
 
 
-@router.post("/threads", response={201: ThreadOut, **UPSTREAM_ERRORS}, auth=scoped(WRITE))
+@router.post("/threads", response={201: ThreadOut, **errors(404, 422, 502)}, auth=scoped(WRITE))
 def create_thread(request: ApiRequest, body: ThreadCreate) -> Status[dict[str, Any]]:
     """Create a thread upstream with the key, and track it."""
     principal = request.auth
@@ -219,7 +236,9 @@ class ImportResultOut(Schema):
     thread: int | None
 
 
-@router.post("/threads/import", response={200: list[ImportResultOut], **ERRORS}, auth=scoped(WRITE))
+@router.post(
+    "/threads/import", response={200: list[ImportResultOut], **errors(404, 422)}, auth=scoped(WRITE)
+)
 def import_threads(request: ApiRequest, body: ThreadImport) -> list[ImportResultOut]:
     """Track existing threads: each id is checked with the Threads API first; one result per
     id, in order (importing again is harmless)."""
@@ -246,7 +265,9 @@ class ThreadUpdate(Body):
     tool_resources: ToolResources | None = Field(None, description="Left as they are if absent")
 
 
-@router.patch("/threads/{int:pk}", response={200: ThreadOut, **UPSTREAM_ERRORS}, auth=scoped(WRITE))
+@router.patch(
+    "/threads/{int:pk}", response={200: ThreadOut, **errors(404, 409, 422, 502)}, auth=scoped(WRITE)
+)
 def update_thread(request: ApiRequest, pk: PathPk, body: ThreadUpdate) -> dict[str, Any]:
     """Replace the thread's metadata (and tool resources, if given)."""
     principal = request.auth
@@ -289,7 +310,7 @@ def _recorded(thread: TrackedThread) -> DeletionOut:
 
 @router.delete(
     "/threads/{int:pk}",
-    response={200: DeletionOut, 409: Problem, **UPSTREAM_ERRORS},
+    response={200: DeletionOut, **errors(404, 409, 422, 502)},
     auth=scoped(DELETE),
 )
 def delete_thread(request: ApiRequest, pk: PathPk, snapshot: bool = False) -> DeletionOut:

@@ -13,7 +13,7 @@ from ninja import NinjaAPI
 from ninja.errors import HttpError, ValidationError
 from ninja.openapi.schema import OpenAPISchema
 
-from threads_app.api import audit, job_routes, keys, overview, threads
+from threads_app.api import audit, job_routes, keys, overview, selections, threads
 from threads_app.api.base import (
     PROBLEM_CONTENT_TYPE,
     ApiProblem,
@@ -54,7 +54,7 @@ api = Api(
     urls_namespace="api",
     docs_decorator=lambda view: api_view(view),
 )
-AREAS = (threads, keys, job_routes, audit, overview)
+AREAS = (threads, selections, keys, job_routes, audit, overview)
 for area in AREAS:
     api.add_router("/", area.router)
 

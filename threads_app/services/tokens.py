@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 
 from django.contrib.auth.models import User
 from django.db import IntegrityError, transaction
-from django.db.models import Case, F, Value, When
+from django.db.models import Case, Exists, F, OuterRef, Value, When
 from django.utils import timezone
 
 from threads_app import audit, selectors
@@ -155,9 +155,15 @@ def authenticate(
         if ApiToken.objects.filter(token_hash=digest, expires_at__lte=now).exists():
             record_expired_tokens(now=now)
         raise TokenRefused("The access token is not valid (unknown, revoked or expired).")
-    row = ApiToken.objects.select_related("created_by", "team").get(token_hash=digest)
+    # Whether the client's address is known comes with the row (one query, not two).
+    addresses = ApiTokenAddress.objects.filter(token=OuterRef("pk"), address=origin.ip)
+    row = (
+        ApiToken.objects.select_related("created_by", "team")
+        .annotate(address_known=Exists(addresses) if origin.ip else Value(True))
+        .get(token_hash=digest)
+    )
     _refuse_unless_creator_may_act(row)
-    _note_use(row, origin=origin, now=now)
+    _note_use(row, origin=origin, now=now, address_known=row.address_known)
     return TokenUse(row, row.rate_count, (window + 1) * window_seconds)
 
 
@@ -172,7 +178,7 @@ def _refuse_unless_creator_may_act(token: ApiToken) -> None:
         )
 
 
-def _note_use(token: ApiToken, *, origin: Origin, now: datetime) -> None:
+def _note_use(token: ApiToken, *, origin: Origin, now: datetime, address_known: bool) -> None:
     """The token's last use (to the minute), and its first use and each new client address
     audited once: conditional writes, so concurrent requests record each once."""
     last_used = token.last_used_at
@@ -185,9 +191,7 @@ def _note_use(token: ApiToken, *, origin: Origin, now: datetime) -> None:
             _record(token, Action.TOKEN_FIRST_USED, origin=origin)
     elif last_used is not None and now - last_used >= LAST_USED_PRECISION:
         ApiToken.objects.filter(pk=token.pk).update(last_used_at=now)
-    if origin.ip is None:
-        return
-    if ApiTokenAddress.objects.filter(token=token, address=origin.ip).exists():
+    if origin.ip is None or address_known:
         return
     try:
         with transaction.atomic():

@@ -33,8 +33,7 @@ def list_url(filters: dict[str, str | int], view: SavedView | None = None) -> st
 def _posted_filters(request: AuthenticatedHttpRequest) -> selectors.ThreadFilters | None:
     """The list's filters as posted (the list's own fields), or None (with a message) when a
     typed one cannot be used."""
-    keys, _ = selectors.thread_list_keys(request.user)
-    form = ThreadFilterForm(keys, request.POST)
+    form = ThreadFilterForm(list(selectors.filter_keys(request.user)), request.POST)
     filters = form.filters()
     if filters is None:
         for label, error in form.typed_errors:
@@ -158,8 +157,7 @@ def saved_view_list(request: AuthenticatedHttpRequest) -> HttpResponse:
     given (the list's own parameters) as one: the region above the list (htmx), or a page of
     its own without JavaScript."""
     user = request.user
-    keys, _ = selectors.thread_list_keys(user)
-    filters = ThreadFilterForm(keys, request.GET).filters()
+    filters = ThreadFilterForm(list(selectors.filter_keys(user)), request.GET).filters()
     teams = list(selectors.owned_teams(user))
     owned = {team.pk for team in teams}
     views = [
