@@ -27,6 +27,7 @@ from threads_app import selectors
 from threads_app.audit import Origin
 from threads_app.models import BulkDeleteJob, WorkerHeartbeat
 from threads_app.services import bulk, jobs
+from threads_app.services.approvals import expire_approvals
 from threads_app.services.counts import fold_thread_counts
 from threads_app.services.reconcile import reconcile_all
 from threads_app.services.retention import enforce_retention
@@ -146,7 +147,8 @@ def sweep() -> list[DBTaskResult[..., Any]]:
     notes "resumed after the worker stopped" and a new task is queued for it (any live worker
     takes it), so each abandoned job is resumed exactly once. Heartbeat rows older than the
     lease are then removed, the thread counters' shards folded (`fold_thread_counts`) and the
-    access tokens that expired since the last sweep audited (`record_expired_tokens`).
+    access tokens that expired since the last sweep audited (`record_expired_tokens`), and
+    the deletions not approved in time expired (`expire_approvals`).
     Called by every `db_worker` between tasks (at most every WORKER_SWEEP_SECONDS); safe to
     call anywhere.
     """
@@ -185,6 +187,7 @@ def sweep() -> list[DBTaskResult[..., Any]]:
     WorkerHeartbeat.objects.filter(beat_at__lt=cutoff).delete()
     fold_thread_counts()
     record_expired_tokens(now=now)
+    expire_approvals(now=now)
     return abandoned
 
 

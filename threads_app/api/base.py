@@ -44,6 +44,8 @@ STATUS_OF_CODE = {
     "job_not_running": 409,
     "job_not_paused": 409,
     "key_unverified": 502,
+    "approval_expired": 409,
+    "job_not_awaiting_approval": 409,
 }
 # Query parameters that look like a credential: a token in a URL lands in logs and histories.
 TOKEN_PARAMETERS = {"token", "access_token", "api_key", "apikey", "key_secret", "bearer"}

@@ -1,4 +1,5 @@
-"""Jobs: start a delete of ticked threads, follow it, cancel it (through `api.jobs`)."""
+"""Jobs: start a delete of ticked threads, follow it, cancel it, approve or refuse it
+(through `api.jobs`)."""
 
 from datetime import datetime
 from typing import Any, Literal
@@ -10,6 +11,7 @@ from threads_app.api.base import ApiRequest, Problem, scoped
 from threads_app.api.schemas import Body, PathPk, Pk
 from threads_app.audit import Origin
 from threads_app.selectors import MAX_BULK_DELETE
+from threads_app.services.approvals import MAX_REASON
 
 router = Router(tags=["jobs"])
 ERRORS: dict[int, Any] = {code: Problem for code in (400, 401, 403, 404, 409, 422, 429)}
@@ -23,10 +25,20 @@ class JobItemOut(Schema):
     request_id: str
 
 
+class JobApprovalOut(Schema):
+    team: str
+    threads: int = Field(description="The team's threads the job deletes")
+    decision: Literal["", "approved", "refused"] = Field(description='"" while waiting')
+    decided_by: str
+    decided_at: datetime | None
+
+
 class JobOut(Schema):
     id: int
     kind: Literal["delete"]
-    state: Literal["queued", "running", "paused", "cancelled", "finished", "failed"]
+    state: Literal[
+        "queued", "running", "paused", "cancelled", "finished", "failed", "approval", "expired"
+    ]
     total: int
     done: int
     counts: dict[str, int]
@@ -35,6 +47,16 @@ class JobOut(Schema):
     finished_at: datetime | None
     failure: str
     items: list[JobItemOut]
+    approval_expires_at: datetime | None = Field(
+        description="Until when it awaits approval (null: it needed none)"
+    )
+    approvals: list[JobApprovalOut] = Field(
+        description="The teams' owners' approvals it waits for or got"
+    )
+
+
+class RefuseJobIn(Body):
+    reason: str = Field(default="", max_length=MAX_REASON, description="Why, for the audit log")
 
 
 class DeleteJobIn(Body):
@@ -72,3 +94,27 @@ def cancel_job(request: ApiRequest, pk: PathPk) -> JobOut:
     """Stop a running job (the deletions already sent keep their outcomes)."""
     job = jobs.cancel(principal=request.auth, job=jobs.get_job(request.auth, pk))
     return job_out(job)
+
+
+@router.post(
+    "/jobs/{int:pk}/approve", response={200: JobOut, **ERRORS}, auth=scoped("threads:delete")
+)
+def approve_job(request: ApiRequest, pk: PathPk) -> JobOut:
+    """Approve a deletion awaiting approval, as an owner of a team it waits for (never its
+    requester's own); the last approval it needs queues it."""
+    job = jobs.get_job(request.auth, pk)
+    return job_out(
+        jobs.approve(principal=request.auth, job=job, origin=Origin.from_request(request))
+    )
+
+
+@router.post(
+    "/jobs/{int:pk}/refuse", response={200: JobOut, **ERRORS}, auth=scoped("threads:delete")
+)
+def refuse_job(request: ApiRequest, pk: PathPk, body: RefuseJobIn) -> JobOut:
+    """Refuse a deletion awaiting approval: it is cancelled and never runs."""
+    job = jobs.get_job(request.auth, pk)
+    refused = jobs.refuse(
+        principal=request.auth, job=job, origin=Origin.from_request(request), reason=body.reason
+    )
+    return job_out(refused)

@@ -33,6 +33,7 @@ from threads_app.models import (
     normalise_username,
     validate_username,
 )
+from threads_app.services.approvals import MAX_THRESHOLD
 from threads_app.services.refusals import NotAllowed, Refused
 
 Role = Membership.Role
@@ -430,6 +431,31 @@ def set_owners_need_two_factor(
         team.save(update_fields=["owners_need_two_factor"])
         _record_team_change(
             team, Action.TEAM_TWO_FACTOR_RULE, actor=actor, origin=origin, required=required
+        )
+    return True
+
+
+def set_approval_threshold(
+    team: Team, *, actor: User, threshold: int | None, origin: Origin | None = None
+) -> bool:
+    """Make deletions of more than `threshold` of the team's threads wait for another
+    owner's approval (`services.approvals`), or (None) stop asking; False when it already
+    was so. Jobs already waiting keep waiting under the rule they were asked under."""
+    _require_owner(team, actor=actor)
+    if threshold is not None and not 1 <= threshold <= MAX_THRESHOLD:
+        raise Refused(
+            f"The number of threads must be a whole number from 1 to {MAX_THRESHOLD:,}.",
+            field="threshold",
+            code="invalid_threshold",
+        )
+    with transaction.atomic():
+        team = _lock_team(team.pk)
+        if team.approval_threshold == threshold:
+            return False
+        team.approval_threshold = threshold
+        team.save(update_fields=["approval_threshold"])
+        _record_team_change(
+            team, Action.TEAM_APPROVAL_RULE, actor=actor, origin=origin, threshold=threshold
         )
     return True
 

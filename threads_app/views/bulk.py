@@ -1,5 +1,5 @@
 """Bulk deletion pages: the confirmation of ticked threads, the jobs page, a job's progress,
-and pausing, resuming or cancelling a job.
+pausing, resuming or cancelling a job, and approving or refusing one that awaits approval.
 
 The job runs away from the request (`services.bulk`); its page reads the job's rows, so a
 reload shows where it is, and while it runs its progress region polls itself through htmx.
@@ -18,8 +18,10 @@ from threads_app.audit import Origin
 from threads_app.models import BulkDeleteJob
 from threads_app.paging import keyset_page
 from threads_app.selectors import BulkDeleteSelection
-from threads_app.services import bulk, jobs
-from threads_app.views.htmx import AuthenticatedHttpRequest, attempt, go_to, render_page
+from threads_app.forms.base import posted
+from threads_app.forms.selections import RefuseJobForm
+from threads_app.services import approvals, bulk, jobs
+from threads_app.views.htmx import AuthenticatedHttpRequest, attempt, go_to, render_page, submit
 
 JOBS_PAGE_SIZE = 25
 
@@ -65,6 +67,7 @@ def bulk_delete_job(request: AuthenticatedHttpRequest, pk: int) -> HttpResponse:
         "job": job,
         "progress": progress,
         "retry_url": _retry_url(progress.retryable),
+        "approval": selectors.approval_status(request.user, job),
     }
     return render_page(request, "bulk_delete_job", context, partial="progress")
 
@@ -92,7 +95,8 @@ def job_list(request: AuthenticatedHttpRequest) -> HttpResponse:
         before=int(before) if before.isdigit() and len(before) < 19 else None,
     )
     older = reverse("threads_app:job_list") + f"?before={page.older}" if page.older else None
-    context = {"nav": "jobs", "page": page, "older": older}
+    awaiting = list(selectors.jobs_awaiting_approval(request.user)[:JOBS_PAGE_SIZE])
+    context = {"nav": "jobs", "page": page, "older": older, "awaiting": awaiting}
     return render_page(request, "job_list", context)
 
 
@@ -126,3 +130,65 @@ def job_cancel(request: AuthenticatedHttpRequest, pk: int) -> HttpResponse:
         return jobs.cancel_job(user=request.user, job=job)
 
     return _steer(request, pk, cancel, "Cancelled: nothing more is begun.")
+
+
+@require_http_methods(["GET", "POST"])
+@recent_authentication_required
+def job_approve(request: AuthenticatedHttpRequest, pk: int) -> HttpResponse:
+    """GET: what approving the job lets happen, and the button. POST: approve it (a refusal
+    is a message), then the job's page."""
+    job = selectors.get_visible_job(request.user, pk)
+    if request.method == "GET":
+        return _decide(request, job, "job_approve")
+    origin = Origin.from_request(request)
+    attempt(
+        request,
+        lambda: approvals.approve_job(user=request.user, job=job, origin=origin),
+        done=lambda job: (
+            "Approved: the deletion is queued."
+            if job.state != BulkDeleteJob.State.AWAITING_APPROVAL
+            else "Approved: the deletion still waits for another team's owners."
+        ),
+    )
+    return go_to(request, "threads_app:bulk_delete_job", job.pk)
+
+
+@require_http_methods(["GET", "POST"])
+@recent_authentication_required
+def job_refuse(request: AuthenticatedHttpRequest, pk: int) -> HttpResponse:
+    """GET: the refusal's confirmation, with a field for why. POST: refuse it (cancelled,
+    it never runs), then the job's page; an invalid reason or a refusal answers the form
+    again, with the error."""
+    job = selectors.get_visible_job(request.user, pk)
+    form = RefuseJobForm(posted(request))
+    refused = submit(
+        request,
+        form,
+        lambda: approvals.refuse_job(
+            user=request.user,
+            job=job,
+            origin=Origin.from_request(request),
+            reason=form.cleaned_data["reason"],
+        ),
+        done=lambda _: "Refused: the deletion is cancelled and will not run.",
+    )
+    if refused is not None:
+        return go_to(request, "threads_app:bulk_delete_job", job.pk)
+    return _decide(request, job, "job_refuse", form=form)
+
+
+def _decide(
+    request: AuthenticatedHttpRequest,
+    job: BulkDeleteJob,
+    decision: str,
+    *,
+    form: RefuseJobForm | None = None,
+) -> HttpResponse:
+    context = {
+        "nav": "jobs",
+        "job": job,
+        "decision": decision,
+        "approval": selectors.approval_status(request.user, job),
+        "form": form,
+    }
+    return render_page(request, "job_decide", context, partial="confirm")

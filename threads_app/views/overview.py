@@ -133,5 +133,6 @@ def overview(request: AuthenticatedHttpRequest) -> HttpResponse:
         "chart": activity_chart(summary.days),
         "days": selectors.OVERVIEW_DAYS,
         "pending_invitations": selectors.my_pending_invitations(request.user).count(),
+        "approvals_waiting": selectors.jobs_awaiting_approval(request.user).count(),
     }
     return render_page(request, "overview", context)
