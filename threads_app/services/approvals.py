@@ -78,7 +78,8 @@ def needed_for_selection(user: User, selection: Selection) -> Needed:
     )
     if not ruled:
         return []
-    return _over_threshold(ruled, selectors.selection_team_counts(user, selection, ruled))
+    counts = selectors.selection_team_counts(user, selection, [team.pk for team in ruled])
+    return _over_threshold(ruled, counts)
 
 
 def needed_for_threads(threads: Iterable[TrackedThread]) -> Needed:

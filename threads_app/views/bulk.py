@@ -15,11 +15,11 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from threads_app import selectors
 from threads_app.accounts import recent_authentication_required
 from threads_app.audit import Origin
+from threads_app.forms.base import posted
+from threads_app.forms.selections import RefuseJobForm
 from threads_app.models import BulkDeleteJob
 from threads_app.paging import keyset_page
 from threads_app.selectors import BulkDeleteSelection
-from threads_app.forms.base import posted
-from threads_app.forms.selections import RefuseJobForm
 from threads_app.services import approvals, bulk, jobs
 from threads_app.views.htmx import AuthenticatedHttpRequest, attempt, go_to, render_page, submit
 
