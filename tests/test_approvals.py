@@ -8,6 +8,7 @@ worker's task does); the browser flow with a real worker is tests/browser/test_a
 
 import time
 from datetime import timedelta
+from functools import partial
 
 import pytest
 from django.core import mail
@@ -373,7 +374,7 @@ def test_approving_a_late_request_is_refused_before_the_sweep_ran(world):
     _overdue(job)
     assert not selectors.jobs_awaiting_approval(world["bob"]).exists()
     for decide in (approvals.approve_job, approvals.refuse_job):
-        assert refusal_code(lambda: decide(user=world["bob"], job=job)) == "approval_expired"
+        assert refusal_code(partial(decide, user=world["bob"], job=job)) == "approval_expired"
     job.refresh_from_db()
     assert job.state == State.EXPIRED and job.task_id == ""
     assert len(events(Action.JOB_APPROVAL_EXPIRED)) == 1  # recorded once, kept
@@ -431,7 +432,9 @@ def test_the_team_page_sets_the_rule_with_clear_messages(client, world):
         "": "Type the number of threads above which a deletion needs approval.",
     }
     for typed, message in cases.items():
-        response = owner.post(url("team_approval_rule", red.pk), {"required": "on", "threshold": typed})
+        response = owner.post(
+            url("team_approval_rule", red.pk), {"required": "on", "threshold": typed}
+        )
         assert response.status_code == 200 and message in body(response), typed
     red.refresh_from_db()
     assert red.approval_threshold == 2
@@ -477,7 +480,7 @@ def test_the_job_page_shows_who_must_approve_and_the_buttons_to_those_who_may(cl
     client.force_login(world["bob"])
     page = body(client.get(url("bulk_delete_job", job.pk)))
     assert "Awaiting approval" in page and 'id="approval-waiting"' in page
-    assert "<th scope=\"row\">Red</th>" in page and "<th scope=\"row\">Blue</th>" in page
+    assert '<th scope="row">Red</th>' in page and '<th scope="row">Blue</th>' in page
     assert "bob" in page and "carol" in page  # who may approve (alice asked: not her)
     assert url("job_approve", job.pk) in page and url("job_refuse", job.pk) in page
     assert url("job_pause", job.pk) not in page  # nothing runs yet to pause
@@ -551,7 +554,7 @@ def test_the_page_says_why_an_approval_is_refused(client, world):
     client.force_login(world["alice"])
     confirm = body(client.get(url("job_approve", job.pk)))
     assert "You asked for this deletion: another owner must approve or refuse it." in confirm
-    assert "<button type=\"submit\"" not in confirm.split('id="job-decide"')[1]
+    assert '<button type="submit"' not in confirm.split('id="job-decide"')[1]
     client.post(url("job_approve", job.pk))
     page = body(client.get(url("bulk_delete_job", job.pk)))
     assert "You asked for this deletion: another owner must approve or refuse it." in page

@@ -18,7 +18,18 @@ from django.contrib.auth.models import User
 from django.core.exceptions import PermissionDenied
 from django.db import DatabaseError, connection
 from django.db.migrations.executor import MigrationExecutor
-from django.db.models import Count, Exists, F, Max, OuterRef, Q, QuerySet, Subquery, Sum
+from django.db.models import (
+    Count,
+    Exists,
+    F,
+    IntegerField,
+    Max,
+    OuterRef,
+    Q,
+    QuerySet,
+    Subquery,
+    Sum,
+)
 from django.db.models.functions import Coalesce
 from django.db.models.lookups import GreaterThanOrEqual, LessThanOrEqual
 from django.shortcuts import get_object_or_404
@@ -430,6 +441,32 @@ def linked_sso_providers(user: User) -> list[str]:
 
 def my_pending_invitations(user: User) -> QuerySet[Invitation]:
     return invitations_for(user).filter(status=PENDING).order_by("team__name", "id")
+
+
+class _CountOf(Subquery):
+    """The number of rows of a queryset, as a value inside another query."""
+
+    template = "(SELECT COUNT(*) FROM (%(subquery)s) _counted)"
+    output_field = IntegerField()
+
+
+@dataclass(frozen=True)
+class WaitingForYou:
+    invitations: int  # pending team invitations addressed to the user
+    approvals: int  # deletions waiting for an approval the user may give
+
+
+def waiting_for(user: User) -> WaitingForYou:
+    """What waits for the user's answer (the overview's notices), in one query."""
+    row = (
+        User.objects.filter(pk=user.pk)
+        .values(
+            invitations=_CountOf(my_pending_invitations(user).order_by().values("pk")),
+            approvals=_CountOf(jobs_awaiting_approval(user).order_by().values("pk")),
+        )
+        .get()
+    )
+    return WaitingForYou(row["invitations"], row["approvals"])
 
 
 def get_my_invitation(user: User, pk: int) -> Invitation:
