@@ -655,3 +655,23 @@ def test_a_team_token_approves_for_its_own_team_only(world, make_user):
     assert response.status_code == 200 and response.json()["state"] == "approval"
     decided = dict(job.approvals.values_list("team__name", "decision"))
     assert decided == {"Red": "approved", "Blue": ""}
+
+
+@pytest.mark.django_db
+def test_the_confirmations_say_beforehand_that_the_deletion_will_wait(client, world):
+    alice = world["alice"]
+    client.force_login(alice)
+    selection = jobs.create_selection(user=alice, filters=ThreadFilters(q="purge"))
+    page = body(client.get(url("selection_detail", selection.pk)))
+    assert "3 of the threads are team Blue's, more than the 2 its rule allows" in page
+    assert "3 of the threads are team Red's" in page and "each of those teams" in page
+    red = world["threads"]["red"]
+    confirm = body(client.get(url("thread_bulk_delete"), {"thread": [t.pk for t in red]}))
+    assert "3 of the threads are team Red's" in confirm and "that team must approve" in confirm
+    two = body(client.get(url("thread_bulk_delete"), {"thread": [t.pk for t in red[:2]]}))
+    assert 'id="needs-approval"' not in two
+
+    response = client.post(url("selection_detail", selection.pk), {"typed_count": "7"})
+    job = BulkDeleteJob.objects.get(selection=selection)
+    follow = body(client.get(response["Location"]))
+    assert f"Deleting 7 threads: job #{job.pk} waits for another owner&#x27;s approval." in follow

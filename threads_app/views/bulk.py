@@ -53,7 +53,12 @@ def thread_bulk_delete(request: AuthenticatedHttpRequest) -> HttpResponse:
 def _confirm(
     request: AuthenticatedHttpRequest, selection: BulkDeleteSelection, *, status: int = 200
 ) -> HttpResponse:
-    context = {"nav": "threads", "selection": selection, "max_threads": selectors.MAX_BULK_DELETE}
+    context = {
+        "nav": "threads",
+        "selection": selection,
+        "max_threads": selectors.MAX_BULK_DELETE,
+        "needs_approval": approvals.needed_for_threads(selection.deletable),
+    }
     return render_page(request, "bulk_delete_confirm", context, partial="confirm", status=status)
 
 
