@@ -230,37 +230,7 @@ def approve_job(
 
     NotAllowed: the requester (`self_approval`), or no such team (`not_owner`); Refused:
     expired (`approval_expired`), or not waiting (`job_not_awaiting_approval`)."""
-    from threads_app.services.jobs import queue_job  # jobs starts the jobs this module holds
-
-    now = timezone.now()
-    _check_not_requester(user, job, now=now)
-    with transaction.atomic():
-        job = _waiting_job(job)
-        approvals = _mine(user, job, now=now, team_id=team_id)
-        JobApproval.objects.filter(pk__in=[a.pk for a in approvals]).update(
-            decision=Decision.APPROVED, decided_by=user, decided_at=now
-        )
-        audit.record_many(
-            [
-                _event(
-                    Action.JOB_APPROVED,
-                    job,
-                    team=approval.team,
-                    actor=user,
-                    origin=origin,
-                    threads=approval.threads,
-                )
-                for approval in approvals
-            ]
-        )
-        if not job.approvals.filter(decision=Decision.WAITING).exists():
-            job.state = JobState.QUEUED
-            job.save(update_fields=["state"])
-            # The run's deletions are the requester's; the approver's address is in the
-            # approval's event, not in theirs.
-            queue_job(job, origin=None)
-    job.refresh_from_db()
-    return job
+    return _decide(user=user, job=job, decision=Decision.APPROVED, origin=origin, team_id=team_id)
 
 
 def refuse_job(
@@ -276,34 +246,71 @@ def refuse_job(
     reason = reason.strip()
     if len(reason) > MAX_REASON:
         raise Refused(
-            f"Keep the reason under {MAX_REASON} characters.",
+            f"Keep the reason to at most {MAX_REASON} characters.",
             field="reason",
             code="reason_too_long",
         )
+    return _decide(
+        user=user,
+        job=job,
+        decision=Decision.REFUSED,
+        origin=origin,
+        team_id=team_id,
+        reason=reason,
+    )
+
+
+_DECISION_ACTION: dict[str, str] = {
+    Decision.APPROVED: Action.JOB_APPROVED,
+    Decision.REFUSED: Action.JOB_APPROVAL_REFUSED,
+}
+
+
+def _decide(
+    *,
+    user: User,
+    job: BulkDeleteJob,
+    decision: str,
+    origin: Origin | None,
+    team_id: int | None,
+    reason: str = "",
+) -> BulkDeleteJob:
+    """Record the user's decision for each of their approvals the job waits for, audited; a
+    refusal cancels the job, the last approval queues it."""
+    from threads_app.services.jobs import queue_job  # jobs starts the jobs this module holds
+
     now = timezone.now()
     _check_not_requester(user, job, now=now)
     with transaction.atomic():
         job = _waiting_job(job)
         approvals = _mine(user, job, now=now, team_id=team_id)
         JobApproval.objects.filter(pk__in=[a.pk for a in approvals]).update(
-            decision=Decision.REFUSED, decided_by=user, decided_at=now, reason=reason
+            decision=decision, decided_by=user, decided_at=now, reason=reason
         )
-        job.state, job.finished_at = JobState.CANCELLED, now
-        job.save(update_fields=["state", "finished_at"])
+        details = {"reason": reason} if decision == Decision.REFUSED else {}
         audit.record_many(
             [
                 _event(
-                    Action.JOB_APPROVAL_REFUSED,
+                    _DECISION_ACTION[decision],
                     job,
                     team=approval.team,
                     actor=user,
                     origin=origin,
                     threads=approval.threads,
-                    reason=reason,
+                    **details,
                 )
                 for approval in approvals
             ]
         )
+        if decision == Decision.REFUSED:
+            job.state, job.finished_at = JobState.CANCELLED, now
+            job.save(update_fields=["state", "finished_at"])
+        elif not job.approvals.filter(decision=Decision.WAITING).exists():
+            job.state = JobState.QUEUED
+            job.save(update_fields=["state"])
+            # The run's deletions are the requester's; the approver's address is in the
+            # approval's event, not in theirs.
+            queue_job(job, origin=None)
     job.refresh_from_db()
     return job
 

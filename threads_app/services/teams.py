@@ -411,6 +411,28 @@ def remove_member(membership: Membership, *, actor: User, origin: Origin | None 
         )
 
 
+def _set_team_rule(
+    team: Team,
+    *,
+    field: str,
+    value: object,
+    action: str,
+    detail: str,
+    actor: User,
+    origin: Origin | None,
+) -> bool:
+    """Set one of the team's rules (a field), audited with its new value (as `detail`);
+    False when it already was so."""
+    with transaction.atomic():
+        team = _lock_team(team.pk)
+        if getattr(team, field) == value:
+            return False
+        setattr(team, field, value)
+        team.save(update_fields=[field])
+        _record_team_change(team, action, actor=actor, origin=origin, **{detail: value})
+    return True
+
+
 def set_owners_need_two_factor(
     team: Team, *, actor: User, required: bool, origin: Origin | None = None
 ) -> bool:
@@ -423,16 +445,15 @@ def set_owners_need_two_factor(
             "Set up two-factor for your account first: only someone who uses it may require it.",
             code="two_factor_first",
         )
-    with transaction.atomic():
-        team = _lock_team(team.pk)
-        if team.owners_need_two_factor == required:
-            return False
-        team.owners_need_two_factor = required
-        team.save(update_fields=["owners_need_two_factor"])
-        _record_team_change(
-            team, Action.TEAM_TWO_FACTOR_RULE, actor=actor, origin=origin, required=required
-        )
-    return True
+    return _set_team_rule(
+        team,
+        field="owners_need_two_factor",
+        value=required,
+        action=Action.TEAM_TWO_FACTOR_RULE,
+        detail="required",
+        actor=actor,
+        origin=origin,
+    )
 
 
 def set_approval_threshold(
@@ -448,16 +469,15 @@ def set_approval_threshold(
             field="threshold",
             code="invalid_threshold",
         )
-    with transaction.atomic():
-        team = _lock_team(team.pk)
-        if team.approval_threshold == threshold:
-            return False
-        team.approval_threshold = threshold
-        team.save(update_fields=["approval_threshold"])
-        _record_team_change(
-            team, Action.TEAM_APPROVAL_RULE, actor=actor, origin=origin, threshold=threshold
-        )
-    return True
+    return _set_team_rule(
+        team,
+        field="approval_threshold",
+        value=threshold,
+        action=Action.TEAM_APPROVAL_RULE,
+        detail="threshold",
+        actor=actor,
+        origin=origin,
+    )
 
 
 def delete_team(team: Team, *, actor: User, origin: Origin | None = None) -> None:
