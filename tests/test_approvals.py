@@ -675,3 +675,42 @@ def test_the_confirmations_say_beforehand_that_the_deletion_will_wait(client, wo
     job = BulkDeleteJob.objects.get(selection=selection)
     follow = body(client.get(response["Location"]))
     assert f"Deleting 7 threads: job #{job.pk} waits for another owner&#x27;s approval." in follow
+
+
+@pytest.mark.django_db
+def test_each_approver_gets_one_email_naming_their_teams(
+    world, make_user, django_capture_on_commit_callbacks
+):
+    erin = make_user("erin")  # owns both teams: one email for the two
+    silent = make_user("fay")  # no address: nothing sent, nothing fails
+    silent.email = ""
+    silent.save()
+    for team in (world["red"], world["blue"]):
+        Membership.objects.create(team=team, user=erin, role=Role.OWNER)
+    Membership.objects.create(team=world["red"], user=silent, role=Role.OWNER)
+    with django_capture_on_commit_callbacks(execute=True):
+        request_deletion(world["alice"], q="purge")
+    sent = {tuple(email.to): email.body for email in mail.outbox}
+    assert set(sent) == {("bob@example.com",), ("carol@example.com",), ("erin@example.test",)}
+    assert "team “Blue”" in sent["erin@example.test",]
+    assert "team “Red”" in sent["erin@example.test",]
+    assert "Blue" not in sent["bob@example.com",]
+
+
+@pytest.mark.django_db
+def test_a_mail_server_that_fails_leaves_the_request_standing(
+    world, settings, caplog, django_capture_on_commit_callbacks
+):
+    import socket
+
+    with socket.socket() as unused:  # a port nothing listens on: the connection is refused
+        unused.bind(("127.0.0.1", 0))
+        port = unused.getsockname()[1]
+    settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+    settings.EMAIL_HOST, settings.EMAIL_PORT, settings.EMAIL_TIMEOUT = "127.0.0.1", port, 2
+    with django_capture_on_commit_callbacks(execute=True):
+        job = request_deletion(world["alice"], q="purge red")
+    job.refresh_from_db()
+    assert job.state == State.AWAITING_APPROVAL
+    assert f"Job {job.pk}: the approval email was not sent" in caplog.text
+    assert list(selectors.jobs_awaiting_approval(world["bob"])) == [job]
