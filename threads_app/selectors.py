@@ -572,10 +572,11 @@ class ApprovalStatus:
 
 
 def approval_status(user: User, job: BulkDeleteJob) -> ApprovalStatus:
-    """Three queries: the approvals, the owners of their teams, and which are the user's."""
-    approvals = list(job.approvals.select_related("decided_by"))
-    if not approvals:
+    """Three queries: the approvals, the owners of their teams, and which are the user's;
+    none for a job that never asked for approval (the progress region polls this)."""
+    if job.approval_expires_at is None:
         return ApprovalStatus([], [])
+    approvals = list(job.approvals.select_related("decided_by"))
     owners = (
         Membership.objects.filter(
             team_id__in=[a.team_id for a in approvals if a.team_id], role=Role.OWNER
