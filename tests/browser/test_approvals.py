@@ -157,3 +157,26 @@ def test_the_approval_pages_are_accessible_in_dark_mode(
     ):
         page.goto(path)
         check_accessibility(page, name)
+
+
+@pytest.mark.parametrize("java_script", [True, False], ids=["htmx", "no-js"])
+def test_an_owner_sets_the_rule_on_the_team_page(
+    java_script, new_page, log_in, user, make_team, check_accessibility
+):
+    team = make_team("Green", {user: Membership.Role.OWNER})
+    page = log_in(new_page(java_script_enabled=java_script), user)
+    page.goto(f"/teams/{team.pk}/")
+    rule = page.locator("#approval-rule")
+    rule.get_by_label("Deletions of more than N threads need a second owner").check()
+    rule.get_by_label("N, the number of threads").fill("0")
+    rule.get_by_role("button", name="Save the rule for large deletions").click()
+    expect(page.get_by_text("Type a number of threads of at least 1.")).to_be_visible()
+    if java_script:
+        check_accessibility(page, "team page with the approval rule's error")
+    rule.get_by_label("N, the number of threads").fill("100")
+    rule.get_by_role("button", name="Save the rule for large deletions").click()
+    expect(
+        page.get_by_text("Deletions of more than 100 of Green's threads now need a second owner.")
+    ).to_be_visible()
+    team.refresh_from_db()
+    assert team.approval_threshold == 100

@@ -49,6 +49,11 @@ class ApprovalRuleForm(Form):
         },
     )
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        # Its own ids: the team page also has the two-factor rule's "required" box.
+        kwargs.setdefault("auto_id", "id_approval_%s")
+        super().__init__(*args, **kwargs)
+
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean() or {}
         if cleaned.get("required") and cleaned.get("threshold") is None and not self.errors:
