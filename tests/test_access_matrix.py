@@ -284,6 +284,11 @@ ROUTES = {
     # download goes back to the job's page, saying why (tests/test_receipts.py downloads one).
     "job_receipt_csv": Route(JOBS, get=Rule(SEE, REDIRECTS)),
     "job_receipt_json": Route(JOBS, get=Rule(SEE, REDIRECTS)),
+    # Whoever sees a job sees its approval's confirmation; deciding is the service's rule (a
+    # job that waits for nothing, or the requester's own, is refused: a message, redirected;
+    # a refusal's form answers again with the error). tests/test_approvals.py has the rules.
+    "job_approve": Route(JOBS, get=Rule(SEE), post=Rule(SEE, REDIRECTS)),
+    "job_refuse": Route(JOBS, get=Rule(SEE), post=Rule(SEE)),
     # Anyone selects what their filters match (only what they may act on counts).
     "thread_select_all": Route(post=Rule(NONE, REDIRECTS)),
     # A selection is its creator's; an empty POST is a form error.
@@ -317,6 +322,7 @@ ROUTES = {
     ),
     "team_invitation_revoke": Route(TEAM_INVITATIONS, post=Rule(MANAGE, REDIRECTS)),
     "team_two_factor_rule": Route(TEAMS, post=Rule(MANAGE, REDIRECTS)),
+    "team_approval_rule": Route(TEAMS, post=Rule(MANAGE, REDIRECTS)),
     "invitation_list": Route(get=ANYONE),
     "invitation_accept": Route(MY_INVITATIONS, post=Rule(MANAGE, REDIRECTS)),
     "invitation_decline": Route(MY_INVITATIONS, post=Rule(MANAGE, REDIRECTS)),

@@ -119,6 +119,16 @@ RULES = {
     ("get", "/api/v1/jobs/{pk}/receipt"): Rule(
         "audit:read", {"owner": 404, "member": 409, "viewer": 404, "outsider": 404}
     ),
+    # Approving or refusing: its creator never may (403 self_approval); nobody else sees a
+    # job that waits for no approval of theirs (tests/test_approvals.py has the rules).
+    ("post", "/api/v1/jobs/{pk}/approve"): Rule(
+        "threads:delete", {"owner": 404, "member": 403, "viewer": 404, "outsider": 404}
+    ),
+    ("post", "/api/v1/jobs/{pk}/refuse"): Rule(
+        "threads:delete",
+        {"owner": 404, "member": 403, "viewer": 404, "outsider": 404},
+        body=lambda w: {"reason": ""},
+    ),
     ("get", "/api/v1/audit/events"): Rule("audit:read", everyone(200)),
     ("get", "/api/v1/audit/export"): Rule("audit:read", everyone(200)),
     ("get", "/api/v1/overview"): Rule("threads:read", everyone(200)),

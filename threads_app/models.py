@@ -23,6 +23,9 @@ class Team(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     # Its owners must turn on two-factor authentication (threads_app/middleware.py).
     owners_need_two_factor = models.BooleanField(default=False)
+    # Two-person approval: a deletion of more than this many of the team's threads waits for
+    # another owner's approval (services.approvals); None: the rule is off.
+    approval_threshold = models.PositiveIntegerField(null=True, blank=True)
 
     class Meta:
         ordering = ["name"]
@@ -446,6 +449,12 @@ class AuditEvent(models.Model):
         WEBHOOK_RESENT = "webhook.resent", "Webhook message sent again"
         # Deletion receipts (issue 18)
         RECEIPT_DOWNLOADED = "receipt.downloaded", "Deletion receipt downloaded"
+        # Two-person approval of large deletions (issue 18, h18a)
+        TEAM_APPROVAL_RULE = "team.approval_rule", "Large-deletion approval rule changed"
+        JOB_APPROVAL_REQUESTED = "job.approval_requested", "Deletion approval requested"
+        JOB_APPROVED = "job.approved", "Deletion approved"
+        JOB_APPROVAL_REFUSED = "job.approval_refused", "Deletion approval refused"
+        JOB_APPROVAL_EXPIRED = "job.approval_expired", "Deletion approval expired"
 
     class Outcome(models.TextChoices):
         PENDING = "pending", "Pending"
@@ -591,6 +600,10 @@ class BulkDeleteJob(models.Model):
         CANCELLED = "cancelled", "Cancelled"
         FINISHED = "finished", "Finished"
         FAILED = "failed", "Failed"
+        # Two-person approval (services.approvals): waiting for its approvals, not queued; and
+        # not approved in time (a refused one is cancelled).
+        AWAITING_APPROVAL = "approval", "Awaiting approval"
+        EXPIRED = "expired", "Approval expired"
 
     ACTIVE_STATES = (State.QUEUED, State.RUNNING)  # a run sends while the job is in these
 
@@ -631,6 +644,8 @@ class BulkDeleteJob(models.Model):
     resume_count = models.PositiveIntegerField(default=0)
     resume_note = models.CharField(max_length=200, blank=True)
     error = models.TextField(blank=True)
+    # Awaiting approval until then (services.approvals); None for a job that needed none.
+    approval_expires_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-id"]
@@ -700,6 +715,45 @@ ITEM_OUTCOME_OF: dict[str, str] = {
     AuditEvent.Outcome.REFUSED: BulkDeleteItem.Outcome.REFUSED,
     AuditEvent.Outcome.FAILED: BulkDeleteItem.Outcome.FAILED,
 }
+class JobApproval(models.Model):
+    """One team's approval a job waits for (two-person approval): the team's threads it
+    deletes (`threads`, more than the team's `approval_threshold` when requested), and who
+    decided, when and how ("" while waiting). The team is kept by name too, so the job's page
+    still says whose approval it was if the team is deleted."""
+
+    class Decision(models.TextChoices):
+        WAITING = "", "Waiting"
+        APPROVED = "approved", "Approved"
+        REFUSED = "refused", "Refused"
+
+    job = models.ForeignKey(BulkDeleteJob, on_delete=models.CASCADE, related_name="approvals")
+    team = models.ForeignKey(
+        Team, null=True, on_delete=models.SET_NULL, related_name="job_approvals"
+    )
+    team_name = models.CharField(max_length=100)
+    threads = models.PositiveIntegerField()
+    threshold = models.PositiveIntegerField()
+    decision = models.CharField(
+        max_length=10, choices=Decision.choices, default=Decision.WAITING, blank=True
+    )
+    decided_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
+    decided_at = models.DateTimeField(null=True, blank=True)
+    reason = models.CharField(max_length=500, blank=True)
+
+    class Meta:
+        ordering = ["team_name", "id"]
+        constraints = [
+            models.UniqueConstraint(fields=["job", "team"], name="unique_job_team_approval"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.team_name}'s approval of job #{self.job_id}: {self.decision or 'waiting'}"
 
 
 class RetentionPolicy(models.Model):

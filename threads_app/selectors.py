@@ -18,7 +18,18 @@ from django.contrib.auth.models import User
 from django.core.exceptions import PermissionDenied
 from django.db import DatabaseError, connection
 from django.db.migrations.executor import MigrationExecutor
-from django.db.models import Count, Exists, F, Max, OuterRef, Q, QuerySet, Subquery, Sum
+from django.db.models import (
+    Count,
+    Exists,
+    F,
+    IntegerField,
+    Max,
+    OuterRef,
+    Q,
+    QuerySet,
+    Subquery,
+    Sum,
+)
 from django.db.models.functions import Coalesce
 from django.db.models.lookups import GreaterThanOrEqual, LessThanOrEqual
 from django.shortcuts import get_object_or_404
@@ -36,6 +47,7 @@ from threads_app.models import (
     BulkDeleteJob,
     DailyThreadActivity,
     Invitation,
+    JobApproval,
     Membership,
     RetentionPolicy,
     SavedView,
@@ -533,6 +545,32 @@ def my_pending_invitations(user: User) -> QuerySet[Invitation]:
     return invitations_for(user).filter(status=PENDING).order_by("team__name", "id")
 
 
+class _CountOf(Subquery):
+    """The number of rows of a queryset, as a value inside another query."""
+
+    template = "(SELECT COUNT(*) FROM (%(subquery)s) _counted)"
+    output_field = IntegerField()
+
+
+@dataclass(frozen=True)
+class WaitingForYou:
+    invitations: int  # pending team invitations addressed to the user
+    approvals: int  # deletions waiting for an approval the user may give
+
+
+def waiting_for(user: User) -> WaitingForYou:
+    """What waits for the user's answer (the overview's notices), in one query."""
+    row = (
+        User.objects.filter(pk=user.pk)
+        .values(
+            invitations=_CountOf(my_pending_invitations(user).order_by().values("pk")),
+            approvals=_CountOf(jobs_awaiting_approval(user).order_by().values("pk")),
+        )
+        .get()
+    )
+    return WaitingForYou(row["invitations"], row["approvals"])
+
+
 def get_my_invitation(user: User, pk: int) -> Invitation:
     """404 for an invitation addressed to someone else, whoever is asking (superusers too)."""
     return get_object_or_404(invitations_for(user), pk=pk)
@@ -578,19 +616,100 @@ def username_taken(username: str, *, other_than: User | None = None) -> bool:
 # --- Jobs ---------------------------------------------------------------------------------
 
 JobState = BulkDeleteJob.State
-LIVE_JOB_STATES = (JobState.QUEUED, JobState.RUNNING, JobState.PAUSED)  # the overview's card
+# The overview's card; a job awaiting approval also counts as "already deleting" a selection.
+LIVE_JOB_STATES = (JobState.QUEUED, JobState.RUNNING, JobState.PAUSED, JobState.AWAITING_APPROVAL)
 
 
 def visible_jobs(user: User) -> QuerySet[BulkDeleteJob]:
-    """A job is its creator's, and its team's owners' (superusers see all): it names threads
-    of several keys, so a team's other members do not see it. Whoever sees a job may pause,
-    resume or cancel it."""
+    """A job is its creator's, its team's owners', and the owners of every team whose approval
+    it asked for (superusers see all): it names threads of several keys, so a team's other
+    members do not see it. Whoever sees a job may pause, resume or cancel it."""
     jobs = BulkDeleteJob.objects.select_related(
         "created_by", "selection__saved_view", "policy", "team"
     )
     if user.is_superuser:
         return jobs
-    return jobs.filter(Q(created_by=user) | Q(team__in=_team_ids(user, [Role.OWNER])))
+    owned = _team_ids(user, [Role.OWNER])
+    asked = JobApproval.objects.filter(job=OuterRef("pk"), team__in=owned)
+    return jobs.filter(Q(created_by=user) | Q(team__in=owned) | Exists(asked))
+
+
+def approvals_open_to(user: User, *, now: datetime | None = None) -> QuerySet[JobApproval]:
+    """The approvals still awaited, in time, that the user may give: of a team they own (any
+    team for a superuser), for a job someone else asked for."""
+    approvals = JobApproval.objects.filter(
+        decision=JobApproval.Decision.WAITING,
+        job__state=JobState.AWAITING_APPROVAL,
+        job__approval_expires_at__gt=now or timezone.now(),
+    ).exclude(job__created_by=user)
+    if user.is_superuser:
+        return approvals
+    return approvals.filter(team__in=_team_ids(user, [Role.OWNER]))
+
+
+def jobs_awaiting_approval(user: User) -> QuerySet[BulkDeleteJob]:
+    """The jobs waiting for an approval this user may give, oldest request first."""
+    mine = approvals_open_to(user).filter(job=OuterRef("pk"))
+    return visible_jobs(user).filter(Exists(mine)).order_by("pk")
+
+
+@dataclass(frozen=True)
+class ApprovalRow:
+    """One team's approval of a job, and the owners who may give it (not its requester)."""
+
+    approval: JobApproval
+    approvers: list[str]
+
+
+@dataclass(frozen=True)
+class ApprovalStatus:
+    """A job's approvals, as its page shows them, and which of them this user may give."""
+
+    rows: list[ApprovalRow]
+    mine: list[JobApproval]  # those the user may give now
+
+    @property
+    def needed(self) -> bool:
+        return bool(self.rows)
+
+
+def approval_status(user: User, job: BulkDeleteJob) -> ApprovalStatus:
+    """Three queries: the approvals, the owners of their teams, and which are the user's;
+    none for a job that never asked for approval (the progress region polls this)."""
+    if job.approval_expires_at is None:
+        return ApprovalStatus([], [])
+    approvals = list(job.approvals.select_related("decided_by"))
+    owners = (
+        Membership.objects.filter(
+            team_id__in=[a.team_id for a in approvals if a.team_id], role=Role.OWNER
+        )
+        .exclude(user_id=job.created_by_id)
+        .select_related("user")
+        .order_by("user__username")
+    )
+    by_team: dict[int, list[str]] = {}
+    for membership in owners:
+        by_team.setdefault(membership.team_id, []).append(membership.user.get_username())
+    mine = set(approvals_open_to(user).filter(job=job).values_list("pk", flat=True))
+    return ApprovalStatus(
+        [ApprovalRow(a, by_team.get(a.team_id or 0, [])) for a in approvals],
+        [a for a in approvals if a.pk in mine],
+    )
+
+
+def selection_team_counts(
+    user: User, selection: Selection, team_ids: Iterable[int]
+) -> dict[int, int]:
+    """How many of the selection's threads the user may delete are under each of these
+    teams' keys (one GROUP BY)."""
+    rows = (
+        selection_threads(user, selection)
+        .filter(api_key__team_id__in=list(team_ids))
+        .order_by()
+        .values_list("api_key__team_id")
+        .annotate(count=Count("pk"))
+    )
+    return {team_id: count for team_id, count in rows}
 
 
 def get_visible_job(user: User, pk: int) -> BulkDeleteJob:

@@ -27,6 +27,7 @@ from threads_app import selectors
 from threads_app.audit import Origin
 from threads_app.models import BulkDeleteJob, WorkerHeartbeat
 from threads_app.services import bulk, jobs, webhooks
+from threads_app.services.approvals import expire_approvals
 from threads_app.services.counts import fold_thread_counts
 from threads_app.services.reconcile import reconcile_all
 from threads_app.services.retention import enforce_retention
@@ -167,8 +168,9 @@ def sweep() -> list[DBTaskResult[..., Any]]:
     notes "resumed after the worker stopped" and a new task is queued for it (any live worker
     takes it), so each abandoned job is resumed exactly once. Heartbeat rows older than the
     lease are then removed, the thread counters' shards folded (`fold_thread_counts`), the
-    access tokens that expired since the last sweep audited (`record_expired_tokens`) and the
-    webhook deliveries whose task was lost queued again (`webhooks.take_overdue`).
+    access tokens that expired since the last sweep audited (`record_expired_tokens`), the
+    webhook deliveries whose task was lost queued again (`webhooks.take_overdue`) and the
+    deletions not approved in time expired (`expire_approvals`).
     Called by every `db_worker` between tasks (at most every WORKER_SWEEP_SECONDS); safe to
     call anywhere.
     """
@@ -209,6 +211,7 @@ def sweep() -> list[DBTaskResult[..., Any]]:
     record_expired_tokens(now=now)
     if overdue := webhooks.take_overdue(now=now):
         queue_deliveries(overdue)
+    expire_approvals(now=now)
     return abandoned
 
 

@@ -47,6 +47,8 @@ STATUS_OF_CODE = {
     "key_unverified": 502,
     "receipt_not_ready": 409,
     "checkpoint_unwritable": 503,
+    "approval_expired": 409,
+    "job_not_awaiting_approval": 409,
 }
 # Query parameters that look like a credential: a token in a URL lands in logs and histories.
 TOKEN_PARAMETERS = {"token", "access_token", "api_key", "apikey", "key_secret", "bearer"}

@@ -1,5 +1,5 @@
-"""Jobs: start a delete of ticked threads, follow it, cancel it, get its receipt (through
-`api.jobs`)."""
+"""Jobs: start a delete of ticked threads, follow it, cancel it, approve or refuse it, get
+its receipt (through `api.jobs`)."""
 
 from datetime import datetime
 from typing import Any, Literal
@@ -15,6 +15,7 @@ from threads_app.audit import Checkpoint, Origin
 from threads_app.receipts import ReceiptLine
 from threads_app.selectors import MAX_BULK_DELETE
 from threads_app.services import receipts
+from threads_app.services.approvals import MAX_REASON
 
 router = Router(tags=["jobs"])
 
@@ -27,9 +28,16 @@ class JobItemOut(Schema):
     request_id: str
 
 
+class JobApprovalOut(Schema):
+    team: str
+    threads: int = Field(description="The team's threads the job deletes")
+    decision: Literal["", "approved", "refused"] = Field(description='"" while waiting')
+    decided_by: str
+    decided_at: datetime | None
+
+
 class JobOut(Schema):
     id: int
-    # "export" and the approval states come with issue 18 (CONTRACT2.md).
     kind: Literal["delete", "export"]
     state: Literal[
         "queued", "running", "paused", "cancelled", "finished", "failed", "approval", "expired"
@@ -42,6 +50,16 @@ class JobOut(Schema):
     finished_at: datetime | None
     failure: str
     items: list[JobItemOut]
+    approval_expires_at: datetime | None = Field(
+        description="Until when it awaits approval (null: it needed none)"
+    )
+    approvals: list[JobApprovalOut] = Field(
+        description="The teams' owners' approvals it waits for or got"
+    )
+
+
+class RefuseJobIn(Body):
+    reason: str = Field(default="", max_length=MAX_REASON, description="Why, for the audit log")
 
 
 class DeleteJobIn(Body):
@@ -134,3 +152,31 @@ def get_receipt(
         content_type=issued.content_type,
         headers={"Content-Disposition": content_disposition_header(True, issued.filename)},
     )
+
+
+@router.post(
+    "/jobs/{int:pk}/approve",
+    response={200: JobOut, **errors(404, 409, 422)},
+    auth=scoped("threads:delete"),
+)
+def approve_job(request: ApiRequest, pk: PathPk) -> JobOut:
+    """Approve a deletion awaiting approval, as an owner of a team it waits for (never its
+    requester's own); the last approval it needs queues it."""
+    job = jobs.get_job(request.auth, pk)
+    return job_out(
+        jobs.approve(principal=request.auth, job=job, origin=Origin.from_request(request))
+    )
+
+
+@router.post(
+    "/jobs/{int:pk}/refuse",
+    response={200: JobOut, **errors(404, 409, 422)},
+    auth=scoped("threads:delete"),
+)
+def refuse_job(request: ApiRequest, pk: PathPk, body: RefuseJobIn) -> JobOut:
+    """Refuse a deletion awaiting approval: it is cancelled and never runs."""
+    job = jobs.get_job(request.auth, pk)
+    refused = jobs.refuse(
+        principal=request.auth, job=job, origin=Origin.from_request(request), reason=body.reason
+    )
+    return job_out(refused)

@@ -1,6 +1,6 @@
 """The one place the API reaches background jobs: start a delete over ticked threads, a
-job's status, cancel, a finished job's receipt (the jobs of `services.jobs`, whatever
-selected their threads)."""
+job's status, cancel, approve or refuse, a finished job's receipt (the jobs of
+`services.jobs`, whatever selected their threads; approvals are `services.approvals`)."""
 
 from dataclasses import dataclass
 from datetime import datetime
@@ -12,7 +12,7 @@ from threads_app import selectors
 from threads_app.api.base import Principal
 from threads_app.audit import Origin
 from threads_app.models import BulkDeleteItem, BulkDeleteJob
-from threads_app.services import bulk, jobs, receipts
+from threads_app.services import approvals, bulk, jobs, receipts
 from threads_app.services.refusals import NotAllowed
 
 Outcome = BulkDeleteItem.Outcome
@@ -28,10 +28,20 @@ class JobItem:
 
 
 @dataclass(frozen=True)
+class JobApprovalStatus:
+    team: str
+    threads: int
+    decision: str  # "" (waiting), approved or refused
+    decided_by: str
+    decided_at: datetime | None
+
+
+@dataclass(frozen=True)
 class JobStatus:
     id: int
     kind: str
-    state: str  # queued, running, paused, cancelled, finished or failed
+    # approval, queued, running, paused, cancelled, finished, failed or expired
+    state: str
     total: int
     done: int
     counts: dict[str, int]
@@ -40,6 +50,8 @@ class JobStatus:
     finished_at: datetime | None
     failure: str
     items: list[JobItem]
+    approval_expires_at: datetime | None
+    approvals: list[JobApprovalStatus]
 
 
 def _visible_jobs(principal: Principal) -> QuerySet[BulkDeleteJob]:
@@ -98,6 +110,17 @@ def status(job: BulkDeleteJob) -> JobStatus:
             )
             for item in progress.items
         ],
+        approval_expires_at=job.approval_expires_at,
+        approvals=[
+            JobApprovalStatus(
+                approval.team_name,
+                approval.threads,
+                approval.decision,
+                approval.decided_by.get_username() if approval.decided_by else "",
+                approval.decided_at,
+            )
+            for approval in job.approvals.select_related("decided_by")
+        ],
     )
 
 
@@ -113,3 +136,18 @@ def receipt(
     """The job's receipt, to stream (`services.receipts.issue_receipt`: audited; refused
     until the job has finished)."""
     return receipts.issue_receipt(user=principal.user, job=job, format=format, origin=origin)
+def approve(*, principal: Principal, job: BulkDeleteJob, origin: Origin) -> BulkDeleteJob:
+    """Approve a job awaiting approval (`services.approvals.approve_job`); a team's token
+    approves for its own team only."""
+    return approvals.approve_job(
+        user=principal.user, job=job, origin=origin, team_id=principal.team_id
+    )
+
+
+def refuse(
+    *, principal: Principal, job: BulkDeleteJob, origin: Origin, reason: str
+) -> BulkDeleteJob:
+    """Refuse a job awaiting approval: it is cancelled and never runs."""
+    return approvals.refuse_job(
+        user=principal.user, job=job, origin=origin, reason=reason, team_id=principal.team_id
+    )

@@ -1,5 +1,5 @@
 """Forms of selections and saved views: the typed count that confirms a deletion, and the
-name (and team) of a saved view."""
+name (and team) of a saved view, and the reason given when refusing a deletion."""
 
 from typing import Any, cast
 
@@ -7,6 +7,7 @@ from django import forms
 
 from threads_app.forms.base import Form
 from threads_app.models import SavedView, Team
+from threads_app.services.approvals import MAX_REASON
 
 
 class SelectionDeleteForm(Form):
@@ -42,3 +43,14 @@ class SavedViewForm(Form):
             ("", "Only me"),
             *((team.pk, f"Team {team.name}") for team in teams),
         ]
+
+
+class RefuseJobForm(Form):
+    """Refusing a deletion awaiting approval: why (optional; it goes to the audit log)."""
+
+    reason = forms.CharField(
+        label="Why (optional, kept in the audit log)",
+        required=False,
+        max_length=MAX_REASON,
+        widget=forms.Textarea(attrs={"rows": 3}),
+    )

@@ -46,11 +46,11 @@ from threads_app.models import (
     WebhookEndpoint,
 )
 from threads_app.selectors import MAX_BULK_DELETE, BulkDeleteSelection
-from threads_app.services import deletions, webhooks
+from threads_app.services import approvals, deletions, webhooks
 from threads_app.services.budget import SharedConcurrency
 from threads_app.services.concurrency import run_adaptively
 from threads_app.services.deletions import Deletion
-from threads_app.services.jobs import queue_job
+from threads_app.services.jobs import queue_job, start_or_await
 from threads_app.services.keys import client_for
 from threads_app.services.refusals import Refused
 from threads_app.services.transcripts import SnapshotFailed, deletion_snapshot
@@ -101,12 +101,12 @@ def start_bulk_delete(
     Raises `NothingToDelete`. The threads the actor may not delete are left out, as the
     confirmation page said. With `snapshot`, each thread's transcript is saved with its
     deletion's audit event first; a thread whose transcript cannot be fetched is not deleted.
+    A deletion that a team's approval rule covers waits for its owners' approval instead.
     """
-    from threads_app.services.jobs import queue_job  # jobs starts jobs of this module's kind
-
     selection = selectors.bulk_delete_selection(actor, thread_ids)
     if selection.too_many or not selection.deletable:
         raise NothingToDelete(selection)
+    needed = approvals.needed_for_threads(selection.deletable)
     with transaction.atomic():
         job = BulkDeleteJob.objects.create(
             created_by=actor,
@@ -118,7 +118,7 @@ def start_bulk_delete(
             BulkDeleteItem(job=job, tracked_thread=thread, thread_id=thread.thread_id)
             for thread in selection.deletable
         )
-        queue_job(job, origin=origin)
+        start_or_await(job, needed, actor=actor, origin=origin)
     return job
 
 

@@ -27,6 +27,7 @@ from threads_app.models import (
     Team,
 )
 from threads_app.selectors import ThreadFilters
+from threads_app.services import approvals
 from threads_app.services.refusals import NotAllowed, Refused
 
 JobState = BulkDeleteJob.State
@@ -92,6 +93,8 @@ def start_selection_job(
     (`empty_selection`), `typed_count` is not its count (`count_mismatch`), or a job of it is
     still under way (`deletion_underway`); NotAllowed unless it is the user's selection. The
     caller checks for a recent authentication (a page: `recent_authentication_required`).
+    A deletion that a team's approval rule covers waits for its owners' approval
+    (`services.approvals`) instead of being queued.
     """
     if not selectors.visible_selections(user).filter(pk=selection.pk).exists():
         raise NotAllowed("This selection is not yours.")
@@ -105,6 +108,7 @@ def start_selection_job(
             field="typed_count",
             code="count_mismatch",
         )
+    needed = approvals.needed_for_selection(user, selection)
     with transaction.atomic():
         live = selection.jobs.select_for_update().filter(state__in=selectors.LIVE_JOB_STATES)
         if live.exists():
@@ -117,8 +121,19 @@ def start_selection_job(
             filled=False,
             bound_pk=selection.bound_pk,
         )
-        queue_job(job, origin=origin)
+        start_or_await(job, needed, actor=user, origin=origin)
     return job
+
+
+def start_or_await(
+    job: BulkDeleteJob, needed: approvals.Needed, *, actor: User, origin: Origin | None
+) -> None:
+    """Queue the new job, or make it wait for the approvals it `needed` (inside the
+    transaction that made it)."""
+    if needed:
+        approvals.request_approvals(job, needed, actor=actor, origin=origin)
+    else:
+        queue_job(job, origin=origin)
 
 
 def _selection_team_id(user: User, selection: Selection) -> int | None:
@@ -196,11 +211,12 @@ def resume_job(*, user: User, job: BulkDeleteJob, origin: Origin | None = None) 
 
 
 def cancel_job(*, user: User, job: BulkDeleteJob) -> BulkDeleteJob:
-    """Cancel a job that has not finished: nothing more is begun, the deletions in flight get
-    their outcomes, and the threads not reached stay as they are."""
+    """Cancel a job that has not finished (or still awaits approval): nothing more is begun,
+    the deletions in flight get their outcomes, and the threads not reached stay as they
+    are."""
     _check_may_steer(user, job)
     jobs, now = BulkDeleteJob.objects.filter(pk=job.pk), timezone.now()
-    idle = jobs.filter(state__in=[JobState.QUEUED, JobState.PAUSED])
+    idle = jobs.filter(state__in=[JobState.QUEUED, JobState.PAUSED, JobState.AWAITING_APPROVAL])
     interrupted = job.items.filter(
         outcome=BulkDeleteItem.Outcome.PENDING, intent_sequence__isnull=False
     )

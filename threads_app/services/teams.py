@@ -33,6 +33,7 @@ from threads_app.models import (
     normalise_username,
     validate_username,
 )
+from threads_app.services.approvals import MAX_THRESHOLD
 from threads_app.services.refusals import NotAllowed, Refused
 
 Role = Membership.Role
@@ -410,6 +411,28 @@ def remove_member(membership: Membership, *, actor: User, origin: Origin | None 
         )
 
 
+def _set_team_rule(
+    team: Team,
+    *,
+    field: str,
+    value: object,
+    action: str,
+    detail: str,
+    actor: User,
+    origin: Origin | None,
+) -> bool:
+    """Set one of the team's rules (a field), audited with its new value (as `detail`);
+    False when it already was so."""
+    with transaction.atomic():
+        team = _lock_team(team.pk)
+        if getattr(team, field) == value:
+            return False
+        setattr(team, field, value)
+        team.save(update_fields=[field])
+        _record_team_change(team, action, actor=actor, origin=origin, **{detail: value})
+    return True
+
+
 def set_owners_need_two_factor(
     team: Team, *, actor: User, required: bool, origin: Origin | None = None
 ) -> bool:
@@ -422,16 +445,39 @@ def set_owners_need_two_factor(
             "Set up two-factor for your account first: only someone who uses it may require it.",
             code="two_factor_first",
         )
-    with transaction.atomic():
-        team = _lock_team(team.pk)
-        if team.owners_need_two_factor == required:
-            return False
-        team.owners_need_two_factor = required
-        team.save(update_fields=["owners_need_two_factor"])
-        _record_team_change(
-            team, Action.TEAM_TWO_FACTOR_RULE, actor=actor, origin=origin, required=required
+    return _set_team_rule(
+        team,
+        field="owners_need_two_factor",
+        value=required,
+        action=Action.TEAM_TWO_FACTOR_RULE,
+        detail="required",
+        actor=actor,
+        origin=origin,
+    )
+
+
+def set_approval_threshold(
+    team: Team, *, actor: User, threshold: int | None, origin: Origin | None = None
+) -> bool:
+    """Make deletions of more than `threshold` of the team's threads wait for another
+    owner's approval (`services.approvals`), or (None) stop asking; False when it already
+    was so. Jobs already waiting keep waiting under the rule they were asked under."""
+    _require_owner(team, actor=actor)
+    if threshold is not None and not 1 <= threshold <= MAX_THRESHOLD:
+        raise Refused(
+            f"The number of threads must be a whole number from 1 to {MAX_THRESHOLD:,}.",
+            field="threshold",
+            code="invalid_threshold",
         )
-    return True
+    return _set_team_rule(
+        team,
+        field="approval_threshold",
+        value=threshold,
+        action=Action.TEAM_APPROVAL_RULE,
+        detail="threshold",
+        actor=actor,
+        origin=origin,
+    )
 
 
 def delete_team(team: Team, *, actor: User, origin: Origin | None = None) -> None:

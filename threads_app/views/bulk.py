@@ -1,5 +1,6 @@
 """Bulk deletion pages: the confirmation of ticked threads, the jobs page, a job's progress,
-pausing, resuming or cancelling a job, and a finished job's receipt.
+pausing, resuming or cancelling a job, approving or refusing one that awaits approval, and a
+finished job's receipt.
 
 The job runs away from the request (`services.bulk`); its page reads the job's rows, so a
 reload shows where it is, and while it runs its progress region polls itself through htmx.
@@ -16,12 +17,14 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from threads_app import selectors
 from threads_app.accounts import recent_authentication_required
 from threads_app.audit import Origin
+from threads_app.forms.base import posted
+from threads_app.forms.selections import RefuseJobForm
 from threads_app.models import BulkDeleteJob
 from threads_app.paging import keyset_page
 from threads_app.selectors import BulkDeleteSelection
-from threads_app.services import bulk, jobs, receipts
+from threads_app.services import approvals, bulk, jobs, receipts
 from threads_app.services.refusals import Refused
-from threads_app.views.htmx import AuthenticatedHttpRequest, attempt, go_to, render_page
+from threads_app.views.htmx import AuthenticatedHttpRequest, attempt, go_to, render_page, submit
 
 JOBS_PAGE_SIZE = 25
 
@@ -53,7 +56,12 @@ def thread_bulk_delete(request: AuthenticatedHttpRequest) -> HttpResponse:
 def _confirm(
     request: AuthenticatedHttpRequest, selection: BulkDeleteSelection, *, status: int = 200
 ) -> HttpResponse:
-    context = {"nav": "threads", "selection": selection, "max_threads": selectors.MAX_BULK_DELETE}
+    context = {
+        "nav": "threads",
+        "selection": selection,
+        "max_threads": selectors.MAX_BULK_DELETE,
+        "needs_approval": approvals.needed_for_threads(selection.deletable),
+    }
     return render_page(request, "bulk_delete_confirm", context, partial="confirm", status=status)
 
 
@@ -67,6 +75,7 @@ def bulk_delete_job(request: AuthenticatedHttpRequest, pk: int) -> HttpResponse:
         "job": job,
         "progress": progress,
         "retry_url": _retry_url(progress.retryable),
+        "approval": selectors.approval_status(request.user, job),
     }
     return render_page(request, "bulk_delete_job", context, partial="progress")
 
@@ -94,7 +103,8 @@ def job_list(request: AuthenticatedHttpRequest) -> HttpResponse:
         before=int(before) if before.isdigit() and len(before) < 19 else None,
     )
     older = reverse("threads_app:job_list") + f"?before={page.older}" if page.older else None
-    context = {"nav": "jobs", "page": page, "older": older}
+    awaiting = list(selectors.jobs_awaiting_approval(request.user)[:JOBS_PAGE_SIZE])
+    context = {"nav": "jobs", "page": page, "older": older, "awaiting": awaiting}
     return render_page(request, "job_list", context)
 
 
@@ -157,3 +167,63 @@ def job_receipt_csv(request: AuthenticatedHttpRequest, pk: int) -> HttpResponseB
 @require_GET
 def job_receipt_json(request: AuthenticatedHttpRequest, pk: int) -> HttpResponseBase:
     return _receipt(request, pk, "json")
+@require_http_methods(["GET", "POST"])
+@recent_authentication_required
+def job_approve(request: AuthenticatedHttpRequest, pk: int) -> HttpResponse:
+    """GET: what approving the job lets happen, and the button. POST: approve it (a refusal
+    is a message), then the job's page."""
+    job = selectors.get_visible_job(request.user, pk)
+    if request.method == "GET":
+        return _decide(request, job, "job_approve")
+    origin = Origin.from_request(request)
+    attempt(
+        request,
+        lambda: approvals.approve_job(user=request.user, job=job, origin=origin),
+        done=lambda job: (
+            "Approved: the deletion is queued."
+            if job.state != BulkDeleteJob.State.AWAITING_APPROVAL
+            else "Approved: the deletion still waits for another team's owners."
+        ),
+    )
+    return go_to(request, "threads_app:bulk_delete_job", job.pk)
+
+
+@require_http_methods(["GET", "POST"])
+@recent_authentication_required
+def job_refuse(request: AuthenticatedHttpRequest, pk: int) -> HttpResponse:
+    """GET: the refusal's confirmation, with a field for why. POST: refuse it (cancelled,
+    it never runs), then the job's page; an invalid reason or a refusal answers the form
+    again, with the error."""
+    job = selectors.get_visible_job(request.user, pk)
+    form = RefuseJobForm(posted(request))
+    refused = submit(
+        request,
+        form,
+        lambda: approvals.refuse_job(
+            user=request.user,
+            job=job,
+            origin=Origin.from_request(request),
+            reason=form.cleaned_data["reason"],
+        ),
+        done=lambda _: "Refused: the deletion is cancelled and will not run.",
+    )
+    if refused is not None:
+        return go_to(request, "threads_app:bulk_delete_job", job.pk)
+    return _decide(request, job, "job_refuse", form=form)
+
+
+def _decide(
+    request: AuthenticatedHttpRequest,
+    job: BulkDeleteJob,
+    decision: str,
+    *,
+    form: RefuseJobForm | None = None,
+) -> HttpResponse:
+    context = {
+        "nav": "jobs",
+        "job": job,
+        "decision": decision,
+        "approval": selectors.approval_status(request.user, job),
+        "form": form,
+    }
+    return render_page(request, "job_decide", context, partial="confirm")

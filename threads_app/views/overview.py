@@ -124,6 +124,7 @@ def activity_chart(days: list[DayActivity]) -> Chart:
 def overview(request: AuthenticatedHttpRequest) -> HttpResponse:
     summary = selectors.overview(request.user)
     setup = selectors.setup(request.user, summary)
+    waiting = selectors.waiting_for(request.user)
     context = {
         "nav": "overview",
         "overview": summary,
@@ -132,6 +133,7 @@ def overview(request: AuthenticatedHttpRequest) -> HttpResponse:
         "state_headings": STATE_HEADINGS.items(),
         "chart": activity_chart(summary.days),
         "days": selectors.OVERVIEW_DAYS,
-        "pending_invitations": selectors.my_pending_invitations(request.user).count(),
+        "pending_invitations": waiting.invitations,
+        "approvals_waiting": waiting.approvals,
     }
     return render_page(request, "overview", context)

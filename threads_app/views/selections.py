@@ -19,8 +19,8 @@ from threads_app.audit import Origin
 from threads_app.forms.base import posted
 from threads_app.forms.selections import SavedViewForm, SelectionDeleteForm
 from threads_app.forms.threads import ThreadFilterForm
-from threads_app.models import SavedView, Selection
-from threads_app.services import jobs
+from threads_app.models import BulkDeleteJob, SavedView, Selection
+from threads_app.services import approvals, jobs
 from threads_app.views.htmx import AuthenticatedHttpRequest, go_to, render_page, submit
 
 
@@ -71,7 +71,11 @@ def selection_detail(request: AuthenticatedHttpRequest, pk: int) -> HttpResponse
             typed_count=form.cleaned_data["typed_count"],
             origin=Origin.from_request(request),
         ),
-        done=lambda job: f"Deleting {selection.count} threads: job #{job.pk} started.",
+        done=lambda job: (
+            f"Deleting {selection.count} threads: job #{job.pk} waits for another owner's approval."
+            if job.state == BulkDeleteJob.State.AWAITING_APPROVAL
+            else f"Deleting {selection.count} threads: job #{job.pk} started."
+        ),
     )
     if job is not None:
         return go_to(request, "threads_app:bulk_delete_job", job.pk)
@@ -89,6 +93,7 @@ def _preview(
         "form": form,
         "list_url": list_url(selection.filters, selection.saved_view),
         "jobs": list(selection.jobs.order_by("-pk")[:5]),
+        "needs_approval": approvals.needed_for_selection(request.user, selection),
     }
     return render_page(request, "selection_detail", context)
 

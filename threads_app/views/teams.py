@@ -17,7 +17,13 @@ from threads_app import selectors
 from threads_app.accounts import recent_authentication_required
 from threads_app.audit import Origin
 from threads_app.forms.base import posted
-from threads_app.forms.teams import InviteForm, RoleForm, TeamForm, TwoFactorRuleForm
+from threads_app.forms.teams import (
+    ApprovalRuleForm,
+    InviteForm,
+    RoleForm,
+    TeamForm,
+    TwoFactorRuleForm,
+)
 from threads_app.models import Membership, Team
 from threads_app.services import teams as team_services
 from threads_app.views.htmx import AuthenticatedHttpRequest, attempt, go_to, render_page, submit
@@ -52,6 +58,7 @@ def _render_detail(
     team: Team,
     invite_form: InviteForm | None = None,
     undo: tuple[int, str] | None = None,
+    approval_form: ApprovalRuleForm | None = None,
 ) -> HttpResponse:
     """The team page, or its `#members` region on the htmx path. `undo`: (membership pk,
     its previous role) after a role change, offered back in that member's row (a plain page
@@ -68,6 +75,13 @@ def _render_detail(
         "invitations": selectors.team_pending_invitations(team) if is_owner else [],
         "keys": selectors.team_keys(user, team),
         "invite_form": invite_form or InviteForm(),
+        "approval_form": approval_form
+        or ApprovalRuleForm(
+            initial={
+                "required": team.approval_threshold is not None,
+                "threshold": team.approval_threshold,
+            }
+        ),
         "role_choices": Membership.Role.choices,
         # Only someone who uses two-factor may require it of the team's owners.
         "may_require_two_factor": selectors.has_two_factor(user),
@@ -171,6 +185,30 @@ def team_two_factor_rule(request: AuthenticatedHttpRequest, pk: int) -> HttpResp
             f"{team}'s owners {verb} use two-factor authentication." if changed else ""
         ),
     )
+    return go_to(request, TEAM_DETAIL, team.pk)
+
+
+@require_POST
+def team_approval_rule(request: AuthenticatedHttpRequest, pk: int) -> HttpResponse:
+    """Turn two-person approval of large deletions on (with its number) or off. An invalid
+    number answers the team page again, with the form's errors."""
+    actor = request.user
+    team = selectors.get_manageable_team(actor, pk)
+    form = ApprovalRuleForm(posted(request))
+    changed = submit(
+        request,
+        form,
+        lambda: team_services.set_approval_threshold(
+            team, actor=actor, threshold=form.rule, origin=Origin.from_request(request)
+        ),
+        done=lambda changed: (
+            f"Deletions of more than {form.rule} of {team}'s threads now need a second owner."
+            if form.rule
+            else f"Deletions of {team}'s threads no longer need a second owner."
+        ),
+    )
+    if changed is None:
+        return _render_detail(request, team, approval_form=form)
     return go_to(request, TEAM_DETAIL, team.pk)
 
 
