@@ -13,13 +13,23 @@ scope (403), the rate limit (429). The others are each operation's own.
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
 import pytest
+from django.contrib.auth.models import User
+from django.utils import timezone
 
 from tests.api_helpers import ApiClient, make_token
 from threads_app.api.urls import AREAS, api
-from threads_app.models import ApiToken, BulkDeleteItem, BulkDeleteJob, Membership, TrackedThread
+from threads_app.models import (
+    ApiToken,
+    BulkDeleteItem,
+    BulkDeleteJob,
+    JobApproval,
+    Membership,
+    TrackedThread,
+)
 from threads_app.selectors import ThreadFilters
 from threads_app.services import jobs
 
@@ -85,6 +95,28 @@ def finished_job_pk(world: World) -> int:
 
 def unwritable_checkpoints(world: World) -> None:
     world.settings.AUDIT_CHECKPOINT_FILE = str(world.settings.BASE_DIR)  # a directory: no append
+
+
+def awaiting_approval_pk(world: World, *, expires_in: timedelta = timedelta(hours=1)) -> int:
+    """A deletion of the team's thread that another user asked for, waiting for its owner."""
+    requester = User.objects.create_user("requester")
+    Membership.objects.create(team=world.team, user=requester, role=Membership.Role.MEMBER)
+    job = BulkDeleteJob.objects.create(
+        created_by=requester,
+        team=world.team,
+        state=Job.AWAITING_APPROVAL,
+        approval_expires_at=timezone.now() + expires_in,
+        total=1,
+    )
+    BulkDeleteItem.objects.create(job=job, tracked_thread=world.thread, thread_id="thread_x")
+    JobApproval.objects.create(
+        job=job, team=world.team, team_name=world.team.name, threads=1, threshold=0
+    )
+    return job.pk
+
+
+def expired_approval_pk(world: World) -> int:
+    return awaiting_approval_pk(world, expires_in=-timedelta(minutes=1))
 
 
 def revoked_key_pk(world: World) -> int:
@@ -189,6 +221,18 @@ OWN: dict[tuple[str, str], dict[int, Ask]] = {
         404: Ask(pk=NOWHERE),
         409: Ask(pk=finished_job_pk),
         422: Ask(pk=0),
+    },
+    ("post", "/api/v1/jobs/{pk}/approve"): {
+        200: Ask(pk=awaiting_approval_pk),
+        404: Ask(pk=NOWHERE),
+        409: Ask(pk=expired_approval_pk),
+        422: Ask(pk=0),
+    },
+    ("post", "/api/v1/jobs/{pk}/refuse"): {
+        200: Ask(pk=awaiting_approval_pk, body={"reason": "not now"}),
+        404: Ask(pk=NOWHERE, body={"reason": ""}),
+        409: Ask(pk=expired_approval_pk, body={"reason": ""}),
+        422: Ask(pk=awaiting_approval_pk, body={"reason": "x" * 501}),
     },
     ("get", "/api/v1/jobs/{pk}/receipt"): {
         200: Ask(pk=finished_job_pk),

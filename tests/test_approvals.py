@@ -6,6 +6,7 @@ The upstream is the emulator over real HTTP; jobs run in-process (`run_bulk_dele
 worker's task does); the browser flow with a real worker is tests/browser/test_approvals.py.
 """
 
+import json
 import time
 from datetime import timedelta
 from functools import partial
@@ -30,9 +31,11 @@ from threads_app.models import (
     Membership,
     RetentionPolicy,
     TrackedThread,
+    WebhookDelivery,
+    WebhookEndpoint,
 )
 from threads_app.selectors import ThreadFilters
-from threads_app.services import approvals, bulk, jobs, teams
+from threads_app.services import approvals, bulk, jobs, teams, webhooks
 from threads_app.services.refusals import NotAllowed, Refused
 
 Role = Membership.Role
@@ -155,6 +158,39 @@ def test_more_than_n_threads_wait_for_approval_and_are_not_queued(
         )
         == "deletion_underway"
     )
+
+
+@pytest.mark.django_db
+def test_each_team_s_endpoints_are_told_the_job_needs_approval(world):
+    hooks = {
+        name: webhooks.create_endpoint(
+            actor=world["alice"],
+            url=f"https://127.0.0.1:9/{name}",
+            events=[WebhookEndpoint.Event.JOB_NEEDS_APPROVAL],
+            team=world[name],
+            description=f"{name} approvals",
+        )[0]
+        for name in ("red", "blue")
+    }
+    job = request_deletion(world["alice"], q="purge")  # 3 red, 3 blue, 1 of alice's own key
+    for name in ("red", "blue"):
+        [delivery] = WebhookDelivery.objects.filter(endpoint=hooks[name])
+        payload = json.loads(delivery.body)
+        assert payload["type"] == "job.needs_approval"
+        assert payload["data"] == {
+            "job_id": job.pk,
+            "kind": "delete",
+            "team_id": world[name].pk,
+            "threads": 3,
+            "threshold": 2,
+            "created_by": "alice",
+            "expires_at": job.approval_expires_at.isoformat(),
+        }
+    # A job that needs no approval tells nobody so.
+    world["red"].approval_threshold = None
+    world["red"].save()
+    request_deletion(world["alice"], q="purge red")
+    assert WebhookDelivery.objects.filter(endpoint=hooks["red"]).count() == 1
 
 
 @pytest.mark.django_db

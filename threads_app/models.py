@@ -715,6 +715,8 @@ ITEM_OUTCOME_OF: dict[str, str] = {
     AuditEvent.Outcome.REFUSED: BulkDeleteItem.Outcome.REFUSED,
     AuditEvent.Outcome.FAILED: BulkDeleteItem.Outcome.FAILED,
 }
+
+
 class JobApproval(models.Model):
     """One team's approval a job waits for (two-person approval): the team's threads it
     deletes (`threads`, more than the team's `approval_threshold` when requested), and who

@@ -136,6 +136,8 @@ def receipt(
     """The job's receipt, to stream (`services.receipts.issue_receipt`: audited; refused
     until the job has finished)."""
     return receipts.issue_receipt(user=principal.user, job=job, format=format, origin=origin)
+
+
 def approve(*, principal: Principal, job: BulkDeleteJob, origin: Origin) -> BulkDeleteJob:
     """Approve a job awaiting approval (`services.approvals.approve_job`); a team's token
     approves for its own team only."""

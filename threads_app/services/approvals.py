@@ -40,7 +40,9 @@ from threads_app.models import (
     Selection,
     Team,
     TrackedThread,
+    WebhookEndpoint,
 )
+from threads_app.services import webhooks
 from threads_app.services.refusals import NotAllowed, Refused
 
 logger = logging.getLogger(__name__)
@@ -95,8 +97,9 @@ def request_approvals(
     job: BulkDeleteJob, needed: Needed, *, actor: User, origin: Origin | None
 ) -> None:
     """Make the new job wait for these approvals (inside the transaction that made it, which
-    does not queue it): its state and expiry, an approval row and an audit event per team,
-    and, once committed, an email to the owners who may approve."""
+    does not queue it): its state and expiry, an approval row, an audit event and a
+    `job.needs_approval` webhook per team, and, once committed, an email to the owners who
+    may approve."""
     now = timezone.now()
     job.state = JobState.AWAITING_APPROVAL
     job.approval_expires_at = now + APPROVAL_LIFETIME
@@ -124,6 +127,25 @@ def request_approvals(
             )
             for team, threads in needed
         ]
+    )
+    webhooks.notify_each(
+        event=WebhookEndpoint.Event.JOB_NEEDS_APPROVAL,
+        notices=[
+            webhooks.Notice(
+                team.pk,
+                None,
+                {
+                    "job_id": job.pk,
+                    "kind": job.kind,
+                    "team_id": team.pk,
+                    "threads": threads,
+                    "threshold": team.approval_threshold,
+                    "created_by": actor.get_username(),
+                    "expires_at": job.approval_expires_at.isoformat(),
+                },
+            )
+            for team, threads in needed
+        ],
     )
     transaction.on_commit(lambda: _email_approvers(job, needed, actor=actor))
 

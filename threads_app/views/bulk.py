@@ -167,6 +167,8 @@ def job_receipt_csv(request: AuthenticatedHttpRequest, pk: int) -> HttpResponseB
 @require_GET
 def job_receipt_json(request: AuthenticatedHttpRequest, pk: int) -> HttpResponseBase:
     return _receipt(request, pk, "json")
+
+
 @require_http_methods(["GET", "POST"])
 @recent_authentication_required
 def job_approve(request: AuthenticatedHttpRequest, pk: int) -> HttpResponse:
