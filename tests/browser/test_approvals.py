@@ -1,13 +1,15 @@
 """Two-person approval in the browser (with htmx and without JavaScript), run by a real
 worker: owner A asks to delete a selection above the team's rule, owner B sees it waiting on
-the overview, approves it, and the job runs to the end; accessible in light and dark mode.
+the overview, approves it, the job runs to the end, and A downloads its receipt, which
+verifies; accessible in light and dark mode.
 
-The flow's steps are functions of their own, so that later steps (a receipt's download, for
-one) can follow `approve_and_finish` in a test of their own."""
+The flow's steps are functions of their own; the receipt's is
+`tests.browser.test_receipts.download_and_verify_receipts`."""
 
 import pytest
 from playwright.sync_api import expect
 
+from tests.browser.test_receipts import download_and_verify_receipts
 from threads_app.models import BulkDeleteJob, Membership, TrackedThread
 from threads_app.selectors import ThreadFilters
 from threads_app.services import jobs
@@ -93,7 +95,7 @@ def approve_and_finish(page, job, *, java_script, check_accessibility, start_wor
 
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.parametrize("java_script", [True, False], ids=["htmx", "no-js"])
-def test_owner_requests_another_owner_approves_and_the_job_runs(
+def test_owner_requests_another_owner_approves_the_job_runs_and_its_receipt_verifies(
     java_script,
     new_page,
     log_in,
@@ -102,6 +104,8 @@ def test_owner_requests_another_owner_approves_and_the_job_runs(
     red_team,
     start_worker,
     check_accessibility,
+    settings,
+    tmp_path,
 ):
     requester = log_in(new_page(java_script_enabled=java_script), user)
     job = request_deletion(
@@ -120,6 +124,10 @@ def test_owner_requests_another_owner_approves_and_the_job_runs(
     assert job.state == BulkDeleteJob.State.FINISHED
     deleted = TrackedThread.objects.filter(state=TrackedThread.State.DELETED)
     assert set(deleted) == set(red_team["threads"])
+    # The requester takes away the proof: the receipt, which verifies against the audit log.
+    settings.AUDIT_CHECKPOINT_FILE = str(tmp_path / "checkpoints.log")
+    requester.goto(f"/jobs/{job.pk}/")
+    download_and_verify_receipts(requester, job, lines=THREADS, folder=tmp_path)
 
 
 @pytest.mark.parametrize("java_script", [True, False], ids=["htmx", "no-js"])

@@ -39,14 +39,21 @@ def test_download_a_finished_jobs_receipt_and_verify_it(
     expect(receipt).to_contain_text("manage.py verify_audit --receipt FILE")
     if java_script:
         check_accessibility(page, f"finished job with its receipt ({color_scheme})")
+    download_and_verify_receipts(page, finished_job, lines=4, folder=tmp_path)
+
+
+def download_and_verify_receipts(page, job, *, lines, folder):
+    """On the job's page: download its receipt as CSV and as JSON into `folder`; each verifies
+    with `manage.py verify_audit --receipt`, and both downloads are audited."""
+    receipt = page.locator("#job-receipt")
     for name in ("CSV", "JSON"):
         with page.expect_download() as download:
             receipt.get_by_role("link", name=name, exact=True).click()
-        assert download.value.suggested_filename == f"job-{finished_job.pk}-receipt.{name.lower()}"
-        path = tmp_path / download.value.suggested_filename
+        assert download.value.suggested_filename == f"job-{job.pk}-receipt.{name.lower()}"
+        path = folder / download.value.suggested_filename
         download.value.save_as(path)
         out = StringIO()
         call_command("verify_audit", "--receipt", str(path), stdout=out)
-        assert f"OK: receipt of job {finished_job.pk}: 4 lines, 4 with their" in out.getvalue()
+        assert f"OK: receipt of job {job.pk}: {lines} lines, {lines} with their" in out.getvalue()
     downloads = AuditEvent.objects.filter(action=AuditEvent.Action.RECEIPT_DOWNLOADED)
     assert sorted(downloads.values_list("details__format", flat=True)) == ["csv", "json"]
