@@ -1,6 +1,8 @@
 """Settings for the test suite: production settings with fixed test secrets and plain HTTP."""
 
+import atexit
 import os
+import shutil
 import tempfile
 
 os.environ.setdefault("DJANGO_DEBUG", "0")
@@ -12,6 +14,11 @@ os.environ.setdefault(
     "dGVzdC1vbmx5LWZlcm5ldC1rZXktbnVtYmVyLW9uZS0=,dGVzdC1vbmx5LWZlcm5ldC1rZXktbnVtYmVyLXR3by0=",
 )
 os.environ.setdefault("AUDIT_HMAC_KEY", "test-only-audit-hmac-key")
+# Exports go to a directory of this run's (removed at its end), which the workers it starts
+# inherit through the environment.
+if "EXPORT_DIR" not in os.environ:
+    os.environ["EXPORT_DIR"] = tempfile.mkdtemp(prefix="threads-console-exports-")
+    atexit.register(shutil.rmtree, os.environ["EXPORT_DIR"], True)
 
 from dashboard.settings import *  # noqa: F403
 
@@ -25,6 +32,7 @@ PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+    "exports": EXPORT_STORAGE,  # noqa: F405
 }
 
 # One test database per process, as several test runs may share a machine (or a PostgreSQL

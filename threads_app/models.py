@@ -437,6 +437,10 @@ class AuditEvent(models.Model):
         TOKEN_NEW_ADDRESS = "token.new_address", "Access token used from a new address"
         TOKEN_REVOKED = "token.revoked", "Access token revoked"
         TOKEN_EXPIRED = "token.expired", "Access token expired"
+        # Export by selection (issue 18)
+        EXPORT_REQUESTED = "export.requested", "Export requested"
+        EXPORT_DOWNLOADED = "export.downloaded", "Export downloaded"
+        EXPORT_EXPIRED = "export.expired", "Export expired and removed"
 
     class Outcome(models.TextChoices):
         PENDING = "pending", "Pending"
@@ -569,6 +573,7 @@ class BulkDeleteJob(models.Model):
 
     class Kind(models.TextChoices):
         DELETE = "delete", "Delete"
+        EXPORT = "export", "Export"
 
     class State(models.TextChoices):
         QUEUED = "queued", "Waiting"
@@ -617,13 +622,18 @@ class BulkDeleteJob(models.Model):
     resume_count = models.PositiveIntegerField(default=0)
     resume_note = models.CharField(max_length=200, blank=True)
     error = models.TextField(blank=True)
+    # An export's file (`services.exports`): its name in the "exports" storage once written
+    # whole, its size, and when its files were removed (expired, or the job cancelled).
+    export_file = models.CharField(max_length=300, blank=True)
+    export_size = models.PositiveBigIntegerField(null=True, blank=True)
+    export_removed_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-id"]
         indexes = [models.Index(fields=["state", "id"], name="job_state_idx")]
 
     def __str__(self) -> str:
-        return f"bulk delete #{self.pk} ({self.state})"
+        return f"bulk {self.kind} #{self.pk} ({self.state})"
 
     @property
     def audit_details(self) -> dict[str, Any]:
@@ -642,6 +652,8 @@ class BulkDeleteItem(models.Model):
         ALREADY_GONE = "already_gone", "Already gone"
         REFUSED = "refused", "Refused"
         FAILED = "failed", "Failed"
+        # Export by selection: its line is in the file (a thread gone upstream: ALREADY_GONE).
+        EXPORTED = "exported", "Exported"
 
     job = models.ForeignKey(BulkDeleteJob, on_delete=models.CASCADE, related_name="items")
     tracked_thread = models.ForeignKey(

@@ -28,6 +28,7 @@ from threads_app.audit import Origin
 from threads_app.models import BulkDeleteJob, WorkerHeartbeat
 from threads_app.services import bulk, jobs
 from threads_app.services.counts import fold_thread_counts
+from threads_app.services.exports import remove_expired_exports
 from threads_app.services.reconcile import reconcile_all
 from threads_app.services.retention import enforce_retention
 from threads_app.services.tokens import record_expired_tokens
@@ -145,8 +146,9 @@ def sweep() -> list[DBTaskResult[..., Any]]:
     report it. An abandoned `bulk_delete_task` is resumed in the same transaction: its job
     notes "resumed after the worker stopped" and a new task is queued for it (any live worker
     takes it), so each abandoned job is resumed exactly once. Heartbeat rows older than the
-    lease are then removed, the thread counters' shards folded (`fold_thread_counts`) and the
-    access tokens that expired since the last sweep audited (`record_expired_tokens`).
+    lease are then removed, the thread counters' shards folded (`fold_thread_counts`), the
+    access tokens that expired since the last sweep audited (`record_expired_tokens`) and the
+    expired exports' files removed (`remove_expired_exports`).
     Called by every `db_worker` between tasks (at most every WORKER_SWEEP_SECONDS); safe to
     call anywhere.
     """
@@ -185,6 +187,7 @@ def sweep() -> list[DBTaskResult[..., Any]]:
     WorkerHeartbeat.objects.filter(beat_at__lt=cutoff).delete()
     fold_thread_counts()
     record_expired_tokens(now=now)
+    remove_expired_exports(now=now)
     return abandoned
 
 

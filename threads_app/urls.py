@@ -42,6 +42,7 @@ ROUTES: list[tuple[str, Callable[..., HttpResponseBase]]] = [
     ("jobs/<int:pk>/pause/", bulk.job_pause),
     ("jobs/<int:pk>/resume/", bulk.job_resume),
     ("jobs/<int:pk>/cancel/", bulk.job_cancel),
+    ("jobs/<int:pk>/export/", bulk.job_export_download),
     ("threads/<int:pk>/check/", threads.thread_check),
     ("threads/<int:pk>/export.json", transcripts.thread_export),
     ("keys/", keys.key_list),

@@ -44,6 +44,9 @@ STATUS_OF_CODE = {
     "job_not_running": 409,
     "job_not_paused": 409,
     "key_unverified": 502,
+    # Export by selection (issue 18)
+    "export_not_ready": 409,
+    "export_expired": 410,
 }
 # Query parameters that look like a credential: a token in a URL lands in logs and histories.
 TOKEN_PARAMETERS = {"token", "access_token", "api_key", "apikey", "key_secret", "bearer"}

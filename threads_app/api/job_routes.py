@@ -1,8 +1,10 @@
-"""Jobs: start a delete of ticked threads, follow it, cancel it (through `api.jobs`)."""
+"""Jobs: start a delete of ticked threads, follow it, cancel it, download an export's file
+(through `api.jobs`)."""
 
 from datetime import datetime
 from typing import Any, Literal
 
+from django.http import FileResponse
 from ninja import Field, Router, Schema, Status
 
 from threads_app.api import jobs
@@ -12,7 +14,8 @@ from threads_app.audit import Origin
 from threads_app.selectors import MAX_BULK_DELETE
 
 router = Router(tags=["jobs"])
-ERRORS: dict[int, Any] = {code: Problem for code in (400, 401, 403, 404, 409, 422, 429)}
+GZIP = "application/gzip"
+ERRORS: dict[int, Any] = {code: Problem for code in (400, 401, 403, 404, 409, 410, 422, 429)}
 
 
 class JobItemOut(Schema):
@@ -25,7 +28,7 @@ class JobItemOut(Schema):
 
 class JobOut(Schema):
     id: int
-    kind: Literal["delete"]
+    kind: Literal["delete", "export"]
     state: Literal["queued", "running", "paused", "cancelled", "finished", "failed"]
     total: int
     done: int
@@ -63,6 +66,30 @@ def start_delete_job(request: ApiRequest, body: DeleteJobIn) -> Status[JobOut]:
 def get_job(request: ApiRequest, pk: PathPk) -> JobOut:
     """A job's progress: its state, counts per outcome and every item."""
     return job_out(jobs.get_job(request.auth, pk))
+
+
+@router.get(
+    "/jobs/{int:pk}/export",
+    response={200: None, **ERRORS},
+    auth=scoped("threads:read"),
+    openapi_extra={
+        "responses": {
+            200: {
+                "description": "The export's file: gzip-compressed JSON Lines, a thread a line",
+                "content": {GZIP: {"schema": {"type": "string", "format": "binary"}}},
+            }
+        }
+    },
+)
+def download_export(request: ApiRequest, pk: PathPk) -> FileResponse:
+    """An export job's file, once it finished and until it expires (409 before, 410 after):
+    for whoever asked for it and the owners of its team."""
+    download = jobs.export_download(
+        principal=request.auth, pk=pk, origin=Origin.from_request(request)
+    )
+    return FileResponse(
+        download.file, as_attachment=True, filename=download.filename, content_type=GZIP
+    )
 
 
 @router.post(
