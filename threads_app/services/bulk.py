@@ -403,10 +403,12 @@ class JobRun:
         items = self.job.items.filter(outcome=ItemOutcome.PENDING, intent_sequence__isnull=False)
         return self._shared_keys(list(items.select_related("tracked_thread__api_key__team")))
 
-    batch_size = BATCH
+    def batch_size(self) -> int:
+        """Items read, and begun, together."""
+        return BATCH
 
     def pending_batches(self) -> Iterator[list[BulkDeleteItem]]:
-        """The items not begun yet, `batch_size` at a time in pk order, read as they are
+        """The items not begun yet, `batch_size()` at a time in pk order, read as they are
         needed (a job of any size is never all in memory); none once the job is paused or
         cancelled."""
         pending = self.job.items.filter(
@@ -414,7 +416,7 @@ class JobRun:
         ).select_related("tracked_thread__api_key__team", "tracked_thread__tracked_by")
         last = 0
         while not self.stopping:
-            batch = list(pending.filter(pk__gt=last).order_by("pk")[: self.batch_size])
+            batch = list(pending.filter(pk__gt=last).order_by("pk")[: self.batch_size()])
             if not batch:
                 return
             last = batch[-1].pk
@@ -669,9 +671,11 @@ def _recorded_outcome(intent: AuditEvent, refusal: Refused) -> tuple[str, str, s
     return _ITEM_OUTCOME[outcome[0]], f"{refusal} (its outcome was recorded before)", outcome[1]
 
 
-def unexpected(item: BulkDeleteItem, exc: Exception, *, what: str = "deletion") -> str:
+def unexpected(
+    item: BulkDeleteItem, exc: Exception, *, doing: str = "deleting", what: str = "deletion"
+) -> str:
     """Log what a bug raised while working on the item's thread; the message for the item."""
-    logger.error("Bulk job %s: %s of %s failed", item.job_id, what, item.thread_id, exc_info=exc)
+    logger.error("Bulk job %s: %s %s failed", item.job_id, doing, item.thread_id, exc_info=exc)
     error = type(exc).__name__
     return f"An unexpected error ({error}) stopped this {what}; see the server log."
 

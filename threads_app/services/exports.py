@@ -117,7 +117,8 @@ class _Export:
 class ExportRun(JobRun):
     """An export's run (see the module's docstring)."""
 
-    batch_size = EXPORT_BATCH
+    def batch_size(self) -> int:
+        return EXPORT_BATCH
 
     def __init__(self, job: BulkDeleteJob, **kwargs: Any) -> None:
         super().__init__(job, **kwargs)
@@ -152,7 +153,11 @@ class ExportRun(JobRun):
                 elif thread.api_key_id not in usable:
                     self.mark(item, ItemOutcome.FAILED, NOT_ALLOWED)
                 elif isinstance(client := self.client(thread.api_key), Exception):
-                    self.mark(item, ItemOutcome.FAILED, unexpected(item, client, what="export"))
+                    self.mark(
+                        item,
+                        ItemOutcome.FAILED,
+                        unexpected(item, client, doing="exporting", what="export"),
+                    )
                 else:
                     part.fetching += 1
                     yield _Export(part, item, TranscriptFetch(thread, client))
@@ -182,7 +187,9 @@ class ExportRun(JobRun):
             self.mark(item, ItemOutcome.FAILED, f"Not exported: {exc.headline} {exc}")
             line = {}
         except Exception as exc:
-            self.mark(item, ItemOutcome.FAILED, unexpected(item, exc, what="export"))
+            self.mark(
+                item, ItemOutcome.FAILED, unexpected(item, exc, doing="exporting", what="export")
+            )
             line = {}
         else:
             self.mark(item, ItemOutcome.EXPORTED, f"{len(line['messages'])} messages")
