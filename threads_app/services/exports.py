@@ -28,6 +28,7 @@ import json
 import logging
 import queue
 import re
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import IO, Any, cast
@@ -133,14 +134,14 @@ class ExportRun(JobRun):
         for first in pending.values_list("pk", flat=True):
             self.storage.delete(parts[first])
 
-    def send(self, batches: Any) -> None:
+    def send(self, batches: Iterable[list[BulkDeleteItem]]) -> None:
         adaptive = self.budgeted(self._exports(batches), self._fetch)
         for export, error in adaptive.gave_up:  # 429 after 429
             self.mark(export.item, ItemOutcome.FAILED, f"Not exported: {error}")
             self.answers.put(export)
         self._take_answers()
 
-    def _exports(self, batches: Any) -> Any:
+    def _exports(self, batches: Iterable[list[BulkDeleteItem]]) -> Iterator[_Export]:
         """The items to fetch, a batch at a time (read by `run_adaptively` as it has room);
         the items that need no request are settled here, and parts written as they fill."""
         for batch in batches:
@@ -217,7 +218,8 @@ class ExportRun(JobRun):
             data = b"".join(part.lines[item.pk] for item in part.items if item.pk in part.lines)
             self.storage.delete(name)
             saved = self.storage.save(name, ContentFile(gzip.compress(data, compresslevel=6)))
-            if saved != name:  # another run wrote it meanwhile: this one has been taken over
+            if saved != name:  # another run wrote it meanwhile: this one was taken over
+                self.storage.delete(saved)
                 raise JobTakenOver(f"Export job {self.job.pk}: part {name} was written twice")
         self.commit(part.items, lambda: None)
 
