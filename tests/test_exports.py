@@ -15,6 +15,7 @@ import pytest
 from django.urls import reverse
 from django.utils import timezone
 
+from tests.api_helpers import ApiClient, make_token
 from tests.conftest import TEST_KEY
 from tests.selection_helpers import many_threads, wait_until_done_at_least
 from tests.worker_fixtures import wait_for
@@ -531,3 +532,36 @@ def test_an_export_whose_worker_is_killed_finishes_on_another_with_every_line_on
     assert "Abandoned: worker doomed" in survivor.output
     with pytest.raises(Refused):  # nothing left to steer
         jobs.cancel_job(user=user, job=job)
+
+
+# --- The API --------------------------------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_the_api_serves_a_finished_export_and_says_when_it_cannot(
+    user, api_key, make_thread, export_dir, settings
+):
+    make_thread(api_key, label="Api 1", messages=messages_of(3))
+    job = start_export(user, q="api")
+    client = ApiClient(make_token(user, scopes=["threads:read"]))
+    path = f"jobs/{job.pk}/export"
+
+    early = client.get(path)
+    assert early.status_code == 409
+    assert early.json()["type"].endswith("/export_not_ready")
+
+    run(job)
+    response = client.get(path)
+    assert response.status_code == 200 and response["Content-Type"] == "application/gzip"
+    line = json.loads(gzip.decompress(b"".join(response.streaming_content)))
+    assert len(line["messages"]) == 3 and line["tracked"]["label"] == "Api 1"
+    event = AuditEvent.objects.get(action=Action.EXPORT_DOWNLOADED)
+    assert event.actor_username == user.username and event.details["job"] == job.pk
+    assert job.pk == client.get(f"jobs/{job.pk}").json()["id"]
+    assert client.get(f"jobs/{job.pk}").json()["kind"] == "export"
+
+    settings.EXPORT_TTL_DAYS = 1
+    BulkDeleteJob.objects.filter(pk=job.pk).update(finished_at=timezone.now() - timedelta(days=1))
+    gone = client.get(path)
+    assert gone.status_code == 410 and gone.json()["type"].endswith("/export_expired")
+    assert client.get("jobs/999999/export").status_code == 404
