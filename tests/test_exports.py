@@ -12,6 +12,7 @@ import json
 from datetime import timedelta
 
 import pytest
+from django.core.files.base import ContentFile
 from django.urls import reverse
 from django.utils import timezone
 
@@ -375,6 +376,20 @@ def test_the_sweep_removes_an_expired_export_and_the_page_says_so(
     assert AuditEvent.objects.filter(action=Action.EXPORT_EXPIRED).count() == 1
     assert 'id="export-expired"' in client.get(page_url).content.decode()
     assert audit.verify_chain().ok
+
+
+@pytest.mark.django_db
+def test_the_sweep_keeps_the_parts_of_a_failed_export_for_its_resume(
+    user, api_key, make_thread, export_dir
+):
+    make_thread(api_key, label="Failing 1")
+    job = start_export(user, q="failing")
+    exports.export_storage().save(f"job-{job.pk}-part-{1:020d}.jsonl.gz", ContentFile(b"x"))
+    long_ago = timezone.now() - timedelta(days=30)
+    BulkDeleteJob.objects.filter(pk=job.pk).update(state=State.FAILED, finished_at=long_ago)
+    tasks.sweep()
+    job.refresh_from_db()
+    assert job.export_removed_at is None and len(list(export_dir.iterdir())) == 1
 
 
 # --- Pause, resume, cancel ------------------------------------------------------------------

@@ -20,7 +20,7 @@ half-copied by a killed run is written again from the parts, which stay until th
 name is committed on the job.
 
 The file is kept EXPORT_TTL_DAYS after the job finished; the worker's sweep then removes it
-(`remove_expired_exports`), and the files of cancelled (or long-failed) exports.
+(`remove_expired_exports`), and the parts of cancelled exports.
 """
 
 import gzip
@@ -307,14 +307,15 @@ def open_export(*, user: User, job: BulkDeleteJob, origin: Origin | None = None)
 
 def remove_expired_exports(*, now: datetime | None = None) -> int:
     """Remove the files of exports that expired (finished EXPORT_TTL_DAYS ago, audited as
-    `export.expired`), were cancelled (their run over), or failed that long ago; mark each
-    job's `export_removed_at`. How many jobs' files were removed. The worker's sweep calls it."""
+    `export.expired`) or were cancelled (their run over); mark each job's `export_removed_at`.
+    How many jobs' files were removed. The worker's sweep calls it. A failed export keeps its
+    parts: `manage.py resume_jobs --resume` runs it on from them."""
     now = now or timezone.now()
     cutoff = now - timedelta(days=settings.EXPORT_TTL_DAYS)
     ended = (
         BulkDeleteJob.objects.filter(kind=BulkDeleteJob.Kind.EXPORT, export_removed_at__isnull=True)
         .filter(
-            Q(state__in=[JobState.FINISHED, JobState.FAILED], finished_at__lt=cutoff)
+            Q(state=JobState.FINISHED, finished_at__lt=cutoff)
             | Q(state=JobState.CANCELLED, task_id="")
         )
         .select_related("team", "created_by")
