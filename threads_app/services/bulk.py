@@ -20,6 +20,10 @@ answers are fast, half on a 429, nothing sent before the Retry-After is over), i
 per key that every worker and job shares (`services.budget`); a 429 is not an outcome, its
 DELETE is sent again. A job paused or cancelled stops sending at its next
 batch; the deletions in flight get their outcomes first.
+
+What does not depend on what a job does to its threads (the run's order, filling, batches,
+the rate budget, committing outcomes, pause and cancel) is `JobRun`'s; a deletion is `_Run`,
+an export `services.exports.ExportRun`.
 """
 
 import logging
