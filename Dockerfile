@@ -32,9 +32,11 @@ WORKDIR /app
 # or .env. The files stay root's: the app cannot change its own code.
 COPY . /app
 # Static files are collected (and compressed, with whitenoise's manifest) at build time. Debug
-# mode only lets the settings load without the secrets, which this step does not use.
+# mode only lets the settings load without the secrets, which this step does not use. The
+# exports volume's mount point is the app's: a new named volume takes its owner from it.
 RUN DJANGO_DEBUG=1 python manage.py collectstatic --noinput --verbosity 0 \
- && python -m compileall -q /app
+ && python -m compileall -q /app \
+ && install -d -o app -g app -m 0700 /var/lib/threads-console/exports
 USER app
 EXPOSE 8000
 ENTRYPOINT ["/app/docker/entrypoint.sh"]

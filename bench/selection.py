@@ -1,9 +1,10 @@
-"""Selections at scale: starting a delete job at 1M threads, and deleting 20,000 threads (one
-worker, then two on one key) under the emulator's rate limit.
+"""Selections at scale: starting a delete job at 1M threads, deleting 20,000 threads (one
+worker, then two on one key) and exporting 20,000 under the emulator's rate limit.
 
     .venv/bin/python bench/selection.py                                  # SQLite, a throwaway file
     .venv/bin/python bench/selection.py --database-url postgres://user:pass@host:5432/db
     .venv/bin/python bench/selection.py --parts start --threads 1000000  # one part only
+    .venv/bin/python bench/selection.py --parts export --export 20000 --rate 100
 
 Parts (all by default):
 
@@ -26,13 +27,20 @@ Parts (all by default):
   (`manage.py verify_audit --receipt`), against `verify_chain` over the same log, timed in
   the same process (the baseline: a verification recomputes the chain up to its checkpoint).
   No target: the times are printed.
+- `export`: `--export` threads (20,000) of 5 messages each exported by one real worker
+  against the same limit (two requests a thread: floor 2N / R = 400 s): time against the
+  floor (at most EXPORT_RATIO), 429s at most RATE_SHARE, the file read back as a stream
+  (every thread once, each with its 5 messages), and the worker's RSS sampled every second,
+  printed at each tenth of the run (growth less than RSS_MB).
 
 With a PostgreSQL URL it runs in a database of its own (`test_<name>`, created and dropped).
 Prints the figures; exits 1 when a target is missed.
 """
 
 import argparse
+import gzip
 import io
+import json
 import logging
 import os
 import statistics
@@ -43,6 +51,7 @@ import time
 import tracemalloc
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import quote
@@ -52,10 +61,11 @@ def _arguments() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--database-url", help="PostgreSQL URL (default: a SQLite file)")
     parser.add_argument(
-        "--parts", default="start,rate,two,receipt", help="start, rate, two, receipt"
+        "--parts", default="start,rate,two,export,receipt", help="start, rate, two, export, receipt"
     )
     parser.add_argument("--threads", type=int, default=1_000_000, help="tracked, for `start`")
     parser.add_argument("--delete", type=int, default=20_000, help="threads deleted, `rate`")
+    parser.add_argument("--export", type=int, default=20_000, help="threads exported, `export`")
     parser.add_argument("--rate", type=float, default=100.0, help="emulator requests/s per key")
     parser.add_argument("--runs", type=int, default=15, help="timed starts per filter")
     parser.add_argument("--receipt-lines", type=int, default=20_000, help="threads, `receipt`")
@@ -90,7 +100,7 @@ from threads_app.models import (  # noqa: E402
     TrackedThread,
 )
 from threads_app.selectors import ThreadFilters  # noqa: E402
-from threads_app.services import jobs  # noqa: E402
+from threads_app.services import exports, jobs  # noqa: E402
 from threads_app.upstream import ThreadsClient  # noqa: E402
 
 WARM_UP = 3
@@ -100,6 +110,7 @@ START_MS = 200.0
 START_RATIO = 1.3
 RATE_RATIO, RATE_SHARE, RSS_MB = 1.1, 0.03, 50.0
 TWO_RATIO, TWO_SHARE = 1.15, 0.05
+EXPORT_RATIO, EXPORT_MESSAGES = 1.15, 5
 SECRET = "sk-bench-limited-0001"  # the key `rate_limited.emulator_process` accepts
 TABLE = TrackedThread._meta.db_table
 COLUMNS = ("thread_id", "api_key_id", "label", "tracked_at", "metadata", "tool_resources")
@@ -232,6 +243,35 @@ def rss_mb(pid: int) -> float:
     return 0.0
 
 
+@dataclass
+class Watched:
+    """A run of jobs as `watch` saw it: seconds from its start, the workers' RSS (MB) at the
+    first sample and at the highest, and every sample (one a second)."""
+
+    elapsed: float
+    first_rss: float
+    peak_rss: float
+    samples: list[float]
+
+
+def watch(name: str, job_ids: list[int], workers: list[subprocess.Popen[bytes]],
+          started: float) -> Watched:  # fmt: skip
+    """Wait for the jobs to finish, sampling the workers' RSS every second; stop the workers."""
+    samples: list[float] = []
+    try:
+        while BulkDeleteJob.objects.filter(pk__in=job_ids).exclude(state="finished").exists():
+            time.sleep(1.0)
+            samples.append(max(rss_mb(w.pid) for w in workers))
+            if any(w.poll() is not None for w in workers):
+                sys.exit(f"{name}: a worker exited; see {WORKDIR.name}")
+        elapsed = time.perf_counter() - started
+    finally:
+        for w in workers:
+            w.terminate()
+            w.wait(timeout=30)
+    return Watched(elapsed, samples[0] if samples else 0.0, max(samples, default=0.0), samples)
+
+
 def deletion_run(name: str, base_url: str, key: ApiKey, user: object, sizes: list[int],
                  ratio_target: float, share_target: float) -> None:  # fmt: skip
     client = ThreadsClient(SECRET, base_url=base_url, connect_timeout=5, read_timeout=30)
@@ -257,20 +297,8 @@ def deletion_run(name: str, base_url: str, key: ApiKey, user: object, sizes: lis
         jobs.start_selection_job(user=user, selection=selection, typed_count=size).pk
         for selection, size in zip(selections, sizes, strict=True)
     ]
-    first_rss = peak_rss = 0.0
-    try:
-        while BulkDeleteJob.objects.filter(pk__in=job_ids).exclude(state="finished").exists():
-            time.sleep(1.0)
-            rss = max(rss_mb(w.pid) for w in workers)
-            first_rss = first_rss or rss
-            peak_rss = max(peak_rss, rss)
-            if any(w.poll() is not None for w in workers):
-                sys.exit(f"{name}: a worker exited; see {logs}")
-        elapsed = time.perf_counter() - started
-    finally:
-        for w in workers:
-            w.terminate()
-            w.wait(timeout=30)
+    watched = watch(name, job_ids, workers, started)
+    elapsed, first_rss, peak_rss = watched.elapsed, watched.first_rss, watched.peak_rss
     after = control(base_url, "GET", "stats")
     requests = int(str(after["requests"])) - int(str(before["requests"]))
     limited = int(str(after["rate_limited"])) - int(str(before["rate_limited"]))
@@ -405,6 +433,67 @@ def timed(run: Callable[[], object]) -> float:
     return time.perf_counter() - started
 
 
+# --- export: a selection exported under the rate limit ---------------------------------------
+
+
+def export_run(base_url: str, key: ApiKey, user: object) -> None:
+    """`--export` threads of EXPORT_MESSAGES messages each, exported by one real worker
+    against the rate-limited emulator (two requests a thread: the thread, one page of
+    messages). Time against the floor, 429s, the file read back as a stream (every thread once,
+    with all its messages) and the worker's RSS sampled every second."""
+    client = ThreadsClient(SECRET, base_url=base_url, connect_timeout=5, read_timeout=30)
+    control(base_url, "DELETE", "rate_limit")
+    messages = [
+        {"role": ("user", "assistant")[n % 2], "content": f"message {n}: " + "lorem ipsum " * 20}
+        for n in range(EXPORT_MESSAGES)
+    ]
+    with ThreadPoolExecutor(16) as pool:  # not what is measured
+        ids = list(pool.map(lambda _: client.create_thread(messages=messages).id,
+                            range(ARGS.export)))  # fmt: skip
+    load(key, [(thread_id, f"exported {n}") for n, thread_id in enumerate(ids)])
+    control(base_url, "POST", "rate_limit", {"rate": ARGS.rate})
+    selection = jobs.create_selection(user=user, filters=ThreadFilters(q="exported"))
+    workers = [worker("export-w0", base_url, Path(WORKDIR.name) / "export-w0.log")]
+    time.sleep(5)  # the worker runs already, idle, as in production
+    before = control(base_url, "GET", "stats")
+    started = time.perf_counter()
+    job = jobs.start_selection_job(
+        user=user, selection=selection, action="export", typed_count=ARGS.export
+    )
+    watched = watch("export", [job.pk], workers, started)
+    after = control(base_url, "GET", "stats")
+    job.refresh_from_db()
+    requests = int(str(after["requests"])) - int(str(before["requests"]))
+    limited = int(str(after["rate_limited"])) - int(str(before["rate_limited"]))
+    lines, whole, seen = 0, 0, set()
+    with exports.export_storage().open(job.export_file, "rb") as raw, gzip.open(raw) as file:
+        for line in file:
+            data = json.loads(line)
+            lines += 1
+            seen.add(data["thread"]["id"])
+            whole += len(data["messages"]) == EXPORT_MESSAGES
+    floor = 2 * ARGS.export / ARGS.rate
+    ratio = watched.elapsed / floor
+    print(f"export: {ARGS.export:,} threads of {EXPORT_MESSAGES} messages, one worker, emulator "
+          f"--rate {ARGS.rate:g}")  # fmt: skip
+    print(f"  elapsed {watched.elapsed:7.1f} s, floor {floor:.1f} s: {ratio:.3f}x  "
+          f"({check(ratio <= EXPORT_RATIO, 'export time')}: <= {EXPORT_RATIO}x)")  # fmt: skip
+    share = limited / requests if requests else 0.0
+    print(f"  requests {requests:,}, answered 429: {limited:,} = {share:.2%}  "
+          f"({check(share <= RATE_SHARE, 'export 429s')}: <= {RATE_SHARE:.0%})")  # fmt: skip
+    ok = lines == len(seen) == whole == ARGS.export and seen == set(ids)
+    print(f"  file {job.export_size or 0:,} bytes: {lines:,} lines, {len(seen):,} threads, "
+          f"{whole:,} with every message  ({check(ok, 'export file')})")  # fmt: skip
+    samples = watched.samples
+    tenths = [samples[min(len(samples) - 1, len(samples) * n // 10)] for n in range(10)]
+    growth = watched.peak_rss - watched.first_rss
+    print("  worker RSS (MB) at each tenth of the run: "
+          + " ".join(f"{mb:.0f}" for mb in tenths))  # fmt: skip
+    print(f"  worker RSS: {watched.first_rss:.1f} MB at the first second, peak "
+          f"{watched.peak_rss:.1f} MB: +{growth:.1f} MB  ({check(growth < RSS_MB, 'export rss')}"
+          f": < {RSS_MB:g} MB)")  # fmt: skip
+
+
 def main() -> int:
     logging.getLogger("axes").setLevel(logging.WARNING)
     logging.getLogger("threads_app.upstream").setLevel(logging.WARNING)  # a line per call
@@ -416,7 +505,7 @@ def main() -> int:
             part_start()
         if "receipt" in parts:
             part_receipt()
-        if "rate" in parts or "two" in parts:
+        if {"rate", "two", "export"} & set(parts):
             user = get_user_model().objects.filter(username="owner").first()
             key = ApiKey.objects.filter(owner=user).first()
             if user is None or key is None:
@@ -427,6 +516,8 @@ def main() -> int:
                 if "two" in parts:
                     half = ARGS.delete // 2
                     deletion_run("two", base_url, key, user, [half, half], TWO_RATIO, TWO_SHARE)
+                if "export" in parts:
+                    export_run(base_url, key, user)
     finally:
         connection.creation.destroy_test_db(old_name, verbosity=0)
     if FAILED:

@@ -317,9 +317,19 @@ USE_TZ = True
 STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / "staticfiles"
 STATICFILES_DIRS = [BASE_DIR / "static"]
+# Exports by selection (services/exports.py): gzip JSON Lines files kept EXPORT_TTL_DAYS after
+# their job finished, through the "exports" storage: a directory (EXPORT_DIR) by default; any
+# Django storage works (README, "Exports": an S3-compatible bucket through django-storages).
+EXPORT_DIR = env("EXPORT_DIR", str(BASE_DIR / "exports"))
+EXPORT_TTL_DAYS = env_int("EXPORT_TTL_DAYS", 7, minimum=1)
+EXPORT_STORAGE = {
+    "BACKEND": "django.core.files.storage.FileSystemStorage",
+    "OPTIONS": {"location": EXPORT_DIR, "directory_permissions_mode": 0o700},
+}
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
+    "exports": EXPORT_STORAGE,
 }
 
 CONTENT_SECURITY_POLICY = {

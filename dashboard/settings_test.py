@@ -1,6 +1,8 @@
 """Settings for the test suite: production settings with fixed test secrets and plain HTTP."""
 
+import atexit
 import os
+import shutil
 import tempfile
 
 os.environ.setdefault("DJANGO_DEBUG", "0")
@@ -14,6 +16,11 @@ os.environ.setdefault(
 os.environ.setdefault("AUDIT_HMAC_KEY", "test-only-audit-hmac-key")
 # The tests' webhook receivers listen on 127.0.0.1 (tests turn it off to see refusals).
 os.environ.setdefault("WEBHOOK_ALLOW_PRIVATE", "1")
+# Exports go to a directory of this run's (removed at its end), which the workers it starts
+# inherit through the environment.
+if "EXPORT_DIR" not in os.environ:
+    os.environ["EXPORT_DIR"] = tempfile.mkdtemp(prefix="threads-console-exports-")
+    atexit.register(shutil.rmtree, os.environ["EXPORT_DIR"], True)
 
 from dashboard.settings import *  # noqa: F403
 
@@ -27,6 +34,7 @@ PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+    "exports": EXPORT_STORAGE,  # noqa: F405
 }
 
 # One test database per process, as several test runs may share a machine (or a PostgreSQL

@@ -20,6 +20,7 @@ A URL added to `threads_app/urls.py` fails `test_every_url_has_a_matrix_entry` u
 says who may use it.
 """
 
+import gzip
 import itertools
 import json
 import time
@@ -30,6 +31,7 @@ from typing import Any
 import pytest
 from django.conf import settings
 from django.contrib.auth import get_user_model
+from django.core.files.base import ContentFile
 from django.db import transaction
 from django.test import Client
 from django.urls import get_resolver, reverse
@@ -53,6 +55,7 @@ from threads_app.models import (
     WebhookDelivery,
     WebhookEndpoint,
 )
+from threads_app.services import exports
 from threads_app.services.teams import invitation_token_hash
 
 Role = Membership.Role
@@ -70,12 +73,13 @@ ANONYMOUS = "anonymous"
 # invitee's alone, superusers included: nobody answers someone else's). Anything not listed
 # is NONE.
 ACCESS = {
-    "A_owner": {"A": MANAGE},
-    "A_member": {"A": USE, "J": MANAGE},
+    "A_owner": {"A": MANAGE, "EA": MANAGE},
+    "A_member": {"A": USE, "J": MANAGE, "EA": MANAGE},
     "A_viewer": {"A": SEE},
     "B_owner": {"B": MANAGE},
-    "other_user": {"P": MANAGE, "I": MANAGE},
-    "superuser": {"A": MANAGE, "B": MANAGE, "P": MANAGE, "J": MANAGE},
+    "other_user": {"P": MANAGE, "I": MANAGE, "EP": MANAGE},
+    # A superuser acts as every team's owner; someone's personal export is theirs alone.
+    "superuser": {"A": MANAGE, "B": MANAGE, "P": MANAGE, "J": MANAGE, "EA": MANAGE, "EP": SEE},
     ANONYMOUS: {},
 }
 ACTORS = list(ACCESS)
@@ -111,6 +115,12 @@ MEMBERSHIPS = (
     Target("membership_B_via_A", "membership", "A", crossed=True),
 )
 JOBS = (Target("job_of_A_member", "job", "J"), Target("job_of_other_user", "job", "P"))
+# Finished exports: one of team A's threads asked for by its member (EA), one of the other
+# user's personal key (EP). Whoever asked, and the team's owners, may download the file.
+EXPORTS = (
+    Target("export_of_team_A", "job", "EA"),
+    Target("export_of_other_user", "job", "EP"),
+)
 SELECTIONS = (
     Target("selection_of_A_member", "selection", "J"),
     Target("selection_of_other_user", "selection", "P"),
@@ -289,6 +299,8 @@ ROUTES = {
     # a refusal's form answers again with the error). tests/test_approvals.py has the rules.
     "job_approve": Route(JOBS, get=Rule(SEE), post=Rule(SEE, REDIRECTS)),
     "job_refuse": Route(JOBS, get=Rule(SEE), post=Rule(SEE)),
+    # An export's file: whoever asked for it and its team's owners (others who see it: 403).
+    "job_export_download": Route(EXPORTS, get=Rule(MANAGE)),
     # Anyone selects what their filters match (only what they may act on counts).
     "thread_select_all": Route(post=Rule(NONE, REDIRECTS)),
     # A selection is its creator's; an empty POST is a form error.
@@ -563,6 +575,22 @@ def _build_world():
             job=jobs[scope], tracked_thread=thread, thread_id=job_thread_id
         )
         names[scope].append(job_thread_id)
+    for scope, creator, team in (
+        ("EA", users["A_member"], teams["A"]),
+        ("EP", users["other_user"], None),
+    ):
+        jobs[scope] = BulkDeleteJob.objects.create(
+            created_by=creator,
+            kind=BulkDeleteJob.Kind.EXPORT,
+            team=team,
+            state=BulkDeleteJob.State.FINISHED,
+            finished_at=timezone.now(),
+        )
+        jobs[scope].export_file = exports.export_storage().save(
+            f"job-{jobs[scope].pk}-threads.jsonl.gz", ContentFile(gzip.compress(b"{}\n"))
+        )
+        jobs[scope].save()
+        names[scope] = []
     selections = {
         "J": Selection.objects.create(created_by=users["A_member"], bound_pk=0),
         "P": Selection.objects.create(created_by=users["other_user"], bound_pk=0),
@@ -762,6 +790,8 @@ def matrix_table(request):
 def _text(response):
     """Body and headers (toasts travel in HX-Trigger) as one string to search."""
     content = b"".join(response.streaming_content) if response.streaming else response.content
+    if response.get("Content-Type") == "application/gzip":  # an export: its lines are searched
+        content = gzip.decompress(content)
     headers = "\n".join(f"{name}: {value}" for name, value in response.headers.items())
     return content.decode() + "\n" + headers
 

@@ -8,11 +8,13 @@ the outsider may name the team's things. An operation added to the API fails
 `test_every_operation_has_a_rule` until RULES says who may use it.
 """
 
+import gzip
 import itertools
 from dataclasses import dataclass, field
 from datetime import timedelta
 
 import pytest
+from django.core.files.base import ContentFile
 from django.db import transaction
 from django.utils import timezone
 
@@ -31,7 +33,7 @@ from threads_app.models import (
     TrackedThread,
 )
 from threads_app.selectors import ThreadFilters
-from threads_app.services import jobs, tokens
+from threads_app.services import exports, jobs, tokens
 
 Role = Membership.Role
 ACTORS = ("owner", "member", "viewer", "outsider")
@@ -129,6 +131,10 @@ RULES = {
         {"owner": 404, "member": 403, "viewer": 404, "outsider": 404},
         body=lambda w: {"reason": ""},
     ),
+    # An export's file (team A's, asked for by the member): the member and the team's owner.
+    ("get", "/api/v1/jobs/{pk}/export"): Rule(
+        "threads:read", {"owner": 200, "member": 200, "viewer": 404, "outsider": 404}
+    ),
     ("get", "/api/v1/audit/events"): Rule("audit:read", everyone(200)),
     ("get", "/api/v1/audit/export"): Rule("audit:read", everyone(200)),
     ("get", "/api/v1/overview"): Rule("threads:read", everyone(200)),
@@ -166,6 +172,7 @@ class World:
     thread: TrackedThread
     job: BulkDeleteJob
     selection: Selection
+    export: BulkDeleteJob
     tokens: dict  # (actor, scope) -> token
     markers: list  # what the outsider must never be shown
 
@@ -176,6 +183,8 @@ class World:
             "jobs": self.job,
             "selections": self.selection,
         }
+        if cell.path.endswith("/export"):
+            objects["jobs"] = self.export
         path = cell.path.removeprefix("/api/v1/")
         if "{pk}" not in path:
             return path
@@ -204,13 +213,26 @@ def _build_world():
     job = BulkDeleteJob.objects.create(created_by=users["member"])
     BulkDeleteItem.objects.create(job=job, tracked_thread=thread, thread_id="thread_job_amx")
     selection = jobs.create_selection(user=users["member"], filters=ThreadFilters(team_id=team.pk))
+    export = BulkDeleteJob.objects.create(
+        created_by=users["member"],
+        kind=BulkDeleteJob.Kind.EXPORT,
+        team=team,
+        state=BulkDeleteJob.State.FINISHED,
+        finished_at=timezone.now(),
+    )
+    export.export_file = exports.export_storage().save(
+        f"job-{export.pk}-threads.jsonl.gz", ContentFile(gzip.compress(b'{"exported": true}\n'))
+    )
+    export.save()
     made = {}
     for actor, scope in itertools.product(ACTORS, SCOPES):
         _row, made[actor, scope] = tokens.create_token(
             actor=users[actor], label=f"{actor} {scope}", scopes=[scope]
         )
     ApiToken.objects.update(expires_at=timezone.now() + timedelta(days=1))
-    return World(team, key, thread, job, selection, made, [team.name, key.label, thread.label])
+    return World(
+        team, key, thread, job, selection, export, made, [team.name, key.label, thread.label]
+    )
 
 
 @pytest.fixture(scope="module")
@@ -264,9 +286,10 @@ def test_api_access(cell, live_world):
         response = client.patch(path, body)
     else:
         response = client.delete(path)
-    content = (
-        b"".join(response.streaming_content) if response.streaming else response.content
-    ).decode()
+    content = b"".join(response.streaming_content) if response.streaming else response.content
+    if response.get("Content-Type") == "application/gzip":  # an export: its lines are searched
+        content = gzip.decompress(content)
+    content = content.decode()
     assert response.status_code == cell.expected, content
     if cell.expected >= 400:
         assert response["Content-Type"] == "application/problem+json"

@@ -97,7 +97,7 @@ def test_the_served_document_is_valid_openapi_3_1(client):
     for schema in schemas:
         jsonschema_rs.meta.validate(schema)
     operations = [result.ok() for result in _schema().get_all_operations()]
-    assert len(operations) == 22
+    assert len(operations) == 23
 
 
 def _pins(world, path):

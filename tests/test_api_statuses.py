@@ -10,6 +10,7 @@ for all: an unknown query parameter (400), no token (401), a token without the o
 scope (403), the rate limit (429). The others are each operation's own.
 """
 
+import gzip
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -18,6 +19,7 @@ from typing import Any
 
 import pytest
 from django.contrib.auth.models import User
+from django.core.files.base import ContentFile
 from django.utils import timezone
 
 from tests.api_helpers import ApiClient, make_token
@@ -31,7 +33,7 @@ from threads_app.models import (
     TrackedThread,
 )
 from threads_app.selectors import ThreadFilters
-from threads_app.services import jobs
+from threads_app.services import exports, jobs
 
 NEW_SECRET = "sk-api-statuses-new-secret-0123456789"
 NOWHERE = 2**40  # an id nothing has
@@ -117,6 +119,31 @@ def awaiting_approval_pk(world: World, *, expires_in: timedelta = timedelta(hour
 
 def expired_approval_pk(world: World) -> int:
     return awaiting_approval_pk(world, expires_in=-timedelta(minutes=1))
+
+
+def export_pk(world: World, *, state: str = Job.FINISHED) -> int:
+    """An export of the team's threads that its owner asked for, written (when finished)."""
+    job = BulkDeleteJob.objects.create(
+        created_by=world.user,
+        kind=BulkDeleteJob.Kind.EXPORT,
+        team=world.team,
+        state=state,
+        finished_at=timezone.now(),
+    )
+    if state == Job.FINISHED:
+        job.export_file = exports.export_storage().save(
+            f"job-{job.pk}-threads.jsonl.gz", ContentFile(gzip.compress(b'{"thread": {}}\n'))
+        )
+        job.save(update_fields=["export_file"])
+    return job.pk
+
+
+def running_export_pk(world: World) -> int:
+    return export_pk(world, state=Job.RUNNING)
+
+
+def cancelled_export_pk(world: World) -> int:
+    return export_pk(world, state=Job.CANCELLED)
 
 
 def revoked_key_pk(world: World) -> int:
@@ -233,6 +260,13 @@ OWN: dict[tuple[str, str], dict[int, Ask]] = {
         404: Ask(pk=NOWHERE, body={"reason": ""}),
         409: Ask(pk=expired_approval_pk, body={"reason": ""}),
         422: Ask(pk=awaiting_approval_pk, body={"reason": "x" * 501}),
+    },
+    ("get", "/api/v1/jobs/{pk}/export"): {
+        200: Ask(pk=export_pk),
+        404: Ask(pk=NOWHERE),
+        409: Ask(pk=running_export_pk),
+        410: Ask(pk=cancelled_export_pk),
+        422: Ask(pk=0),
     },
     ("get", "/api/v1/jobs/{pk}/receipt"): {
         200: Ask(pk=finished_job_pk),

@@ -278,7 +278,7 @@ def test_a_selection_being_deleted_is_not_started_twice(user, api_key, make_thre
         jobs.start_selection_job(user=user, selection=selection, typed_count=1)
     assert refused.value.code == "deletion_underway"
     with pytest.raises(Refused) as refused:
-        jobs.start_selection_job(user=user, selection=selection, action="export", typed_count=1)
+        jobs.start_selection_job(user=user, selection=selection, action="copy", typed_count=1)
     assert refused.value.code == "unknown_action"
 
 

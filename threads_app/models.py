@@ -455,6 +455,10 @@ class AuditEvent(models.Model):
         JOB_APPROVED = "job.approved", "Deletion approved"
         JOB_APPROVAL_REFUSED = "job.approval_refused", "Deletion approval refused"
         JOB_APPROVAL_EXPIRED = "job.approval_expired", "Deletion approval expired"
+        # Export by selection (issue 18)
+        EXPORT_REQUESTED = "export.requested", "Export requested"
+        EXPORT_DOWNLOADED = "export.downloaded", "Export downloaded"
+        EXPORT_EXPIRED = "export.expired", "Export expired and removed"
 
     class Outcome(models.TextChoices):
         PENDING = "pending", "Pending"
@@ -592,6 +596,7 @@ class BulkDeleteJob(models.Model):
 
     class Kind(models.TextChoices):
         DELETE = "delete", "Delete"
+        EXPORT = "export", "Export"
 
     class State(models.TextChoices):
         QUEUED = "queued", "Waiting"
@@ -646,13 +651,18 @@ class BulkDeleteJob(models.Model):
     error = models.TextField(blank=True)
     # Awaiting approval until then (services.approvals); None for a job that needed none.
     approval_expires_at = models.DateTimeField(null=True, blank=True)
+    # An export's file (`services.exports`): its name in the "exports" storage once written
+    # whole, its size, and when its files were removed (expired, or the job cancelled).
+    export_file = models.CharField(max_length=300, blank=True)
+    export_size = models.PositiveBigIntegerField(null=True, blank=True)
+    export_removed_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-id"]
         indexes = [models.Index(fields=["state", "id"], name="job_state_idx")]
 
     def __str__(self) -> str:
-        return f"bulk delete #{self.pk} ({self.state})"
+        return f"bulk {self.kind} #{self.pk} ({self.state})"
 
     @property
     def receipt_ready(self) -> bool:
@@ -682,6 +692,8 @@ class BulkDeleteItem(models.Model):
         FAILED = "failed", "Failed"
         # Deletion receipts (issue 18): as AuditEvent.Outcome.GONE_AFTER_INTERRUPT.
         GONE_AFTER_INTERRUPT = "gone_interrupted", "Gone, confirmed after an interrupted deletion"
+        # Export by selection: its line is in the file (a thread gone upstream: ALREADY_GONE).
+        EXPORTED = "exported", "Exported"
 
     job = models.ForeignKey(BulkDeleteJob, on_delete=models.CASCADE, related_name="items")
     tracked_thread = models.ForeignKey(

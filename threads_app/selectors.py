@@ -716,6 +716,47 @@ def get_visible_job(user: User, pk: int) -> BulkDeleteJob:
     return get_object_or_404(visible_jobs(user), pk=pk)
 
 
+def may_download_export(user: User, job: BulkDeleteJob) -> bool:
+    """Whoever asked for the export, and the owners of its team (not a superuser as such)."""
+    return job.created_by_id == user.pk or (job.team is not None and is_team_owner(user, job.team))
+
+
+def get_downloadable_export(user: User, pk: int) -> BulkDeleteJob:
+    """An export job whose file the user may download (404 out of sight, as any job; 403
+    for anyone else who sees it)."""
+    job = get_object_or_404(visible_jobs(user).filter(kind=BulkDeleteJob.Kind.EXPORT), pk=pk)
+    _forbid_unless(
+        may_download_export(user, job),
+        "Only whoever asked for this export and its team's owners may download it.",
+    )
+    return job
+
+
+@dataclass(frozen=True)
+class ExportStatus:
+    """An export job's file: until when it is offered, whether it is gone, and whether this
+    user may download it."""
+
+    expires_at: datetime | None
+    expired: bool
+    may_download: bool
+
+
+def export_expires_at(job: BulkDeleteJob) -> datetime | None:
+    """When the job's file stops being offered (None until it is written)."""
+    if job.state != JobState.FINISHED or job.finished_at is None or not job.export_file:
+        return None
+    return job.finished_at + timedelta(days=settings.EXPORT_TTL_DAYS)
+
+
+def export_status(user: User, job: BulkDeleteJob, *, now: datetime | None = None) -> ExportStatus:
+    expires_at = export_expires_at(job)
+    expired = job.export_removed_at is not None or (
+        expires_at is not None and expires_at <= (now or timezone.now())
+    )
+    return ExportStatus(expires_at, expired, may_download_export(user, job))
+
+
 def live_jobs(user: User) -> list[BulkDeleteJob]:
     """The user's running, waiting and paused jobs (the overview's card), newest first."""
     return list(visible_jobs(user).filter(state__in=LIVE_JOB_STATES)[:10])

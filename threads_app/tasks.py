@@ -29,6 +29,7 @@ from threads_app.models import BulkDeleteJob, WorkerHeartbeat
 from threads_app.services import bulk, jobs, webhooks
 from threads_app.services.approvals import expire_approvals
 from threads_app.services.counts import fold_thread_counts
+from threads_app.services.exports import remove_expired_exports
 from threads_app.services.reconcile import reconcile_all
 from threads_app.services.retention import enforce_retention
 from threads_app.services.tokens import record_expired_tokens
@@ -169,8 +170,9 @@ def sweep() -> list[DBTaskResult[..., Any]]:
     takes it), so each abandoned job is resumed exactly once. Heartbeat rows older than the
     lease are then removed, the thread counters' shards folded (`fold_thread_counts`), the
     access tokens that expired since the last sweep audited (`record_expired_tokens`), the
-    webhook deliveries whose task was lost queued again (`webhooks.take_overdue`) and the
-    deletions not approved in time expired (`expire_approvals`).
+    webhook deliveries whose task was lost queued again (`webhooks.take_overdue`), the
+    deletions not approved in time expired (`expire_approvals`) and the expired exports'
+    files removed (`remove_expired_exports`).
     Called by every `db_worker` between tasks (at most every WORKER_SWEEP_SECONDS); safe to
     call anywhere.
     """
@@ -212,6 +214,7 @@ def sweep() -> list[DBTaskResult[..., Any]]:
     if overdue := webhooks.take_overdue(now=now):
         queue_deliveries(overdue)
     expire_approvals(now=now)
+    remove_expired_exports(now=now)
     return abandoned
 
 

@@ -47,6 +47,7 @@ ROUTES: list[tuple[str, Callable[..., HttpResponseBase]]] = [
     ("jobs/<int:pk>/receipt.json", bulk.job_receipt_json),
     ("jobs/<int:pk>/approve/", bulk.job_approve),
     ("jobs/<int:pk>/refuse/", bulk.job_refuse),
+    ("jobs/<int:pk>/export/", bulk.job_export_download),
     ("threads/<int:pk>/check/", threads.thread_check),
     ("threads/<int:pk>/export.json", transcripts.thread_export),
     ("keys/", keys.key_list),

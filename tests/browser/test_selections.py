@@ -1,6 +1,9 @@
-"""From a saved view to "Select all" to the preview, the typed count and the finished job, in
-the browser (with htmx and without JavaScript), run by a real worker; accessible in light and
-dark mode."""
+"""From a saved view to "Select all" to the preview, the typed count and the finished job (a
+deletion, or an export and its download), in the browser (with htmx and without JavaScript),
+run by a real worker; accessible in light and dark mode."""
+
+import gzip
+import json
 
 import pytest
 from playwright.sync_api import expect
@@ -88,3 +91,48 @@ def test_the_jobs_page_and_the_preview_are_accessible_in_dark_mode(
         if path == "/overview/":
             expect(page.locator("#jobs-card")).to_be_visible()  # loaded by htmx
         check_accessibility(page, name)
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("java_script", [True, False], ids=["htmx", "no-js"])
+def test_export_a_selection_then_download_the_file(
+    java_script, new_page, log_in, user, campaign, start_worker, check_accessibility
+):
+    page = log_in(new_page(java_script_enabled=java_script), user)
+    page.goto("/?q=spring")
+    page.get_by_role("button", name="Select all 7 matching").click()
+    page.get_by_label("Type the number of threads to export").fill("8")
+    page.get_by_role("button", name="Export 7 threads").click()
+    expect(page.get_by_text("Type the number of threads, 7, to confirm.")).to_be_visible()
+    assert not BulkDeleteJob.objects.exists()
+
+    page.get_by_label("Type the number of threads to export").fill("7")
+    page.get_by_role("button", name="Export 7 threads").click()
+    job = BulkDeleteJob.objects.get()
+    expect(page.get_by_role("heading", level=1)).to_have_text(f"Export #{job.pk}")
+    start_worker()
+    expect(page.locator("#progress-title")).to_have_text("Finished", timeout=30_000)
+    expect(page.get_by_text("7 of 7 threads done")).to_be_visible()
+    if java_script:
+        check_accessibility(page, "finished export")
+    with page.expect_download() as download:
+        page.get_by_role("link", name="Download the export").click()
+    assert download.value.suggested_filename.startswith(f"threads-export-{job.pk}-")
+    with gzip.open(download.value.path()) as file:
+        labels = [json.loads(line)["tracked"]["label"] for line in file]
+    assert labels == [f"Spring campaign {n}" for n in range(7)]
+    assert TrackedThread.objects.filter(state=TrackedThread.State.ACTIVE).count() == 8
+
+
+def test_a_finished_export_is_accessible_in_dark_mode(
+    new_page, log_in, user, campaign, check_accessibility, immediate_tasks
+):
+    from threads_app.selectors import ThreadFilters
+    from threads_app.services import jobs
+
+    selection = jobs.create_selection(user=user, filters=ThreadFilters(q="spring"))
+    job = jobs.start_selection_job(user=user, selection=selection, action="export", typed_count=7)
+    page = log_in(new_page(color_scheme="dark"), user)
+    page.goto(f"/jobs/{job.pk}/")
+    expect(page.get_by_role("link", name="Download the export")).to_be_visible()
+    check_accessibility(page, "finished export")

@@ -49,6 +49,9 @@ STATUS_OF_CODE = {
     "checkpoint_unwritable": 503,
     "approval_expired": 409,
     "job_not_awaiting_approval": 409,
+    # Export by selection (issue 18)
+    "export_not_ready": 409,
+    "export_expired": 410,
 }
 # Query parameters that look like a credential: a token in a URL lands in logs and histories.
 TOKEN_PARAMETERS = {"token", "access_token", "api_key", "apikey", "key_secret", "bearer"}

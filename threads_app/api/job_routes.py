@@ -1,10 +1,10 @@
 """Jobs: start a delete of ticked threads, follow it, cancel it, approve or refuse it, get
-its receipt (through `api.jobs`)."""
+its receipt, download an export's file (through `api.jobs`)."""
 
 from datetime import datetime
 from typing import Any, Literal
 
-from django.http import StreamingHttpResponse
+from django.http import FileResponse, StreamingHttpResponse
 from django.utils.http import content_disposition_header
 from ninja import Field, Query, Router, Schema, Status
 
@@ -18,6 +18,7 @@ from threads_app.services import receipts
 from threads_app.services.approvals import MAX_REASON
 
 router = Router(tags=["jobs"])
+GZIP = "application/gzip"
 
 
 class JobItemOut(Schema):
@@ -90,6 +91,30 @@ def start_delete_job(request: ApiRequest, body: DeleteJobIn) -> Status[JobOut]:
 def get_job(request: ApiRequest, pk: PathPk) -> JobOut:
     """A job's progress: its state, counts per outcome and every item."""
     return job_out(jobs.get_job(request.auth, pk))
+
+
+@router.get(
+    "/jobs/{int:pk}/export",
+    response={200: None, **errors(404, 409, 410, 422)},
+    auth=scoped("threads:read"),
+    openapi_extra={
+        "responses": {
+            200: {
+                "description": "The export's file: gzip-compressed JSON Lines, a thread a line",
+                "content": {GZIP: {"schema": {"type": "string", "format": "binary"}}},
+            }
+        }
+    },
+)
+def download_export(request: ApiRequest, pk: PathPk) -> FileResponse:
+    """An export job's file, once it finished and until it expires (409 before, 410 after):
+    for whoever asked for it and the owners of its team."""
+    download = jobs.export_download(
+        principal=request.auth, pk=pk, origin=Origin.from_request(request)
+    )
+    return FileResponse(
+        download.file, as_attachment=True, filename=download.filename, content_type=GZIP
+    )
 
 
 @router.post(

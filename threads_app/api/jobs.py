@@ -1,6 +1,7 @@
 """The one place the API reaches background jobs: start a delete over ticked threads, a
-job's status, cancel, approve or refuse, a finished job's receipt (the jobs of
-`services.jobs`, whatever selected their threads; approvals are `services.approvals`)."""
+job's status, cancel, approve or refuse, a finished job's receipt, an export's file (the
+jobs of `services.jobs`, whatever selected their threads; approvals are
+`services.approvals`)."""
 
 from dataclasses import dataclass
 from datetime import datetime
@@ -12,7 +13,8 @@ from threads_app import selectors
 from threads_app.api.base import Principal
 from threads_app.audit import Origin
 from threads_app.models import BulkDeleteItem, BulkDeleteJob
-from threads_app.services import approvals, bulk, jobs, receipts
+from threads_app.services import approvals, bulk, exports, jobs, receipts
+from threads_app.services.exports import ExportDownload
 from threads_app.services.refusals import NotAllowed
 
 Outcome = BulkDeleteItem.Outcome
@@ -122,6 +124,17 @@ def status(job: BulkDeleteJob) -> JobStatus:
             for approval in job.approvals.select_related("decided_by")
         ],
     )
+
+
+def export_download(*, principal: Principal, pk: int, origin: Origin) -> ExportDownload:
+    """An export job's file, as the page's download: 404 for a job out of sight (or not an
+    export), 403 unless the token's maker asked for it or owns its team."""
+    job = get_object_or_404(_visible_jobs(principal).filter(kind=BulkDeleteJob.Kind.EXPORT), pk=pk)
+    if not selectors.may_download_export(principal.user, job):
+        raise NotAllowed(
+            "Only whoever asked for this export and its team's owners may download it."
+        )
+    return exports.open_export(user=principal.user, job=job, origin=origin)
 
 
 def cancel(*, principal: Principal, job: BulkDeleteJob) -> BulkDeleteJob:

@@ -24,7 +24,7 @@ from threads_app.services import jobs as job_services
 router = Router(tags=["selections"])
 READ = "threads:read"
 # The scope each action of a selection's job needs.
-ACTION_SCOPES = {"delete": "threads:delete"}
+ACTION_SCOPES = {"delete": "threads:delete", "export": "threads:read"}
 TYPED_COUNT_MAX = 2**31 - 1  # the pages' confirmation form's bound
 
 
@@ -60,8 +60,9 @@ class SelectionOut(Schema):
 
 
 class SelectionJobIn(Body):
-    # "export" joins with the export job (issue 18), its scope threads:read (ACTION_SCOPES).
-    action: Literal["delete"]
+    action: Literal["delete", "export"] = Field(
+        description="delete (scope threads:delete) or export (scope threads:read)"
+    )
     typed_count: int = Field(ge=0, le=TYPED_COUNT_MAX, description="The selection's count")
 
 

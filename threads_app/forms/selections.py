@@ -22,6 +22,17 @@ class SelectionDeleteForm(Form):
     )
 
 
+class SelectionExportForm(SelectionDeleteForm):
+    """Exporting a selection: its number of threads typed too (one path for every job of a
+    selection); prefixed, as it shares the page with the deletion's form."""
+
+    prefix = "export"
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["typed_count"].label = "Type the number of threads to export"
+
+
 class SavedViewForm(Form):
     """A name for the list's current filter and sort; shared with a team the user owns, or
     kept for themselves (no team). Posted with the list's filters, whose `team` is a filter:

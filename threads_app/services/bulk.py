@@ -20,14 +20,18 @@ answers are fast, half on a 429, nothing sent before the Retry-After is over), i
 per key that every worker and job shares (`services.budget`); a 429 is not an outcome, its
 DELETE is sent again. A job paused or cancelled stops sending at its next
 batch; the deletions in flight get their outcomes first.
+
+What does not depend on what a job does to its threads (the run's order, filling, batches,
+the rate budget, committing outcomes, pause and cancel) is `JobRun`'s; a deletion is `_Run`,
+an export `services.exports.ExportRun`.
 """
 
 import logging
 import queue
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import NamedTuple
+from typing import NamedTuple, TypeVar
 
 from django.contrib.auth.models import User
 from django.db import connection, transaction
@@ -48,7 +52,7 @@ from threads_app.models import (
 from threads_app.selectors import MAX_BULK_DELETE, BulkDeleteSelection
 from threads_app.services import approvals, deletions, webhooks
 from threads_app.services.budget import SharedConcurrency
-from threads_app.services.concurrency import run_adaptively
+from threads_app.services.concurrency import AdaptiveRun, run_adaptively
 from threads_app.services.deletions import Deletion
 from threads_app.services.jobs import queue_job, start_or_await
 from threads_app.services.keys import client_for
@@ -64,6 +68,7 @@ FILL_BATCH = 2000  # items a job's run makes from its source per transaction
 SAVE_EVERY = 1.0  # seconds: finished deletions are saved at least this often (progress)
 NOT_ALLOWED = "You may no longer delete this thread, so nothing was sent."
 
+T = TypeVar("T")
 ItemOutcome = BulkDeleteItem.Outcome  # what became of one thread of a job (its page shows it)
 AuditOutcome = AuditEvent.Outcome  # what a deletion's audit event records
 JobState = BulkDeleteJob.State
@@ -193,14 +198,8 @@ def run_bulk_delete(
         logger.warning("Bulk delete job %s is not task %s's: nothing done", job_id, task_id)
         return
     job = BulkDeleteJob.objects.select_related("created_by", "selection", "policy").get(pk=job_id)
-    with ThreadPoolExecutor(WORKERS, thread_name_prefix=f"bulk-delete-{job_id}") as pool:
-        run = _Run(job, origin=origin, pool=pool, task_id=task_id)
-        run.stopping = job.state not in BulkDeleteJob.ACTIVE_STATES
-        run.resolve(run.interrupted())
-        if not run.stopping:
-            run.fill()
-        if not run.stopping:
-            run.send(run.pending_batches())
+    with ThreadPoolExecutor(WORKERS, thread_name_prefix=f"bulk-{job.kind}-{job_id}") as pool:
+        _run_class(job)(job, origin=origin, pool=pool, task_id=task_id).run()
     mine = BulkDeleteJob.objects.filter(pk=job_id)
     if task_id is not None:
         mine = mine.filter(task_id=task_id)
@@ -237,6 +236,16 @@ def _notify_finished(job: BulkDeleteJob) -> None:
             *(webhooks.Notice(team_id, None, data) for team_id in sorted(set(team_ids))),
         ],
     )
+
+
+def _run_class(job: BulkDeleteJob) -> "type[JobRun]":
+    """How the job's kind runs: deleting here, exporting in `services.exports` (which builds
+    on this module's `JobRun`, hence imported here, when an export runs)."""
+    if job.kind == BulkDeleteJob.Kind.EXPORT:
+        from threads_app.services.exports import ExportRun
+
+        return ExportRun
+    return _Run
 
 
 def _take_job(job_id: int, *, task_id: str, worker_id: str) -> bool:
@@ -284,8 +293,12 @@ class _Sending(NamedTuple):
     client: ThreadsClient
 
 
-class _Run:
-    """The state of one `run_bulk_delete`: answers not yet saved, and how to send."""
+class JobRun:
+    """One run of a job, whatever its kind: what every kind shares (filling the items from
+    the job's source, reading them back a batch at a time, sending under the keys' shared
+    rate budget, committing outcomes with the job's `done`, noticing a pause or a cancel, and
+    the order of it all in `run`). A kind says what is done to its threads (`send`), and
+    may first `recover` what a crashed run left and `finish` once every item is done."""
 
     def __init__(
         self,
@@ -298,12 +311,99 @@ class _Run:
         self.job, self.actor, self.origin, self.pool = job, job.created_by, origin, pool
         self.task_id = task_id
         self.clients: dict[int, ThreadsClient | Exception] = {}  # key pk: client, or its error
-        self.answers: queue.SimpleQueue[tuple[_Sending, Deletion]] = queue.SimpleQueue()
-        self.pairs: list[tuple[AuditEvent, Deletion]] = []  # outcomes not recorded yet
-        self.settled: list[BulkDeleteItem] = []  # items with their outcome set, not saved yet
-        self.saved_at = time.monotonic()
         self.keys: dict[int, ApiKey] = {}  # one object per key: its "last used" written once
         self.stopping = False  # paused or cancelled: no new batch is begun
+
+    def run(self) -> None:
+        """Recover, fill, send the pending items, finish: each step only while the job is
+        neither paused nor cancelled (a stopped job's run only recovers)."""
+        self.stopping = self.job.state not in BulkDeleteJob.ACTIVE_STATES
+        self.recover()
+        if not self.stopping:
+            self.fill()
+        if not self.stopping:
+            self.send(self.pending_batches())
+        if not self.stopping:
+            self.finish()
+
+    def recover(self) -> None:
+        """Set right what an earlier run of the job left half done (nothing by default)."""
+
+    def send(self, batches: Iterable[list[BulkDeleteItem]]) -> None:
+        raise NotImplementedError
+
+    def finish(self) -> None:
+        """Once every item has its outcome (nothing by default)."""
+
+    def budgeted(self, calls: Iterable[T], send: Callable[[T], object]) -> AdaptiveRun[T]:
+        """`run_adaptively` over the calls, in the shared rate budget of the keys of the
+        job's pending items (`services.budget`), logged."""
+        key_ids = (
+            self.job.items.filter(outcome=ItemOutcome.PENDING, tracked_thread__isnull=False)
+            .order_by()
+            .values_list("tracked_thread__api_key_id", flat=True)
+            .distinct()
+        )
+        controller = SharedConcurrency(key_ids, holder=f"job {self.job.pk} {self.task_id}")
+        try:
+            adaptive = run_adaptively(calls, send, controller)
+        finally:
+            controller.close()
+        logger.info(
+            "Bulk %s job %s: %d sent, %d of them answered 429, at most %d in flight",
+            self.job.kind,
+            self.job.pk,
+            adaptive.sent,
+            adaptive.rate_limited,
+            adaptive.peak_limit,
+        )
+        return adaptive
+
+    def commit(self, items: Sequence[BulkDeleteItem], record: Callable[[], object]) -> None:
+        """Save the items' outcomes, with `record()` (what else goes with them) and the job's
+        `done` and `progress_at`, in one transaction (`JobTakenOver` if the job is another
+        task's now); note whether it was paused or cancelled meanwhile."""
+        with transaction.atomic():
+            done = F("done") + len(items)
+            if not self._mine().update(done=done, progress_at=timezone.now()):
+                raise JobTakenOver(f"Bulk job {self.job.pk} was taken over by another task")
+            self._check_state()
+            record()
+            fields = ["outcome", "message", "request_id", "finished_at", "outcome_sequence"]
+            for item in items:  # an UPDATE each: far cheaper than bulk_update's CASEs
+                item.save(update_fields=fields)
+
+    def mark(
+        self,
+        item: BulkDeleteItem,
+        outcome: str,
+        message: str,
+        request_id: str = "",
+        event_sequence: int | None = None,
+    ) -> None:
+        """Set the item's outcome, saved by `commit` (`event_sequence`: its outcome event, when
+        that is recorded already; a deletion's `commit` notes it for those it records)."""
+        item.outcome, item.message = outcome, message[:500]
+        item.request_id, item.finished_at = request_id[:100], timezone.now()
+        item.outcome_sequence = event_sequence
+
+    def client(self, api_key: ApiKey) -> ThreadsClient | Exception:
+        """The key's client (one per key per run; a 429 is this run's to handle), or what
+        creating it raised."""
+        if api_key.pk not in self.clients:
+            try:
+                self.clients[api_key.pk] = client_for(api_key, retry_rate_limited=False)
+            except Exception as exc:
+                self.clients[api_key.pk] = exc
+        return self.clients[api_key.pk]
+
+    def usable_keys(self, threads: Iterable[TrackedThread | None]) -> set[int]:
+        """The pks of the threads' keys that the actor may use now: one query."""
+        key_ids = {thread.api_key_id for thread in threads if thread is not None}
+        if not key_ids:
+            return set()
+        usable = selectors.usable_keys(self.actor).filter(pk__in=key_ids)
+        return set(usable.values_list("pk", flat=True))
 
     # --- the job's items, from its source, and read back a batch at a time
 
@@ -341,15 +441,20 @@ class _Run:
         items = self.job.items.filter(outcome=ItemOutcome.PENDING, intent_sequence__isnull=False)
         return self._shared_keys(list(items.select_related("tracked_thread__api_key__team")))
 
+    def batch_size(self) -> int:
+        """Items read, and begun, together."""
+        return BATCH
+
     def pending_batches(self) -> Iterator[list[BulkDeleteItem]]:
-        """The items not begun yet, BATCH at a time in pk order, read as they are needed
-        (a job of any size is never all in memory); none once the job is paused or cancelled."""
+        """The items not begun yet, `batch_size()` at a time in pk order, read as they are
+        needed (a job of any size is never all in memory); none once the job is paused or
+        cancelled."""
         pending = self.job.items.filter(
             outcome=ItemOutcome.PENDING, intent_sequence__isnull=True
-        ).select_related("tracked_thread__api_key__team")
+        ).select_related("tracked_thread__api_key__team", "tracked_thread__tracked_by")
         last = 0
         while not self.stopping:
-            batch = list(pending.filter(pk__gt=last).order_by("pk")[:BATCH])
+            batch = list(pending.filter(pk__gt=last).order_by("pk")[: self.batch_size()])
             if not batch:
                 return
             last = batch[-1].pk
@@ -370,6 +475,27 @@ class _Run:
         """Note whether the job was paused or cancelled (its run then stops at the next batch)."""
         state = BulkDeleteJob.objects.filter(pk=self.job.pk).values_list("state", flat=True)
         self.stopping = state.first() not in BulkDeleteJob.ACTIVE_STATES
+
+
+class _Run(JobRun):
+    """A deletion's run: answers not yet saved, and how to send."""
+
+    def __init__(
+        self,
+        job: BulkDeleteJob,
+        *,
+        origin: Origin | None,
+        pool: ThreadPoolExecutor,
+        task_id: str | None,
+    ) -> None:
+        super().__init__(job, origin=origin, pool=pool, task_id=task_id)
+        self.answers: queue.SimpleQueue[tuple[_Sending, Deletion]] = queue.SimpleQueue()
+        self.pairs: list[tuple[AuditEvent, Deletion]] = []  # outcomes not recorded yet
+        self.settled: list[BulkDeleteItem] = []  # items with their outcome set, not saved yet
+        self.saved_at = time.monotonic()
+
+    def recover(self) -> None:
+        self.resolve(self.interrupted())
 
     # --- items interrupted by an earlier run
 
@@ -409,7 +535,7 @@ class _Run:
             outcome = ITEM_OUTCOME_OF[deletion.outcome]
             return outcome, deletion.message, deletion.request_id, deletion.event_sequence
         except Exception as exc:
-            return ItemOutcome.FAILED, _unexpected(item, exc), "", None
+            return ItemOutcome.FAILED, unexpected(item, exc), "", None
         finally:
             connection.close()
 
@@ -418,17 +544,7 @@ class _Run:
     def send(self, batches: Iterable[list[BulkDeleteItem]]) -> None:
         """Claim, send and record the batches' items, as many DELETEs in flight as the answers
         allow."""
-        key_ids = (
-            self.job.items.filter(outcome=ItemOutcome.PENDING, tracked_thread__isnull=False)
-            .order_by()
-            .values_list("tracked_thread__api_key_id", flat=True)
-            .distinct()
-        )
-        controller = SharedConcurrency(key_ids, holder=f"job {self.job.pk} {self.task_id}")
-        try:
-            adaptive = run_adaptively(self._sendings(batches), self._send, controller)
-        finally:
-            controller.close()
+        adaptive = self.budgeted(self._sendings(batches), self._send)
         self._take_answers()
         for sending, error in adaptive.gave_up:  # 429 after 429: its intent gets an outcome
             name = sending.thread.label or sending.thread.thread_id
@@ -437,13 +553,6 @@ class _Run:
             )
         if self.settled:
             self.save()
-        logger.info(
-            "Bulk delete job %s: %d DELETEs sent, %d answered 429, at most %d in flight",
-            self.job.pk,
-            adaptive.sent,
-            adaptive.rate_limited,
-            adaptive.peak_limit,
-        )
 
     def _sendings(self, batches: Iterable[list[BulkDeleteItem]]) -> Iterator[_Sending]:
         """The items ready to send, a batch claimed at a time (read by `run_adaptively` as it
@@ -461,7 +570,7 @@ class _Run:
         try:
             deletion = deletions.send_deletion(sending.thread, client=sending.client)
         except Exception as exc:
-            message, error = _unexpected(sending.item, exc), type(exc).__name__
+            message, error = unexpected(sending.item, exc), type(exc).__name__
             deletion = Deletion(
                 sending.thread, AuditOutcome.FAILED, message, details={"error": error}
             )
@@ -477,7 +586,7 @@ class _Run:
         `delete_thread`), and again once they are committed, right before the DELETEs are
         handed out: a thread that went out of reach in between gets a "not sent" outcome.
         """
-        usable = self._usable_keys([item.tracked_thread for item in batch])
+        usable = self.usable_keys([item.tracked_thread for item in batch])
         candidates: list[tuple[BulkDeleteItem, TrackedThread, ThreadsClient]] = []
         for item in batch:
             thread = item.tracked_thread
@@ -487,8 +596,8 @@ class _Run:
                 )
             elif thread.api_key_id not in usable:
                 self._settle(item, ItemOutcome.FAILED, NOT_ALLOWED)
-            elif isinstance(client := self._client(thread.api_key), Exception):
-                self._settle(item, ItemOutcome.FAILED, _unexpected(item, client))
+            elif isinstance(client := self.client(thread.api_key), Exception):
+                self._settle(item, ItemOutcome.FAILED, unexpected(item, client))
             else:
                 candidates.append((item, thread, client))
         ready = []  # (item, thread, client, the transcript or "")
@@ -499,11 +608,11 @@ class _Run:
             if isinstance(snapshot, SnapshotFailed):
                 self._settle(item, ItemOutcome.FAILED, str(snapshot))
             elif isinstance(snapshot, Exception):
-                self._settle(item, ItemOutcome.FAILED, _unexpected(item, snapshot))
+                self._settle(item, ItemOutcome.FAILED, unexpected(item, snapshot))
             else:
                 ready.append((item, thread, client, snapshot))
         claims = self._claim([(item, thread, text) for item, thread, _, text in ready])
-        usable = self._usable_keys([thread for _, thread, _, _ in ready])
+        usable = self.usable_keys([thread for _, thread, _, _ in ready])
         sendings = []
         for (item, thread, client, _), intent in zip(ready, claims, strict=True):
             if isinstance(intent, Refused):  # deleted, or being deleted, meanwhile: not sent
@@ -557,34 +666,24 @@ class _Run:
         """Record the finished deletions' outcomes and save the settled items, together, with
         the job's `done` and `progress_at` (`JobTakenOver` if the job is another task's now);
         note whether it was paused or cancelled meanwhile."""
-        with transaction.atomic():
-            done = F("done") + len(self.settled)
-            if not self._mine().update(done=done, progress_at=timezone.now()):
-                raise JobTakenOver(f"Bulk delete job {self.job.pk} was taken over by another task")
-            self._check_state()
-            outcomes = deletions.record_deletions(
-                self.pairs, actor=self.actor, origin=self.origin, details=self.job.audit_details
-            )
-            recorded = {
-                intent.sequence: event.sequence
-                for (intent, _), event in zip(self.pairs, outcomes, strict=True)
-            }
-            fields = ["outcome", "message", "request_id", "finished_at", "outcome_sequence"]
-            for item in self.settled:  # an UPDATE each: far cheaper than bulk_update's CASEs
-                if item.intent_sequence in recorded:
-                    item.outcome_sequence = recorded[item.intent_sequence]
-                item.save(update_fields=fields)
+        self.commit(self.settled, self._record_outcomes)
         self.pairs, self.settled, self.saved_at = [], [], time.monotonic()
 
-    # --- helpers
+    def _record_outcomes(self) -> None:
+        """Record the finished deletions' outcomes, and note on each settled item its outcome
+        event (what its receipt line names)."""
+        outcomes = deletions.record_deletions(
+            self.pairs, actor=self.actor, origin=self.origin, details=self.job.audit_details
+        )
+        recorded = {
+            intent.sequence: event.sequence
+            for (intent, _), event in zip(self.pairs, outcomes, strict=True)
+        }
+        for item in self.settled:
+            if item.intent_sequence in recorded:
+                item.outcome_sequence = recorded[item.intent_sequence]
 
-    def _usable_keys(self, threads: Iterable[TrackedThread | None]) -> set[int]:
-        """The pks of the threads' keys that the actor may use now: one query."""
-        key_ids = {thread.api_key_id for thread in threads if thread is not None}
-        if not key_ids:
-            return set()
-        usable = selectors.usable_keys(self.actor).filter(pk__in=key_ids)
-        return set(usable.values_list("pk", flat=True))
+    # --- helpers
 
     def _snapshots(self, threads: list[TrackedThread]) -> list[str | Exception]:
         """Each thread's transcript, or what fetching it raised (fetched by the workers); or
@@ -592,16 +691,6 @@ class _Run:
         if not self.job.snapshot_before_delete:
             return [""] * len(threads)
         return list(self.pool.map(_snapshot, threads))
-
-    def _client(self, api_key: ApiKey) -> ThreadsClient | Exception:
-        """The key's client (one per key per run; a 429 is this run's to handle), or what
-        creating it raised."""
-        if api_key.pk not in self.clients:
-            try:
-                self.clients[api_key.pk] = client_for(api_key, retry_rate_limited=False)
-            except Exception as exc:
-                self.clients[api_key.pk] = exc
-        return self.clients[api_key.pk]
 
     def _finish(self, sending: _Sending, deletion: Deletion) -> None:
         self.pairs.append((sending.intent, deletion))
@@ -616,11 +705,7 @@ class _Run:
         request_id: str = "",
         event_sequence: int | None = None,
     ) -> None:
-        """Set the item's outcome, to save (`event_sequence`: its outcome event, when that is
-        recorded already; `save` sets it for the outcomes it records)."""
-        item.outcome, item.message = outcome, message[:500]
-        item.request_id, item.finished_at = request_id[:100], timezone.now()
-        item.outcome_sequence = event_sequence
+        self.mark(item, outcome, message, request_id, event_sequence)
         self.settled.append(item)
 
 
@@ -643,13 +728,13 @@ def _recorded_outcome(intent: AuditEvent, refusal: Refused) -> tuple[str, str, s
     return ITEM_OUTCOME_OF[recorded], message, request_id, sequence
 
 
-def _unexpected(item: BulkDeleteItem, exc: Exception) -> str:
-    """Log what a bug raised while deleting the item's thread; the message for the item."""
-    logger.error(
-        "Bulk delete job %s: deleting %s failed", item.job_id, item.thread_id, exc_info=exc
-    )
+def unexpected(
+    item: BulkDeleteItem, exc: Exception, *, doing: str = "deleting", what: str = "deletion"
+) -> str:
+    """Log what a bug raised while working on the item's thread; the message for the item."""
+    logger.error("Bulk job %s: %s %s failed", item.job_id, doing, item.thread_id, exc_info=exc)
     error = type(exc).__name__
-    return f"An unexpected error ({error}) stopped this deletion; see the server log."
+    return f"An unexpected error ({error}) stopped this {what}; see the server log."
 
 
 def _snapshot(thread: TrackedThread) -> str | Exception:

@@ -16,9 +16,10 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from threads_app import selectors
+from threads_app import audit, selectors
 from threads_app.audit import Origin
 from threads_app.models import (
+    AuditEvent,
     BulkDeleteItem,
     BulkDeleteJob,
     RetentionPolicy,
@@ -86,34 +87,39 @@ def start_selection_job(
     typed_count: int,
     origin: Origin | None = None,
 ) -> BulkDeleteJob:
-    """Start deleting the selection: a waiting job that the worker fills and runs. Nothing
-    here depends on the selection's size (no count, no items).
+    """Start deleting (`action` "delete") or exporting ("export") the selection: a waiting
+    job that the worker fills and runs. Nothing here depends on the selection's size (no
+    count, no items). An export's request is audited (`export.requested`).
 
     Refused when the action is unknown (`unknown_action`), the selection is empty
     (`empty_selection`), `typed_count` is not its count (`count_mismatch`), or a job of it is
     still under way (`deletion_underway`); NotAllowed unless it is the user's selection. The
     caller checks for a recent authentication (a page: `recent_authentication_required`).
     A deletion that a team's approval rule covers waits for its owners' approval
-    (`services.approvals`) instead of being queued.
+    (`services.approvals`) instead of being queued; an export never does.
     """
     if not selectors.visible_selections(user).filter(pk=selection.pk).exists():
         raise NotAllowed("This selection is not yours.")
-    if action != BulkDeleteJob.Kind.DELETE:
-        raise Refused(f"Unknown action “{action}”: only delete.", code="unknown_action")
+    if action not in BulkDeleteJob.Kind.values:
+        raise Refused(f"Unknown action “{action}”: delete or export.", code="unknown_action")
+    verb = "exported" if action == BulkDeleteJob.Kind.EXPORT else "deleted"
     if not selection.count:
-        raise Refused("Nothing in this selection can be deleted.", code="empty_selection")
+        raise Refused(f"Nothing in this selection can be {verb}.", code="empty_selection")
     if typed_count != selection.count:
         raise Refused(
             f"Type the number of threads, {selection.count}, to confirm.",
             field="typed_count",
             code="count_mismatch",
         )
-    needed = approvals.needed_for_selection(user, selection)
+    exporting = action == BulkDeleteJob.Kind.EXPORT
+    needed = [] if exporting else approvals.needed_for_selection(user, selection)
     with transaction.atomic():
         live = selection.jobs.select_for_update().filter(state__in=selectors.LIVE_JOB_STATES)
-        if live.exists():
-            raise Refused("A job is already deleting this selection.", code="deletion_underway")
+        if (underway := live.first()) is not None:
+            doing = "exporting" if underway.kind == BulkDeleteJob.Kind.EXPORT else "deleting"
+            raise Refused(f"A job is already {doing} this selection.", code="deletion_underway")
         job = BulkDeleteJob.objects.create(
+            kind=action,
             created_by=user,
             state=JobState.QUEUED,
             selection=selection,
@@ -121,6 +127,16 @@ def start_selection_job(
             filled=False,
             bound_pk=selection.bound_pk,
         )
+        if exporting:
+            audit.record(
+                action=AuditEvent.Action.EXPORT_REQUESTED,
+                outcome=AuditEvent.Outcome.SUCCESS,
+                actor=user,
+                team=job.team,
+                owner=user if job.team_id is None else None,
+                origin=origin,
+                details={"job": job.pk, "selection": selection.pk, "count": selection.count},
+            )
         start_or_await(job, needed, actor=user, origin=origin)
     return job
 

@@ -6,7 +6,6 @@ names the key by label and hint only, never by its secret.
 """
 
 import json
-from collections.abc import Iterator
 from typing import Any
 
 from django.utils import timezone
@@ -14,7 +13,7 @@ from django.utils import timezone
 from threads_app.models import TrackedThread
 from threads_app.services.keys import client_for, note_key_result
 from threads_app.services.refusals import Refused
-from threads_app.upstream import Message, ThreadsClient, UpstreamError
+from threads_app.upstream import Message, Thread, ThreadsClient, UpstreamError
 
 MESSAGES_PER_REQUEST = 100  # the API's maximum page size
 
@@ -24,17 +23,6 @@ class SnapshotFailed(Refused):
 
     The message is safe to show; the upstream error is the cause.
     """
-
-
-def _all_messages(client: ThreadsClient, thread_id: str) -> Iterator[Message]:
-    """Every message, oldest first, one page of 100 after another."""
-    after: str | None = None
-    while True:
-        page = client.list_messages(thread_id, limit=MESSAGES_PER_REQUEST, order="asc", after=after)
-        yield from page.messages
-        if not page.has_more or not page.last_id:
-            return
-        after = page.last_id
 
 
 def _message(thread_id: str, message: Message) -> dict[str, Any]:
@@ -50,7 +38,7 @@ def _message(thread_id: str, message: Message) -> dict[str, Any]:
     }
 
 
-def _tracked(thread: TrackedThread) -> dict[str, Any]:
+def tracked_facts(thread: TrackedThread) -> dict[str, Any]:
     """What the dashboard knows about the thread: who tracks it, under which key."""
     key = thread.api_key
     return {
@@ -64,28 +52,52 @@ def _tracked(thread: TrackedThread) -> dict[str, Any]:
     }
 
 
+class TranscriptFetch:
+    """A transcript fetched call by call: the live thread, then its messages, oldest first,
+    a page of 100 after another. An error raised mid-way (a 429 to wait out, say) leaves
+    what was fetched, and `fetch()` again goes on from there: no call is repeated."""
+
+    def __init__(self, thread: TrackedThread, client: ThreadsClient) -> None:
+        self.thread, self.client = thread, client
+        self.live: Thread | None = None
+        self.messages: list[dict[str, Any]] = []
+        self.after: str | None = None  # the last message fetched
+        self.complete = False
+
+    def fetch(self) -> dict[str, Any]:
+        """The transcript as a dict; raises `UpstreamError`."""
+        if self.live is None:
+            self.live = self.client.retrieve_thread(self.thread.thread_id)
+        while not self.complete:
+            page = self.client.list_messages(
+                self.live.id, limit=MESSAGES_PER_REQUEST, order="asc", after=self.after
+            )
+            self.messages += [_message(self.live.id, message) for message in page.messages]
+            self.complete = not page.has_more or not page.last_id
+            self.after = page.last_id
+        return {
+            "thread": {
+                "id": self.live.id,
+                "object": "thread",
+                "created_at": self.live.created_at,
+                "metadata": self.live.metadata,
+                "tool_resources": self.live.tool_resources,
+            },
+            "messages": self.messages,
+            "exported_at": timezone.now().isoformat(),
+            "tracked": tracked_facts(self.thread),
+        }
+
+
 def thread_transcript(thread: TrackedThread) -> dict[str, Any]:
     """The transcript as a dict; raises `UpstreamError`. The key's result is noted either way."""
-    client = client_for(thread.api_key)
     try:
-        live = client.retrieve_thread(thread.thread_id)
-        messages = [_message(live.id, message) for message in _all_messages(client, live.id)]
+        transcript = TranscriptFetch(thread, client_for(thread.api_key)).fetch()
     except UpstreamError as exc:
         note_key_result(thread.api_key, exc)
         raise
     note_key_result(thread.api_key)
-    return {
-        "thread": {
-            "id": live.id,
-            "object": "thread",
-            "created_at": live.created_at,
-            "metadata": live.metadata,
-            "tool_resources": live.tool_resources,
-        },
-        "messages": messages,
-        "exported_at": timezone.now().isoformat(),
-        "tracked": _tracked(thread),
-    }
+    return transcript
 
 
 def transcript_json(thread: TrackedThread) -> str:

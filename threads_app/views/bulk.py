@@ -1,6 +1,6 @@
 """Bulk deletion pages: the confirmation of ticked threads, the jobs page, a job's progress,
-pausing, resuming or cancelling a job, approving or refusing one that awaits approval, and a
-finished job's receipt.
+pausing, resuming or cancelling a job, approving or refusing one that awaits approval, a
+finished job's receipt, and an export job's file.
 
 The job runs away from the request (`services.bulk`); its page reads the job's rows, so a
 reload shows where it is, and while it runs its progress region polls itself through htmx.
@@ -9,7 +9,8 @@ reload shows where it is, and while it runs its progress region polls itself thr
 from collections.abc import Callable
 
 from django.contrib import messages
-from django.http import HttpResponse, HttpResponseBase, StreamingHttpResponse
+from django.http import FileResponse, HttpResponse, StreamingHttpResponse
+from django.http.response import HttpResponseBase
 from django.urls import reverse
 from django.utils.http import content_disposition_header, urlencode
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
@@ -22,7 +23,7 @@ from threads_app.forms.selections import RefuseJobForm
 from threads_app.models import BulkDeleteJob
 from threads_app.paging import keyset_page
 from threads_app.selectors import BulkDeleteSelection
-from threads_app.services import approvals, bulk, jobs, receipts
+from threads_app.services import approvals, bulk, exports, jobs, receipts
 from threads_app.services.refusals import Refused
 from threads_app.views.htmx import AuthenticatedHttpRequest, attempt, go_to, render_page, submit
 
@@ -70,14 +71,36 @@ def bulk_delete_job(request: AuthenticatedHttpRequest, pk: int) -> HttpResponse:
     """The job's progress: the whole page, or (htmx, polling) its progress region."""
     job = selectors.get_visible_job(request.user, pk)
     progress = selectors.job_progress(job)
+    export = job.kind == BulkDeleteJob.Kind.EXPORT
     context = {
         "nav": "jobs",
         "job": job,
         "progress": progress,
-        "retry_url": _retry_url(progress.retryable),
+        "retry_url": None if export else _retry_url(progress.retryable),
         "approval": selectors.approval_status(request.user, job),
+        "export": selectors.export_status(request.user, job) if export else None,
     }
     return render_page(request, "bulk_delete_job", context, partial="progress")
+
+
+@require_GET
+def job_export_download(request: AuthenticatedHttpRequest, pk: int) -> HttpResponseBase:
+    """An export's file (gzip JSON Lines), streamed; its download audited. Not (yet, or any
+    more) there: back to the job's page, which says why."""
+    job = selectors.get_downloadable_export(request.user, pk)
+    try:
+        download = exports.open_export(
+            user=request.user, job=job, origin=Origin.from_request(request)
+        )
+    except Refused as refusal:
+        messages.error(request, str(refusal))
+        return go_to(request, "threads_app:bulk_delete_job", job.pk)
+    return FileResponse(
+        download.file,
+        as_attachment=True,
+        filename=download.filename,
+        content_type="application/gzip",
+    )
 
 
 def _retry_url(thread_pks: list[int]) -> str | None:

@@ -1,5 +1,5 @@
 """Selections and saved views: "Select all N matching" on the list, the selection's preview
-(and deleting it, once its count is typed), and the list's saved views.
+(and deleting or exporting it, once its count is typed), and the list's saved views.
 
 The list's filters come in as the list's own query parameters and go through its one parser,
 `ThreadFilterForm`; a selection stores them frozen (`services.jobs.create_selection`).
@@ -7,6 +7,7 @@ The list's filters come in as the list's own query parameters and go through its
 
 from typing import NamedTuple
 
+from django.conf import settings
 from django.contrib import messages
 from django.http import HttpResponse
 from django.urls import reverse
@@ -17,7 +18,11 @@ from threads_app import selectors
 from threads_app.accounts import recent_authentication_required
 from threads_app.audit import Origin
 from threads_app.forms.base import posted
-from threads_app.forms.selections import SavedViewForm, SelectionDeleteForm
+from threads_app.forms.selections import (
+    SavedViewForm,
+    SelectionDeleteForm,
+    SelectionExportForm,
+)
 from threads_app.forms.threads import ThreadFilterForm
 from threads_app.models import BulkDeleteJob, SavedView, Selection
 from threads_app.services import approvals, jobs
@@ -59,31 +64,42 @@ def thread_select_all(request: AuthenticatedHttpRequest) -> HttpResponse:
 @recent_authentication_required
 def selection_detail(request: AuthenticatedHttpRequest, pk: int) -> HttpResponse:
     """GET: the selection's preview (count, breakdowns, what it leaves out, first rows) and
-    the form to delete it. POST: start deleting it (its count typed), then its job's page."""
+    the forms to delete or export it. POST: start deleting it, or exporting it (`action`
+    "export"), its count typed, then the job's page."""
     selection = selectors.get_visible_selection(request.user, pk)
-    form = SelectionDeleteForm(posted(request))
+    exporting = request.method == "POST" and request.POST.get("action") == "export"
+    data = posted(request)
+    form = SelectionDeleteForm(None if exporting else data)
+    export_form = SelectionExportForm(data if exporting else None)
+    posted_form = export_form if exporting else form
+    action = BulkDeleteJob.Kind.EXPORT if exporting else BulkDeleteJob.Kind.DELETE
     job = submit(
         request,
-        form,
+        posted_form,
         lambda: jobs.start_selection_job(
             user=request.user,
             selection=selection,
-            typed_count=form.cleaned_data["typed_count"],
+            action=action,
+            typed_count=posted_form.cleaned_data["typed_count"],
             origin=Origin.from_request(request),
         ),
         done=lambda job: (
             f"Deleting {selection.count} threads: job #{job.pk} waits for another owner's approval."
             if job.state == BulkDeleteJob.State.AWAITING_APPROVAL
-            else f"Deleting {selection.count} threads: job #{job.pk} started."
+            else f"{'Exporting' if exporting else 'Deleting'} {selection.count} threads: "
+            f"job #{job.pk} started."
         ),
     )
     if job is not None:
         return go_to(request, "threads_app:bulk_delete_job", job.pk)
-    return _preview(request, selection, form)
+    return _preview(request, selection, form, export_form)
 
 
 def _preview(
-    request: AuthenticatedHttpRequest, selection: Selection, form: SelectionDeleteForm
+    request: AuthenticatedHttpRequest,
+    selection: Selection,
+    form: SelectionDeleteForm,
+    export_form: SelectionExportForm,
 ) -> HttpResponse:
     preview = selectors.selection_preview(request.user, selection)
     context = {
@@ -91,6 +107,8 @@ def _preview(
         "selection": selection,
         "preview": preview,
         "form": form,
+        "export_form": export_form,
+        "export_ttl_days": settings.EXPORT_TTL_DAYS,
         "list_url": list_url(selection.filters, selection.saved_view),
         "jobs": list(selection.jobs.order_by("-pk")[:5]),
         "needs_approval": approvals.needed_for_selection(request.user, selection),
