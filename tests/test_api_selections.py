@@ -1,5 +1,9 @@
 """The API's selections: made from the list's own filters (through the list page's form), their
-preview, and the job that deletes one once its count is typed, run against the emulator."""
+preview, and the jobs that delete or export one once its count is typed, run against the
+emulator."""
+
+import gzip
+import json
 
 import pytest
 
@@ -232,3 +236,24 @@ def test_a_team_token_selects_and_deletes_in_its_team_only(
     assert team_api.get(f"jobs/{started.json()['id']}").json()["counts"]["deleted"] == 2
     still = TrackedThread.objects.exclude(state=State.DELETED)
     assert set(still) == {*world["own"], world["autumn"], world["green"], world["bob"]}
+
+
+def test_a_read_token_exports_the_selection_and_downloads_its_file(
+    user, world, emulator, immediate_tasks, django_capture_on_commit_callbacks
+):
+    api = ApiClient(make_token(user, scopes=["threads:read"]))
+    selection = api.post("selections", {"q": "spring"}).json()
+    with django_capture_on_commit_callbacks(execute=True):
+        response = api.post(
+            f"selections/{selection['id']}/jobs", {"action": "export", "typed_count": 5}
+        )
+    assert response.status_code == 202, response.content
+    job = api.get(f"jobs/{response.json()['id']}").json()
+    assert (job["kind"], job["state"], job["counts"]["exported"]) == ("export", "finished", 5)
+    download = api.get(f"jobs/{job['id']}/export")
+    assert download.status_code == 200 and download["Content-Type"] == "application/gzip"
+    lines = gzip.decompress(b"".join(download.streaming_content)).splitlines()
+    exported = {json.loads(line)["thread"]["id"] for line in lines}
+    assert exported == {t.thread_id for t in [*world["own"], *world["blue_threads"]]}
+    assert not [m for m, _path in emulator.request_log if m == "DELETE"]  # nothing deleted
+    assert TrackedThread.objects.filter(state=State.DELETED).count() == 0
