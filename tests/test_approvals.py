@@ -750,3 +750,42 @@ def test_a_mail_server_that_fails_leaves_the_request_standing(
     assert job.state == State.AWAITING_APPROVAL
     assert f"Job {job.pk}: the approval email was not sent" in caplog.text
     assert list(selectors.jobs_awaiting_approval(world["bob"])) == [job]
+
+
+@pytest.mark.django_db
+def test_an_approver_sees_their_own_teams_threads_of_a_job_and_not_its_receipt(
+    client, world, settings, tmp_path
+):
+    """A job over Red's and Blue's threads asks bob (Red's owner) to approve: he sees its
+    counts and Red's threads, never Blue's, on the page or in the API, and not its receipt,
+    which names them all; alice, who asked, sees every one."""
+    settings.AUDIT_CHECKPOINT_FILE = str(tmp_path / "checkpoints.log")
+    red, blue = world["threads"]["red"], world["threads"]["blue"]
+    job = bulk.start_bulk_delete(actor=world["alice"], thread_ids=[t.pk for t in red + blue])
+    assert job.state == State.AWAITING_APPROVAL and job.total == 6
+
+    client.force_login(world["bob"])
+    page = body(client.get(url("bulk_delete_job", job.pk)))
+    assert all(t.thread_id in page for t in red)
+    assert not any(t.thread_id in page for t in blue)
+    assert "This job deletes other teams' threads too" in page
+    shown = ApiClient(make_token(world["bob"])).get(f"jobs/{job.pk}").json()
+    assert {item["thread_id"] for item in shown["items"]} == {t.thread_id for t in red}
+    assert shown["total"] == 6
+
+    BulkDeleteJob.objects.filter(pk=job.pk).update(state=State.FINISHED, finished_at=timezone.now())
+    page = body(client.get(url("bulk_delete_job", job.pk)))
+    assert "receipt.csv" not in page
+    refused = body(client.get(url("job_receipt_csv", job.pk), follow=True))
+    assert "its requester or a superuser can download it" in refused
+    response = ApiClient(make_token(world["bob"])).get(f"jobs/{job.pk}/receipt")
+    assert response.status_code == 403 and problem_type(response) == "receipt_other_teams"
+
+    client.force_login(world["alice"])
+    page = body(client.get(url("bulk_delete_job", job.pk)))
+    assert all(t.thread_id in page for t in red + blue)
+    assert "other teams' threads too" not in page
+    receipt = client.get(url("job_receipt_csv", job.pk))
+    assert receipt.status_code == 200
+    text = b"".join(receipt.streaming_content).decode()
+    assert all(t.thread_id in text for t in red + blue)

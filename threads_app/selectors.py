@@ -841,16 +841,30 @@ class JobProgress:
         return [pk for pk in rows[:MAX_BULK_DELETE] if pk is not None]
 
 
-def job_progress(job: BulkDeleteJob) -> JobProgress:
-    """The job's counts and the items its page lists and, if its task raised, the error: from
-    the job, or (when the job could not record it) from its task's result. Three queries,
-    whatever the job's size."""
+def job_thread_teams(user: User, job: BulkDeleteJob) -> set[int] | None:
+    """The teams whose threads the user may see among the job's items: None for every thread
+    (its creator, a superuser, or an owner of the job's own team, whose threads are all that
+    team's); else the teams they own. An owner who sees a job only because it asks their
+    team's approval (its threads may be several teams') sees its counts, and their own
+    teams' threads alone."""
+    if user.is_superuser or job.created_by_id == user.pk:
+        return None
+    owned = set(_team_ids(user, [Role.OWNER]).values_list("team_id", flat=True))
+    return None if job.team_id in owned else owned
+
+
+def job_progress(job: BulkDeleteJob, *, teams: set[int] | None = None) -> JobProgress:
+    """The job's counts and the items its page lists (of `teams`' threads only, unless None:
+    `job_thread_teams`) and, if its task raised, the error: from the job, or (when the job
+    could not record it) from its task's result. Three queries, whatever the job's size."""
     failure = job.error if job.state == JobState.FAILED else ""
     if job.state in BulkDeleteJob.ACTIVE_STATES:
         failure = _task_failure(job.task_id)
     Outcome = BulkDeleteItem.Outcome
     problems = (Outcome.FAILED, Outcome.REFUSED)
     items = job.items.select_related("tracked_thread").order_by("pk")
+    if teams is not None:
+        items = items.filter(tracked_thread__api_key__team_id__in=teams)
     shown = list(items.filter(outcome__in=problems)[:JOB_ITEMS_SHOWN])
     if len(shown) < JOB_ITEMS_SHOWN:
         rest = items.exclude(outcome__in=problems)

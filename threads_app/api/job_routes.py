@@ -9,7 +9,7 @@ from django.utils.http import content_disposition_header
 from ninja import Field, Query, Router, Schema, Status
 
 from threads_app.api import jobs
-from threads_app.api.base import ApiRequest, errors, scoped
+from threads_app.api.base import ApiRequest, Principal, errors, scoped
 from threads_app.api.schemas import Body, PathPk, Pk
 from threads_app.audit import Checkpoint, Origin
 from threads_app.receipts import ReceiptLine
@@ -69,8 +69,8 @@ class DeleteJobIn(Body):
     )
 
 
-def job_out(job: Any) -> JobOut:
-    return JobOut.model_validate(jobs.status(job), from_attributes=True)
+def job_out(principal: Principal, job: Any) -> JobOut:
+    return JobOut.model_validate(jobs.status(principal, job), from_attributes=True)
 
 
 @router.post("/jobs/delete", response={202: JobOut, **errors(422)}, auth=scoped("threads:delete"))
@@ -82,7 +82,7 @@ def start_delete_job(request: ApiRequest, body: DeleteJobIn) -> Status[JobOut]:
         thread_ids=list(dict.fromkeys(body.threads)),
         origin=Origin.from_request(request),
     )
-    return Status(202, job_out(job))
+    return Status(202, job_out(request.auth, job))
 
 
 @router.get(
@@ -90,7 +90,7 @@ def start_delete_job(request: ApiRequest, body: DeleteJobIn) -> Status[JobOut]:
 )
 def get_job(request: ApiRequest, pk: PathPk) -> JobOut:
     """A job's progress: its state, counts per outcome and every item."""
-    return job_out(jobs.get_job(request.auth, pk))
+    return job_out(request.auth, jobs.get_job(request.auth, pk))
 
 
 @router.get(
@@ -125,7 +125,7 @@ def download_export(request: ApiRequest, pk: PathPk) -> FileResponse:
 def cancel_job(request: ApiRequest, pk: PathPk) -> JobOut:
     """Stop a running job (the deletions already sent keep their outcomes)."""
     job = jobs.cancel(principal=request.auth, job=jobs.get_job(request.auth, pk))
-    return job_out(job)
+    return job_out(request.auth, job)
 
 
 class ReceiptOut(Schema):
@@ -189,7 +189,8 @@ def approve_job(request: ApiRequest, pk: PathPk) -> JobOut:
     requester's own); the last approval it needs queues it."""
     job = jobs.get_job(request.auth, pk)
     return job_out(
-        jobs.approve(principal=request.auth, job=job, origin=Origin.from_request(request))
+        request.auth,
+        jobs.approve(principal=request.auth, job=job, origin=Origin.from_request(request)),
     )
 
 
@@ -204,4 +205,4 @@ def refuse_job(request: ApiRequest, pk: PathPk, body: RefuseJobIn) -> JobOut:
     refused = jobs.refuse(
         principal=request.auth, job=job, origin=Origin.from_request(request), reason=body.reason
     )
-    return job_out(refused)
+    return job_out(request.auth, refused)

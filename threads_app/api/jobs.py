@@ -89,8 +89,9 @@ def start_delete(*, principal: Principal, thread_ids: list[int], origin: Origin)
         raise NotAllowed(refusal.message, code=refusal.code) from None
 
 
-def status(job: BulkDeleteJob) -> JobStatus:
-    progress = selectors.job_progress(job)
+def status(principal: Principal, job: BulkDeleteJob) -> JobStatus:
+    """The job as the token's user sees it (its items: `selectors.job_thread_teams`)."""
+    progress = selectors.job_progress(job, teams=selectors.job_thread_teams(principal.user, job))
     return JobStatus(
         id=job.pk,
         kind=job.kind,

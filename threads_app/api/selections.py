@@ -137,4 +137,4 @@ def start_selection_job(request: ApiRequest, pk: PathPk, body: SelectionJobIn) -
         typed_count=body.typed_count,
         origin=Origin.from_request(request),
     )
-    return Status(202, job_out(job))
+    return Status(202, job_out(request.auth, job))

@@ -12,7 +12,7 @@ from django.db.models import Max
 from threads_app import audit, receipts, selectors
 from threads_app.audit import Checkpoint, Origin
 from threads_app.models import AuditEvent, BulkDeleteJob
-from threads_app.services.refusals import Refused
+from threads_app.services.refusals import NotAllowed, Refused
 
 logger = logging.getLogger(__name__)
 
@@ -51,6 +51,12 @@ def issue_receipt(
     (`receipt_not_ready`) until the job has finished or been cancelled and left; refused
     (`checkpoint_unwritable`) when the checkpoint it needs cannot be written. Its download
     is audited (`receipt.downloaded`, naming the job and format)."""
+    if selectors.job_thread_teams(user, job) is not None:
+        raise NotAllowed(
+            f"Job #{job.pk}'s receipt names every thread it deleted, other teams' too: its "
+            "requester or a superuser can download it.",
+            code="receipt_other_teams",
+        )
     if not job.receipt_ready:
         raise Refused(
             f"Job #{job.pk} has not finished: its receipt is ready once it has "

@@ -70,13 +70,15 @@ def _confirm(
 def bulk_delete_job(request: AuthenticatedHttpRequest, pk: int) -> HttpResponse:
     """The job's progress: the whole page, or (htmx, polling) its progress region."""
     job = selectors.get_visible_job(request.user, pk)
-    progress = selectors.job_progress(job)
+    teams = selectors.job_thread_teams(request.user, job)
+    progress = selectors.job_progress(job, teams=teams)
     export = job.kind == BulkDeleteJob.Kind.EXPORT
     context = {
         "nav": "jobs",
         "job": job,
         "progress": progress,
-        "retry_url": None if export else _retry_url(progress.retryable),
+        "sees_every_thread": teams is None,
+        "retry_url": None if export or teams is not None else _retry_url(progress.retryable),
         "approval": selectors.approval_status(request.user, job),
         "export": selectors.export_status(request.user, job) if export else None,
     }
