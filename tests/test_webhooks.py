@@ -441,7 +441,8 @@ def test_a_teams_owners_manage_its_endpoints_members_and_viewers_look(
 ):
     owner, member, viewer, outsider = (make_user(n) for n in ("own", "mem", "vie", "out"))
     team = make_team(members={owner: Role.OWNER, member: Role.MEMBER, viewer: Role.VIEWER})
-    form = {"url": webhook_receiver.url(), "events": ["job.finished"], "team": team.pk}
+    token_url = webhook_receiver.url("/hooks/T0/receiver-token-123")
+    form = {"url": token_url, "events": ["job.finished"], "team": team.pk}
 
     for someone in (member, viewer):
         client.force_login(someone)
@@ -460,9 +461,15 @@ def test_a_teams_owners_manage_its_endpoints_members_and_viewers_look(
         page = client.get(detail)
         assert page.status_code == 200 and "CI" in page.content.decode()
         assert "Rotate secret" not in page.content.decode()
+        # The receiver's own token, in its URL's path, is for those who may change it.
+        for shown in (page, client.get(LIST)):
+            assert "receiver-token-123" not in shown.content.decode()
+            assert endpoint.url_origin in shown.content.decode()
         assert client.get(edit).status_code == 403
         with pytest.raises(NotAllowed):
             webhooks.rotate_secret(endpoint, actor=someone)
+    client.force_login(owner)
+    assert "receiver-token-123" in client.get(detail).content.decode()
     client.force_login(outsider)
     assert client.get(detail).status_code == 404
     assert "CI" not in client.get(LIST).content.decode()
@@ -750,3 +757,18 @@ def test_the_sweep_queues_again_a_delivery_whose_task_was_lost(user, webhook_rec
     assert queued.args_kwargs["kwargs"] == {"delivery_ids": [delivery.pk]}
     webhooks.run_due_deliveries()
     assert len(webhook_receiver.requests) == 1
+
+
+@pytest.mark.parametrize(
+    ("url", "origin"),
+    [
+        ("https://hooks.example.com/services/T0/B0/secret", "https://hooks.example.com/…"),
+        ("https://hooks.example.com/?token=secret", "https://hooks.example.com/…"),
+        ("https://hooks.example.com", "https://hooks.example.com"),
+        ("https://hooks.example.com:8443/", "https://hooks.example.com:8443"),
+        ("https://[2001:db8::1]:8443/x", "https://[2001:db8::1]:8443/…"),
+    ],
+)
+def test_the_url_shown_to_lookers_keeps_its_origin_only(url, origin):
+    assert WebhookEndpoint(url=url).url_origin == origin
+    assert str(WebhookEndpoint(url=url)) == origin

@@ -8,6 +8,7 @@ import re
 import unicodedata
 from collections.abc import Iterable
 from typing import Any, NoReturn
+from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -979,7 +980,19 @@ class WebhookEndpoint(models.Model):
         ]
 
     def __str__(self) -> str:
-        return self.description or self.url
+        return self.description or self.url_origin
+
+    @property
+    def url_origin(self) -> str:
+        """The URL's scheme, host and port, "/…" standing for the rest: what is shown to those
+        who may not change the endpoint (a path or query often holds the receiver's own
+        token)."""
+        parts = urlsplit(self.url)
+        host = parts.hostname or ""
+        host = f"[{host}]" if ":" in host else host  # an IPv6 address
+        port = f":{parts.port}" if parts.port else ""
+        rest = "/…" if parts.path not in ("", "/") or parts.query else ""
+        return f"{parts.scheme}://{host}{port}{rest}"
 
 
 class WebhookDelivery(models.Model):
